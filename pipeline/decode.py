@@ -1,0 +1,214 @@
+"""Decode a conversation's tracks to 16 kHz mono float32 PCM, one array per speaker.
+
+    python -c "from pipeline.decode import decode_file; print(decode_file('x.wav')[0].shape)"
+
+WAV and FLAC are decoded in-process at their native rate (soundfile); everything else through ffmpeg-python
+(ffprobe for the native rate and channels, ffmpeg to s16le on a pipe). Every input then goes through the same
+resampler (torchaudio's sinc resampler, applied in fixed blocks), so the same audio in two containers gives the
+same samples. Lengths come from the decoded PCM, never from container headers; a WAV whose data is shorter than
+its header says is rejected as truncated.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import wave
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import ffmpeg
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.bundle import Conversation
+from schemas.units import SAMPLE_RATE_HZ
+
+logger = logging.getLogger(__name__)
+
+IN_PROCESS_EXTENSIONS = (".wav", ".flac")
+RESAMPLE_BLOCK_S = 30
+"""Resampling works on blocks of this many seconds of input (bounded memory; fixed, so results are reproducible)."""
+
+
+class DecodeError(ValueError):
+    """An audio file that cannot be used; the message is the rejected list's reason."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DecodedConversation:
+    """A conversation with one 16 kHz float32 stream per speaker, all `num_samples` long (zero-padded)."""
+
+    conversation: Conversation
+    streams: Mapping[str, np.ndarray]
+    num_samples: int
+    track_samples: Mapping[str, int]  # decoded length of each speaker's own track, before padding
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+        return f.read()
+
+
+def _check_wav_header(source: str | io.BytesIO, decoded_frames: int, path: str) -> None:
+    """Reject a PCM WAV whose data chunk is shorter than its header says (libsndfile silently shortens it)."""
+    try:
+        with wave.open(source) as w:  # type: ignore[arg-type]
+            header_frames = w.getnframes()
+    except (wave.Error, EOFError):
+        return  # not plain PCM (float, extensible): nothing to compare against
+    if decoded_frames < header_frames:
+        raise DecodeError(
+            f"{path}: truncated WAV: the header announces {header_frames} frames but only {decoded_frames} are there"
+        )
+
+
+def _read_in_process(path: str) -> tuple[np.ndarray, int]:
+    source: str | io.BytesIO = path if _is_local(path) else io.BytesIO(_read_bytes(path))
+    try:
+        info = sf.info(source)
+        if not isinstance(source, str):
+            source.seek(0)
+        dtype = "int16" if info.subtype == "PCM_16" else "float32"
+        data, rate = sf.read(source, dtype=dtype, always_2d=True)
+    except sf.LibsndfileError as e:
+        raise DecodeError(f"{path}: not decodable, corrupt or truncated audio ({e.error_string})") from None
+    except RuntimeError as e:  # libsndfile decoder errors, e.g. 'flac decoder lost sync' on a truncated FLAC
+        raise DecodeError(f"{path}: corrupt or truncated audio: {e}") from None
+    if path.lower().endswith(".wav"):
+        if not isinstance(source, str):
+            source.seek(0)
+        _check_wav_header(source, data.shape[0], path)
+    return data, int(rate)
+
+
+def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
+    local = _is_local(path)
+    payload = None if local else _read_bytes(path)
+    try:
+        probe = ffmpeg.probe(path) if local else ffmpeg.probe("pipe:", input=payload)
+    except ffmpeg.Error as e:
+        message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
+        raise DecodeError(f"{path}: not decodable audio (ffprobe: {' '.join(message) or 'failed'})") from None
+    audio = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
+    if not audio:
+        raise DecodeError(f"{path}: the file has no audio stream")
+    stream = audio[0]
+    rate, channels = int(stream["sample_rate"]), int(stream["channels"])
+    node = ffmpeg.input("pipe:" if payload is not None else path)
+    try:
+        out, err = (
+            node.output("pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate, map="0:a:0")
+            .global_args("-nostdin", "-v", "error")
+            .run(capture_stdout=True, capture_stderr=True, input=payload)
+        )
+    except ffmpeg.Error as e:
+        raise DecodeError(f"{path}: ffmpeg could not decode it: {e.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+    if err.strip():
+        raise DecodeError(f"{path}: corrupt or truncated audio: {err.decode('utf-8', 'replace').strip()[-300:]}")
+    data = np.frombuffer(out, dtype=np.int16).reshape(-1, channels)
+    return data, rate
+
+
+def _sinc_width(orig: int, new: int) -> int:
+    """torchaudio's resampling kernel half-width, in input samples (lowpass_filter_width 6, rolloff 0.99)."""
+    return math.ceil(6 * orig / (0.99 * min(orig, new)))
+
+
+def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
+    """Resample float32 mono PCM from `rate_hz` to 16 kHz in fixed blocks with enough context on both sides that
+    each block's output equals what one call on the whole signal computes (up to float rounding)."""
+    if rate_hz == SAMPLE_RATE_HZ:
+        return np.ascontiguousarray(pcm, dtype=np.float32)
+    g = math.gcd(rate_hz, SAMPLE_RATE_HZ)
+    orig, new = rate_hz // g, SAMPLE_RATE_HZ // g
+    target = math.ceil(new * len(pcm) / orig)
+    block = orig * max(1, (RESAMPLE_BLOCK_S * rate_hz) // orig)
+    context = orig * (math.ceil(_sinc_width(orig, new) / orig) + 1)
+    out = np.empty(target, dtype=np.float32)
+    written = 0
+    for start in range(0, len(pcm), block):
+        lo, hi = max(0, start - context), min(len(pcm), start + block + context)
+        chunk = torch.from_numpy(np.ascontiguousarray(pcm[lo:hi], dtype=np.float32))
+        y = torchaudio.functional.resample(chunk, rate_hz, SAMPLE_RATE_HZ).numpy()
+        skip = (start - lo) // orig * new
+        take = min(block // orig * new, target - written)
+        out[written:written + take] = y[skip:skip + take]
+        written += take
+    return out
+
+
+def decode_file(path: str) -> tuple[np.ndarray, int]:
+    """Decode a whole file at its native rate.
+
+    Returns:
+        (pcm, rate_hz): pcm is int16 or float32 with shape (frames, channels).
+    Raises:
+        DecodeError: missing, empty, not audio, truncated or corrupt.
+    """
+    if not FileSystems.exists(path):
+        raise DecodeError(f"{path}: file does not exist")
+    if FileSystems.match([path])[0].metadata_list[0].size_in_bytes == 0:
+        raise DecodeError(f"{path}: the file is empty (0 bytes)")
+    if path.lower().endswith(IN_PROCESS_EXTENSIONS):
+        data, rate = _read_in_process(path)
+    else:
+        data, rate = _read_with_ffmpeg(path)
+    if data.shape[0] == 0:
+        raise DecodeError(f"{path}: the file holds no audio samples")
+    return data, rate
+
+
+def _to_float(channel: np.ndarray) -> np.ndarray:
+    if channel.dtype == np.int16:
+        return channel.astype(np.float32) / 32768.0
+    return channel.astype(np.float32, copy=False)
+
+
+def decode_conversation(conv: Conversation) -> DecodedConversation:
+    """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz.
+
+    Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later).
+    Raises:
+        DecodeError: for the first unusable file or a channel map that does not match a file.
+    """
+    streams: dict[str, np.ndarray] = {}
+    by_path: dict[str, list[tuple[int, str]]] = {}
+    for i, track in enumerate(conv.tracks):
+        by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
+    for path, tracks in by_path.items():
+        data, rate = decode_file(path)
+        channels = data.shape[1]
+        for i, speaker in tracks:
+            channel = conv.tracks[i].channel
+            if channel is None:
+                if channels != 1:
+                    mono = data.astype(np.float32).mean(axis=1)
+                    if data.dtype == np.int16:
+                        mono /= 32768.0
+                else:
+                    mono = _to_float(data[:, 0])
+            elif channel >= channels:
+                raise DecodeError(
+                    f"{path}: channel map asks for channel {channel} (speaker {speaker}) but the file has "
+                    f"{channels} channel(s); channels are numbered from 0"
+                )
+            else:
+                mono = _to_float(data[:, channel])
+            streams[speaker] = resample_to_16k(mono, rate)
+        del data
+    track_samples = {s: len(x) for s, x in streams.items()}
+    num_samples = max(track_samples.values())
+    for speaker, pcm in streams.items():
+        if len(pcm) < num_samples:
+            streams[speaker] = np.concatenate([pcm, np.zeros(num_samples - len(pcm), dtype=np.float32)])
+    return DecodedConversation(conversation=conv, streams=streams, num_samples=num_samples,
+                               track_samples=track_samples)

@@ -1,0 +1,242 @@
+"""The Beam job: input bundles -> micro-turn shards + index.parquet + manifest.json + rejected.parquet.
+
+    microturn run --input demo-out/bundles --output /tmp/ds --direct_num_workers 2 \
+        --direct_running_mode multi_processing
+
+Steps (each a named Beam transform; every failure goes to a tagged `rejected` output with its stage and reason):
+ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
+-> Featurise -> Label -> WindowAndWritePart -> GroupByShard -> WriteShard -> WriteTables.
+
+Without --runner the job runs on Beam's local FnApiRunner, constructed here on purpose: Beam's DirectRunner
+would first try the Prism runner, which downloads a binary. Other runners (Dataflow, Flink, Spark) are used as
+Beam normally does when --runner names them.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.pvalue import AsSingleton, TaggedOutput
+
+from pipeline.align import AlignConfig, AlignedConversation, AlignError, align
+from pipeline.decode import DecodeError, decode_conversation
+from pipeline.features import dmel_codes
+from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
+from pipeline.manifest import config_hash, write_tables
+from pipeline.options import MicroturnOptions, job_config
+from pipeline.read import InputRef, list_inputs, load_conversation
+from pipeline.rejects import Rejection
+from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
+from pipeline.write import (
+    PartInfo,
+    finished_part,
+    finished_shard,
+    save_shard_info,
+    write_part,
+    write_shard,
+)
+from schemas.bundle import BundleError, Conversation, sanitise_id
+from schemas.shard import shard_for, shard_name
+
+logger = logging.getLogger(__name__)
+REJECTED = "rejected"
+NAMESPACE = "microturn"
+
+
+def _reject(stage: str, origin: str, reason: str, conversation_id: str | None = None) -> TaggedOutput:
+    Metrics.counter(NAMESPACE, f"rejected_{stage}").inc()
+    logger.warning("rejected %s at %s: %s", origin, stage, reason)
+    return TaggedOutput(REJECTED, Rejection(input=origin, stage=stage, reason=reason,
+                                            conversation_id=conversation_id))
+
+
+class ReadFn(beam.DoFn):
+    def process(self, ref: InputRef) -> Iterator[Any]:
+        try:
+            conv = load_conversation(ref)
+        except BundleError as e:
+            yield _reject("read", ref.origin, str(e))
+            return
+        yield conv.id, conv
+
+
+def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
+    """Keep the first conversation (by origin) of each id; reject the others as duplicates."""
+    conv_id, convs = item
+    ordered = sorted(convs, key=lambda c: c.origin)
+    yield ordered[0]
+    for c in ordered[1:]:
+        yield _reject("read", c.origin, f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
+                      conv_id)
+
+
+class ResumeFn(beam.DoFn):
+    """Reuse a part that an interrupted run finished; pass the rest on."""
+
+    def __init__(self, work_dir: str) -> None:
+        self.work_dir = work_dir
+
+    def process(self, conv: Conversation) -> Iterator[Any]:
+        part = finished_part(part_path(self.work_dir, conv.id))
+        if part is not None:
+            Metrics.counter(NAMESPACE, "parts_reused").inc()
+            yield TaggedOutput("done", part)
+        else:
+            yield conv
+
+
+class DecodeFn(beam.DoFn):
+    def process(self, conv: Conversation) -> Iterator[Any]:
+        try:
+            yield decode_conversation(conv)
+        except DecodeError as e:
+            yield _reject("decode", conv.origin, str(e), conv.id)
+
+
+class AlignFn(beam.DoFn):
+    def __init__(self, config: AlignConfig) -> None:
+        self.config = config
+
+    def process(self, decoded: Any) -> Iterator[Any]:
+        conv = decoded.conversation
+        try:
+            yield align(decoded, self.config)
+        except AlignError as e:
+            yield _reject("align", conv.origin, str(e), conv.id)
+
+
+def featurise(aligned: AlignedConversation) -> tuple[AlignedConversation, dict]:
+    """dMel codes of every speaker's stream."""
+    return aligned, {s: dmel_codes(pcm) for s, pcm in aligned.streams.items()}
+
+
+class LabelFn(beam.DoFn):
+    def __init__(self, config: LabelConfig) -> None:
+        self.config = config
+
+    def process(self, item: tuple[AlignedConversation, dict]) -> Iterator[LabelledConversation]:
+        aligned, dmel = item
+        conv = aligned.conversation
+        units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=self.config)
+        yield LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
+
+
+def part_path(work_dir: str, conversation_id: str) -> str:
+    return f"{work_dir}/parts/{sanitise_id(conversation_id)}.tar"
+
+
+class WritePartFn(beam.DoFn):
+    def __init__(self, work_dir: str, config: WindowConfig, num_shards: int) -> None:
+        self.work_dir, self.config, self.num_shards = work_dir, config, num_shards
+
+    def process(self, labelled: LabelledConversation) -> Iterator[Any]:
+        aligned = labelled.aligned
+        conv = aligned.conversation
+        summary = {
+            "conversation_id": conv.id, "conversation_key": sanitise_id(conv.id),
+            "duration_s": aligned.num_samples / 16000, "speakers": list(conv.speakers),
+            "source": conv.source, "licence": conv.licence,
+            "turn_taking": turn_taking_counts(labelled.events, overlap_intervals(aligned.speech)),
+        }
+        part = write_part(cut_windows(labelled, self.config), path=part_path(self.work_dir, conv.id),
+                          conversation_id=conv.id, conversation_key=sanitise_id(conv.id),
+                          shard=shard_for(conv.id, self.num_shards), summary=summary)
+        Metrics.counter(NAMESPACE, "conversations_written").inc()
+        Metrics.counter(NAMESPACE, "samples_written").inc(len(part.rows))
+        logger.info("wrote %d samples of %s", len(part.rows), conv.id)
+        yield part
+
+
+class WriteShardFn(beam.DoFn):
+    def __init__(self, output: str, work_dir: str) -> None:
+        self.output, self.work_dir = output, work_dir
+
+    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[Any]:
+        shard, parts = item
+        name = shard_name(shard)
+        sidecar = f"{self.work_dir}/shards/{name}.json"
+        done = finished_shard(f"{self.output}/{name}", sidecar)
+        if done is not None:
+            Metrics.counter(NAMESPACE, "shards_reused").inc()
+            logger.info("shard %s was finished by an earlier run; kept", name)
+            yield done
+            return
+        info = write_shard(parts, path=f"{self.output}/{name}")
+        save_shard_info(sidecar, info)
+        logger.info("wrote %s: %d samples, %d bytes", name, len(info.rows), info.size_bytes)
+        yield info
+
+
+def local_runner(options: PipelineOptions) -> Any:
+    """Beam's FnApiRunner (what DirectRunner uses for batch), so that no Prism binary is looked for."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(
+        provision_info=fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    )
+
+
+def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> None:
+    output = opts.output.rstrip("/")
+    work_dir = f"{output}/_work/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
+    labels = LabelConfig(**config["labels"])
+    windows = WindowConfig(**config["windows"])
+    read = (p | "ListInputs" >> beam.Create(list(refs))
+            | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok"))
+    deduped = (read.ok | "GroupById" >> beam.GroupByKey()
+               | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok"))
+    resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
+    decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn()).with_outputs(REJECTED, main="ok")
+    aligned = decoded.ok | "Align" >> beam.ParDo(AlignFn(AlignConfig(**config["align"]))).with_outputs(
+        REJECTED, main="ok")
+    labelled = (aligned.ok | "Featurise" >> beam.Map(featurise)
+                | "Label" >> beam.ParDo(LabelFn(labels)))
+    parts = labelled | "WindowAndWritePart" >> beam.ParDo(WritePartFn(work_dir, windows, opts.num_shards))
+    shards = ((parts, resumed.done) | "AllParts" >> beam.Flatten()
+              | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
+              | "GroupByShard" >> beam.GroupByKey()
+              | "WriteShard" >> beam.ParDo(WriteShardFn(output, work_dir)))
+    rejected = ((read[REJECTED], deduped[REJECTED], decoded[REJECTED], aligned[REJECTED])
+                | "AllRejected" >> beam.Flatten())
+    num_inputs = len(refs)
+    (p | "Once" >> beam.Create([None])
+       | "WriteTables" >> beam.Map(
+            lambda _, shard_list, reject_list: write_tables(output, shards=shard_list, rejected=reject_list,
+                                                            num_inputs=num_inputs, config=config),
+            AsSingleton(shards | "ShardList" >> beam.combiners.ToList()),
+            AsSingleton(rejected | "RejectedList" >> beam.combiners.ToList())))
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
+    """Run the job; returns the manifest it wrote (read back from the output)."""
+    options = PipelineOptions(argv)
+    opts = options.view_as(MicroturnOptions)
+    config = job_config(opts)
+    refs = list_inputs(opts.input)
+    logger.info("%d inputs under %s", len(refs), opts.input)
+    output = opts.output.rstrip("/")
+    if not FileSystems.exists(output):
+        FileSystems.mkdirs(output)
+    if test_pipeline is not None:
+        p = test_pipeline
+    else:
+        runner = options.view_as(StandardOptions).runner
+        if runner in (None, "DirectRunner", "FnApiRunner"):
+            p = beam.Pipeline(runner=local_runner(options), options=options)
+        else:
+            p = beam.Pipeline(options=options)
+    with p:
+        build(p, opts, refs, config)
+    from pipeline.write import read_json
+
+    return read_json(posixpath.join(output, "manifest.json"))

@@ -1,0 +1,66 @@
+"""Options of the `microturn run` job: a Beam PipelineOptions subclass; Beam's own options pass through.
+
+    microturn run --help
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.align import AlignConfig
+from pipeline.labels import LabelConfig
+from pipeline.windows import WindowConfig
+
+_LABELS, _WINDOWS, _ALIGN = LabelConfig(), WindowConfig(), AlignConfig()
+
+
+class MicroturnOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser: Any) -> None:
+        parser.add_argument("--input", required=True,
+                            help="a directory of bundles (bundle.json per conversation, moshi-finetune X.wav + X.json "
+                                 "pairs, or directories of per-speaker audio files) or a .jsonl manifest of bundles")
+        parser.add_argument("--output", required=True,
+                            help="dataset directory (local or any Beam file system); shards, index.parquet, "
+                                 "manifest.json and rejected.parquet go here; rerun the same command to resume")
+        parser.add_argument("--num_shards", type=int, default=8,
+                            help="number of shards; a conversation's shard is a stable hash of its id (default 8)")
+        parser.add_argument("--window_microturns", type=int, default=_WINDOWS.window_microturns,
+                            help="micro-turns per sample; one micro-turn is 200 ms (default 150 = 30 s)")
+        parser.add_argument("--perspectives", choices=("all", "first"), default=_WINDOWS.perspectives,
+                            help="all: every speaker (allowed by the bundle's model_speakers) plays the model once; "
+                                 "first: only the first one (default all)")
+        parser.add_argument("--keep_audio", action="store_true",
+                            help="also store each sample's 16 kHz audio per stream as FLAC members")
+        parser.add_argument("--ipu_gap_s", type=float, default=_LABELS.ipu_gap_s,
+                            help="seconds: a speaker's words closer than this form one utterance (default 0.3)")
+        parser.add_argument("--backchannel_max_s", type=float, default=_LABELS.backchannel_max_s,
+                            help="seconds: longest utterance that can be a backchannel (default 1.0)")
+        parser.add_argument("--backchannel_max_words", type=int, default=_LABELS.backchannel_max_words,
+                            help="words: most words in a backchannel (default 2)")
+        parser.add_argument("--interruption_window_s", type=float, default=_LABELS.interruption_window_s,
+                            help="seconds: an interrupted speaker stops within this time of the onset (default 1.0)")
+        parser.add_argument("--word_end_tolerance_s", type=float, default=_ALIGN.word_end_tolerance_s,
+                            help="seconds: words may end this far past the audio and are clipped; further: the "
+                                 "input is rejected (default 0.05)")
+
+
+def job_config(opts: MicroturnOptions) -> dict[str, Any]:
+    """The configuration that decides the output bytes (hashed into the manifest and the work directory)."""
+    if opts.num_shards < 1:
+        raise ValueError(f"--num_shards must be >= 1, got {opts.num_shards}")
+    labels = LabelConfig(ipu_gap_s=opts.ipu_gap_s, backchannel_max_s=opts.backchannel_max_s,
+                         backchannel_max_words=opts.backchannel_max_words,
+                         interruption_window_s=opts.interruption_window_s)
+    windows = WindowConfig(window_microturns=opts.window_microturns, perspectives=opts.perspectives,
+                           keep_audio=opts.keep_audio)
+    return {
+        "grid": {"sample_rate_hz": 16000, "microturn_s": 0.2, "dmel": "DESIGN.md §3", "frames_per_microturn": 16},
+        "labels": labels.to_dict(),
+        "windows": asdict(windows),
+        "align": asdict(AlignConfig(word_end_tolerance_s=opts.word_end_tolerance_s)),
+        "num_shards": opts.num_shards,
+    }

@@ -1,0 +1,128 @@
+"""Find input bundles and parse them into Conversations (the job's first stage).
+
+    python -c "from pipeline.read import list_inputs; print(list_inputs('demo-out/bundles'))"
+
+Inputs, by what `--input` points at:
+- a ``.jsonl`` file: one bundle object per line (paths relative to the manifest's directory);
+- a directory: every ``bundle.json`` under it; every moshi-finetune pair ``X.wav`` + ``X.json``
+  (``{"alignments": ...}``); and every directory of plain per-speaker audio files with no bundle.json
+  (one conversation per directory, speaker = file stem, no transcript).
+
+Paths go through Beam's FileSystems, so any file system Beam knows (local, gs://, s3://, ...) works.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections import defaultdict
+from dataclasses import dataclass
+
+from apache_beam.io.filesystems import FileSystems
+
+from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InputRef:
+    """One input of the job, before it is read. `kind` is bundle | manifest_line | moshi | speaker_files."""
+
+    kind: str
+    origin: str  # what the rejected list calls it
+    path: str  # bundle.json, manifest file, moshi .json, or the speaker-files directory
+    line: int = 0  # 1-based manifest line
+    text: str = ""  # the manifest line itself
+    audio: tuple[str, ...] = ()  # moshi wav or per-speaker files
+
+
+def read_text(path: str) -> str:
+    """A whole file as UTF-8 text, through Beam's FileSystems."""
+    with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+        return f.read().decode("utf-8")
+
+
+def _match(pattern: str) -> list[str]:
+    result = FileSystems.match([pattern])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
+def list_inputs(input_path: str) -> list[InputRef]:
+    """Every input under `input_path` (a directory or a .jsonl manifest), in a stable order.
+
+    Raises:
+        ValueError: when the path does not exist or holds no inputs (names the path and what was looked for).
+    """
+    if input_path.endswith(".jsonl"):
+        if not FileSystems.exists(input_path):
+            raise ValueError(f"--input {input_path}: manifest file does not exist")
+        refs = []
+        for i, line in enumerate(read_text(input_path).splitlines(), 1):
+            if line.strip():
+                refs.append(InputRef(kind="manifest_line", origin=f"{input_path}:{i}", path=input_path, line=i,
+                                     text=line))
+        return refs
+
+    root = input_path.rstrip("/")
+    if not FileSystems.exists(root):
+        raise ValueError(f"--input {input_path}: directory does not exist")
+    files = _match(root + "/**")
+    by_dir: dict[str, list[str]] = defaultdict(list)
+    for path in files:
+        by_dir[posixpath.dirname(path)].append(path)
+
+    refs = []
+    for directory in sorted(by_dir):
+        names = {posixpath.basename(p): p for p in by_dir[directory]}
+        if "bundle.json" in names:
+            refs.append(InputRef(kind="bundle", origin=names["bundle.json"], path=names["bundle.json"]))
+            continue
+        audio = sorted(p for n, p in names.items() if n.lower().endswith(AUDIO_EXTENSIONS))
+        moshi_wavs = set()
+        for name, path in sorted(names.items()):
+            stem, ext = posixpath.splitext(name)
+            if ext == ".json" and stem + ".wav" in names:
+                wav = names[stem + ".wav"]
+                moshi_wavs.add(wav)
+                refs.append(InputRef(kind="moshi", origin=path, path=path, audio=(wav,)))
+        rest = tuple(p for p in audio if p not in moshi_wavs)
+        if rest and not moshi_wavs:
+            refs.append(InputRef(kind="speaker_files", origin=directory, path=directory, audio=rest))
+    if not refs:
+        raise ValueError(
+            f"--input {input_path}: found no bundle.json, moshi-finetune pair (X.wav + X.json) or per-speaker audio "
+            "files; see `microturn run --help` for the input layouts"
+        )
+    return refs
+
+
+def load_conversation(ref: InputRef) -> Conversation:
+    """Parse one input into a Conversation (reads its transcript files).
+
+    Raises:
+        BundleError: with a readable reason (malformed JSON, missing fields, unreadable transcript ...).
+    """
+    try:
+        if ref.kind == "bundle":
+            try:
+                obj = json.loads(read_text(ref.path))
+            except json.JSONDecodeError as e:
+                raise BundleError(f"bundle.json is not valid JSON: {e}") from None
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin,
+                                          read_text=read_text)
+        if ref.kind == "manifest_line":
+            try:
+                obj = json.loads(ref.text)
+            except json.JSONDecodeError as e:
+                raise BundleError(f"manifest line is not valid JSON: {e}") from None
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin,
+                                          read_text=read_text)
+        if ref.kind == "moshi":
+            return moshi_conversation(wav_path=ref.audio[0], json_text=read_text(ref.path), origin=ref.origin)
+        if ref.kind == "speaker_files":
+            tracks = tuple(Track(speaker=posixpath.splitext(posixpath.basename(p))[0], path=p) for p in ref.audio)
+            return Conversation(id=posixpath.basename(ref.path), origin=ref.origin, tracks=tracks)
+    except (OSError, UnicodeDecodeError) as e:
+        raise BundleError(f"cannot read a file of the bundle: {e}") from None
+    raise BundleError(f"unknown input kind {ref.kind!r}")

@@ -1,0 +1,173 @@
+"""Cut a labelled conversation into fixed-length windows per perspective: the samples that go into shards.
+
+    python -c "from pipeline.windows import WindowConfig; print(WindowConfig())"
+
+A perspective is one speaker playing the model (`output`); the most talkative other party is the user (`input`),
+the rest are mixed into `others`. Windows are `window_microturns` long (default 150 = 30 s); the last one is padded
+with masked micro-turns so every sample has the same shapes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from pipeline.align import AlignedConversation
+from pipeline.features import dmel_codes
+from pipeline.grid import activity, merge, word_microturn
+from pipeline.labels import Event, perspective_labels
+from pipeline.speakers import input_roles
+from schemas.bundle import sanitise_id
+from schemas.sample import LABEL_BITS
+from schemas.shard import FORMAT_VERSION, encode_array, encode_json, sample_key
+from schemas.tables import LABEL_COUNT_COLUMNS
+from schemas.units import FRAMES_PER_MICROTURN, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, num_microturns
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowConfig:
+    window_microturns: int = 150  # micro-turns per sample (150 x 200 ms = 30 s)
+    perspectives: str = "all"  # all: every speaker allowed to be the model; first: only the first of them
+    keep_audio: bool = False  # also store each window's 16 kHz audio per stream as FLAC
+
+    def __post_init__(self) -> None:
+        if self.window_microturns < 1:
+            raise ValueError(f"window_microturns must be >= 1, got {self.window_microturns}")
+        if self.perspectives not in ("all", "first"):
+            raise ValueError(f"perspectives must be 'all' or 'first', got {self.perspectives!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelledConversation:
+    aligned: AlignedConversation
+    dmel: Mapping[str, np.ndarray]  # per speaker, uint8 (K*16, 80)
+    events: Sequence[Event]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One shard sample: its key, encoded members ({extension: bytes}) and its index row (without shard/offset)."""
+
+    key: str
+    members: Mapping[str, bytes]
+    row: Mapping[str, object]
+
+
+def output_speakers(labelled: LabelledConversation, config: WindowConfig) -> list[str]:
+    conv = labelled.aligned.conversation
+    allowed = [s for s in (conv.model_speakers or conv.speakers) if s in conv.speakers]
+    return allowed[:1] if config.perspectives == "first" else allowed
+
+
+def _flac(pcm: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, pcm, SAMPLE_RATE_HZ, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _window(array: np.ndarray, start: int, stop: int, length: int) -> np.ndarray:
+    part = array[start:stop]
+    if len(part) == length:
+        return part
+    pad = np.zeros((length - len(part), *array.shape[1:]), dtype=array.dtype)
+    return np.concatenate([part, pad])
+
+
+def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterator[Sample]:
+    """Every sample of the conversation: perspectives in speaker order, windows in time order."""
+    aligned = labelled.aligned
+    conv = aligned.conversation
+    k_total = num_microturns(aligned.num_samples)
+    w_len = config.window_microturns
+    conv_key = sanitise_id(conv.id)
+    act = {s: activity(iv, k_total) for s, iv in aligned.speech.items()}
+    for output in output_speakers(labelled, config):
+        user, others = input_roles(output, aligned.speech)
+        assert user is not None  # align() guarantees two speakers
+        input_side = merge([iv for s in (user, *others) for iv in aligned.speech[s]])
+        labels, floor = perspective_labels(labelled.events, output_speaker=output,
+                                           input_activity=activity(input_side, k_total),
+                                           output_activity=act[output])
+        others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
+        dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
+        audio = {"input": aligned.streams[user], "output": aligned.streams[output]}
+        if others:
+            mix = np.sum([aligned.streams[s] for s in others], axis=0, dtype=np.float32)
+            dmel["others"] = dmel_codes(mix)
+            audio["others"] = mix
+        act_all = np.stack([act[user], others_act, act[output]], axis=1)
+        stream_of = {user: "input", output: "output", **{s: "others" for s in others}}
+        placed = sorted(
+            (word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
+            for w in conv.words or () if w.speaker in stream_of
+        ) if conv.words else []
+        perspective = sanitise_id(output)
+        for window in range(-(-k_total // w_len)):
+            a, b = window * w_len, min((window + 1) * w_len, k_total)
+            t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+            words = [
+                {"text": w.text, "stream": stream_of[w.speaker], "speaker": w.speaker,
+                 "start_s": round(w.start_s - t0, 6), "end_s": round(w.end_s - t0, 6), "microturn": mt - a,
+                 "source": w.source, "score": w.score}
+                for mt, w in placed if a <= mt < b
+            ]
+            key = sample_key(conv_key, perspective, window)
+            valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
+            last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
+            meta = {
+                "format_version": FORMAT_VERSION, "key": key, "conversation_id": conv.id,
+                "conversation_key": conv_key, "perspective": perspective, "window": window,
+                "start_microturn": a, "num_microturns": b - a, "window_microturns": w_len,
+                "last_valid_samples": last_valid, "conversation_samples": aligned.num_samples,
+                "speakers": {"input": user, "others": list(others), "output": output},
+                "streams": sorted(dmel), "language": conv.language, "source": conv.source,
+                "licence": conv.licence, "split": conv.split,
+                "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
+            }
+            mask = np.zeros(w_len, dtype=np.uint8)
+            mask[: b - a] = 1
+            win_labels = _window(labels, a, b, w_len)
+            members = {
+                "meta.json": encode_json(meta),
+                "words.json": encode_json(words),
+                "activity.npy": encode_array(_window(act_all, a, b, w_len)),
+                "labels.npy": encode_array(win_labels),
+                "floor.npy": encode_array(_window(floor, a, b, w_len)),
+                "mask.npy": encode_array(mask),
+            }
+            for name, codes in dmel.items():
+                per_mt = codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1])
+                members[f"{name}.dmel.npy"] = encode_array(_window(per_mt, a, b, w_len))
+            if config.keep_audio:
+                for name, pcm in audio.items():
+                    chunk = pcm[a * SAMPLES_PER_MICROTURN: b * SAMPLES_PER_MICROTURN]
+                    members[f"{name}.flac"] = _flac(_window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN))
+            yield Sample(key=key, members=members, row=_row(meta, words, win_labels[: b - a], valid_samples))
+
+
+def _row(meta: Mapping, words: list, labels: np.ndarray, valid_samples: int) -> dict:
+    speech_in = (labels & LABEL_BITS["input_speech"]) > 0
+    speech_out = (labels & LABEL_BITS["output_speech"]) > 0
+    counts = {
+        "n_input_speech": speech_in.sum(), "n_output_speech": speech_out.sum(),
+        "n_overlap": (speech_in & speech_out).sum(), "n_silence": (~speech_in & ~speech_out).sum(),
+        **{f"n_{name}": ((labels & LABEL_BITS[name]) > 0).sum() for name in (
+            "backchannel", "interruption", "yield_to_input", "yield_to_output", "output_backchannel",
+            "output_interruption")},
+    }
+    assert set(counts) == set(LABEL_COUNT_COLUMNS)
+    speakers = meta["speakers"]
+    return {
+        "key": meta["key"], "conversation_id": meta["conversation_id"], "perspective": meta["perspective"],
+        "window": meta["window"], "start_microturn": meta["start_microturn"],
+        "num_microturns": meta["num_microturns"], "duration_s": valid_samples / SAMPLE_RATE_HZ,
+        "output_speaker": speakers["output"], "input_speaker": speakers["input"],
+        "other_speakers": list(speakers["others"]), "word_count": len(words),
+        **{k: int(v) for k, v in counts.items()},
+        "language": meta["language"], "source": meta["source"], "licence": meta["licence"], "split": meta["split"],
+    }

@@ -1,0 +1,313 @@
+"""The input bundle: one conversation's audio tracks, transcript and metadata (DESIGN.md §2).
+
+    python -c "from schemas.bundle import parse_rttm; print(parse_rttm('SPEAKER m 1 0.5 1.0 <NA> <NA> A <NA> <NA>'))"
+
+On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL manifest)::
+
+    {
+      "bundle_version": 1,
+      "id": "demo-0001",                      # any string; sanitised for sample keys, kept verbatim in meta
+      "language": "en", "source": "microturn-demo", "licence": "CC0-1.0", "split": "train",
+      "tracks": [                             # one per speaker
+        {"speaker": "A", "path": "A.wav"},                   # one file per speaker (wav/flac/mp3/...)
+        {"speaker": "B", "path": "both.wav", "channel": 1}   # or a channel of a multi-channel file
+      ],
+      "words": "words.json",                  # optional: file or inline list of
+                                              #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
+      "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
+      "model_speakers": ["A", "B"]            # optional: who may play the model (default: every speaker)
+    }
+
+Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
+A track may omit "speaker" when an RTTM is given: the pipeline then matches tracks to RTTM speakers by energy.
+
+This module parses text into records; reading files is the pipeline's job (``read_text`` callbacks), so the
+schema stays independent of any file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import posixpath
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BUNDLE_VERSION = 1
+WORD_SOURCES = ("human", "tts", "aligned", "asr")
+MOSHI_MAIN_SPEAKER = "SPEAKER_MAIN"
+"""moshi-finetune labels the model (left channel) SPEAKER_MAIN; every other label is the user (right channel)."""
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message is the readable reason that goes to the rejected list."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Word:
+    """One word on a speaker's timeline. Times in seconds from the start of the conversation."""
+
+    text: str
+    start_s: float
+    end_s: float
+    speaker: str
+    score: float | None = None
+    source: str = "human"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Segment:
+    """A stretch of one speaker's speech (an RTTM turn). Times in seconds."""
+
+    start_s: float
+    end_s: float
+    speaker: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Track:
+    """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file."""
+
+    speaker: str | None
+    path: str
+    channel: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Conversation:
+    """A parsed input bundle. `origin` names where it came from (bundle.json path or manifest line)."""
+
+    id: str
+    origin: str
+    tracks: tuple[Track, ...]
+    words: tuple[Word, ...] | None = None
+    segments: tuple[Segment, ...] | None = None
+    language: str = "und"
+    source: str = "unknown"
+    licence: str = "unknown"
+    split: str = "train"
+    model_speakers: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def speakers(self) -> tuple[str, ...]:
+        """Speaker ids in track order (tracks without a speaker are not counted)."""
+        return tuple(t.speaker for t in self.tracks if t.speaker is not None)
+
+
+def _finite(value: Any, what: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise BundleError(f"{what} is not a number: {value!r}") from None
+    if not math.isfinite(out):
+        raise BundleError(f"{what} is not finite: {value!r}")
+    return out
+
+
+def _word(obj: Any, index: int) -> Word:
+    if not isinstance(obj, Mapping):
+        raise BundleError(f"word #{index} is not an object: {obj!r:.80}")
+    for key in ("text", "start", "end", "speaker"):
+        if key not in obj:
+            raise BundleError(f"word #{index} has no {key!r}: {dict(obj)!r:.120}")
+    start = _finite(obj["start"], f"word #{index} start")
+    end = _finite(obj["end"], f"word #{index} end")
+    if start < 0 or end < start:
+        raise BundleError(f"word #{index} {obj['text']!r} has start {start} s and end {end} s (need 0 <= start <= end)")
+    source = str(obj.get("source", "human"))
+    if source not in WORD_SOURCES:
+        raise BundleError(f"word #{index} has source {source!r}; expected one of {WORD_SOURCES}")
+    score = obj.get("score")
+    return Word(
+        text=str(obj["text"]),
+        start_s=start,
+        end_s=end,
+        speaker=str(obj["speaker"]),
+        score=None if score is None else _finite(score, f"word #{index} score"),
+        source=source,
+    )
+
+
+def parse_words(obj: Any) -> tuple[Word, ...]:
+    """Words from a decoded JSON value: a list of word objects, ``{"words": [...]}``, or moshi-finetune's
+    ``{"alignments": [[word, [start, end], speaker], ...]}``. Sorted by (start, end, speaker)."""
+    if isinstance(obj, Mapping) and "alignments" in obj:
+        items = []
+        for i, row in enumerate(obj["alignments"]):
+            if not (isinstance(row, Sequence) and len(row) == 3 and isinstance(row[1], Sequence) and len(row[1]) == 2):
+                raise BundleError(f"alignment #{i} is not [word, [start, end], speaker]: {row!r:.80}")
+            items.append({"text": row[0], "start": row[1][0], "end": row[1][1], "speaker": row[2]})
+        obj = items
+    elif isinstance(obj, Mapping) and "words" in obj:
+        obj = obj["words"]
+    if not isinstance(obj, list):
+        raise BundleError(f"transcript is not a list of words: {type(obj).__name__}")
+    words = [_word(w, i) for i, w in enumerate(obj)]
+    return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker)))
+
+
+def parse_words_json(text: str) -> tuple[Word, ...]:
+    """`parse_words` on JSON text; malformed JSON is a BundleError with the parser's position."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BundleError(f"transcript is not valid JSON: {e}") from None
+    return parse_words(obj)
+
+
+def parse_rttm(text: str) -> tuple[Segment, ...]:
+    """Speaker segments from RTTM text (``SPEAKER file chan onset duration <NA> <NA> speaker ...``), sorted."""
+    segments = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if parts[0] != "SPEAKER" or len(parts) < 8:
+            raise BundleError(f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
+        onset = _finite(parts[3], f"RTTM line {lineno} onset")
+        duration = _finite(parts[4], f"RTTM line {lineno} duration")
+        if onset < 0 or duration < 0:
+            raise BundleError(f"RTTM line {lineno} has negative onset or duration")
+        segments.append(Segment(start_s=onset, end_s=onset + duration, speaker=parts[7]))
+    return tuple(sorted(segments, key=lambda s: (s.start_s, s.end_s, s.speaker)))
+
+
+def _join(base: str, path: str) -> str:
+    if "://" in path or path.startswith("/") or not base:
+        return path
+    if "://" in base:
+        return base.rstrip("/") + "/" + path
+    return posixpath.normpath(posixpath.join(base, path))
+
+
+def conversation_from_dict(
+    obj: Any, *, base: str, origin: str, read_text: Callable[[str], str]
+) -> Conversation:
+    """Build a Conversation from a bundle object (bundle.json or a manifest line).
+
+    Args:
+        obj: the decoded JSON object.
+        base: directory that relative paths are resolved against.
+        origin: where the object came from, for error messages and the rejected list.
+        read_text: reads a transcript file given its resolved path (the caller's file system).
+    Raises:
+        BundleError: with a readable reason when anything is missing or malformed.
+    """
+    if not isinstance(obj, Mapping):
+        raise BundleError(f"bundle is not a JSON object: {type(obj).__name__}")
+    version = obj.get("bundle_version", BUNDLE_VERSION)
+    if version != BUNDLE_VERSION:
+        raise BundleError(f"bundle_version {version!r} is not supported (this reader knows {BUNDLE_VERSION})")
+    if "id" not in obj or not str(obj["id"]).strip():
+        raise BundleError("bundle has no 'id'")
+    raw_tracks = obj.get("tracks")
+    if not isinstance(raw_tracks, list) or not raw_tracks:
+        raise BundleError("bundle has no 'tracks' list")
+    tracks = []
+    for i, t in enumerate(raw_tracks):
+        if not isinstance(t, Mapping) or "path" not in t:
+            raise BundleError(f"track #{i} has no 'path'")
+        channel = t.get("channel")
+        if channel is not None and (not isinstance(channel, int) or channel < 0):
+            raise BundleError(f"track #{i} channel must be a non-negative integer, got {channel!r}")
+        speaker = t.get("speaker")
+        tracks.append(Track(speaker=None if speaker is None else str(speaker), path=_join(base, str(t["path"])),
+                            channel=channel))
+    named = [t.speaker for t in tracks if t.speaker is not None]
+    if len(set(named)) != len(named):
+        raise BundleError(f"speakers repeat across tracks: {named}")
+
+    words = None
+    if "words" in obj:
+        spec = obj["words"]
+        words = parse_words_json(read_text(_join(base, spec))) if isinstance(spec, str) else parse_words(spec)
+    segments = None
+    if "rttm" in obj:
+        segments = parse_rttm(read_text(_join(base, str(obj["rttm"]))))
+    if len(named) < len(tracks) and (segments is None or named):
+        raise BundleError("tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed")
+    model_speakers = obj.get("model_speakers")
+    known = {"id", "bundle_version", "tracks", "words", "rttm", "model_speakers", "language", "source", "licence",
+             "split"}
+    return Conversation(
+        id=str(obj["id"]),
+        origin=origin,
+        tracks=tuple(tracks),
+        words=words,
+        segments=segments,
+        language=str(obj.get("language", "und")),
+        source=str(obj.get("source", "unknown")),
+        licence=str(obj.get("licence", "unknown")),
+        split=str(obj.get("split", "train")),
+        model_speakers=None if model_speakers is None else tuple(str(s) for s in model_speakers),
+        extra={k: v for k, v in obj.items() if k not in known},
+    )
+
+
+def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Conversation:
+    """A moshi-finetune pair (stereo wav, left = model, right = user; alignments json) as a Conversation.
+
+    Speakers become ``main`` (left channel, the model) and ``user`` (right channel)."""
+    words = parse_words_json(json_text)
+    words = tuple(
+        Word(text=w.text, start_s=w.start_s, end_s=w.end_s, score=w.score, source=w.source,
+             speaker="main" if w.speaker == MOSHI_MAIN_SPEAKER else "user")
+        for w in words
+    )
+    stem = posixpath.splitext(posixpath.basename(wav_path))[0]
+    return Conversation(
+        id=stem,
+        origin=origin,
+        tracks=(Track(speaker="main", path=wav_path, channel=0), Track(speaker="user", path=wav_path, channel=1)),
+        words=words,
+        source="moshi-finetune",
+        model_speakers=("main",),
+    )
+
+
+def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any]:
+    """The bundle.json object for `conv`, words inline; track paths made relative to `base` when under it."""
+
+    def rel(path: str) -> str:
+        if base and path.startswith(base.rstrip("/") + "/"):
+            return path[len(base.rstrip("/")) + 1:]
+        return path
+
+    out: dict[str, Any] = {
+        "bundle_version": BUNDLE_VERSION,
+        "id": conv.id,
+        "language": conv.language,
+        "source": conv.source,
+        "licence": conv.licence,
+        "split": conv.split,
+        "tracks": [
+            {k: v for k, v in (("speaker", t.speaker), ("path", rel(t.path)), ("channel", t.channel)) if v is not None}
+            for t in conv.tracks
+        ],
+    }
+    if conv.words is not None:
+        out["words"] = [
+            {k: v for k, v in (("text", w.text), ("start", w.start_s), ("end", w.end_s), ("speaker", w.speaker),
+                               ("score", w.score), ("source", w.source)) if v is not None}
+            for w in conv.words
+        ]
+    if conv.model_speakers is not None:
+        out["model_speakers"] = list(conv.model_speakers)
+    out.update(conv.extra)
+    return out
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def sanitise_id(text: str) -> str:
+    """A key-safe form of an id: no dots (WebDataset splits key from extension at the first dot), no slashes, no
+    underscores (they separate key fields). Ids that had to change get a short hash so two ids never collide."""
+    out = _UNSAFE.sub("-", text).strip("-")
+    if out == text:
+        return out
+    return f"{out or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

@@ -1,0 +1,75 @@
+"""Shard layout: sample keys, member names and codecs, shard naming (DESIGN.md §5).
+
+    python -c "from schemas.shard import shard_for; print(shard_for('demo-0001', 8))"
+
+Members are encoded here and decoded in schemas/reader.py with explicit decoders (never pickle). The tar itself is
+written by webdataset's TarWriter (pipeline/write.py) with fixed member headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SHARD_PATTERN = "shard-{index:05d}.tar"
+FIXED_MTIME = 0.0
+"""Member header mtime, so shards are byte-reproducible."""
+
+ARRAY_MEMBERS = {
+    "input.dmel.npy": (np.uint8, 3),
+    "others.dmel.npy": (np.uint8, 3),
+    "output.dmel.npy": (np.uint8, 3),
+    "activity.npy": (np.float32, 2),
+    "labels.npy": (np.uint8, 1),
+    "floor.npy": (np.int16, 1),
+    "mask.npy": (np.uint8, 1),
+}
+"""Array members and their (dtype, ndim)."""
+JSON_MEMBERS = ("meta.json", "words.json")
+AUDIO_MEMBERS = ("input.flac", "others.flac", "output.flac")
+REQUIRED_MEMBERS = ("meta.json", "words.json", "input.dmel.npy", "output.dmel.npy", "activity.npy", "labels.npy",
+                    "floor.npy", "mask.npy")
+
+
+def sample_key(conversation_key: str, perspective: str, window: int) -> str:
+    """`{conversation}_{perspective}_{window:05d}`; both ids must already be key-safe (no dots)."""
+    if "." in conversation_key or "." in perspective:
+        raise ValueError(f"key parts may not contain dots: {conversation_key!r}, {perspective!r}")
+    return f"{conversation_key}_{perspective}_{window:05d}"
+
+
+def shard_for(conversation_id: str, num_shards: int) -> int:
+    """The shard index of a conversation: a stable hash of its id (not of arrival order)."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    digest = hashlib.sha256(conversation_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def shard_name(index: int) -> str:
+    return SHARD_PATTERN.format(index=index)
+
+
+def encode_array(array: np.ndarray) -> bytes:
+    """.npy bytes (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode_array(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def encode_json(obj: Any) -> bytes:
+    """Canonical JSON: sorted keys, no spaces, UTF-8, so equal objects give equal bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_json(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))

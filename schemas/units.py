@@ -1,0 +1,52 @@
+"""The one place for seconds <-> samples <-> dMel frames <-> micro-turns.
+
+    python -c "from schemas.units import num_microturns; print(num_microturns(16_001))"  # -> 6
+
+Everything inside the pipeline is cut on integer samples (16 kHz) and integer frames; seconds are converted only at
+the edges (input transcripts, manifests), so a 200 ms grid cannot drift over long recordings.
+"""
+
+from __future__ import annotations
+
+SAMPLE_RATE_HZ = 16_000
+"""All streams are decoded to 16 kHz mono PCM."""
+
+MICROTURN_S = 0.2
+SAMPLES_PER_MICROTURN = 3_200
+"""200 ms at 16 kHz."""
+
+HOP_SAMPLES = 200
+"""dMel hop: 12.5 ms at 16 kHz."""
+
+FRAMES_PER_MICROTURN = SAMPLES_PER_MICROTURN // HOP_SAMPLES
+"""16 dMel frames per micro-turn."""
+
+DMEL_CHANNELS = 80
+DMEL_LEVELS = 16
+
+
+def seconds_to_samples(seconds: float) -> int:
+    """Seconds -> nearest 16 kHz sample index."""
+    return int(round(seconds * SAMPLE_RATE_HZ))
+
+
+def samples_to_seconds(num_samples: int) -> float:
+    """16 kHz samples -> seconds."""
+    return num_samples / SAMPLE_RATE_HZ
+
+
+def num_microturns(num_samples: int) -> int:
+    """ceil(num_samples / 3200): the number of micro-turns of a stream of `num_samples` 16 kHz samples."""
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    return -(-num_samples // SAMPLES_PER_MICROTURN)
+
+
+def microturn_of_sample(sample_index: int) -> int:
+    """The micro-turn k whose interval [3200 k, 3200 (k+1)) contains 16 kHz sample `sample_index`."""
+    return sample_index // SAMPLES_PER_MICROTURN
+
+
+def microturn_of_seconds(seconds: float) -> int:
+    """The micro-turn k whose interval [0.2 k, 0.2 (k+1)) contains the instant `seconds`."""
+    return microturn_of_sample(seconds_to_samples(seconds))
