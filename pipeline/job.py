@@ -38,12 +38,14 @@ from pipeline.write import (
     PartInfo,
     finished_part,
     finished_shard,
+    read_json,
     save_shard_info,
     write_part,
     write_shard,
 )
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
+from schemas.tables import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
 REJECTED = "rejected"
@@ -186,9 +188,13 @@ def local_runner(options: PipelineOptions) -> Any:
     )
 
 
+WORK_DIR = "_work"
+
+
 def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> None:
+    """Add the job's transforms to `p`."""
     output = opts.output.rstrip("/")
-    work_dir = f"{output}/_work/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
+    work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
     read = (p | "ListInputs" >> beam.Create(list(refs))
@@ -237,6 +243,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             p = beam.Pipeline(options=options)
     with p:
         build(p, opts, refs, config)
-    from pipeline.write import read_json
-
-    return read_json(posixpath.join(output, "manifest.json"))
+    manifest = read_json(posixpath.join(output, MANIFEST_FILE))
+    if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
+        FileSystems.delete([f"{output}/{WORK_DIR}"])
+    return manifest

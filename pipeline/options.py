@@ -35,6 +35,9 @@ class MicroturnOptions(PipelineOptions):
                                  "first: only the first one (default all)")
         parser.add_argument("--keep_audio", action="store_true",
                             help="also store each sample's 16 kHz audio per stream as FLAC members")
+        parser.add_argument("--keep_work", action="store_true",
+                            help="keep the work directory (finished parts) after a successful run; an interrupted "
+                                 "run always keeps it so that a rerun resumes")
         parser.add_argument("--ipu_gap_s", type=float, default=_LABELS.ipu_gap_s,
                             help="seconds: a speaker's words closer than this form one utterance (default 0.3)")
         parser.add_argument("--backchannel_max_s", type=float, default=_LABELS.backchannel_max_s,

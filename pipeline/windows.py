@@ -103,9 +103,10 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         act_all = np.stack([act[user], others_act, act[output]], axis=1)
         stream_of = {user: "input", output: "output", **{s: "others" for s in others}}
         placed = sorted(
-            (word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
-            for w in conv.words or () if w.speaker in stream_of
-        ) if conv.words else []
+            ((word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
+             for w in conv.words or () if w.speaker in stream_of),
+            key=lambda item: (item[0], item[1].start_s, item[1].end_s, item[1].speaker, item[1].text),
+        )
         perspective = sanitise_id(output)
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)

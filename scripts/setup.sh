@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up microturn on a fresh Debian/Ubuntu machine: system tools, a virtualenv in .venv, the package.
+#   bash scripts/setup.sh          # runtime only
+#   bash scripts/setup.sh --dev    # plus test tools (pytest, ruff, the dMel reference used as a test oracle)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extra=""
+[[ "${1:-}" == "--dev" ]] && extra="[dev]"
+
+missing=()
+for tool in ffmpeg ffprobe espeak-ng sox; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "== installing Debian packages (missing: ${missing[*]})"
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng sox >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+  echo "== creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+echo "== installing microturn$extra into .venv (first time: ~8 GB, a few minutes; torch is whisperx's pin)"
+.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+.venv/bin/python -m pip install -q -e ".$extra"
+.venv/bin/python -m pip check
+echo "== ready: .venv/bin/microturn --help"

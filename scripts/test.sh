@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set everything up and run the test suite (what CI runs). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TRITON_INTERPRET=1
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
