@@ -111,7 +111,8 @@ def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
             .run(capture_stdout=True, capture_stderr=True, input=payload)
         )
     except ffmpeg.Error as e:
-        raise DecodeError(f"{path}: ffmpeg could not decode it: {e.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+        stderr = e.stderr.decode("utf-8", "replace").strip()[-300:] if e.stderr else "no message"
+        raise DecodeError(f"{path}: ffmpeg could not decode it: {stderr}") from None
     if err.strip():
         raise DecodeError(f"{path}: corrupt or truncated audio: {err.decode('utf-8', 'replace').strip()[-300:]}")
     data = np.frombuffer(out, dtype=np.int16).reshape(-1, channels)

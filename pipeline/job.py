@@ -22,11 +22,12 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from pipeline.align import AlignConfig, AlignedConversation, AlignError, align
-from pipeline.decode import DecodeError, decode_conversation
+from pipeline.decode import DecodedConversation, DecodeError, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import config_hash, write_tables
@@ -46,6 +47,7 @@ from pipeline.write import (
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
 from schemas.tables import MANIFEST_FILE
+from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 REJECTED = "rejected"
@@ -94,56 +96,97 @@ class ResumeFn(beam.DoFn):
             yield conv
 
 
-class DecodeFn(beam.DoFn):
-    def process(self, conv: Conversation) -> Iterator[Any]:
+class StageFn(beam.DoFn):
+    """One pipeline stage over a conversation: `apply` does the work; any failure of one input becomes a rejection
+    with the stage and a readable reason (an unexpected error also logs its traceback), so one bad file never
+    stops the job."""
+
+    stage = ""
+
+    def apply(self, element: Any) -> Any:
+        raise NotImplementedError
+
+    def process(self, element: Any) -> Iterator[Any]:
         try:
-            yield decode_conversation(conv)
-        except DecodeError as e:
-            yield _reject("decode", conv.origin, str(e), conv.id)
+            result = self.apply(element)
+        except (BundleError, DecodeError, AlignError) as e:
+            conv = _conversation_of(element)
+            yield _reject(self.stage, conv.origin, str(e), conv.id)
+            return
+        except Exception as e:  # noqa: BLE001 - dead-letter output: the input is rejected with its reason
+            conv = _conversation_of(element)
+            logger.exception("unexpected error at %s on %s", self.stage, conv.origin)
+            yield _reject(self.stage, conv.origin, f"unexpected {type(e).__name__}: {e}", conv.id)
+            return
+        yield result
 
 
-class AlignFn(beam.DoFn):
+def _conversation_of(element: Any) -> Conversation:
+    if isinstance(element, Conversation):
+        return element
+    if isinstance(element, DecodedConversation):
+        return element.conversation
+    if isinstance(element, AlignedConversation):
+        return element.conversation
+    if isinstance(element, tuple):
+        return _conversation_of(element[0])
+    return element.aligned.conversation  # LabelledConversation
+
+
+class DecodeFn(StageFn):
+    stage = "decode"
+
+    def apply(self, conv: Conversation) -> DecodedConversation:
+        return decode_conversation(conv)
+
+
+class AlignFn(StageFn):
+    stage = "align"
+
     def __init__(self, config: AlignConfig) -> None:
         self.config = config
 
-    def process(self, decoded: Any) -> Iterator[Any]:
-        conv = decoded.conversation
-        try:
-            yield align(decoded, self.config)
-        except AlignError as e:
-            yield _reject("align", conv.origin, str(e), conv.id)
+    def apply(self, decoded: DecodedConversation) -> AlignedConversation:
+        return align(decoded, self.config)
 
 
-def featurise(aligned: AlignedConversation) -> tuple[AlignedConversation, dict]:
-    """dMel codes of every speaker's stream."""
-    return aligned, {s: dmel_codes(pcm) for s, pcm in aligned.streams.items()}
+class FeaturiseFn(StageFn):
+    stage = "featurise"
+
+    def apply(self, aligned: AlignedConversation) -> tuple[AlignedConversation, dict]:
+        """dMel codes of every speaker's stream."""
+        return aligned, {s: dmel_codes(pcm) for s, pcm in aligned.streams.items()}
 
 
-class LabelFn(beam.DoFn):
+class LabelFn(StageFn):
+    stage = "label"
+
     def __init__(self, config: LabelConfig) -> None:
         self.config = config
 
-    def process(self, item: tuple[AlignedConversation, dict]) -> Iterator[LabelledConversation]:
+    def apply(self, item: tuple[AlignedConversation, dict]) -> LabelledConversation:
         aligned, dmel = item
         conv = aligned.conversation
         units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=self.config)
-        yield LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
+        return LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
 
 
 def part_path(work_dir: str, conversation_id: str) -> str:
     return f"{work_dir}/parts/{sanitise_id(conversation_id)}.tar"
 
 
-class WritePartFn(beam.DoFn):
+class WritePartFn(StageFn):
+    stage = "write"
+
     def __init__(self, work_dir: str, config: WindowConfig, num_shards: int) -> None:
         self.work_dir, self.config, self.num_shards = work_dir, config, num_shards
 
-    def process(self, labelled: LabelledConversation) -> Iterator[Any]:
+    def apply(self, labelled: LabelledConversation) -> PartInfo:
         aligned = labelled.aligned
         conv = aligned.conversation
         summary = {
             "conversation_id": conv.id, "conversation_key": sanitise_id(conv.id),
-            "duration_s": aligned.num_samples / 16000, "speakers": list(conv.speakers),
+            "duration_s": aligned.num_samples / SAMPLE_RATE_HZ, "speakers": list(conv.speakers),
             "source": conv.source, "licence": conv.licence,
             "turn_taking": turn_taking_counts(labelled.events, overlap_intervals(aligned.speech)),
         }
@@ -153,7 +196,7 @@ class WritePartFn(beam.DoFn):
         Metrics.counter(NAMESPACE, "conversations_written").inc()
         Metrics.counter(NAMESPACE, "samples_written").inc(len(part.rows))
         logger.info("wrote %d samples of %s", len(part.rows), conv.id)
-        yield part
+        return part
 
 
 class WriteShardFn(beam.DoFn):
@@ -205,14 +248,16 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn()).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(AlignFn(AlignConfig(**config["align"]))).with_outputs(
         REJECTED, main="ok")
-    labelled = (aligned.ok | "Featurise" >> beam.Map(featurise)
-                | "Label" >> beam.ParDo(LabelFn(labels)))
-    parts = labelled | "WindowAndWritePart" >> beam.ParDo(WritePartFn(work_dir, windows, opts.num_shards))
-    shards = ((parts, resumed.done) | "AllParts" >> beam.Flatten()
+    featured = aligned.ok | "Featurise" >> beam.ParDo(FeaturiseFn()).with_outputs(REJECTED, main="ok")
+    labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
+    parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
+        WritePartFn(work_dir, windows, opts.num_shards)).with_outputs(REJECTED, main="ok")
+    shards = ((parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
               | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
               | "GroupByShard" >> beam.GroupByKey()
               | "WriteShard" >> beam.ParDo(WriteShardFn(output, work_dir)))
-    rejected = ((read[REJECTED], deduped[REJECTED], decoded[REJECTED], aligned[REJECTED])
+    rejected = ((read[REJECTED], deduped[REJECTED], decoded[REJECTED], aligned[REJECTED], featured[REJECTED],
+                 labelled[REJECTED], parts[REJECTED])
                 | "AllRejected" >> beam.Flatten())
     num_inputs = len(refs)
     (p | "Once" >> beam.Create([None])
@@ -221,6 +266,14 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
                                                             num_inputs=num_inputs, config=config),
             AsSingleton(shards | "ShardList" >> beam.combiners.ToList()),
             AsSingleton(rejected | "RejectedList" >> beam.combiners.ToList())))
+
+
+def _counter(result: Any, name: str) -> int:
+    try:
+        found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    except (AttributeError, NotImplementedError):  # runners without metrics support
+        return 0
+    return int(sum(c.committed or 0 for c in found))
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
@@ -241,8 +294,13 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             p = beam.Pipeline(runner=local_runner(options), options=options)
         else:
             p = beam.Pipeline(options=options)
-    with p:
-        build(p, opts, refs, config)
+    build(p, opts, refs, config)
+    result = p.run()
+    result.wait_until_finish()
+    reused = {name: _counter(result, name) for name in ("parts_reused", "shards_reused")}
+    if any(reused.values()):
+        logger.info("resumed %d finished conversation(s) and %d finished shard(s) from an earlier run",
+                    reused["parts_reused"], reused["shards_reused"])
     manifest = read_json(posixpath.join(output, MANIFEST_FILE))
     if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
         FileSystems.delete([f"{output}/{WORK_DIR}"])

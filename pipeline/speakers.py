@@ -21,7 +21,8 @@ from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
 MAX_EXHAUSTIVE = 8
 
 
-def _solo_microturns(segments: Sequence[Segment], speakers: Sequence[str], num_microturns: int) -> dict[str, np.ndarray]:
+def _solo_microturns(segments: Sequence[Segment], speakers: Sequence[str], num_microturns: int) -> dict[
+        str, np.ndarray]:
     """For each speaker, a boolean mask of micro-turns where only they speak (by the segments)."""
     active = np.zeros((len(speakers), num_microturns), dtype=bool)
     for s in segments:

@@ -1,45 +1,19 @@
-"""Shared test setup: offline model hubs, and factories for tiny generated conversations."""
+"""Shared test setup: offline model hubs; fixtures over tests/factories.py."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
+import torch
+
+from .factories import make_bundle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
-
-
-def tone(seconds: float, *, rate: int = 16_000, freq: float = 220.0, amp: float = 0.3, seed: int = 0) -> np.ndarray:
-    """A tone with a little noise, float32 mono."""
-    t = np.arange(int(round(seconds * rate))) / rate
-    rng = np.random.default_rng(seed)
-    return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
-def make_bundle(directory: Path, *, conv_id: str = "conv", seconds: float = 3.0, rate: int = 16_000,
-                words: list[dict] | None = None, fmt: str = "wav") -> Path:
-    """A two-speaker bundle (A.wav, B.wav) with a short exchange; returns the bundle directory."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for i, speaker in enumerate("AB"):
-        sf.write(directory / f"{speaker}.{fmt}", tone(seconds, rate=rate, freq=200 + 150 * i, seed=i), rate)
-    if words is None:
-        words = [
-            {"text": "hello", "start": 0.10, "end": 0.50, "speaker": "A"},
-            {"text": "there", "start": 0.55, "end": 1.00, "speaker": "A"},
-            {"text": "hi", "start": 1.45, "end": 1.80, "speaker": "B"},
-        ]
-    bundle = {"id": conv_id, "language": "en", "source": "test", "licence": "CC0-1.0",
-              "tracks": [{"speaker": "A", "path": f"A.{fmt}"}, {"speaker": "B", "path": f"B.{fmt}"}],
-              "words": words}
-    (directory / "bundle.json").write_text(json.dumps(bundle))
-    return directory
+if not torch.cuda.is_available():  # Triton kernels run in the interpreter on CPU; set before kernels are imported
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture
@@ -48,3 +22,15 @@ def bundle_factory(tmp_path: Path):
         return make_bundle(tmp_path / "in" / name, conv_id=kwargs.pop("conv_id", name), **kwargs)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 5 espeak-ng demo conversations, run through the job once per test session."""
+    from pipeline.job import run
+    from synth.demo import make_demo_bundles
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo_bundles(root / "bundles", count=5, seed=0)
+    run(["--input", str(root / "bundles"), "--output", str(root / "dataset")])
+    return root

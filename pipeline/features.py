@@ -1,0 +1,213 @@
+"""dMel features: 16 kHz PCM -> 16 frames x 80 channels of 4-bit codes per 200 ms micro-turn (DESIGN.md §3).
+
+    python -c "import numpy as np, pipeline.features as f; print(f.dmel_codes(np.zeros(16001, 'f4')).shape)"  # (96, 80)
+
+Matches Apple's reference implementation (PyPI `dmel` 1.0.1, `DiscretizedLogMelFbank(LogMelFbank(frame_stride_ms=12.5),
+n_bits=4)`), which computes, per frame:
+
+1. `torch.stft`, periodic Hann window of 800 samples zero-padded to n_fft = 1024 (112 zeros each side), hop 200,
+   `center=True` with torch's default `pad_mode="reflect"` (512 samples each side);
+2. magnitude `clamp(re**2 + im**2, min=1e-10) ** 0.5`;
+3. 80 mel filters 80-7600 Hz, Slaney scale and Slaney norm (the reference uses librosa's; here
+   `torchaudio.functional.melscale_fbanks`, equal to about 1e-7 absolute), then a second floor
+   `max(mel, 1e-10)` (never active after the magnitude floor, kept to follow the reference);
+4. `log10`, clipped to [-7, 2];
+5. the nearest of 16 levels `-7 + 0.6 i` (i = 0..15), ties to the lower level (`argmin` semantics).
+
+Grid: the PCM is zero-padded to a whole number of micro-turns (3200 samples each) before the centred STFT, and only
+frames 0 .. 16 K - 1 are kept (the centred STFT makes one extra final frame), so frame f is centred at sample 200 f
+and micro-turn k owns frames 16 k .. 16 k + 15. Digital silence gives code 1 in every channel (log10 mel is about
+-6.2 there, set by the 1e-10 power floor).
+
+Memory: the STFT runs on chunks of frames; each chunk is cut out of the (conceptually) padded signal without copying
+the whole stream, so a 60-minute stream needs ~40 MB beyond its input and its codes. Chunking does not change any
+code: every frame sees the same samples and the same arithmetic (see `tests/pipeline/test_features.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import torchaudio
+
+from schemas.units import (
+    DMEL_CHANNELS,
+    DMEL_LEVELS,
+    FRAMES_PER_MICROTURN,
+    HOP_SAMPLES,
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_MICROTURN,
+    num_microturns,
+)
+
+logger = logging.getLogger(__name__)
+
+WIN_SAMPLES = 800
+"""Hann window length: 50 ms at 16 kHz."""
+N_FFT = 1024
+"""FFT size; torch.stft centres the 800-sample window in it."""
+CENTRE_PAD_SAMPLES = N_FFT // 2
+"""`center=True` reflect-pads this many samples on each side, so frame f is centred at sample 200 f."""
+MEL_FMIN_HZ = 80.0
+MEL_FMAX_HZ = 7600.0
+POWER_FLOOR = 1e-10
+"""Floor on |X|^2 before the square root: decides the codes of digital silence."""
+MEL_FLOOR = 1e-10
+"""Floor on the mel energies before log10 (as the reference; inactive after POWER_FLOOR)."""
+LOG10_MIN = -7.0
+LOG10_MAX = 2.0
+DEFAULT_CHUNK_FRAMES = 125 * FRAMES_PER_MICROTURN
+"""2,000 frames (25 s of audio) per STFT chunk, ~40 MB of temporaries. Chosen by a sweep on 10 minutes of noise
+(2 CPU threads): 500-4,000 frames run at the same speed, 16,000 is 2x slower and 24,000 up to 6x slower (large
+temporaries are fresh mmaps whose pages fault in on every chunk)."""
+
+# The reference builds its levels in float64 as -7 + i * round(9 / 15, 4) and casts them to float32.
+_LEVELS_F64 = LOG10_MIN + np.arange(DMEL_LEVELS) * np.round((LOG10_MAX - LOG10_MIN) / (DMEL_LEVELS - 1), 4)
+LEVELS = _LEVELS_F64.astype(np.float32)
+"""The 16 level values, in log10 units: LEVELS[code] for code 0..15."""
+
+_window: torch.Tensor | None = None
+_mel_fbank: torch.Tensor | None = None
+
+
+def _constants() -> tuple[torch.Tensor, torch.Tensor]:
+    """The Hann window (800,) and the mel filterbank (513 frequency bins, 80 channels), float32, built once."""
+    global _window, _mel_fbank
+    if _window is None or _mel_fbank is None:
+        _window = torch.hann_window(WIN_SAMPLES, dtype=torch.float32)
+        _mel_fbank = torchaudio.functional.melscale_fbanks(
+            n_freqs=N_FFT // 2 + 1,
+            f_min=MEL_FMIN_HZ,
+            f_max=MEL_FMAX_HZ,
+            n_mels=DMEL_CHANNELS,
+            sample_rate=SAMPLE_RATE_HZ,
+            norm="slaney",
+            mel_scale="slaney",
+        ).to(torch.float32)
+    return _window, _mel_fbank
+
+
+def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of the signal the STFT sees, without building it whole.
+
+    That signal is `pcm` zero-padded to `num_samples_padded` samples (a whole number of micro-turns), then
+    reflect-padded by CENTRE_PAD_SAMPLES on each side as `torch.stft(center=True)` does.
+
+    Args:
+        pcm: (n,) float32 samples.
+        num_samples_padded: N >= n, the zero-padded length in samples; N > CENTRE_PAD_SAMPLES.
+        start, stop: sample indices into the reflect-padded signal, 0 <= start <= stop <= N + 2 * CENTRE_PAD_SAMPLES.
+
+    Returns:
+        (stop - start,) float32, a fresh array (torch.from_numpy then works on read-only `pcm` without warnings).
+    """
+    n = len(pcm)
+    lo, hi = start - CENTRE_PAD_SAMPLES, stop - CENTRE_PAD_SAMPLES  # in `pcm` sample indices
+    if 0 <= lo and hi <= n:
+        return pcm[lo:hi].copy()
+    out = np.zeros(hi - lo, dtype=np.float32)
+    # Map every index to the zero-padded signal z (length N): i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
+    idx = np.arange(lo, hi)
+    idx = np.where(idx < 0, -idx, idx)
+    idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
+    inside = idx < n  # z is zero beyond the real samples
+    out[inside] = pcm[idx[inside]]
+    return out
+
+
+def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
+    """Clip log10 mel energies to [-7, 2] and take the nearest level; ties go to the lower level (argmin order).
+
+    A running minimum over the 16 levels: the same comparisons as the reference's argmin over a (.., 16) tensor,
+    without materialising it.
+    """
+    x = log_mel.clamp(LOG10_MIN, LOG10_MAX)
+    levels = torch.from_numpy(LEVELS)
+    best = (x - levels[0]).abs()
+    codes = torch.zeros(x.shape, dtype=torch.uint8)
+    for i in range(1, DMEL_LEVELS):
+        dist = (x - levels[i]).abs()
+        closer = dist < best
+        codes[closer] = i
+        best = torch.minimum(best, dist)
+    return codes
+
+
+def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:
+    """dMel codes of one 16 kHz mono stream, 16 frames per micro-turn.
+
+    Args:
+        pcm: (n,) float PCM in [-1, 1] at 16 kHz, n >= 0 samples; cast to float32.
+        chunk_frames: frames per STFT chunk (memory knob; the codes do not depend on it), >= 1.
+
+    Returns:
+        (num_microturns(n) * 16, 80) uint8 codes in 0..15. Row f is the frame centred at sample 200 f; rows
+        16 k .. 16 k + 15 belong to micro-turn k. n = 0 gives shape (0, 80).
+
+    Raises:
+        ValueError: `pcm` is not 1-D, not floating point, or not finite; `chunk_frames` < 1.
+    """
+    pcm = np.asarray(pcm)
+    if pcm.ndim != 1:
+        raise ValueError(f"pcm must be 1-D (one mono stream), got shape {pcm.shape}; pass one channel at a time")
+    if not np.issubdtype(pcm.dtype, np.floating):
+        raise ValueError(f"pcm must be float PCM in [-1, 1], got dtype {pcm.dtype}; divide int16 PCM by 32768")
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    pcm = np.ascontiguousarray(pcm, dtype=np.float32)
+
+    num_frames = num_microturns(len(pcm)) * FRAMES_PER_MICROTURN
+    codes = np.empty((num_frames, DMEL_CHANNELS), dtype=np.uint8)
+    if num_frames == 0:
+        return codes
+    num_samples_padded = num_microturns(len(pcm)) * SAMPLES_PER_MICROTURN
+    window, mel_fbank = _constants()
+
+    with torch.inference_mode():
+        for f0 in range(0, num_frames, chunk_frames):
+            f1 = min(f0 + chunk_frames, num_frames)
+            # Frame f reads reflect-padded samples [200 f, 200 f + 1024), i.e. pcm samples centred at 200 f.
+            segment = _padded_slice(pcm, num_samples_padded, f0 * HOP_SAMPLES, (f1 - 1) * HOP_SAMPLES + N_FFT)
+            if not np.isfinite(segment).all():
+                raise ValueError(f"pcm has NaN or infinite samples near frames {f0}..{f1 - 1}")
+            spec = torch.stft(
+                torch.from_numpy(segment),
+                n_fft=N_FFT,
+                hop_length=HOP_SAMPLES,
+                win_length=WIN_SAMPLES,
+                window=window,
+                center=False,
+                normalized=False,
+                onesided=True,
+                return_complex=True,
+            )  # (513, frames)
+            # The reference's clamp(re**2 + im**2, min=1e-10) ** 0.5, done in place to keep one (513, frames) buffer.
+            magnitude = spec.real**2
+            magnitude += spec.imag**2
+            del spec
+            magnitude.clamp_(min=POWER_FLOOR).pow_(0.5)
+            mel = torch.maximum(magnitude.T @ mel_fbank, torch.tensor(MEL_FLOOR))  # (frames, 80)
+            codes[f0:f1] = _quantise(mel.log10()).numpy()
+    return codes
+
+
+def dmel_dequantise(codes: np.ndarray) -> np.ndarray:
+    """Level values of dMel codes, in log10 mel-energy units (-7.0, -6.4, ..., 2.0).
+
+    Args:
+        codes: integer array of any shape, values in 0..15 (e.g. (frames, 80) from `dmel_codes`).
+
+    Returns:
+        float32 array of the same shape.
+
+    Raises:
+        ValueError: a code is outside 0..15 or `codes` is not an integer array.
+    """
+    codes = np.asarray(codes)
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"codes must be integers in 0..{DMEL_LEVELS - 1}, got dtype {codes.dtype}")
+    if codes.size and (codes.min() < 0 or codes.max() >= DMEL_LEVELS):
+        raise ValueError(f"codes must be in 0..{DMEL_LEVELS - 1}, got range {codes.min()}..{codes.max()}")
+    return LEVELS[codes]
