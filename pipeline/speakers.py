@@ -3,8 +3,7 @@
     python -c "import pipeline.speakers as s; help(s.match_tracks)"
 
 Real multi-track recordings (headset microphones) often come without saying which file is which speaker. Each
-track is loudest while its own speaker talks alone, so the pairing that maximises, summed over tracks, the track's
-mean log energy in its speaker's solo turns minus that in other speakers' solo turns is the assignment.
+track gets loud when its own speaker talks (crosstalk from the others is quieter), which decides the pairing.
 """
 
 from __future__ import annotations
@@ -16,26 +15,27 @@ import numpy as np
 
 from pipeline.grid import Interval
 from schemas.bundle import Segment
-from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.units import seconds_to_samples
 
 MAX_EXHAUSTIVE = 8
+FRAME_SAMPLES = 160
+"""Energy frames of 10 ms: RTTM turns can be shorter than a micro-turn."""
 
 
-def _solo_microturns(segments: Sequence[Segment], speakers: Sequence[str], num_microturns: int) -> dict[
-        str, np.ndarray]:
-    """For each speaker, a boolean mask of micro-turns where only they speak (by the segments)."""
-    active = np.zeros((len(speakers), num_microturns), dtype=bool)
+def _active_frames(segments: Sequence[Segment], speaker: str, num_frames: int) -> np.ndarray:
+    active = np.zeros(num_frames, dtype=bool)
     for s in segments:
-        row = speakers.index(s.speaker)
-        a = seconds_to_samples(s.start_s) // SAMPLES_PER_MICROTURN
-        b = -(-seconds_to_samples(s.end_s) // SAMPLES_PER_MICROTURN)
-        active[row, a:b] = True
-    alone = active & (active.sum(axis=0) == 1)
-    return {sp: alone[i] for i, sp in enumerate(speakers)}
+        if s.speaker == speaker:
+            a = seconds_to_samples(s.start_s) // FRAME_SAMPLES
+            active[a: -(-seconds_to_samples(s.end_s) // FRAME_SAMPLES)] = True
+    return active
 
 
 def match_tracks(streams: Mapping[str, np.ndarray], segments: Sequence[Segment]) -> dict[str, str]:
     """Pair each stream (keyed by a provisional track name) with an RTTM speaker.
+
+    The score of (track, speaker) is the track's mean log energy (10 ms frames) while the speaker talks minus
+    while they do not; the assignment maximises the summed score (exhaustively up to 8 tracks, greedily beyond).
 
     Args:
         streams: 16 kHz float32 PCM per track, all the same length.
@@ -43,28 +43,24 @@ def match_tracks(streams: Mapping[str, np.ndarray], segments: Sequence[Segment])
     Returns:
         {track name: speaker}.
     Raises:
-        ValueError: when tracks and RTTM speakers differ in number, or a speaker never speaks alone.
+        ValueError: when tracks and RTTM speakers differ in number, or a speaker never (or always) talks.
     """
     speakers = sorted({s.speaker for s in segments})
     tracks = sorted(streams)
     if len(speakers) != len(tracks):
         raise ValueError(f"{len(tracks)} unnamed tracks but the RTTM names {len(speakers)} speakers {speakers}")
-    n = len(next(iter(streams.values())))
-    k = n // SAMPLES_PER_MICROTURN
-    solo = _solo_microturns(segments, speakers, k)
-    for sp, mask in solo.items():
-        if not mask.any():
-            raise ValueError(f"speaker {sp} never speaks alone in the RTTM: cannot tell which track is theirs")
+    n = len(next(iter(streams.values()))) // FRAME_SAMPLES
+    active = {sp: _active_frames(segments, sp, n) for sp in speakers}
+    for sp, mask in active.items():
+        if not mask.any() or mask.all():
+            raise ValueError(f"speaker {sp} talks {'never' if not mask.any() else 'all the time'} inside the audio: "
+                             "cannot tell which track is theirs")
     score = np.zeros((len(tracks), len(speakers)))
     for i, t in enumerate(tracks):
-        frames = streams[t][: k * SAMPLES_PER_MICROTURN].reshape(k, SAMPLES_PER_MICROTURN)
-        log_energy = np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-10)
+        frames = streams[t][: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES).astype(np.float64)
+        log_energy = np.log10(np.mean(frames**2, axis=1) + 1e-10)
         for j, sp in enumerate(speakers):
-            others = np.zeros(k, dtype=bool)
-            for other, mask in solo.items():
-                if other != sp:
-                    others |= mask
-            score[i, j] = log_energy[solo[sp]].mean() - (log_energy[others].mean() if others.any() else 0.0)
+            score[i, j] = log_energy[active[sp]].mean() - log_energy[~active[sp]].mean()
     if len(tracks) <= MAX_EXHAUSTIVE:
         best = max(itertools.permutations(range(len(speakers))),
                    key=lambda perm: sum(score[i, perm[i]] for i in range(len(tracks))))
