@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.labels import Ipu, LabelConfig, detect_events, ipus, overlap_intervals, perspective_labels
 from pipeline.grid import Interval
+from pipeline.labels import Ipu, LabelConfig, detect_events, ipus, overlap_intervals, perspective_labels
 from schemas.bundle import Word
 from schemas.sample import LABEL_BITS
 

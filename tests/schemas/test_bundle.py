@@ -42,7 +42,9 @@ def test_malformed_transcripts_give_readable_reasons(text: str, reason: str) -> 
 
 
 def test_rttm() -> None:
-    segs = parse_rttm("SPEAKER m 1 2.59 0.36 <NA> <NA> FEE013 <NA> <NA>\nSPEAKER m 1 0.00 5.29 <NA> <NA> FEE016 <NA> <NA>\n")
+    segs = parse_rttm(
+        "SPEAKER m 1 2.59 0.36 <NA> <NA> FEE013 <NA> <NA>\nSPEAKER m 1 0.00 5.29 <NA> <NA> FEE016 <NA> <NA>\n"
+    )
     assert [(s.speaker, s.start_s) for s in segs] == [("FEE016", 0.0), ("FEE013", 2.59)]
     assert segs[1].end_s == pytest.approx(2.95)
     with pytest.raises(BundleError, match="line 1"):
