@@ -85,6 +85,9 @@ def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> 
                 + seconds_to_samples(config.word_end_tolerance_s)]
         if late:
             raise AlignError(f"{len(late)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)")
+    unknown = sorted({a.speaker for a in conv.annotations} - set(speakers))
+    if unknown:
+        raise AlignError(f"annotations name speakers {unknown} without an audio track (tracks: {list(speakers)})")
     speech = {s: speech_intervals(s, words=conv.words, segments=None if conv.words is not None else conv.segments)
               for s in speakers}
     return AlignedConversation(conversation=conv, streams=streams, num_samples=decoded.num_samples, speech=speech)

@@ -26,7 +26,13 @@ from schemas.bundle import sanitise_id
 from schemas.sample import LABEL_BITS
 from schemas.shard import FORMAT_VERSION, encode_array, encode_json, sample_key
 from schemas.tables import LABEL_COUNT_COLUMNS
-from schemas.units import FRAMES_PER_MICROTURN, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, num_microturns
+from schemas.units import (
+    FRAMES_PER_MICROTURN,
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_MICROTURN,
+    num_microturns,
+    seconds_to_samples,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -117,6 +123,15 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                  "source": w.source, "score": w.score}
                 for mt, w in placed if a <= mt < b
             ]
+            t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+            spans = [
+                {"label": an.label, "stream": stream_of[an.speaker], "speaker": an.speaker,
+                 "start_microturn": max(0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1)
+                                        - a),
+                 "end_microturn": min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
+                 "start_s": round(an.start_s - t0, 6), "end_s": round(an.end_s - t0, 6)}
+                for an in conv.annotations if an.speaker in stream_of and an.start_s < t1 and an.end_s > t0
+            ]
             key = sample_key(conv_key, perspective, window)
             valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
             last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
@@ -129,6 +144,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 "streams": sorted(dmel), "language": conv.language, "source": conv.source,
                 "licence": conv.licence, "split": conv.split,
                 "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
+                "tags": dict(conv.tags),
             }
             mask = np.zeros(w_len, dtype=np.uint8)
             mask[: b - a] = 1
@@ -136,6 +152,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             members = {
                 "meta.json": encode_json(meta),
                 "words.json": encode_json(words),
+                "annotations.json": encode_json(spans),
                 "activity.npy": encode_array(_window(act_all, a, b, w_len)),
                 "labels.npy": encode_array(win_labels),
                 "floor.npy": encode_array(_window(floor, a, b, w_len)),
@@ -148,7 +165,9 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 for name, pcm in audio.items():
                     chunk = pcm[a * SAMPLES_PER_MICROTURN: b * SAMPLES_PER_MICROTURN]
                     members[f"{name}.flac"] = _flac(_window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN))
-            yield Sample(key=key, members=members, row=_row(meta, words, win_labels[: b - a], valid_samples))
+            row = _row(meta, words, win_labels[: b - a], valid_samples)
+            row["annotations"] = sorted({sp["label"] for sp in spans})
+            yield Sample(key=key, members=members, row=row)
 
 
 def _row(meta: Mapping, words: list, labels: np.ndarray, valid_samples: int) -> dict:
@@ -171,4 +190,5 @@ def _row(meta: Mapping, words: list, labels: np.ndarray, valid_samples: int) -> 
         "other_speakers": list(speakers["others"]), "word_count": len(words),
         **{k: int(v) for k, v in counts.items()},
         "language": meta["language"], "source": meta["source"], "licence": meta["licence"], "split": meta["split"],
+        "tags": dict(meta["tags"]),
     }

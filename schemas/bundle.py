@@ -15,7 +15,11 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "words": "words.json",                  # optional: file or inline list of
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
-      "model_speakers": ["A", "B"]            # optional: who may play the model (default: every speaker)
+      "model_speakers": ["A", "B"],           # optional: who may play the model (default: every speaker)
+      "tags": {"category": "weapons"},        # optional: string metadata, copied to every sample and the index
+      "annotations": [                        # optional: labelled spans (seconds), e.g. where a refusal is spoken
+        {"label": "refusal", "speaker": "B", "start": 3.2, "end": 5.9}
+      ]
     }
 
 Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
@@ -68,6 +72,16 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Annotation:
+    """A labelled stretch of one speaker's stream (e.g. a spoken refusal). Times in seconds."""
+
+    label: str
+    speaker: str
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
     """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file."""
 
@@ -90,6 +104,8 @@ class Conversation:
     licence: str = "unknown"
     split: str = "train"
     model_speakers: tuple[str, ...] | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    annotations: tuple[Annotation, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -231,8 +247,19 @@ def conversation_from_dict(
     if len(named) < len(tracks) and (segments is None or named):
         raise BundleError("tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed")
     model_speakers = obj.get("model_speakers")
+    tags = obj.get("tags", {})
+    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
+        raise BundleError("'tags' must be an object of string values")
+    annotations = []
+    for i, a in enumerate(obj.get("annotations", [])):
+        if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
+            raise BundleError(f"annotation #{i} needs label, speaker, start and end")
+        start, end = _finite(a["start"], f"annotation #{i} start"), _finite(a["end"], f"annotation #{i} end")
+        if start < 0 or end < start:
+            raise BundleError(f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)")
+        annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
     known = {"id", "bundle_version", "tracks", "words", "rttm", "model_speakers", "language", "source", "licence",
-             "split"}
+             "split", "tags", "annotations"}
     return Conversation(
         id=str(obj["id"]),
         origin=origin,
@@ -244,6 +271,8 @@ def conversation_from_dict(
         licence=str(obj.get("licence", "unknown")),
         split=str(obj.get("split", "train")),
         model_speakers=None if model_speakers is None else tuple(str(s) for s in model_speakers),
+        tags={str(k): str(v) for k, v in sorted(tags.items())},
+        annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
         extra={k: v for k, v in obj.items() if k not in known},
     )
 
@@ -297,6 +326,11 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         ]
     if conv.model_speakers is not None:
         out["model_speakers"] = list(conv.model_speakers)
+    if conv.tags:
+        out["tags"] = dict(conv.tags)
+    if conv.annotations:
+        out["annotations"] = [{"label": a.label, "speaker": a.speaker, "start": a.start_s, "end": a.end_s}
+                              for a in conv.annotations]
     out.update(conv.extra)
     return out
 

@@ -15,6 +15,7 @@ A sample holds W micro-turns (default 150 = 30 s). Members, stored in the shard 
 | floor.npy         | int16   | (W,)           | micro-turns until the next floor change (0 at its onset), -1: none   |
 | mask.npy          | uint8   | (W,)           | 1 = a micro-turn of the conversation, 0 = padding after its end      |
 | words.json        | JSON    |                | list of WORD_FIELDS objects                                          |
+| annotations.json  | JSON    |                | list of ANNOTATION_FIELDS objects (labelled spans, e.g. refusals)    |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep-audio``)              |
 
 The last micro-turn of a conversation is usually partial: its valid sample count is ``meta.last_valid_samples``
@@ -58,6 +59,17 @@ META_FIELDS = {
     "streams": "[str]: which dMel members the sample has",
     "language": "str", "source": "str", "licence": "str", "split": "str",
     "word_sources": "{source: count} over the window's words",
+    "tags": "{str: str}: the bundle's tags (e.g. category, layout, is_refusal for synthesised refusals)",
+}
+
+ANNOTATION_FIELDS = {
+    "label": "str: e.g. 'refusal'",
+    "stream": "'input' | 'others' | 'output'",
+    "speaker": "str: original speaker id",
+    "start_microturn": "int: first window micro-turn the span touches (clipped to the window)",
+    "end_microturn": "int: one past the last window micro-turn it touches (clipped)",
+    "start_s": "float: seconds from the window start (may be < 0)",
+    "end_s": "float: seconds from the window start",
 }
 
 WORD_FIELDS = {

@@ -30,9 +30,9 @@ ARRAY_MEMBERS = {
     "mask.npy": (np.uint8, 1),
 }
 """Array members and their (dtype, ndim)."""
-JSON_MEMBERS = ("meta.json", "words.json")
+JSON_MEMBERS = ("meta.json", "words.json", "annotations.json")
 AUDIO_MEMBERS = ("input.flac", "others.flac", "output.flac")
-REQUIRED_MEMBERS = ("meta.json", "words.json", "input.dmel.npy", "output.dmel.npy", "activity.npy", "labels.npy",
+REQUIRED_MEMBERS = ("meta.json", "words.json", "annotations.json", "input.dmel.npy", "output.dmel.npy", "activity.npy", "labels.npy",
                     "floor.npy", "mask.npy")
 
 

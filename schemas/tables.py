@@ -38,6 +38,8 @@ INDEX_SCHEMA = pa.schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("licence", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
+        pa.field("tags", pa.map_(pa.string(), pa.string()), nullable=False),  # the bundle's tags
+        pa.field("annotations", pa.list_(pa.string()), nullable=False),  # labels of annotations in the window
     ],
     metadata={"microturn.table": "index", "microturn.version": str(MANIFEST_VERSION)},
 )

@@ -170,3 +170,21 @@ def test_killed_job_resumes_to_identical_output(many_bundles: Path, tmp_path: Pa
         assert p.stat().st_mtime_ns == t  # finished parts were not redone
     shutil.rmtree(out / "_work")
     assert _outputs(out) == _outputs(tmp_path / "ref")
+
+
+def test_tags_reach_the_index_and_annotations_the_samples(tmp_path: Path) -> None:
+    b = make_bundle(tmp_path / "in" / "t", conv_id="t", seconds=2.0)
+    obj = json.loads((b / "bundle.json").read_text())
+    obj["tags"] = {"category": "placeholder-weapons", "layout": "plain", "is_refusal": "true"}
+    obj["annotations"] = [{"label": "refusal", "speaker": "B", "start": 1.45, "end": 1.8}]
+    (b / "bundle.json").write_text(json.dumps(obj))
+    run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--window_microturns", "5"])
+    rows = pq.read_table(tmp_path / "out" / "index.parquet").to_pylist()
+    assert all(dict(r["tags"]) == obj["tags"] for r in rows)
+    assert sorted((r["perspective"], r["window"], r["annotations"]) for r in rows) == [
+        ("A", 0, []), ("A", 1, ["refusal"]), ("B", 0, []), ("B", 1, ["refusal"])]
+    spans = {s["meta.json"]["perspective"]: s["annotations.json"] for s in iter_samples(str(tmp_path / "out"))
+             if s["meta.json"]["window"] == 1}
+    assert spans["B"] == [{"label": "refusal", "stream": "output", "speaker": "B", "start_microturn": 2,
+                           "end_microturn": 4, "start_s": 0.45, "end_s": 0.8}]
+    assert spans["A"][0]["stream"] == "input"
