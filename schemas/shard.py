@@ -32,7 +32,8 @@ ARRAY_MEMBERS = {
 """Array members and their (dtype, ndim)."""
 JSON_MEMBERS = ("meta.json", "words.json", "annotations.json")
 AUDIO_MEMBERS = ("input.flac", "others.flac", "output.flac")
-REQUIRED_MEMBERS = ("meta.json", "words.json", "annotations.json", "input.dmel.npy", "output.dmel.npy", "activity.npy", "labels.npy",
+REQUIRED_MEMBERS = ("meta.json", "words.json", "annotations.json", "input.dmel.npy", "output.dmel.npy", "activity.npy",
+                    "labels.npy",
                     "floor.npy", "mask.npy")
 
 
