@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.decode import DecodedConversation
 from pipeline.grid import Interval, speech_intervals
 from pipeline.speakers import match_tracks
+from pipeline.video import VideoFrames
 from schemas.bundle import Conversation, Track
 from schemas.units import samples_to_seconds, seconds_to_samples
 
@@ -38,6 +39,7 @@ class AlignedConversation:
     streams: Mapping[str, np.ndarray]  # 16 kHz float32 per speaker, num_samples long
     num_samples: int
     speech: Mapping[str, list[Interval]]  # merged speech intervals per speaker (samples)
+    video: VideoFrames | None = None  # frames on the micro-turn grid, when the bundle has a video
 
 
 def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> AlignedConversation:
@@ -90,4 +92,5 @@ def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> 
         raise AlignError(f"annotations name speakers {unknown} without an audio track (tracks: {list(speakers)})")
     speech = {s: speech_intervals(s, words=conv.words, segments=None if conv.words is not None else conv.segments)
               for s in speakers}
-    return AlignedConversation(conversation=conv, streams=streams, num_samples=decoded.num_samples, speech=speech)
+    return AlignedConversation(conversation=conv, streams=streams, num_samples=decoded.num_samples, speech=speech,
+                               video=decoded.video)

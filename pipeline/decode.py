@@ -11,12 +11,14 @@ its header says is rejected as truncated.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import ffmpeg
 import numpy as np
@@ -25,7 +27,7 @@ import torch
 import torchaudio
 from apache_beam.io.filesystems import FileSystems
 
-from schemas.bundle import Conversation
+from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -43,10 +45,11 @@ class DecodeError(ValueError):
 class DecodedConversation:
     """A conversation with one 16 kHz float32 stream per speaker, all `num_samples` long (zero-padded)."""
 
-    conversation: Conversation
+    conversation: Conversation  # with the tracks actually used (video audio and silent streams made explicit)
     streams: Mapping[str, np.ndarray]
     num_samples: int
     track_samples: Mapping[str, int]  # decoded length of each speaker's own track, before padding
+    video: Any = None  # pipeline.video.VideoFrames when the bundle has a video
 
 
 def _is_local(path: str) -> bool:
@@ -174,16 +177,55 @@ def _to_float(channel: np.ndarray) -> np.ndarray:
     return channel.astype(np.float32, copy=False)
 
 
-def decode_conversation(conv: Conversation) -> DecodedConversation:
-    """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz.
+def _with_video_tracks(conv: Conversation, probe: Any) -> Conversation:
+    """Make a video bundle's streams explicit: its own audio (or silence) as `audio_speaker` when no tracks are
+    given, and a silent model when only one speaker is left."""
+    tracks = list(conv.tracks)
+    spec = conv.video
+    if not tracks:
+        path = spec.path if probe.audio_first_pts_s is not None else None
+        tracks.append(Track(speaker=spec.audio_speaker, path=path))
+    model_speakers = conv.model_speakers
+    if len(tracks) == 1:
+        tracks.append(Track(speaker=SILENT_MODEL, path=None))
+        model_speakers = (SILENT_MODEL,)
+    return dataclasses.replace(conv, tracks=tuple(tracks), model_speakers=model_speakers)
 
-    Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later).
+
+def _video_origin(conv: Conversation, probe: Any) -> float:
+    """The video time that is conversation time 0 (see pipeline.video)."""
+    if conv.video.offset_s is not None:
+        return conv.video.offset_s
+    audio_from_video = any(t.path == conv.video.path for t in conv.tracks)
+    if audio_from_video and probe.audio_first_pts_s is not None:
+        return probe.audio_first_pts_s
+    return 0.0
+
+
+def decode_conversation(conv: Conversation, video_config: Any = None) -> DecodedConversation:
+    """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
+    its video, if any, onto the micro-turn grid.
+
+    Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later); tracks without a
+    path are digital silence as long as the conversation.
     Raises:
         DecodeError: for the first unusable file or a channel map that does not match a file.
     """
+    from pipeline.video import VideoConfig, probe_video, video_frames
+
+    probe = None
+    if conv.video is not None:
+        if not FileSystems.exists(conv.video.path):
+            raise DecodeError(f"{conv.video.path}: file does not exist")
+        probe = probe_video(conv.video.path)
+        conv = _with_video_tracks(conv, probe)
     streams: dict[str, np.ndarray] = {}
+    silent: list[str] = []
     by_path: dict[str, list[tuple[int, str]]] = {}
     for i, track in enumerate(conv.tracks):
+        if track.path is None:
+            silent.append(track.speaker or f"track{i}")
+            continue
         by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
     for path, tracks in by_path.items():
         data, rate = decode_file(path)
@@ -207,9 +249,29 @@ def decode_conversation(conv: Conversation) -> DecodedConversation:
             streams[speaker] = resample_to_16k(mono, rate)
         del data
     track_samples = {s: len(x) for s, x in streams.items()}
-    num_samples = max(track_samples.values())
+    origin = 0.0
+    if probe is not None:
+        origin = _video_origin(conv, probe)
+    if track_samples:
+        num_samples = max(track_samples.values())
+    elif probe is not None:
+        num_samples = max(0, round((probe.end_s - origin) * SAMPLE_RATE_HZ))
+    else:
+        raise DecodeError("the bundle has neither audio tracks nor a video")
+    if num_samples == 0:
+        raise DecodeError("the conversation is empty: no audio samples and no video after its start")
+    for speaker in silent:
+        streams[speaker] = np.zeros(num_samples, dtype=np.float32)
+        track_samples[speaker] = 0
     for speaker, pcm in streams.items():
         if len(pcm) < num_samples:
             streams[speaker] = np.concatenate([pcm, np.zeros(num_samples - len(pcm), dtype=np.float32)])
+    video = None
+    if probe is not None:
+        from schemas.units import num_microturns
+
+        video = video_frames(conv.video.path, origin_s=origin, num_microturns=num_microturns(num_samples),
+                             config=video_config or VideoConfig(), probe=probe)
+        video.info["audio_samples"] = num_samples
     return DecodedConversation(conversation=conv, streams=streams, num_samples=num_samples,
-                               track_samples=track_samples)
+                               track_samples=track_samples, video=video)

@@ -34,6 +34,7 @@ from pipeline.manifest import config_hash, write_tables
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import InputRef, list_inputs, load_conversation
 from pipeline.rejects import Rejection
+from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
 from pipeline.write import (
     PartInfo,
@@ -136,8 +137,11 @@ def _conversation_of(element: Any) -> Conversation:
 class DecodeFn(StageFn):
     stage = "decode"
 
+    def __init__(self, video: VideoConfig) -> None:
+        self.video = video
+
     def apply(self, conv: Conversation) -> DecodedConversation:
-        return decode_conversation(conv)
+        return decode_conversation(conv, self.video)
 
 
 class AlignFn(StageFn):
@@ -188,6 +192,7 @@ class WritePartFn(StageFn):
             "conversation_id": conv.id, "conversation_key": sanitise_id(conv.id),
             "duration_s": aligned.num_samples / SAMPLE_RATE_HZ, "speakers": list(conv.speakers),
             "source": conv.source, "licence": conv.licence,
+            "video": None if aligned.video is None else aligned.video.info,
             "turn_taking": turn_taking_counts(labelled.events, overlap_intervals(aligned.speech)),
         }
         part = write_part(cut_windows(labelled, self.config), path=part_path(self.work_dir, conv.id),
@@ -245,7 +250,8 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     deduped = (read.ok | "GroupById" >> beam.GroupByKey()
                | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok"))
     resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
-    decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn()).with_outputs(REJECTED, main="ok")
+    decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn(VideoConfig(**config["video"]))).with_outputs(
+        REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(AlignFn(AlignConfig(**config["align"]))).with_outputs(
         REJECTED, main="ok")
     featured = aligned.ok | "Featurise" >> beam.ParDo(FeaturiseFn()).with_outputs(REJECTED, main="ok")

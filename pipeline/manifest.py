@@ -109,6 +109,7 @@ def write_tables(output: str, *, shards: Sequence[ShardInfo], rejected: Sequence
         "label_counts": label_counts,
         "rejected_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
         "turn_taking": turn_taking(summaries),
+        "video": [{"conversation_id": s["conversation_id"], **s["video"]} for s in summaries if s.get("video")],
     }
     with FileSystems.create(f"{output}/{MANIFEST_FILE}.partial") as f:
         f.write(json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")

@@ -12,9 +12,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.align import AlignConfig
 from pipeline.labels import LabelConfig
+from pipeline.video import VideoConfig
 from pipeline.windows import WindowConfig
 
-_LABELS, _WINDOWS, _ALIGN = LabelConfig(), WindowConfig(), AlignConfig()
+_LABELS, _WINDOWS, _ALIGN, _VIDEO = LabelConfig(), WindowConfig(), AlignConfig(), VideoConfig()
 
 
 class MicroturnOptions(PipelineOptions):
@@ -38,6 +39,13 @@ class MicroturnOptions(PipelineOptions):
         parser.add_argument("--keep_work", action="store_true",
                             help="keep the work directory (finished parts) after a successful run; an interrupted "
                                  "run always keeps it so that a rerun resumes")
+        parser.add_argument("--video_width", type=int, default=_VIDEO.width,
+                            help="pixels: width frames are scaled (to cover) and centre-cropped to; a multiple of 40 "
+                                 "(default 320)")
+        parser.add_argument("--video_height", type=int, default=_VIDEO.height,
+                            help="pixels: frame height, a multiple of 40 (default 240; 320x240 = 8x6 patches)")
+        parser.add_argument("--jpeg_quality", type=int, default=_VIDEO.jpeg_quality,
+                            help="JPEG quality 1-95 of stored frames (default 90)")
         parser.add_argument("--ipu_gap_s", type=float, default=_LABELS.ipu_gap_s,
                             help="seconds: a speaker's words closer than this form one utterance (default 0.3)")
         parser.add_argument("--backchannel_max_s", type=float, default=_LABELS.backchannel_max_s,
@@ -65,5 +73,7 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         "labels": labels.to_dict(),
         "windows": asdict(windows),
         "align": asdict(AlignConfig(word_end_tolerance_s=opts.word_end_tolerance_s)),
+        "video": asdict(VideoConfig(width=opts.video_width, height=opts.video_height,
+                                    jpeg_quality=opts.jpeg_quality)),
         "num_shards": opts.num_shards,
     }

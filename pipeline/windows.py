@@ -23,6 +23,7 @@ from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_labels
 from pipeline.speakers import input_roles
 from schemas.bundle import sanitise_id
+from schemas.frames import encode_frames
 from schemas.sample import LABEL_BITS
 from schemas.shard import FORMAT_VERSION, encode_array, encode_json, sample_key
 from schemas.tables import LABEL_COUNT_COLUMNS
@@ -145,6 +146,10 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 "licence": conv.licence, "split": conv.split,
                 "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
                 "tags": dict(conv.tags),
+                "video": None if aligned.video is None else {
+                    "frames": sum(j is not None for j in aligned.video.jpegs[a:b]),
+                    "audio_video_offset_s": aligned.video.info["audio_video_offset_s"],
+                },
             }
             mask = np.zeros(w_len, dtype=np.uint8)
             mask[: b - a] = 1
@@ -161,6 +166,10 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             for name, codes in dmel.items():
                 per_mt = codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1])
                 members[f"{name}.dmel.npy"] = encode_array(_window(per_mt, a, b, w_len))
+            if aligned.video is not None:
+                jpegs = list(aligned.video.jpegs[a:b]) + [None] * (w_len - (b - a))
+                members["frames.mjpeg"], index = encode_frames(jpegs)
+                members["frames.index.npy"] = encode_array(index)
             if config.keep_audio:
                 for name, pcm in audio.items():
                     chunk = pcm[a * SAMPLES_PER_MICROTURN: b * SAMPLES_PER_MICROTURN]

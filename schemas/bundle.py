@@ -15,6 +15,9 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "words": "words.json",                  # optional: file or inline list of
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
+      "text": {"A": "so I was thinking",      # optional, instead of "words": each speaker's words without times,
+               "B": {"path": "B.txt"}},       #   inline or in a file; the align stage times them (--aligner)
+      "video": "camera.mp4",                  # optional: or {"path", "offset_s", "audio_speaker"}; see below
       "model_speakers": ["A", "B"],           # optional: who may play the model (default: every speaker)
       "tags": {"category": "weapons"},        # optional: string metadata, copied to every sample and the index
       "annotations": [                        # optional: labelled spans (seconds), e.g. where a refusal is spoken
@@ -22,8 +25,20 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       ]
     }
 
+Video: frames go on the input side. With separate audio tracks, conversation time 0 is the video's time
+``offset_s`` (default 0). With no tracks, the video's own audio (if any) becomes the stream of ``audio_speaker``
+(default "user"), else that stream is silence; a conversation with one speaker gets a silent model ("model").
+
 Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
 A track may omit "speaker" when an RTTM is given: the pipeline then matches tracks to RTTM speakers by energy.
+A bundle whose audio is a single track is a mixed recording: the align stage splits it into speakers by its RTTM,
+or by diarization (--diarize_model) when it has none.
+
+Words without times: a bundle with neither "words" nor "text" is transcribed by the configured aligner; one with
+"text" (whitespace-separated tokens per speaker, transcript markup such as AMI's "L_C_D_" allowed) is aligned only.
+Words the align stage makes carry ``source`` "asr" (transcribed) or "aligned" (given text, times from the aligner)
+and the aligner's ``score`` in [0, 1]; a word the aligner could not place has ``score`` null: its times are
+interpolated between its neighbours.
 
 This module parses text into records; reading files is the pipeline's job (``read_text`` callbacks), so the
 schema stays independent of any file system.
@@ -83,11 +98,25 @@ class Annotation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
-    """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file."""
+    """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file.
+    A track with no path is digital silence (a silent model, or a video without sound)."""
 
     speaker: str | None
-    path: str
+    path: str | None
     channel: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoSpec:
+    """The bundle's video. `offset_s`: the video time that is conversation time 0 (None: 0, or the first audio
+    packet when the audio comes from the video itself). `audio_speaker`: whose stream the video's own audio is."""
+
+    path: str
+    offset_s: float | None = None
+    audio_speaker: str = "user"
+
+
+SILENT_MODEL = "model"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,8 +133,10 @@ class Conversation:
     licence: str = "unknown"
     split: str = "train"
     model_speakers: tuple[str, ...] | None = None
+    video: VideoSpec | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     annotations: tuple[Annotation, ...] = ()
+    texts: Mapping[str, str] | None = None  # each speaker's words without times ("text" in the bundle)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -220,9 +251,20 @@ def conversation_from_dict(
         raise BundleError(f"bundle_version {version!r} is not supported (this reader knows {BUNDLE_VERSION})")
     if "id" not in obj or not str(obj["id"]).strip():
         raise BundleError("bundle has no 'id'")
-    raw_tracks = obj.get("tracks")
-    if not isinstance(raw_tracks, list) or not raw_tracks:
-        raise BundleError("bundle has no 'tracks' list")
+    video = None
+    if "video" in obj:
+        spec = obj["video"]
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        if not isinstance(spec, Mapping) or "path" not in spec:
+            raise BundleError("'video' must be a path or an object with 'path'")
+        offset = spec.get("offset_s")
+        video = VideoSpec(path=_join(base, str(spec["path"])),
+                          offset_s=None if offset is None else _finite(offset, "video offset_s"),
+                          audio_speaker=str(spec.get("audio_speaker", "user")))
+    raw_tracks = obj.get("tracks", [] if video is not None else None)
+    if not isinstance(raw_tracks, list) or (not raw_tracks and video is None):
+        raise BundleError("bundle has no 'tracks' list (needed unless it has a 'video')")
     tracks = []
     for i, t in enumerate(raw_tracks):
         if not isinstance(t, Mapping) or "path" not in t:
@@ -244,7 +286,21 @@ def conversation_from_dict(
     segments = None
     if "rttm" in obj:
         segments = parse_rttm(read_text(_join(base, str(obj["rttm"]))))
-    if len(named) < len(tracks) and (segments is None or named):
+    texts = None
+    if "text" in obj:
+        spec = obj["text"]
+        if not isinstance(spec, Mapping) or not spec:
+            raise BundleError("'text' must be an object {speaker: text or {\"path\": file}}")
+        texts = {}
+        for speaker, value in spec.items():
+            if isinstance(value, Mapping) and isinstance(value.get("path"), str):
+                value = read_text(_join(base, value["path"]))
+            if not isinstance(value, str):
+                raise BundleError(f"text of speaker {speaker!r} must be a string or {{\"path\": file}}")
+            texts[str(speaker)] = value
+        if words is not None:
+            raise BundleError("give either 'words' (with times) or 'text' (without), not both")
+    if len(tracks) > 1 and len(named) < len(tracks) and (segments is None or named):  # one track: diarized
         raise BundleError("tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed")
     model_speakers = obj.get("model_speakers")
     tags = obj.get("tags", {})
@@ -259,7 +315,7 @@ def conversation_from_dict(
             raise BundleError(f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)")
         annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
     known = {"id", "bundle_version", "tracks", "words", "rttm", "model_speakers", "language", "source", "licence",
-             "split", "tags", "annotations"}
+             "split", "tags", "annotations", "video", "text"}
     return Conversation(
         id=str(obj["id"]),
         origin=origin,
@@ -271,8 +327,10 @@ def conversation_from_dict(
         licence=str(obj.get("licence", "unknown")),
         split=str(obj.get("split", "train")),
         model_speakers=None if model_speakers is None else tuple(str(s) for s in model_speakers),
+        video=video,
         tags={str(k): str(v) for k, v in sorted(tags.items())},
         annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
+        texts=texts,
         extra={k: v for k, v in obj.items() if k not in known},
     )
 
@@ -301,7 +359,9 @@ def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Convers
 def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any]:
     """The bundle.json object for `conv`, words inline; track paths made relative to `base` when under it."""
 
-    def rel(path: str) -> str:
+    def rel(path: str | None) -> str | None:
+        if path is None:
+            return None
         if base and path.startswith(base.rstrip("/") + "/"):
             return path[len(base.rstrip("/")) + 1:]
         return path
@@ -324,8 +384,13 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
                                ("score", w.score), ("source", w.source)) if v is not None}
             for w in conv.words
         ]
+    if conv.texts is not None:
+        out["text"] = dict(conv.texts)
     if conv.model_speakers is not None:
         out["model_speakers"] = list(conv.model_speakers)
+    if conv.video is not None:
+        out["video"] = {k: v for k, v in (("path", rel(conv.video.path)), ("offset_s", conv.video.offset_s),
+                                          ("audio_speaker", conv.video.audio_speaker)) if v is not None}
     if conv.tags:
         out["tags"] = dict(conv.tags)
     if conv.annotations:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
+from schemas.frames import decode_frames, patchify
 from schemas.shard import decode_array, decode_json
 from schemas.tables import MANIFEST_FILE
 
@@ -26,6 +27,8 @@ def decode_member(name: str, data: bytes) -> Any:
         return decode_array(data)
     if name.endswith(".json"):
         return decode_json(data)
+    if name.endswith(".mjpeg"):
+        return data  # decoded together with frames.index.npy in decode_sample
     if name.endswith(".flac"):
         import soundfile as sf
 
@@ -34,8 +37,11 @@ def decode_member(name: str, data: bytes) -> Any:
     raise ValueError(f"no decoder for member {name!r}; known: .npy, .json, .flac")
 
 
-def decode_sample(raw: dict[str, Any], *, as_torch: bool = False) -> dict[str, Any]:
-    """A raw webdataset sample ({'__key__', 'meta.json': bytes, ...}) -> decoded arrays and objects."""
+def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool = False) -> dict[str, Any]:
+    """A raw webdataset sample ({'__key__', 'meta.json': bytes, ...}) -> decoded arrays and objects.
+
+    With video, adds ``frames`` (uint8 (W, H, W_px, 3), black where masked) and ``frame_mask`` (uint8 (W,)); with
+    `patches`, ``frames`` is (W, H/40, W_px/40, 40, 40, 3) instead (schemas.frames.patchify)."""
     out: dict[str, Any] = {}
     for name, value in raw.items():
         if name.startswith("__"):
@@ -47,6 +53,18 @@ def decode_sample(raw: dict[str, Any], *, as_torch: bool = False) -> dict[str, A
 
             decoded = torch.from_numpy(decoded.copy() if not decoded.flags.writeable else decoded)
         out[name] = decoded
+    if "frames.mjpeg" in raw and "frames.index.npy" in raw:
+        index = decode_array(raw["frames.index.npy"])
+        if index[:, 1].any():
+            frames, mask = decode_frames(raw["frames.mjpeg"], index)
+            out["frames"] = patchify(frames) if patches else frames
+            out["frame_mask"] = mask
+        if as_torch:
+            import torch
+
+            for name in ("frames", "frame_mask"):
+                if name in out:
+                    out[name] = torch.from_numpy(out[name])
     return out
 
 
@@ -57,16 +75,17 @@ def shard_urls(dataset: str) -> list[str]:
     return [posixpath.join(dataset, s["name"]) for s in manifest["shards"]]
 
 
-def dataset(dataset_dir: str, *, as_torch: bool = False, shardshuffle: bool | int = False) -> wds.WebDataset:
+def dataset(dataset_dir: str, *, as_torch: bool = False, shardshuffle: bool | int = False,
+            patches: bool = False) -> wds.WebDataset:
     """A webdataset pipeline over the dataset's shards yielding decoded samples (errors are re-raised)."""
     urls = shard_urls(dataset_dir)
     if not urls:
         raise ValueError(f"{dataset_dir}: the manifest lists no shards (nothing was written)")
     return wds.WebDataset(urls, shardshuffle=shardshuffle, handler=wds.reraise_exception, empty_check=False).map(
-        lambda raw: decode_sample(raw, as_torch=as_torch)
+        lambda raw: decode_sample(raw, as_torch=as_torch, patches=patches)
     )
 
 
-def iter_samples(dataset_dir: str, *, as_torch: bool = False) -> Iterator[dict[str, Any]]:
+def iter_samples(dataset_dir: str, *, as_torch: bool = False, patches: bool = False) -> Iterator[dict[str, Any]]:
     """Every sample of the dataset, shard by shard in file order."""
-    yield from dataset(dataset_dir, as_torch=as_torch)
+    yield from dataset(dataset_dir, as_torch=as_torch, patches=patches)

@@ -16,6 +16,8 @@ A sample holds W micro-turns (default 150 = 30 s). Members, stored in the shard 
 | mask.npy          | uint8   | (W,)           | 1 = a micro-turn of the conversation, 0 = padding after its end      |
 | words.json        | JSON    |                | list of WORD_FIELDS objects                                          |
 | annotations.json  | JSON    |                | list of ANNOTATION_FIELDS objects (labelled spans, e.g. refusals)    |
+| frames.mjpeg      | JPEG    |                | the window's video frames back to back (only with video)             |
+| frames.index.npy  | int64   | (W, 2)         | byte offset and length of each micro-turn's JPEG; 0 length = none   |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep-audio``)              |
 
 The last micro-turn of a conversation is usually partial: its valid sample count is ``meta.last_valid_samples``
@@ -59,6 +61,7 @@ META_FIELDS = {
     "streams": "[str]: which dMel members the sample has",
     "language": "str", "source": "str", "licence": "str", "split": "str",
     "word_sources": "{source: count} over the window's words",
+    "video": "null | {frames: int, audio_video_offset_s: float}: frames stored in the window; measured offset",
     "tags": "{str: str}: the bundle's tags (e.g. category, layout, is_refusal for synthesised refusals)",
 }
 

@@ -28,10 +28,12 @@ ARRAY_MEMBERS = {
     "labels.npy": (np.uint8, 1),
     "floor.npy": (np.int16, 1),
     "mask.npy": (np.uint8, 1),
+    "frames.index.npy": (np.int64, 2),
 }
 """Array members and their (dtype, ndim)."""
 JSON_MEMBERS = ("meta.json", "words.json", "annotations.json")
 AUDIO_MEMBERS = ("input.flac", "others.flac", "output.flac")
+VIDEO_MEMBERS = ("frames.mjpeg", "frames.index.npy")
 REQUIRED_MEMBERS = ("meta.json", "words.json", "annotations.json", "input.dmel.npy", "output.dmel.npy", "activity.npy",
                     "labels.npy",
                     "floor.npy", "mask.npy")

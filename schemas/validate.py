@@ -93,6 +93,16 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> dict[s
     for stream in meta.get("streams", []):
         if f"{stream}.dmel.npy" not in members:
             report.add(f"{key}: meta lists stream {stream!r} but {stream}.dmel.npy is missing")
+    index = arrays.get("frames.index.npy")
+    if index is not None:
+        mjpeg = members.get("frames.mjpeg", b"")
+        stored = int((index[:, 1] > 0).sum())
+        if index.shape[1:] != (2,) or (index[:, 0] + index[:, 1] > len(mjpeg)).any() or (index < 0).any():
+            report.add(f"{key}.frames.index.npy: shape {index.shape} or offsets outside frames.mjpeg")
+        elif stored != (meta.get("video") or {}).get("frames"):
+            report.add(f"{key}: {stored} frames stored, meta.video says {(meta.get('video') or {}).get('frames')}")
+        elif mask is not None and (index[:, 1][mask == 0] > 0).any():
+            report.add(f"{key}: a frame is stored for a padding micro-turn")
     if any(not (0 <= wd.get("microturn", -1) < meta.get("num_microturns", 0)) for wd in words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
     return meta

@@ -1,0 +1,182 @@
+"""Video on the micro-turn grid: one frame per 200 ms, the last one shown before the micro-turn ends (DESIGN §3).
+
+    python -c "from pipeline.video import probe_video; print(probe_video('clip.mp4'))"
+
+How frames are chosen: ffmpeg's fps filter with ``round=down`` and ``start_time`` at the conversation's time 0 maps
+an input frame with presentation time t to output slot floor(5 t) and emits for slot k the last input frame mapped
+to a slot <= k — exactly "the last frame whose presentation time is < 0.2 (k+1)" (output ``-r`` would instead
+pick by nearest timestamp). Frames are then scaled to cover and centre-cropped to the configured size (a multiple
+of 40), streamed from ffmpeg one at a time and JPEG-encoded at once, so a decoded video is never held in memory.
+
+Timeline: conversation time 0 is the first audio sample. With the video's own audio that is the audio stream's
+first packet; with separate audio files it is the video's time 0 plus the bundle's ``offset_s`` (default 0).
+Micro-turns before the first frame or after the video's end (last packet's time + duration) get no frame
+(masked), so a container start offset or a short video is never silently shifted. ffmpeg applies rotation
+metadata (autorotate); the rotation is recorded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import ffmpeg
+import numpy as np
+
+from pipeline.decode import DecodeError
+from schemas.frames import PATCH
+from schemas.units import MICROTURN_S
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoConfig:
+    width: int = 320  # output frame width in pixels, a multiple of 40
+    height: int = 240  # output frame height in pixels, a multiple of 40
+    jpeg_quality: int = 90  # JPEG quality of stored frames (1-95)
+
+    def __post_init__(self) -> None:
+        if self.width % PATCH or self.height % PATCH or self.width <= 0 or self.height <= 0:
+            raise ValueError(f"video size {self.width}x{self.height} must be positive multiples of {PATCH} "
+                             "(e.g. --video_width 320 --video_height 240)")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoProbe:
+    """What demuxing (not decoding) tells about a file's video. Times in seconds of the file's timeline."""
+
+    first_pts_s: float
+    end_s: float  # last packet's presentation time + its duration
+    packets: int
+    width: int
+    height: int
+    rotation: int  # degrees, as ffmpeg reports it (0 when none)
+    variable_frame_rate: bool
+    audio_first_pts_s: float | None  # None: no audio stream
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoFrames:
+    """JPEG per micro-turn (None = no frame) and what was measured."""
+
+    jpegs: tuple[bytes | None, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _first_pts(path: str, selector: str) -> float | None:
+    probe = ffmpeg.probe(path, select_streams=selector, show_entries="packet=pts_time", read_intervals="%+#1")
+    times = [float(p["pts_time"]) for p in probe.get("packets", []) if p.get("pts_time") not in (None, "N/A")]
+    return min(times) if times else None
+
+
+def probe_video(path: str) -> VideoProbe:
+    """Demux `path` and measure its video stream (and the first audio packet's time, if there is audio).
+
+    Raises:
+        DecodeError: not a media file, or no video stream.
+    """
+    try:
+        probe = ffmpeg.probe(path, select_streams="v:0",
+                             show_entries="packet=pts_time,duration_time:stream=index,codec_type,width,height,"
+                                          "r_frame_rate,avg_frame_rate:stream_side_data=rotation:stream_tags=rotate")
+        streams_all = ffmpeg.probe(path)["streams"]
+    except ffmpeg.Error as e:
+        message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
+        raise DecodeError(f"{path}: not a readable media file (ffprobe: {' '.join(message) or 'failed'})") from None
+    if not probe.get("streams"):
+        raise DecodeError(f"{path}: the file has no video stream")
+    stream = probe["streams"][0]
+    pts = [(float(p["pts_time"]), float(p.get("duration_time") or 0.0)) for p in probe.get("packets", [])
+           if p.get("pts_time") not in (None, "N/A")]
+    if not pts:
+        raise DecodeError(f"{path}: the video stream has no packets with timestamps")
+    pts.sort()
+    rotation = 0
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            rotation = int(side["rotation"])
+    if not rotation and "rotate" in stream.get("tags", {}):
+        rotation = int(stream["tags"]["rotate"])
+    steps = np.diff([t for t, _ in pts])
+    vfr = bool(len(steps) > 1 and (steps.max() - steps.min()) > 0.002)
+    has_audio = any(s.get("codec_type") == "audio" for s in streams_all)
+    last_t, last_d = pts[-1]
+    if last_d <= 0 and len(pts) > 1:
+        last_d = float(np.median(steps))
+    return VideoProbe(
+        first_pts_s=pts[0][0], end_s=last_t + last_d, packets=len(pts), width=int(stream["width"]),
+        height=int(stream["height"]), rotation=rotation, variable_frame_rate=vfr,
+        audio_first_pts_s=_first_pts(path, "a:0") if has_audio else None,
+    )
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=quality, optimize=False)
+    return buf.getvalue()
+
+
+def video_frames(path: str, *, origin_s: float, num_microturns: int, config: VideoConfig,
+                 probe: VideoProbe | None = None) -> VideoFrames:
+    """Decode the frames of micro-turns 0..num_microturns-1, conversation time 0 being `origin_s` of the file.
+
+    Raises:
+        DecodeError: no video stream, or ffmpeg decodes no frame at all.
+    """
+    probe = probe or probe_video(path)
+    w, h = config.width, config.height
+    node = (
+        ffmpeg.input(path)
+        .video.filter("fps", fps=1 / MICROTURN_S, round="down", start_time=origin_s, eof_action="pass")
+        .filter("scale", w, h, force_original_aspect_ratio="increase")
+        .filter("crop", w, h)
+        .output("pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough", vframes=num_microturns)
+        .global_args("-nostdin", "-v", "error", "-copyts")  # keep the file's timestamps: origin_s is in them
+    )
+    process = node.run_async(pipe_stdout=True, pipe_stderr=True)
+    frame_bytes = w * h * 3
+    first_k = math.floor((probe.first_pts_s - origin_s) / MICROTURN_S)  # first micro-turn that has a frame
+    end_k = math.ceil((probe.end_s - origin_s) / MICROTURN_S)  # micro-turns >= end_k start after the video ends
+    jpegs: list[bytes | None] = []
+    try:
+        while len(jpegs) < num_microturns:
+            data = process.stdout.read(frame_bytes)
+            if len(data) < frame_bytes:
+                break
+            k = len(jpegs)
+            shown = first_k <= k < end_k
+            jpegs.append(_jpeg(np.frombuffer(data, np.uint8).reshape(h, w, 3), config.jpeg_quality) if shown else None)
+    finally:
+        process.stdout.close()
+        stderr = process.stderr.read().decode("utf-8", "replace").strip()
+        process.stderr.close()
+        process.wait()
+    decoded = len(jpegs)
+    if decoded == 0 and end_k > 0 and first_k < num_microturns:
+        raise DecodeError(f"{path}: ffmpeg decoded no video frame: {stderr[-300:] or 'no message'}")
+    jpegs += [None] * (num_microturns - len(jpegs))
+    info = {
+        "path": path,
+        "video_first_pts_s": round(probe.first_pts_s, 6),
+        "video_end_s": round(probe.end_s, 6),
+        "audio_first_pts_s": None if probe.audio_first_pts_s is None else round(probe.audio_first_pts_s, 6),
+        "origin_s": round(origin_s, 6),
+        "audio_video_offset_s": round(probe.first_pts_s - origin_s, 6),
+        "source_size": [probe.width, probe.height],
+        "rotation_deg": probe.rotation,
+        "variable_frame_rate": probe.variable_frame_rate,
+        "frames": sum(j is not None for j in jpegs),
+        "masked_microturns": sum(j is None for j in jpegs),
+        "decoder_messages": len(stderr.splitlines()) if stderr else 0,
+    }
+    if stderr:
+        logger.warning("%s: ffmpeg reported while decoding video: %s", path, stderr[-300:])
+    return VideoFrames(jpegs=tuple(jpegs), info=info)
