@@ -6,7 +6,8 @@ How frames are chosen: ffmpeg's fps filter with ``round=down`` and ``start_time`
 an input frame with presentation time t to output slot floor(5 t) and emits for slot k the last input frame mapped
 to a slot <= k — exactly "the last frame whose presentation time is < 0.2 (k+1)" (output ``-r`` would instead
 pick by nearest timestamp). Frames are then scaled to cover and centre-cropped to the configured size (a multiple
-of 40), streamed from ffmpeg one at a time and JPEG-encoded at once, so a decoded video is never held in memory.
+of 40), streamed from ffmpeg one at a time and JPEG-encoded at once into a temporary file, so neither
+decoded nor encoded video is held in memory.
 
 Timeline: conversation time 0 is the first audio sample. With the video's own audio that is the audio stream's
 first packet; with separate audio files it is the video's time 0 plus the bundle's ``offset_s`` (default 0).
@@ -20,6 +21,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,11 +64,54 @@ class VideoProbe:
     audio_first_pts_s: float | None  # None: no audio stream
 
 
+class FrameStore(Sequence):
+    """One JPEG (or None) per micro-turn, kept in an anonymous temporary file rather than in memory, so memory
+    stays flat however long the video is. Indexing and slicing read the bytes back."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._index: list[tuple[int, int]] = []  # (offset, length); length 0 = no frame
+        self._end = 0
+
+    def append(self, jpeg: bytes | None) -> None:
+        if jpeg:
+            self._file.seek(self._end)
+            self._file.write(jpeg)
+            self._index.append((self._end, len(jpeg)))
+            self._end += len(jpeg)
+        else:
+            self._index.append((0, 0))
+
+    def present(self) -> list[bool]:
+        """Which micro-turns have a frame (without reading any)."""
+        return [length > 0 for _, length in self._index]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        offset, length = self._index[k]
+        if not length:
+            return None
+        self._file.seek(offset)
+        return self._file.read(length)
+
+    def __getstate__(self) -> dict:  # crossing a process boundary (an unfused runner stage): carry the bytes
+        return {"jpegs": list(self)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        for jpeg in state["jpegs"]:
+            self.append(jpeg)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VideoFrames:
     """JPEG per micro-turn (None = no frame) and what was measured."""
 
-    jpegs: tuple[bytes | None, ...]
+    jpegs: FrameStore
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,7 +191,7 @@ def video_frames(path: str, *, origin_s: float, num_microturns: int, config: Vid
     frame_bytes = w * h * 3
     first_k = math.floor((probe.first_pts_s - origin_s) / MICROTURN_S)  # first micro-turn that has a frame
     end_k = math.ceil((probe.end_s - origin_s) / MICROTURN_S)  # micro-turns >= end_k start after the video ends
-    jpegs: list[bytes | None] = []
+    jpegs = FrameStore()
     try:
         while len(jpegs) < num_microturns:
             data = process.stdout.read(frame_bytes)
@@ -159,10 +205,10 @@ def video_frames(path: str, *, origin_s: float, num_microturns: int, config: Vid
         stderr = process.stderr.read().decode("utf-8", "replace").strip()
         process.stderr.close()
         process.wait()
-    decoded = len(jpegs)
-    if decoded == 0 and end_k > 0 and first_k < num_microturns:
+    if len(jpegs) == 0 and end_k > 0 and first_k < num_microturns:
         raise DecodeError(f"{path}: ffmpeg decoded no video frame: {stderr[-300:] or 'no message'}")
-    jpegs += [None] * (num_microturns - len(jpegs))
+    while len(jpegs) < num_microturns:
+        jpegs.append(None)
     info = {
         "path": path,
         "video_first_pts_s": round(probe.first_pts_s, 6),
@@ -173,10 +219,10 @@ def video_frames(path: str, *, origin_s: float, num_microturns: int, config: Vid
         "source_size": [probe.width, probe.height],
         "rotation_deg": probe.rotation,
         "variable_frame_rate": probe.variable_frame_rate,
-        "frames": sum(j is not None for j in jpegs),
-        "masked_microturns": sum(j is None for j in jpegs),
+        "frames": sum(jpegs.present()),
+        "masked_microturns": len(jpegs) - sum(jpegs.present()),
         "decoder_messages": len(stderr.splitlines()) if stderr else 0,
     }
     if stderr:
         logger.warning("%s: ffmpeg reported while decoding video: %s", path, stderr[-300:])
-    return VideoFrames(jpegs=tuple(jpegs), info=info)
+    return VideoFrames(jpegs=jpegs, info=info)

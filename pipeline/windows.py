@@ -147,7 +147,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
                 "tags": dict(conv.tags),
                 "video": None if aligned.video is None else {
-                    "frames": sum(j is not None for j in aligned.video.jpegs[a:b]),
+                    "frames": sum(aligned.video.jpegs.present()[a:b]),
                     "audio_video_offset_s": aligned.video.info["audio_video_offset_s"],
                 },
             }
@@ -167,7 +167,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 per_mt = codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1])
                 members[f"{name}.dmel.npy"] = encode_array(_window(per_mt, a, b, w_len))
             if aligned.video is not None:
-                jpegs = list(aligned.video.jpegs[a:b]) + [None] * (w_len - (b - a))
+                jpegs = aligned.video.jpegs[a:b] + [None] * (w_len - (b - a))
                 members["frames.mjpeg"], index = encode_frames(jpegs)
                 members["frames.index.npy"] = encode_array(index)
             if config.keep_audio:
