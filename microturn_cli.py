@@ -105,6 +105,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+PASSTHROUGH = {
+    # command words -> (module, function, help); the function parses the rest of the command line itself
+    ("train",): ("trainer.train", "train_main", "train the interaction model on micro-turn shards"),
+    ("eval",): ("trainer.evaluate", "eval_main", "print a checkpoint's per-head losses on held-out shards"),
+    ("inspect",): ("pipeline.inspect", "inspect_main", "draw one sample as a PNG (dMel, words, labels, frames)"),
+    ("report",): ("pipeline.report", "report_main", "write a self-contained HTML report of a dataset"),
+    ("split",): ("pipeline.split", "split_main", "split a dataset into train/eval, disjoint by conversation and "
+                                                 "speaker"),
+    ("export", "fdbench"): ("pipeline.fdbench", "export_fdbench_main", "export held-out clips in "
+                                                                       "Full-Duplex-Bench's layout"),
+    ("synth", "refusals"): ("synth.refusals", "refusals_main", "synthesise spoken refusal conversations as "
+                                                               "input bundles"),
+    ("eval-align",): ("pipeline.eval_align", "eval_align_main", "measure word alignment against known timings"),
+}
+
+
+def _passthrough(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]] | None:
+    for words in sorted(PASSTHROUGH, key=len, reverse=True):
+        if tuple(argv[: len(words)]) == words:
+            return words, list(argv[len(words):])
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
@@ -128,6 +151,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1, help="Beam worker processes (default 1)")
     p.set_defaults(func=cmd_demo)
 
+    for words, (_, _, text) in PASSTHROUGH.items():
+        if words[0] not in sub.choices:
+            sub.add_parser(words[0], help=text + (f" (`microturn {' '.join(words)} --help`)" if len(words) > 1
+                                                   else ""), add_help=False)
+    found = _passthrough(argv)
+    if found is not None:
+        import importlib
+
+        words, rest = found
+        module, function, _ = PASSTHROUGH[words]
+        _setup_logging("-v" in rest)
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
     if argv and argv[0] == "run":
         verbose = "-v" in argv[1:] or "--verbose" in argv[1:]
         _setup_logging(verbose)
