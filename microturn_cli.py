@@ -47,7 +47,11 @@ def cmd_run(argv: Sequence[str]) -> int:
         _run_help()
         return 0
     start = time.monotonic()
-    manifest = run(list(argv))
+    try:
+        manifest = run(list(argv))
+    except ValueError as e:  # bad configuration or input path: say what to fix, no traceback
+        print(f"microturn run: error: {e}", file=sys.stderr)
+        return 2
     output = next(a.split("=", 1)[1] if "=" in a else argv[i + 1] for i, a in enumerate(argv)
                   if a.split("=", 1)[0] == "--output")
     print(summary_text(manifest, output))

@@ -2,23 +2,29 @@
 
     python -c "from pipeline.align import AlignConfig; print(AlignConfig())"
 
-This stage uses the word timings the bundle gives (or, for RTTM-only transcripts, the speaker segments).
-Bundles without any transcript are rejected here with a reason until an aligner backend is configured.
+This stage uses the word timings the bundle gives (or, for RTTM-only transcripts, the speaker segments). When a
+bundle has no word times and an aligner is configured (``--aligner``, see `pipeline.aligners`), each speaker's
+stream is transcribed and aligned, or, when the bundle gives text without times, aligned only. A single-track mixed
+recording is first split into one stream per speaker by its RTTM or by diarization (`pipeline.aligners.diarize`).
+Without an aligner, bundles without any transcript are rejected here with a reason that names the option.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.aligners import AlignerBackend, AlignerError, interpolate, refine_boundaries, tokenize
+from pipeline.aligners.diarize import DiarizationError, Diarizer, split_streams
 from pipeline.decode import DecodedConversation
 from pipeline.grid import Interval, speech_intervals
 from pipeline.speakers import match_tracks
 from pipeline.video import VideoFrames
-from schemas.bundle import Conversation, Track
+from schemas.bundle import Conversation, Track, Word
 from schemas.units import samples_to_seconds, seconds_to_samples
 
 
@@ -29,6 +35,7 @@ class AlignError(ValueError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlignConfig:
     word_end_tolerance_s: float = 0.05  # words may end this far past the audio (then they are clipped); more: reject
+    refine_boundaries: bool = True  # snap aligner word edges to the stream's energy (pipeline.aligners)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,18 +47,85 @@ class AlignedConversation:
     num_samples: int
     speech: Mapping[str, list[Interval]]  # merged speech intervals per speaker (samples)
     video: VideoFrames | None = None  # frames on the micro-turn grid, when the bundle has a video
+    alignment: Mapping[str, object] = dataclasses.field(default_factory=dict)  # what made the words (manifest)
 
 
-def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> AlignedConversation:
+def _split_mixed(conv: Conversation, streams: dict[str, np.ndarray],
+                 diarizer: Diarizer | None) -> tuple[Conversation, dict[str, np.ndarray], str]:
+    """A single-track recording split into one stream per speaker, by the RTTM or by diarization."""
+    (mixture,) = streams.values()
+    if conv.segments is not None:
+        segments, how = conv.segments, "rttm"
+    elif diarizer is not None:
+        segments, how = diarizer(mixture), diarizer.model
+    else:
+        raise AlignError("a single mixed track needs speaker turns: give an 'rttm' or set --diarize_model to a "
+                         "local pyannote diarization pipeline")
+    try:
+        split = dict(split_streams(mixture, segments))
+    except DiarizationError as e:
+        raise AlignError(str(e)) from None
+    (track,) = conv.tracks
+    tracks = tuple(Track(speaker=sp, path=track.path, channel=track.channel) for sp in split)
+    return dataclasses.replace(conv, tracks=tracks, segments=tuple(segments)), split, how
+
+
+def _words_from_backend(conv: Conversation, streams: Mapping[str, np.ndarray], backend: AlignerBackend,
+                        config: AlignConfig) -> tuple[tuple[Word, ...], dict[str, int], int]:
+    """Transcribe (no text) or align (text without times) every speaker's stream.
+
+    Returns:
+        (words, {"<source>:<model>": aligned word count}, number of words placed by interpolation)."""
+    texts = conv.texts
+    if texts is not None:
+        unknown = sorted(set(texts) - set(conv.speakers))
+        if unknown:
+            raise AlignError(f"'text' names speakers {unknown} without an audio track (tracks: {list(conv.speakers)})")
+    words: list[Word] = []
+    for speaker in conv.speakers:
+        pcm = streams[speaker]
+        try:
+            if texts is None:
+                found, source = backend.transcribe(pcm), "asr"
+            else:
+                found, source = backend.align(pcm, tokenize(texts.get(speaker, ""))), "aligned"
+        except AlignerError as e:
+            raise AlignError(f"{backend.name} on speaker {speaker}: {e}") from None
+        found = interpolate(found, duration_s=samples_to_seconds(len(pcm)))
+        if config.refine_boundaries:
+            found = refine_boundaries(pcm, found)
+        words.extend(Word(text=w.text, start_s=w.start_s, end_s=w.end_s, speaker=speaker, source=source,
+                          score=w.score if w.aligned else None) for w in found)
+    unaligned = sum(w.score is None for w in words)
+    counts = {f"{'asr' if texts is None else 'aligned'}:{backend.model}": len(words) - unaligned}
+    return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker))), counts, unaligned
+
+
+def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig(), *, backend: AlignerBackend | None = None,
+          diarizer: Diarizer | None = None) -> AlignedConversation:
     """Check and place the transcript; see the module docstring.
 
+    Args:
+        decoded: the decoded conversation.
+        config: checks and refinement.
+        backend: the aligner for bundles without word times (None: such bundles need an RTTM, or are rejected).
+        diarizer: splits single-track mixed recordings that come without an RTTM.
     Raises:
-        AlignError: no transcript, fewer than two speakers, words of unknown speakers or beyond the audio.
+        AlignError: no transcript, fewer than two speakers, words of unknown speakers or beyond the audio, a mixed
+            track without speaker turns, or an aligner failure.
     """
     conv = decoded.conversation
     streams = dict(decoded.streams)
-    if conv.words is None and conv.segments is None:
-        raise AlignError("no transcript: give 'words' (with times) or an 'rttm' with speaker turns")
+    alignment: dict[str, object] = {}
+    if len(streams) == 1 and len(conv.tracks) == 1:
+        conv, streams, alignment["diarization"] = _split_mixed(conv, streams, diarizer)
+    if conv.words is None and backend is None:
+        if conv.texts is not None:
+            raise AlignError("the bundle gives 'text' without times: set --aligner (pocketsphinx, whisperx or "
+                             "faster-whisper) to align it")
+        if conv.segments is None:
+            raise AlignError("no transcript: give 'words' (with times) or an 'rttm' with speaker turns, or set "
+                             "--aligner to transcribe")
     if any(t.speaker is None for t in conv.tracks):
         try:
             names = match_tracks(streams, conv.segments or ())
@@ -65,6 +139,13 @@ def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> 
     if len(speakers) < 2:
         raise AlignError(f"a conversation needs at least two speakers with tracks; found {list(speakers)}")
     duration_s = samples_to_seconds(decoded.num_samples)
+    if conv.words is None and backend is not None:
+        words, alignment["words"], alignment["unaligned_words"] = _words_from_backend(conv, streams, backend,
+                                                                                       config)
+        conv = dataclasses.replace(conv, words=words)
+    elif conv.words is not None:
+        alignment["words"] = {f"{source}:given": n for source, n in
+                              sorted(Counter(w.source for w in conv.words).items())}
     if conv.words is not None:
         unknown = sorted({w.speaker for w in conv.words} - set(speakers))
         if unknown:
@@ -93,4 +174,4 @@ def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig()) -> 
     speech = {s: speech_intervals(s, words=conv.words, segments=None if conv.words is not None else conv.segments)
               for s in speakers}
     return AlignedConversation(conversation=conv, streams=streams, num_samples=decoded.num_samples, speech=speech,
-                               video=decoded.video)
+                               video=decoded.video, alignment=alignment)

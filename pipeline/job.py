@@ -27,6 +27,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from pipeline.align import AlignConfig, AlignedConversation, AlignError, align
+from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
+from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, DecodeError, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
@@ -145,13 +147,22 @@ class DecodeFn(StageFn):
 
 
 class AlignFn(StageFn):
+    """Align; the aligner's and the diarization pipeline's models load once per worker, in `setup`."""
+
     stage = "align"
 
-    def __init__(self, config: AlignConfig) -> None:
-        self.config = config
+    def __init__(self, config: AlignConfig, aligner: AlignerConfig | None = None) -> None:
+        self.config, self.aligner = config, aligner or AlignerConfig()
+        self.backend: AlignerBackend | None = None
+        self.diarizer: Diarizer | None = None
+
+    def setup(self) -> None:
+        self.backend = load_backend(self.aligner)
+        if self.aligner.diarize_model:
+            self.diarizer = Diarizer(self.aligner.diarize_model, device=self.aligner.device)
 
     def apply(self, decoded: DecodedConversation) -> AlignedConversation:
-        return align(decoded, self.config)
+        return align(decoded, self.config, backend=self.backend, diarizer=self.diarizer)
 
 
 class FeaturiseFn(StageFn):
@@ -193,6 +204,7 @@ class WritePartFn(StageFn):
             "duration_s": aligned.num_samples / SAMPLE_RATE_HZ, "speakers": list(conv.speakers),
             "source": conv.source, "licence": conv.licence,
             "video": None if aligned.video is None else aligned.video.info,
+            "alignment": dict(aligned.alignment),
             "turn_taking": turn_taking_counts(labelled.events, overlap_intervals(aligned.speech)),
         }
         part = write_part(cut_windows(labelled, self.config), path=part_path(self.work_dir, conv.id),
@@ -252,8 +264,8 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
     decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn(VideoConfig(**config["video"]))).with_outputs(
         REJECTED, main="ok")
-    aligned = decoded.ok | "Align" >> beam.ParDo(AlignFn(AlignConfig(**config["align"]))).with_outputs(
-        REJECTED, main="ok")
+    aligned = decoded.ok | "Align" >> beam.ParDo(
+        AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"]))).with_outputs(REJECTED, main="ok")
     featured = aligned.ok | "Featurise" >> beam.ParDo(FeaturiseFn()).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(

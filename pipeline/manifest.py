@@ -76,6 +76,23 @@ def turn_taking(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def alignment(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where the dataset's words came from: word counts by "<source>:<model>" ("tts:given" for transcripts the bundles
+    gave, "asr:faster-whisper:..." for transcribed, "aligned:pocketsphinx:..." for text timed by an aligner), the
+    words placed by interpolation because the aligner could not, and how mixed recordings were split."""
+    words: Counter = Counter()
+    diarization: Counter = Counter()
+    unaligned = 0
+    for s in summaries:
+        a = s.get("alignment") or {}
+        words.update(a.get("words", {}))
+        unaligned += int(a.get("unaligned_words", 0))
+        if a.get("diarization"):
+            diarization[a["diarization"]] += 1
+    return {"words": dict(sorted(words.items())), "unaligned_words": unaligned,
+            "diarized_conversations": dict(sorted(diarization.items()))}
+
+
 def write_tables(output: str, *, shards: Sequence[ShardInfo], rejected: Sequence[Rejection], num_inputs: int,
                  config: Mapping[str, Any]) -> dict[str, Any]:
     """Write index.parquet, rejected.parquet and manifest.json under `output`; return the manifest."""
@@ -109,6 +126,7 @@ def write_tables(output: str, *, shards: Sequence[ShardInfo], rejected: Sequence
         "label_counts": label_counts,
         "rejected_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
         "turn_taking": turn_taking(summaries),
+        "alignment": alignment(summaries),
         "video": [{"conversation_id": s["conversation_id"], **s["video"]} for s in summaries if s.get("video")],
     }
     with FileSystems.create(f"{output}/{MANIFEST_FILE}.partial") as f:

@@ -11,6 +11,7 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.align import AlignConfig
+from pipeline.aligners import add_aligner_args, aligner_config
 from pipeline.labels import LabelConfig
 from pipeline.video import VideoConfig
 from pipeline.windows import WindowConfig
@@ -57,6 +58,7 @@ class MicroturnOptions(PipelineOptions):
         parser.add_argument("--word_end_tolerance_s", type=float, default=_ALIGN.word_end_tolerance_s,
                             help="seconds: words may end this far past the audio and are clipped; further: the "
                                  "input is rejected (default 0.05)")
+        add_aligner_args(parser)
 
 
 def job_config(opts: MicroturnOptions) -> dict[str, Any]:
@@ -72,7 +74,9 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         "grid": {"sample_rate_hz": 16000, "microturn_s": 0.2, "dmel": "DESIGN.md §3", "frames_per_microturn": 16},
         "labels": labels.to_dict(),
         "windows": asdict(windows),
-        "align": asdict(AlignConfig(word_end_tolerance_s=opts.word_end_tolerance_s)),
+        "align": asdict(AlignConfig(word_end_tolerance_s=opts.word_end_tolerance_s,
+                                    refine_boundaries=not opts.no_refine_boundaries)),
+        "aligner": aligner_config(opts).to_dict(),
         "video": asdict(VideoConfig(width=opts.video_width, height=opts.video_height,
                                     jpeg_quality=opts.jpeg_quality)),
         "num_shards": opts.num_shards,

@@ -167,7 +167,7 @@ def pack(
         out[~real] = fill
         return out
 
-    f, n_ch = FRAMES_PER_MICROTURN, DMEL_CHANNELS
+    n_ch = DMEL_CHANNELS
     in_dmel = span(np.asarray(sample["input.dmel.npy"]))
     out_dmel = span(np.asarray(sample["output.dmel.npy"]))
     has_others = "others.dmel.npy" in sample
