@@ -85,8 +85,8 @@ def main() -> int:
           f"({ours['wall']:.1f} s, {ours['frames']} frames, {ours['jpeg_mb']:.1f} MB of JPEG)")
     print(f"time ratio microturn / floor: {ours['wall'] / floor:.2f}x (target <= 1.5x)")
     print(f"peak RSS: {short['peak_rss_mb']:.0f} MB for {short['seconds'] / 60:.0f} min, "
-          f"{ours['peak_rss_mb']:.0f} MB for {secs / 60:.0f} min (the JPEGs are kept: "
-          f"{short['jpeg_mb']:.0f} vs {ours['jpeg_mb']:.0f} MB of it)")
+          f"{ours['peak_rss_mb']:.0f} MB for {secs / 60:.0f} min (JPEGs spooled to a temporary file: "
+          f"{short['jpeg_mb']:.0f} vs {ours['jpeg_mb']:.0f} MB)")
     return 0
 
 
