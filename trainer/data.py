@@ -1,0 +1,240 @@
+"""Loader: shards -> examples in the §6 layout -> static-shape batches, deterministic and resumable mid-epoch.
+
+    python -c "from trainer.data import Loader; from trainer.config import preset; \
+print({k: v.shape for k, v in next(iter(Loader('demo-out/dataset', preset('tiny').data))).items()})"
+
+Order. Epoch e permutes the shards with a generator seeded by (seed, e). The stream is split over S = world_size *
+num_workers *slots*: slot g reads shards g, g + S, ... of the permuted list when there are at least S shards, else
+every shard but only the samples whose running index is g modulo S (so no slot is left empty). Within a slot, each
+sample is cut into examples of `context_microturns` micro-turns, examples pass a shuffle buffer seeded by (seed, e,
+g) and are grouped into batches (the last one padded with empty, fully masked examples). Nothing depends on
+timing, on which process runs a slot, or on anything but (seed, epoch, position).
+
+Resume. The main process takes batches round-robin from its DataLoader workers (torch's in-order mode) and counts,
+per slot, the batches it has consumed, and which slot comes next. A resumed loader re-reads each slot's stream and
+skips the consumed batches (re-packed, not batched), and rotates the slots over the workers so that
+worker 0 plays the slot that was next: the batch sequence continues exactly where it stopped. Skipping re-reads
+the skipped part of the epoch from the shards (a cost paid once per restart).
+
+Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
+the dataset kept it (`--keep-audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio
+import webdataset as wds
+
+from schemas.layout import LayoutSpec, Packed, pack
+from schemas.reader import decode_sample, shard_urls
+from schemas.units import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from trainer.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+# Log-mel from raw audio: the same analysis as pipeline/features.py (DESIGN.md §3) before quantisation.
+_N_FFT, _WIN = 1024, 800
+
+
+def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
+    """16 kHz PCM -> (W, 16, 80) float32 log10 mel (clipped to [-7, 2]): the continuous dMel before quantisation.
+
+    Args:
+        pcm: (n,) float32 samples; zero-padded or cut to W * 3200.
+        window_microturns: W.
+    """
+    n = window_microturns * SAMPLES_PER_MICROTURN
+    x = np.zeros(n, dtype=np.float32)
+    x[: min(n, len(pcm))] = pcm[:n]
+    spec = torch.stft(torch.from_numpy(x), _N_FFT, hop_length=HOP_SAMPLES, win_length=_WIN,
+                      window=torch.hann_window(_WIN), center=True, return_complex=True)
+    mag = (spec.real.square() + spec.imag.square()).clamp(min=1e-10).sqrt()  # (513, frames)
+    fb = torchaudio.functional.melscale_fbanks(n_freqs=_N_FFT // 2 + 1, f_min=80.0, f_max=7600.0,
+                                               n_mels=DMEL_CHANNELS, sample_rate=SAMPLE_RATE_HZ, norm="slaney",
+                                               mel_scale="slaney")
+    mel = (mag.T @ fb).clamp(min=1e-10).log10().clamp(-7.0, 2.0)[: window_microturns * FRAMES_PER_MICROTURN]
+    return mel.reshape(window_microturns, FRAMES_PER_MICROTURN, DMEL_CHANNELS).numpy()
+
+
+def sample_spans(sample: dict[str, Any], context: int) -> list[int]:
+    """First micro-turns of the examples cut from a sample: 0, C, 2C, ... while the span holds a real micro-turn."""
+    mask = np.asarray(sample["mask.npy"]).astype(bool)
+    last = int(np.flatnonzero(mask)[-1]) if mask.any() else -1
+    return list(range(0, last + 1, context))
+
+
+def sample_examples(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Packed]:
+    logmel = None
+    if "output.flac" in sample:
+        logmel = logmel_frames(np.asarray(sample["output.flac"], dtype=np.float32), len(sample["mask.npy"]))
+    for first in sample_spans(sample, cfg.context_microturns):
+        yield pack(sample, cfg.layout, first=first, count=cfg.context_microturns, output_logmel=logmel)
+
+
+def empty_example(spec: LayoutSpec, context: int) -> Packed:
+    """A fully masked example: pads the last batch of a stream to a static shape; contributes no loss."""
+    z = np.zeros((1, FRAMES_PER_MICROTURN, DMEL_CHANNELS), np.uint8)
+    return pack({"mask.npy": np.zeros(1, np.uint8), "input.dmel.npy": z, "output.dmel.npy": z}, spec, first=0,
+                count=context)
+
+
+def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
+    """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool."""
+    out: dict[str, torch.Tensor] = {}
+    for f in dataclasses.fields(Packed):
+        values = [getattr(e, f.name) for e in examples]
+        if f.name == "text_bytes_cut":
+            out[f.name] = torch.tensor(sum(values))
+        elif f.name == "has_others":
+            out[f.name] = torch.tensor(values, dtype=torch.bool)
+        else:
+            out[f.name] = torch.from_numpy(np.stack(values))
+    return out
+
+
+def _seed(*parts: int) -> np.random.Generator:
+    return np.random.default_rng([int(p) for p in parts])
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """One epoch of batches for one rank; each DataLoader worker serves one slot (see the module docstring)."""
+
+    def __init__(self, urls: list[str], cfg: DataConfig, *, seed: int, epoch: int, rank: int = 0,
+                 world_size: int = 1, shuffle: bool = True, consumed: list[int] | None = None,
+                 next_slot: int = 0) -> None:
+        super().__init__()
+        self.urls, self.cfg, self.seed, self.epoch = list(urls), cfg, seed, epoch
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.slots = max(cfg.num_workers, 1)
+        self.consumed = list(consumed) if consumed is not None else [0] * self.slots
+        self.next_slot = next_slot
+
+    def _samples(self, g: int, num_global: int) -> Iterator[dict[str, Any]]:
+        order = _seed(self.seed, self.epoch).permutation(len(self.urls)) if self.shuffle else range(len(self.urls))
+        urls = [self.urls[i] for i in order]
+        by_shard = len(urls) >= num_global
+        mine = urls[g::num_global] if by_shard else urls
+        if not mine:
+            return
+        source = wds.DataPipeline(wds.SimpleShardList(mine), wds.tarfile_to_samples(handler=wds.reraise_exception))
+        for i, raw in enumerate(source):
+            if by_shard or i % num_global == g:
+                yield decode_sample(raw)
+
+    def slot_examples(self, slot: int) -> Iterator[Packed]:
+        """The examples of a slot in this epoch, after the shuffle buffer."""
+        num_global = self.world_size * self.slots
+        g = self.rank * self.slots + slot
+        rng = _seed(self.seed, self.epoch, g, 1)
+        buffer: list[Packed] = []
+        size = self.cfg.shuffle_buffer if self.shuffle else 1
+        for sample in self._samples(g, num_global):
+            for ex in sample_examples(sample, self.cfg):
+                if len(buffer) < size:
+                    buffer.append(ex)
+                    continue
+                i = int(rng.integers(size))
+                yield buffer[i]
+                buffer[i] = ex
+        if self.shuffle:
+            rng.shuffle(buffer)
+        yield from buffer
+
+    def slot_batches(self, slot: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        bs = self.cfg.batch_size
+        batch: list[Packed] = []
+        index = 0
+        for ex in self.slot_examples(slot):
+            batch.append(ex)
+            if len(batch) == bs:
+                if index >= skip:
+                    yield collate(batch)
+                index, batch = index + 1, []
+        if batch and index >= skip:
+            pad = empty_example(self.cfg.layout, self.cfg.context_microturns)
+            yield collate(batch + [pad] * (bs - len(batch)))
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        slot = (worker + self.next_slot) % self.slots
+        for batch in self.slot_batches(slot, skip=self.consumed[slot]):
+            batch["slot"] = torch.tensor(slot)
+            yield batch
+
+
+class Loader:
+    """Endless (or one-epoch) iterator of batches for one rank, with `state_dict` / `load_state_dict`.
+
+    Args:
+        data_dir: a dataset directory (manifest.json + shards).
+        cfg: batch size, context, workers, shuffle buffer, layout.
+        seed: shuffle seed.
+        rank, world_size: this process among the data-parallel ranks.
+        epochs: None = loop forever (training); 1 = one pass (evaluation).
+        shuffle: False reads shards and examples in file order (evaluation).
+    """
+
+    def __init__(self, data_dir: str, cfg: DataConfig, *, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 epochs: int | None = None, shuffle: bool = True) -> None:
+        self.urls = shard_urls(data_dir)
+        if not self.urls:
+            raise ValueError(f"{data_dir}: no shards listed in its manifest")
+        self.cfg, self.seed, self.rank, self.world_size = cfg, seed, rank, world_size
+        self.epochs, self.shuffle = epochs, shuffle
+        self.slots = max(cfg.num_workers, 1)
+        self.epoch, self.consumed, self.next_slot = 0, [0] * self.slots, 0
+        self._it: Iterator[dict[str, torch.Tensor]] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "consumed": list(self.consumed), "next_slot": self.next_slot,
+                "seed": self.seed, "slots": self.slots, "rank": self.rank, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key in ("seed", "slots", "rank", "world_size"):
+            if int(state[key]) != getattr(self, key):
+                fix = "num_workers" if key == "slots" else key
+                raise ValueError(f"loader state was saved with {key}={state[key]}, this loader has "
+                                 f"{getattr(self, key)}: resume with the same {fix}")
+        self.epoch, self.consumed = int(state["epoch"]), list(state["consumed"])
+        self.next_slot = int(state["next_slot"])
+        self._it = None
+
+    def _start(self) -> Iterator[dict[str, torch.Tensor]]:
+        stream = ShardStream(self.urls, self.cfg, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                             world_size=self.world_size, shuffle=self.shuffle, consumed=self.consumed,
+                             next_slot=self.next_slot)
+        if self.cfg.num_workers == 0:
+            return iter(stream)
+        return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
+                                                in_order=True))
+
+    def __iter__(self) -> Loader:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        for _ in range(2):
+            if self._it is None:
+                if self.epochs is not None and self.epoch >= self.epochs:
+                    raise StopIteration
+                self._it = self._start()
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                self._it = None
+                self.epoch, self.consumed, self.next_slot = self.epoch + 1, [0] * self.slots, 0
+                continue
+            slot = int(batch.pop("slot"))
+            self.consumed[slot] += 1
+            self.next_slot = (slot + 1) % self.slots
+            return batch
+        if self.epochs is not None and self.epoch >= self.epochs:
+            raise StopIteration
+        raise ValueError(f"an epoch of {self.urls[0]}... gave no batch: the shards hold no real micro-turns")

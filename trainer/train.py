@@ -1,0 +1,223 @@
+"""Train the interaction model on micro-turn shards.
+
+    python -c "from trainer.train import train_main; train_main(['--data', 'demo-out/dataset', '--out', 'runs/tiny'])"
+
+One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over its targets divided by the number of
+targets of the *whole step*, so accumulation gives the same gradient as one big batch; the router losses are
+weighted by each micro-batch's share of routed tokens. Randomness after initialisation (flow-matching noise and
+times) comes from generators seeded by (seed, step, micro-batch), so a resumed run repeats it exactly; the global
+RNG states are checkpointed too. Re-running with the same --out resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from trainer import checkpoint
+from trainer.config import PRESETS, TrainConfig, preset
+from trainer.data import Loader
+from trainer.model import Model, active_slots
+from trainer.moe import MOE_IMPLS
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over warmup_steps, then cosine from 1 to min_lr_ratio at cfg.steps."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps))
+    return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    o = cfg.optim
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def flow_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) % (2**63))
+
+
+def step_losses(model: Model, batches: list[dict[str, torch.Tensor]], cfg: TrainConfig, step: int,
+                device: torch.device, *, backward: bool) -> dict[str, Any]:
+    """Forward (and backward) over one step's micro-batches; losses normalised by the step's target counts."""
+    n_text = sum(int(b["target_text"][:, 1:].sum()) for b in batches)
+    n_dmel = sum(int(b["target_dmel"][:, 1:].sum()) for b in batches)
+    n_active_total = sum(int(active_slots(b).sum()) for b in batches)
+    sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
+    load = None
+    lc = cfg.loss
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    for i, cpu_batch in enumerate(batches):
+        with autocast:
+            out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, i))
+        share = out["n_active"] / max(n_active_total, 1)
+        text, dmel, flow = out["text"] / max(n_text, 1), out["dmel"] / max(n_dmel, 1), out["flow"] / max(n_dmel, 1)
+        loss = text + dmel + lc.flow_weight * flow + share * (lc.aux_weight * out["aux"] + lc.z_weight * out["z"])
+        if backward:
+            loss.backward()
+        for key, value in (("text", text), ("dmel", dmel), ("flow", flow)):
+            sums[key] += float(value.detach())
+        for key in ("aux", "z", "entropy"):
+            sums[key] += share * float(out[key].detach())
+        load = out["load"] * share if load is None else load + out["load"] * share
+    sums["loss"] = sums["text"] + sums["dmel"] + lc.flow_weight * sums["flow"] + lc.aux_weight * sums["aux"] + \
+        lc.z_weight * sums["z"]
+    sums.update(n_text=n_text, n_dmel=n_dmel, n_active=n_active_total, load=load)
+    return sums
+
+
+def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto", stop_at: int | None = None,
+          progress: bool = True) -> list[dict[str, Any]]:
+    """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
+    written by this call."""
+    dev = pick_device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / checkpoint.CHECKPOINT_FILE
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = Model(cfg).to(dev)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    loader = Loader(data_dir, cfg.data, seed=cfg.seed)
+    step = 0
+    if ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, map_location=dev)
+        saved = TrainConfig.from_dict(state["config"])
+        free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
+        if dataclasses.replace(saved, **free) != cfg:
+            raise ValueError(f"{ckpt_path} was written with another config ({saved}); resume with the same flags "
+                             "or use a new --out")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        loader.load_state_dict(state["loader"])
+        checkpoint.set_rng_state(state["rng"])
+        step = int(state["step"])
+        logger.info("resumed from %s at step %d", ckpt_path, step)
+    _truncate_metrics(out / METRICS_FILE, step)
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    records: list[dict[str, Any]] = []
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("model: %.2fM parameters, device %s, moe_impl %s", n_params / 1e6, dev, cfg.moe_impl)
+    bar = tqdm(total=end, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    t_last, slots_since = time.perf_counter(), 0
+    while step < end:
+        batches = [next(loader) for _ in range(cfg.optim.grad_accum)]
+        model.train()
+        s = step_losses(model, batches, cfg, step, dev, backward=True)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
+        lr = opt.param_groups[0]["lr"]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        slots_since += sum(b["kind"].numel() for b in batches)
+        bar.update(1)
+        bar.set_postfix(loss=f"{s['loss']:.3f}")
+        if step % cfg.log_interval == 0 or step == end:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            record = {
+                "step": step, "epoch": loader.epoch, "lr": lr, "loss": s["loss"], "text": s["text"],
+                "dmel": s["dmel"], "flow": s["flow"], "aux": s["aux"], "z": s["z"], "grad_norm": grad_norm,
+                "router_entropy": s["entropy"], "expert_load": [[round(float(v), 5) for v in row] for row in s["load"]],
+                "targets_text": s["n_text"], "targets_dmel": s["n_dmel"], "active_tokens": s["n_active"],
+                "tokens_per_s": slots_since / (now - t_last),
+            }
+            records.append(record)
+            with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            t_last, slots_since = now, 0
+        if step % cfg.checkpoint_interval == 0 or step == end:
+            checkpoint.save(ckpt_path, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "config": cfg.to_dict(), "loader": loader.state_dict(), "rng": checkpoint.rng_state(),
+            })
+    bar.close()
+    return records
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines after `step` (written by a run that died before its next checkpoint)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="microturn train", description="Train the MoE interaction model on shards.")
+    p.add_argument("--data", required=True, help="dataset directory (manifest.json + shard-*.tar)")
+    p.add_argument("--out", required=True, help="run directory: checkpoint.pt and metrics.jsonl; resumes if present")
+    p.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset (default: tiny)")
+    p.add_argument("--steps", type=int, help="optimiser steps, the length of the LR schedule (default: preset's)")
+    p.add_argument("--stop-at", type=int, help="stop after this optimiser step (checkpoint kept, schedule unchanged)")
+    p.add_argument("--moe-impl", choices=sorted(MOE_IMPLS), help="MoE expert implementation (default: grouped)")
+    p.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default: 0)")
+    p.add_argument("--batch-size", type=int, help="examples per micro-batch (default: preset's)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step (default: preset's)")
+    p.add_argument("--lr", type=float, help="peak learning rate, per step (default: preset's)")
+    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: preset's)")
+    p.add_argument("--log-interval", type=int, help="optimiser steps between metric lines (default: preset's)")
+    p.add_argument("--checkpoint-interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    cfg = preset(args.config)
+    top = {k: getattr(args, k) for k in ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
+    data = {k: getattr(args, k) for k in ("batch_size", "num_workers") if getattr(args, k) is not None}
+    optim = {k: getattr(args, k) for k in ("grad_accum", "lr") if getattr(args, k) is not None}
+    for name, value in (("steps", cfg.steps), ("batch_size", data.get("batch_size", 1)),
+                        ("grad_accum", optim.get("grad_accum", 1))):
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
+                               optim=dataclasses.replace(cfg.optim, **optim))
+
+
+def train_main(argv: list[str]) -> int:
+    """`microturn train`: parse flags, train, return 0."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = config_from_args(args)
+    records = train(cfg, args.data, args.out, device=args.device, stop_at=args.stop_at, progress=not args.no_progress)
+    if records:
+        last = records[-1]
+        print(f"step {last['step']}: loss {last['loss']:.4f} (text {last['text']:.4f}, dmel {last['dmel']:.4f}, "
+              f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}")
+    return 0
