@@ -1,6 +1,6 @@
 """Video decode + frame selection throughput beside ffmpeg's floor, and peak memory against video length.
 
-    .venv/bin/python benchmarks/video_throughput.py [--minutes 30] [--source ../shared/fixtures/videos/one-by-one-person-detection.mp4]
+    .venv/bin/python benchmarks/video_throughput.py [--minutes 30] [--source CLIP]
 
 Makes a long video by looping a real clip without re-encoding (-stream_loop, -c copy), then in one run:
 - floor: ffmpeg decoding it to raw RGB frames at the output size (scale to cover + centre crop), nothing around it;
