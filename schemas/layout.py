@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from schemas.frames import patchify as frames_patchify
 from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 
 CHUNK, IN_DMEL, PATCH, IN_TEXT, SPEAK, OUT_TEXT, OUT_DMEL = range(7)
@@ -109,12 +110,12 @@ def dequantise_dmel(codes: np.ndarray) -> np.ndarray:
 
 
 def patchify(frame_HWC: np.ndarray) -> np.ndarray:
-    """An RGB frame (H, W, 3) uint8, H and W multiples of 40 -> (H/40 * W/40, 3, 40, 40) patches, row-major."""
-    h, w, c = frame_HWC.shape
-    if h % PATCH_PX or w % PATCH_PX or c != 3:
+    """An RGB frame (H, W, 3) uint8, H and W multiples of 40 -> (H/40 * W/40, 3, 40, 40) patches, row-major
+    (schemas.frames.patchify, flattened and channels first for the model's stem)."""
+    if frame_HWC.ndim != 3 or frame_HWC.shape[-1] != 3:
         raise ValueError(f"frame must be (H, W, 3) with H, W multiples of {PATCH_PX}, got {frame_HWC.shape}")
-    p = frame_HWC.reshape(h // PATCH_PX, PATCH_PX, w // PATCH_PX, PATCH_PX, 3)
-    return np.ascontiguousarray(p.transpose(0, 2, 4, 1, 3).reshape(-1, 3, PATCH_PX, PATCH_PX))
+    p = frames_patchify(frame_HWC)  # (rows, cols, 40, 40, 3)
+    return np.ascontiguousarray(p.reshape(-1, PATCH_PX, PATCH_PX, 3).transpose(0, 3, 1, 2))
 
 
 def _text_bytes(words: Sequence[dict[str, Any]], streams: tuple[str, ...], first: int, count: int) -> list[bytes]:

@@ -75,7 +75,9 @@ def sample_examples(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Packed]
     if "output.flac" in sample:
         logmel = logmel_frames(np.asarray(sample["output.flac"], dtype=np.float32), len(sample["mask.npy"]))
     for first in sample_spans(sample, cfg.context_microturns):
-        yield pack(sample, cfg.layout, first=first, count=cfg.context_microturns, output_logmel=logmel)
+        frames = sample.get("frames")  # decoded by schemas.reader when the dataset has video
+        yield pack(sample, cfg.layout, first=first, count=cfg.context_microturns, output_logmel=logmel,
+                   frames=frames, frame_valid=None if frames is None else np.asarray(sample["frame_mask"], bool))
 
 
 def empty_example(spec: LayoutSpec, context: int) -> Packed:

@@ -101,3 +101,24 @@ def test_logmel_from_raw_audio_quantises_to_pipeline_dmel():
     expected = dmel_codes(pcm)
     assert codes.shape == expected.shape
     assert (codes == expected).mean() > 0.999
+
+
+def test_video_frames_reach_the_patch_slots(tmp_path) -> None:
+    """A real camera clip through the pipeline: its frames become valid PATCH slots in the packed layout."""
+    import json
+    from pathlib import Path
+
+    from pipeline.job import run
+    from trainer.data import sample_examples
+
+    clip = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "videos" / "asl_gestures" / "help.mkv"
+    if not clip.exists():
+        pytest.skip("shared fixtures not present")
+    (tmp_path / "in" / "help").mkdir(parents=True)
+    (tmp_path / "in" / "help" / "bundle.json").write_text(json.dumps({"id": "help", "video": str(clip), "words": []}))
+    run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    (sample,) = list(iter_samples(str(tmp_path / "out")))
+    packed = list(sample_examples(sample, DataConfig(context_microturns=5)))
+    assert len(packed) == 2  # 10 micro-turns of video
+    valid = np.concatenate([p.patch_valid for p in packed])
+    assert valid.all() and all(p.patches.any() for p in packed)
