@@ -120,19 +120,23 @@ def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: in
 def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
     """Clip log10 mel energies to [-7, 2] and take the nearest level; ties go to the lower level (argmin order).
 
-    A running minimum over the 16 levels: the same comparisons as the reference's argmin over a (.., 16) tensor,
-    without materialising it.
+    The levels are uniform, so rounding gives the nearest level up to float error; the two neighbours of that guess
+    are then compared with the same float32 distances and strict `<` (lower first) as the reference's argmin over
+    all 16, which gives the same codes in a handful of vectorised operations instead of 16 passes.
     """
     x = log_mel.clamp(LOG10_MIN, LOG10_MAX)
     levels = torch.from_numpy(LEVELS)
-    best = (x - levels[0]).abs()
-    codes = torch.zeros(x.shape, dtype=torch.uint8)
-    for i in range(1, DMEL_LEVELS):
-        dist = (x - levels[i]).abs()
+    step = (LOG10_MAX - LOG10_MIN) / (DMEL_LEVELS - 1)
+    guess = torch.round((x - LOG10_MIN) / step).to(torch.int64)
+    best_idx = (guess - 1).clamp(0, DMEL_LEVELS - 1)
+    best = (x - levels[best_idx]).abs()
+    for offset in (0, 1):
+        idx = (guess + offset).clamp(0, DMEL_LEVELS - 1)
+        dist = (x - levels[idx]).abs()
         closer = dist < best
-        codes[closer] = i
-        best = torch.minimum(best, dist)
-    return codes
+        best_idx = torch.where(closer, idx, best_idx)
+        best = torch.where(closer, dist, best)
+    return best_idx.to(torch.uint8)
 
 
 def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:

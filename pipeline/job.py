@@ -105,6 +105,13 @@ class StageFn(beam.DoFn):
     stops the job."""
 
     stage = ""
+    torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
+
+    def setup(self) -> None:
+        if self.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
 
     def apply(self, element: Any) -> Any:
         raise NotImplementedError
@@ -251,6 +258,11 @@ def local_runner(options: PipelineOptions) -> Any:
 WORK_DIR = "_work"
 
 
+def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
+    fn.torch_threads = opts.torch_threads
+    return fn
+
+
 def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> None:
     """Add the job's transforms to `p`."""
     output = opts.output.rstrip("/")
@@ -262,14 +274,14 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     deduped = (read.ok | "GroupById" >> beam.GroupByKey()
                | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok"))
     resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
-    decoded = resumed.todo | "Decode" >> beam.ParDo(DecodeFn(VideoConfig(**config["video"]))).with_outputs(
-        REJECTED, main="ok")
+    decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
+    decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(
         AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"]))).with_outputs(REJECTED, main="ok")
-    featured = aligned.ok | "Featurise" >> beam.ParDo(FeaturiseFn()).with_outputs(REJECTED, main="ok")
+    featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        WritePartFn(work_dir, windows, opts.num_shards)).with_outputs(REJECTED, main="ok")
+        _threads(WritePartFn(work_dir, windows, opts.num_shards), opts)).with_outputs(REJECTED, main="ok")
     shards = ((parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
               | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
               | "GroupByShard" >> beam.GroupByKey()

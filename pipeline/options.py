@@ -40,6 +40,10 @@ class MicroturnOptions(PipelineOptions):
         parser.add_argument("--keep_work", action="store_true",
                             help="keep the work directory (finished parts) after a successful run; an interrupted "
                                  "run always keeps it so that a rerun resumes")
+        parser.add_argument("--torch_threads", type=int, default=1,
+                            help="torch threads per worker for resampling and dMel (default 1: with N worker "
+                                 "processes, one thread each uses N cores without the threads fighting; 0 = torch's "
+                                 "default)")
         parser.add_argument("--video_width", type=int, default=_VIDEO.width,
                             help="pixels: width frames are scaled (to cover) and centre-cropped to; a multiple of 40 "
                                  "(default 320)")
