@@ -27,21 +27,14 @@ import subprocess
 import numpy as np
 import soundfile as sf
 
-from synth.tts import Voice
+from synth.tts import Voice, normalise_word, trim_word
 
 logger = logging.getLogger(__name__)
 
 ESPEAK_SAMPLE_RATE_HZ = 22_050
 """espeak-ng's output rate (its formant synthesiser runs at 22,050 Hz)."""
 
-TRIM_RELATIVE_THRESHOLD = 0.01
-"""Silence trimming: a sample counts as part of the word when |x| >= this fraction of the word's peak (-40 dB)."""
 
-TARGET_RMS = 0.1
-"""Loudness normalisation target, RMS of the trimmed word (-20 dBFS)."""
-
-MAX_PEAK = 10 ** (-1 / 20)
-"""Peak ceiling after normalisation (-1 dBFS); a word that would exceed it is scaled to it instead."""
 
 
 class EspeakBackend:
@@ -76,7 +69,7 @@ class EspeakBackend:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        audio = _normalise(_trim(self._run(text, voice), text=text), gain_db=voice.gain_db)
+        audio = normalise_word(trim_word(self._run(text, voice), text=text, engine=self.name), gain_db=voice.gain_db)
         audio.setflags(write=False)
         self._cache[key] = audio
         return audio
@@ -139,21 +132,3 @@ def _voice_names(listing: str) -> set[str]:
             names.update((cols[1], cols[3], cols[4], cols[4].rsplit("/", 1)[-1]))
     return names
 
-
-def _trim(audio: np.ndarray, *, text: str) -> np.ndarray:
-    """Cut leading/trailing samples below TRIM_RELATIVE_THRESHOLD of the peak."""
-    magnitude = np.abs(audio)
-    peak = float(magnitude.max()) if audio.size else 0.0
-    if peak == 0.0:
-        raise RuntimeError(f"espeak-ng produced silence for {text!r}")
-    loud = np.flatnonzero(magnitude >= TRIM_RELATIVE_THRESHOLD * peak)
-    return audio[loud[0] : loud[-1] + 1]
-
-
-def _normalise(audio: np.ndarray, *, gain_db: float) -> np.ndarray:
-    """RMS to TARGET_RMS, peak capped at MAX_PEAK, then gain_db; float32, clipped to [-1, 1]."""
-    x = audio.astype(np.float64)
-    rms = float(np.sqrt(np.mean(x * x)))
-    peak = float(np.abs(x).max())
-    scale = min(TARGET_RMS / rms, MAX_PEAK / peak) * 10 ** (gain_db / 20)
-    return np.clip(x * scale, -1.0, 1.0).astype(np.float32)

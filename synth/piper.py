@@ -33,8 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.espeak import MAX_PEAK, TARGET_RMS, TRIM_RELATIVE_THRESHOLD
-from synth.tts import Voice
+from synth.tts import Voice, normalise_word, trim_word
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class PiperBackend:
             return cached
         if not text.strip():
             raise ValueError(f"cannot synthesise an empty word (voice {voice.voice_id!r})")
-        audio = _normalise(_trim(self._run(text, voice), text=text), gain_db=voice.gain_db)
+        audio = normalise_word(trim_word(self._run(text, voice), text=text, engine=self.name), gain_db=voice.gain_db)
         audio.setflags(write=False)
         self._cache[key] = audio
         return audio
@@ -144,21 +143,3 @@ class PiperBackend:
             raise RuntimeError(f"piper produced no audio for {text!r} (voice {voice.engine_voice!r})")
         return np.concatenate(chunks).astype(np.float32)
 
-
-def _trim(audio: np.ndarray, *, text: str) -> np.ndarray:
-    """Cut leading/trailing samples below TRIM_RELATIVE_THRESHOLD of the peak (as synth.espeak does)."""
-    magnitude = np.abs(audio)
-    peak = float(magnitude.max()) if audio.size else 0.0
-    if peak == 0.0:
-        raise RuntimeError(f"piper produced silence for {text!r}")
-    loud = np.flatnonzero(magnitude >= TRIM_RELATIVE_THRESHOLD * peak)
-    return audio[loud[0] : loud[-1] + 1]
-
-
-def _normalise(audio: np.ndarray, *, gain_db: float) -> np.ndarray:
-    """RMS to TARGET_RMS, peak capped at MAX_PEAK, then gain_db; float32, clipped to [-1, 1]."""
-    x = audio.astype(np.float64)
-    rms = float(np.sqrt(np.mean(x * x)))
-    peak = float(np.abs(x).max())
-    scale = min(TARGET_RMS / rms, MAX_PEAK / peak) * 10 ** (gain_db / 20)
-    return np.clip(x * scale, -1.0, 1.0).astype(np.float32)

@@ -69,3 +69,38 @@ class TTSBackend(Protocol):
             trailing silence trimmed: its first and last samples are the word's start and end. Never empty.
         """
         ...
+
+
+# Word post-processing shared by every backend (see synth/espeak.py for why these values).
+TRIM_RELATIVE_THRESHOLD = 0.01
+"""Silence trimming: a sample counts as part of the word when |x| >= this fraction of the word's peak (-40 dB)."""
+
+TARGET_RMS = 0.1
+"""Loudness normalisation target, RMS of the trimmed word (-20 dBFS)."""
+
+MAX_PEAK = 10 ** (-1 / 20)
+"""Peak ceiling after normalisation (-1 dBFS); a word that would exceed it is scaled to it instead."""
+
+
+def trim_word(audio: np.ndarray, *, text: str, engine: str) -> np.ndarray:
+    """Cut leading/trailing samples below TRIM_RELATIVE_THRESHOLD of the peak, so the first and last samples are
+    the word's start and end.
+
+    Raises:
+        RuntimeError: the engine produced silence.
+    """
+    magnitude = np.abs(audio)
+    peak = float(magnitude.max()) if audio.size else 0.0
+    if peak == 0.0:
+        raise RuntimeError(f"{engine} produced silence for {text!r}")
+    loud = np.flatnonzero(magnitude >= TRIM_RELATIVE_THRESHOLD * peak)
+    return audio[loud[0] : loud[-1] + 1]
+
+
+def normalise_word(audio: np.ndarray, *, gain_db: float) -> np.ndarray:
+    """RMS to TARGET_RMS, peak capped at MAX_PEAK, then gain_db (dB); float32, clipped to [-1, 1]."""
+    x = audio.astype(np.float64)
+    rms = float(np.sqrt(np.mean(x * x)))
+    peak = float(np.abs(x).max())
+    scale = min(TARGET_RMS / rms, MAX_PEAK / peak) * 10 ** (gain_db / 20)
+    return np.clip(x * scale, -1.0, 1.0).astype(np.float32)

