@@ -81,7 +81,7 @@ def moe_ffn_grouped(
     out_sorted_RD = torch.cat(out_parts) if out_parts else x_TD.new_zeros(0, x_TD.shape[1])
     rank_R = torch.empty_like(order_R)
     rank_R[order_R] = torch.arange(order_R.numel(), device=order_R.device)
-    out_TKD = out_sorted_RD[rank_R].view(T, K, -1)
+    out_TKD = out_sorted_RD[rank_R].view(T, K, x_TD.shape[1])
     weight_TK = topk_weight_TK.to(x_TD.dtype)
     y_TD = weight_TK[:, 0, None] * out_TKD[:, 0]
     for k in range(1, K):

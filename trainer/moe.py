@@ -22,50 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kernels.reference import moe_ffn_grouped, moe_ffn_loop
+
 logger = logging.getLogger(__name__)
 
 MoEFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def moe_loop(x_TD, topk_idx_TK, topk_weight_TK, w1_EFD, w2_EDF, w3_EFD) -> torch.Tensor:
-    """Per-expert masked loop. Args as the module docstring; returns y_TD in the dtype of x_TD."""
-    y_TD = torch.zeros_like(x_TD)
-    for e in range(w1_EFD.shape[0]):
-        token_N, slot_N = torch.nonzero(topk_idx_TK == e, as_tuple=True)
-        if token_N.numel() == 0:
-            continue
-        x_ND = x_TD[token_N]
-        h_NF = F.silu(x_ND @ w1_EFD[e].t()) * (x_ND @ w3_EFD[e].t())
-        out_ND = (h_NF @ w2_EDF[e].t()) * topk_weight_TK[token_N, slot_N, None].to(x_TD.dtype)
-        y_TD = y_TD.index_add(0, token_N, out_ND)
-    return y_TD
-
-
-def moe_grouped(x_TD, topk_idx_TK, topk_weight_TK, w1_EFD, w2_EDF, w3_EFD) -> torch.Tensor:
-    """Sort routes by expert, per-expert matmuls on contiguous slices, fixed-order combine over K."""
-    T, K = topk_idx_TK.shape
-    E = w1_EFD.shape[0]
-    expert_R = topk_idx_TK.reshape(-1)
-    order_R = torch.sort(expert_R, stable=True).indices
-    counts = torch.bincount(expert_R, minlength=E).tolist()  # host sync: slice bounds
-    x_RD = x_TD[order_R // K]
-    parts, start = [], 0
-    for e, n in enumerate(counts):
-        if n:
-            x_ND = x_RD[start : start + n]
-            h_NF = F.silu(x_ND @ w1_EFD[e].t()) * (x_ND @ w3_EFD[e].t())
-            parts.append(h_NF @ w2_EDF[e].t())
-        start += n
-    out_RD = torch.cat(parts) if parts else x_TD.new_zeros(0, x_TD.shape[1])
-    rank_R = torch.empty_like(order_R)
-    rank_R[order_R] = torch.arange(order_R.numel(), device=order_R.device)
-    out_TKD = out_RD[rank_R].view(T, K, x_TD.shape[1])
-    weight_TK = topk_weight_TK.to(x_TD.dtype)
-    y_TD = weight_TK[:, 0, None] * out_TKD[:, 0]
-    for k in range(1, K):
-        y_TD = y_TD + weight_TK[:, k, None] * out_TKD[:, k]
-    return y_TD
-
+moe_loop = moe_ffn_loop
+"""Per-expert masked loop (kernels/reference.py)."""
+moe_grouped = moe_ffn_grouped
+"""Sort routes by expert, per-expert matmuls on contiguous slices, fixed-order combine over K (kernels/reference.py)."""
 
 MOE_IMPLS: dict[str, MoEFn] = {"loop": moe_loop, "grouped": moe_grouped}
 """Name -> implementation; `--moe-impl` picks one."""
