@@ -164,6 +164,7 @@ class AlignFn(StageFn):
         self.diarizer: Diarizer | None = None
 
     def setup(self) -> None:
+        super().setup()
         self.backend = load_backend(self.aligner)
         if self.aligner.diarize_model:
             self.diarizer = Diarizer(self.aligner.diarize_model, device=self.aligner.device)
@@ -277,7 +278,8 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
     decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(
-        AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"]))).with_outputs(REJECTED, main="ok")
+        _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)).with_outputs(
+        REJECTED, main="ok")
     featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
