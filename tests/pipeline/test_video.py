@@ -138,13 +138,12 @@ def test_odd_inputs_are_masked_or_rejected(tmp_path: Path) -> None:
     for pos in rng.integers(len(data) // 3, len(data) - 2000, 40):
         data[pos] ^= 0xFF  # damaged frames in the middle
     corrupt.write_bytes(bytes(data))
-    try:
-        c = decode_conversation(Conversation(id="c", origin="t", tracks=(), video=VideoSpec(path=str(corrupt)),
-                                             words=()), SMALL)
-    except DecodeError as e:
-        assert "corrupt" in str(e) or "no video frame" in str(e) or "not a readable" in str(e)
-    else:  # decodable despite damage: still exactly one entry per micro-turn, and the damage is counted
-        assert len(c.video.jpegs) == math.ceil(c.num_samples / 3200)
+    c = decode_conversation(Conversation(id="c", origin="t", tracks=(), video=VideoSpec(path=str(corrupt)),
+                                         words=()), SMALL)
+    # ffmpeg conceals the damaged macroblocks: frames keep their times (nothing shifts), one entry per micro-turn,
+    # and the decoder's complaints are counted in the manifest
+    assert len(c.video.jpegs) == math.ceil(c.num_samples / 3200) == 20 and all(c.video.jpegs.present())
+    assert c.video.info["decoder_messages"] > 0
 
 
 FOOTAGE = FIXTURES / "videos"
