@@ -273,5 +273,7 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
         video = video_frames(conv.video.path, origin_s=origin, num_microturns=num_microturns(num_samples),
                              config=video_config or VideoConfig(), probe=probe)
         video.info["audio_samples"] = num_samples
+        # a video that runs on after the audio is cut at the audio's end; say by how much
+        video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin - num_samples / SAMPLE_RATE_HZ), 6)
     return DecodedConversation(conversation=conv, streams=streams, num_samples=num_samples,
                                track_samples=track_samples, video=video)

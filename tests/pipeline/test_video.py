@@ -118,6 +118,12 @@ def test_odd_inputs_are_masked_or_rejected(tmp_path: Path) -> None:
     present = [j is not None for j in d.video.jpegs]
     assert len(present) == 20 and all(present[:15]) and not any(present[15:])
     assert d.conversation.model_speakers == ("model",)
+    assert d.video.info["video_beyond_audio_s"] == 0.0
+    short_audio = tmp_path / "short.wav"
+    sf.write(short_audio, np.zeros(16_000, np.float32), 16_000)  # 1 s of audio, 3 s of video: cut and reported
+    cut = decode_conversation(Conversation(id="v", origin="t", tracks=(Track(speaker="user", path=str(short_audio)),),
+                                           video=VideoSpec(path=str(vfr)), words=()), SMALL)
+    assert len(cut.video.jpegs) == 5 and cut.video.info["video_beyond_audio_s"] == pytest.approx(2.0, abs=0.11)
 
     plain = _mk(tmp_path, "plain.mp4", ["-f", "lavfi", "-i", "testsrc=s=64x48:r=10:d=1", "-c:v", "libx264"])
     rotated = _mk(tmp_path, "rot.mp4", ["-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90"])
