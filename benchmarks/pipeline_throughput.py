@@ -471,6 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_LHOTSE_PYTHON,
         help=f"python of a venv with lhotse installed (default {DEFAULT_LHOTSE_PYTHON})",
     )
+    ap.add_argument("--skip-align", action="store_true",
+                    help="do not measure the align stage (pocketsphinx on espeak-ng demo conversations)")
+    ap.add_argument("--align-conversations", type=int, default=2,
+                    help="demo conversations (~30 s each, two speakers) for the align stage (default 2)")
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (corpus and outputs)")
     ap.add_argument("--seed", type=int, default=0, help="corpus random seed (default 0)")
@@ -646,6 +650,8 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
                 )
             )
 
+    align = None if args.skip_align else _align_stage(work / "align", args.align_conversations, args.seed)
+
     _say(f"\n{_load()}")
     _say(
         f"\nSummary: {corpus.seconds / 3600:.2f} h of stereo conversation; throughput in conversation-seconds per "
@@ -666,7 +672,36 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
             f"pipeline/lhotse {pipe[n] / lhotse[n]:.2f}" if n in lhotse else "lhotse not measured",
         ]
         _say(f"    {n} process{'es' if n > 1 else ''}: " + ", ".join(parts))
+    if align is not None:
+        _say(
+            f"  align stage (pocketsphinx, known text, 1 process, CPU): {align['audio_s']:.0f} s of conversation in "
+            f"{align['wall_s']:.1f} s: {align['audio_s'] / align['wall_s']:.1f} conv-s/s, "
+            f"{align['audio_s'] / align['cpu_s']:.1f} conv-s/CPU-s ({align['conversations']} demo conversations)"
+        )
     return 0
+
+
+# --- align stage --------------------------------------------------------------------------------------------------
+
+
+def _align_stage(root: Path, count: int, seed: int) -> dict:
+    """The align stage alone (pipeline.align.align with pocketsphinx, known text) on espeak-ng demo conversations,
+    in this process: conversation seconds per wall second and per CPU second, decoding and model loading excluded.
+    The spine's corpus has no speech to align, hence the demo speech."""
+    from pipeline.aligners import AlignerConfig, load_backend
+    from pipeline.eval_align import demo_conversations, evaluate
+
+    t = time.perf_counter()
+    convs = demo_conversations(root, count=count, seed=seed)
+    backend = load_backend(AlignerConfig(backend="pocketsphinx"))
+    _say(f"\nalign stage: {count} demo conversations made and pocketsphinx loaded in {time.perf_counter() - t:.1f} s")
+    cpu = time.process_time()
+    report = evaluate(convs, backend, mode="text")
+    cpu_s = time.process_time() - cpu  # includes decoding, which `align_wall_s` does not: a lower bound per CPU-s
+    f = report.figures()
+    _say(f"  {report.audio_s:.0f} s aligned, {f['audio_s_per_wall_s']} conv-s/s; "
+         f"{100 * f['same_microturn']:.1f} % of words in the correct micro-turn")
+    return {"conversations": count, "audio_s": report.audio_s, "wall_s": report.align_wall_s, "cpu_s": cpu_s}
 
 
 if __name__ == "__main__":

@@ -85,6 +85,18 @@ def test_refine_boundaries_trims_silence_and_extends_into_speech() -> None:
     assert out.start_s == pytest.approx(0.25, abs=0.006) and out.end_s == pytest.approx(0.5, abs=0.006)
 
 
+def test_words_owning_speech_runs_snap_to_them_with_the_release_burst_of_a_final_stop() -> None:
+    pcm = np.zeros(32_000, dtype=np.float32)
+    tone = 0.3 * np.sin(np.arange(32_000) * 0.3).astype(np.float32)
+    pcm[4000:8000] = tone[4000:8000]  # word 1: 0.25-0.5 s
+    pcm[9000:9400] = tone[9000:9400]  # its release burst after a 62 ms closure: 0.5625-0.5875 s
+    pcm[12000:16000] = tone[12000:16000]  # word 2: 0.75-1.0 s
+    words = [StreamWord(text="trip", start_s=0.26, end_s=0.45, score=0.5),  # the aligner cut the burst off
+             StreamWord(text="up", start_s=0.45, end_s=0.98, score=0.5)]  # and started the next word too early
+    out = refine_boundaries(pcm, words)
+    assert [(w.start_s, w.end_s) for w in out] == [(0.25, 0.5875), (0.75, 1.0)]
+
+
 def test_missing_models_fail_early_naming_the_option(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--whisper_model"):
         check_config(AlignerConfig(backend="faster-whisper", whisper_model=str(tmp_path / "nope")))
