@@ -20,18 +20,13 @@ import torch
 
 from trainer.config import PRESETS, preset
 from trainer.data import Loader
-from trainer.model import Model, active_slots
+from trainer.model import Model, active_slots, parameter_counts
 from trainer.moe import MOE_IMPLS
 from trainer.train import make_optimizer, step_losses
 
 
 def active_parameters(model: Model) -> int:
-    m = model.cfg.model
-    total = sum(p.numel() for p in model.parameters())
-    experts = sum(b.moe.w1_EFD.numel() + b.moe.w2_EDF.numel() + b.moe.w3_EFD.numel() for b in model.blocks)
-    tables = model.dmel_emb.numel() + model.others_emb.numel() + model.text_emb.weight.numel()
-    tables += model.kind_emb.weight.numel()
-    return int(total - experts * (m.experts - m.top_k) / m.experts - tables)
+    return parameter_counts(model)["active_non_embedding"]
 
 
 def bench(impl: str, args: argparse.Namespace, batches: list[dict], device: torch.device) -> dict:

@@ -182,6 +182,9 @@ class Loader:
         rank, world_size: this process among the data-parallel ranks.
         epochs: None = loop forever (training); 1 = one pass (evaluation).
         shuffle: False reads shards and examples in file order (evaluation).
+
+    `next(loader)` rolls over into the next epoch by itself; data-parallel training instead calls `next_in_epoch`
+    (None when this rank's share is used up) and `next_epoch` on all ranks together (trainer/train.py).
     """
 
     def __init__(self, data_dir: str, cfg: DataConfig, *, seed: int = 0, rank: int = 0, world_size: int = 1,
@@ -194,6 +197,7 @@ class Loader:
         self.slots = max(cfg.num_workers, 1)
         self.epoch, self.consumed, self.next_slot = 0, [0] * self.slots, 0
         self._it: Iterator[dict[str, torch.Tensor]] | None = None
+        self._done = False  # this epoch's batches are used up (set by next_in_epoch)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "consumed": list(self.consumed), "next_slot": self.next_slot,
@@ -207,7 +211,7 @@ class Loader:
                                  f"{getattr(self, key)}: resume with the same {fix}")
         self.epoch, self.consumed = int(state["epoch"]), list(state["consumed"])
         self.next_slot = int(state["next_slot"])
-        self._it = None
+        self._it, self._done = None, False
 
     def _start(self) -> Iterator[dict[str, torch.Tensor]]:
         stream = ShardStream(self.urls, self.cfg, seed=self.seed, epoch=self.epoch, rank=self.rank,
@@ -221,22 +225,45 @@ class Loader:
     def __iter__(self) -> Loader:
         return self
 
+    def next_in_epoch(self) -> dict[str, torch.Tensor] | None:
+        """The next batch of the current epoch, or None once this rank's share of it is used up (the epoch is not
+        advanced: data-parallel ranks call `next_epoch` together, padding with empty batches meanwhile)."""
+        if self._done:
+            return None
+        if self._it is None:
+            self._it = self._start()
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self._it, self._done = None, True
+            return None
+        slot = int(batch.pop("slot"))
+        self.consumed[slot] += 1
+        self.next_slot = (slot + 1) % self.slots
+        return batch
+
+    def next_epoch(self) -> None:
+        self._it, self._done = None, False
+        self.epoch, self.consumed, self.next_slot = self.epoch + 1, [0] * self.slots, 0
+
+    @property
+    def finished(self) -> bool:
+        """True when a one-pass (or `epochs`-pass) loader has no epoch left."""
+        return self.epochs is not None and self.epoch >= self.epochs
+
+    def empty_batch(self) -> dict[str, torch.Tensor]:
+        """A batch of fully masked examples (no targets, no attendable slots): a rank's share when it runs short."""
+        pad = empty_example(self.cfg.layout, self.cfg.context_microturns)
+        return collate([pad] * self.cfg.batch_size)
+
     def __next__(self) -> dict[str, torch.Tensor]:
         for _ in range(2):
-            if self._it is None:
-                if self.epochs is not None and self.epoch >= self.epochs:
-                    raise StopIteration
-                self._it = self._start()
-            try:
-                batch = next(self._it)
-            except StopIteration:
-                self._it = None
-                self.epoch, self.consumed, self.next_slot = self.epoch + 1, [0] * self.slots, 0
-                continue
-            slot = int(batch.pop("slot"))
-            self.consumed[slot] += 1
-            self.next_slot = (slot + 1) % self.slots
-            return batch
-        if self.epochs is not None and self.epoch >= self.epochs:
+            if self.finished:
+                raise StopIteration
+            batch = self.next_in_epoch()
+            if batch is not None:
+                return batch
+            self.next_epoch()
+        if self.finished:
             raise StopIteration
         raise ValueError(f"an epoch of {self.urls[0]}... gave no batch: the shards hold no real micro-turns")

@@ -195,3 +195,17 @@ class Model(nn.Module):
             "load": torch.stack([s["load_E"] for s in stats]),
             "entropy": torch.stack([s["entropy"] for s in stats]).mean(),
         }
+
+
+def parameter_counts(model: Model) -> dict[str, int]:
+    """Parameter counts: `total`; `experts` (routed expert weights); `embedding` (the kind, text and dMel lookup
+    tables); `active` = total minus the (E - K) / E share of the expert weights not used by a token; and
+    `active_non_embedding` = active minus the tables (the figure for 6 N FLOPs per token and MFU)."""
+    m = model.cfg.model
+    total = sum(p.numel() for p in model.parameters())
+    experts = sum(b.moe.w1_EFD.numel() + b.moe.w2_EDF.numel() + b.moe.w3_EFD.numel() for b in model.blocks)
+    tables = model.dmel_emb.numel() + model.others_emb.numel() + model.text_emb.weight.numel()
+    tables += model.kind_emb.weight.numel()
+    active = total - experts * (m.experts - m.top_k) // m.experts
+    return {"total": total, "experts": experts, "embedding": tables, "active": active,
+            "active_non_embedding": active - tables}

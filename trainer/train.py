@@ -1,12 +1,21 @@
 """Train the interaction model on micro-turn shards.
 
-    python -c "from trainer.train import train_main; train_main(['--data', 'demo-out/dataset', '--out', 'runs/tiny'])"
+    python -m trainer.train --data demo-out/dataset --out runs/tiny
+    torchrun --standalone --nproc_per_node 2 -m trainer.train --data demo-out/dataset --out runs/tiny-dp --device cpu
 
 One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over its targets divided by the number of
 targets of the *whole step*, so accumulation gives the same gradient as one big batch; the router losses are
 weighted by each micro-batch's share of routed tokens. Randomness after initialisation (flow-matching noise and
 times) comes from generators seeded by (seed, step, micro-batch), so a resumed run repeats it exactly; the global
 RNG states are checkpointed too. Re-running with the same --out resumes from its checkpoint.
+
+Data parallel (under torchrun, trainer/parallel.py): each rank reads its own share of the shards and runs
+`grad_accum` micro-batches per step; the target counts that normalise the losses are summed over all ranks and the
+gradients are summed with an all-reduce, so a step of R ranks x A micro-batches is the step of one process with
+R x A micro-batches (micro-batch i of rank r draws its flow noise as micro-batch i * R + r). Epochs advance on all
+ranks together: a rank whose share of the epoch is used up contributes fully masked batches until every rank's is.
+Rank 0 writes metrics and checkpoints; a checkpoint holds every rank's loader state and is refused on resume by a
+different number of ranks.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import json
 import logging
 import math
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +34,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from trainer import checkpoint
+from trainer import checkpoint, parallel
 from trainer.config import PRESETS, TrainConfig, preset
 from trainer.data import Loader
 from trainer.model import Model, active_slots
@@ -68,17 +78,21 @@ def flow_generator(seed: int, step: int, micro: int) -> torch.Generator:
 
 def step_losses(model: Model, batches: list[dict[str, torch.Tensor]], cfg: TrainConfig, step: int,
                 device: torch.device, *, backward: bool) -> dict[str, Any]:
-    """Forward (and backward) over one step's micro-batches; losses normalised by the step's target counts."""
-    n_text = sum(int(b["target_text"][:, 1:].sum()) for b in batches)
-    n_dmel = sum(int(b["target_dmel"][:, 1:].sum()) for b in batches)
-    n_active_total = sum(int(active_slots(b).sum()) for b in batches)
+    """Forward (and backward) over this rank's micro-batches of one step; losses normalised by the target counts of
+    the step over all ranks. The returned losses and router statistics are those of the whole step (all ranks)."""
+    world = parallel.current()
+    n_text, n_dmel, n_active_total = parallel.all_reduce_ints([
+        sum(int(b["target_text"][:, 1:].sum()) for b in batches),
+        sum(int(b["target_dmel"][:, 1:].sum()) for b in batches),
+        sum(int(active_slots(b).sum()) for b in batches),
+    ], device)
     sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
     load = None
     lc = cfg.loss
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     for i, cpu_batch in enumerate(batches):
         with autocast:
-            out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, i))
+            out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, i * world.world_size + world.rank))
         share = out["n_active"] / max(n_active_total, 1)
         text, dmel, flow = out["text"] / max(n_text, 1), out["dmel"] / max(n_dmel, 1), out["flow"] / max(n_dmel, 1)
         loss = text + dmel + lc.flow_weight * flow + share * (lc.aux_weight * out["aux"] + lc.z_weight * out["z"])
@@ -89,26 +103,54 @@ def step_losses(model: Model, batches: list[dict[str, torch.Tensor]], cfg: Train
         for key in ("aux", "z", "entropy"):
             sums[key] += share * float(out[key].detach())
         load = out["load"] * share if load is None else load + out["load"] * share
+    if world.distributed:
+        keys = ("text", "dmel", "flow", "aux", "z", "entropy")
+        flat = parallel.all_reduce_floats([sums[k] for k in keys] + load.flatten().tolist(), device)
+        sums.update(zip(keys, flat[: len(keys)], strict=True))
+        load = torch.tensor(flat[len(keys) :], dtype=load.dtype).view(load.shape)
     sums["loss"] = sums["text"] + sums["dmel"] + lc.flow_weight * sums["flow"] + lc.aux_weight * sums["aux"] + \
         lc.z_weight * sums["z"]
     sums.update(n_text=n_text, n_dmel=n_dmel, n_active=n_active_total, load=load)
     return sums
 
 
+def draw_batches(loader: Loader, count: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """This rank's `count` micro-batches of a step. A rank whose share of the epoch is used up gets fully masked
+    batches (no targets, no loss) until every rank's is; then all ranks start the next epoch together."""
+    batches: list[dict[str, torch.Tensor]] = []
+    fresh_epoch = False
+    while len(batches) < count:
+        batch = loader.next_in_epoch()
+        (ranks_with_data,) = parallel.all_reduce_ints([batch is not None], device)
+        if ranks_with_data == 0:
+            if fresh_epoch:
+                raise ValueError(f"an epoch of {loader.urls[0]}... gave no batch: the shards hold no real "
+                                 "micro-turns")
+            loader.next_epoch()
+            fresh_epoch = True
+            continue
+        fresh_epoch = False
+        batches.append(batch if batch is not None else loader.empty_batch())
+    return batches
+
+
 def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto", stop_at: int | None = None,
           progress: bool = True) -> list[dict[str, Any]]:
     """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
-    written by this call."""
-    dev = pick_device(device)
+    written by this call (on rank 0; other ranks return an empty list). Runs data-parallel when a process group is
+    initialised (see trainer/parallel.py)."""
+    world = parallel.current()
+    dev = parallel.device_of(world, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / checkpoint.CHECKPOINT_FILE
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = Model(cfg).to(dev)
+    parallel.broadcast_parameters(model)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    loader = Loader(data_dir, cfg.data, seed=cfg.seed)
+    loader = Loader(data_dir, cfg.data, seed=cfg.seed, rank=world.rank, world_size=world.world_size)
     step = 0
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=dev)
@@ -117,31 +159,38 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
         if dataclasses.replace(saved, **free) != cfg:
             raise ValueError(f"{ckpt_path} was written with another config ({saved}); resume with the same flags "
                              "or use a new --out")
+        loaders = state["loaders"]
+        if len(loaders) != world.world_size:
+            raise ValueError(f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
+                             f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        loader.load_state_dict(state["loader"])
+        loader.load_state_dict(loaders[world.rank])
         checkpoint.set_rng_state(state["rng"])
         step = int(state["step"])
         logger.info("resumed from %s at step %d", ckpt_path, step)
-    _truncate_metrics(out / METRICS_FILE, step)
+    if world.is_main:
+        _truncate_metrics(out / METRICS_FILE, step)
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     records: list[dict[str, Any]] = []
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("model: %.2fM parameters, device %s, moe_impl %s", n_params / 1e6, dev, cfg.moe_impl)
-    bar = tqdm(total=end, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    logger.info("model: %.2fM parameters, device %s, moe_impl %s, %d rank(s)", n_params / 1e6, dev, cfg.moe_impl,
+                world.world_size)
+    bar = tqdm(total=end, initial=step, disable=not (progress and world.is_main), unit="step", dynamic_ncols=True)
     t_last, slots_since = time.perf_counter(), 0
     while step < end:
-        batches = [next(loader) for _ in range(cfg.optim.grad_accum)]
+        batches = draw_batches(loader, cfg.optim.grad_accum, dev)
         model.train()
         s = step_losses(model, batches, cfg, step, dev, backward=True)
+        parallel.all_reduce_grads(model.parameters())
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip))
         lr = opt.param_groups[0]["lr"]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
-        slots_since += sum(b["kind"].numel() for b in batches)
+        slots_since += sum(b["kind"].numel() for b in batches) * world.world_size
         bar.update(1)
         bar.set_postfix(loss=f"{s['loss']:.3f}")
         if step % cfg.log_interval == 0 or step == end:
@@ -155,15 +204,24 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
                 "targets_text": s["n_text"], "targets_dmel": s["n_dmel"], "active_tokens": s["n_active"],
                 "tokens_per_s": slots_since / (now - t_last),
             }
-            records.append(record)
-            with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            if world.is_main:
+                records.append(record)
+                with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
             t_last, slots_since = now, 0
         if step % cfg.checkpoint_interval == 0 or step == end:
-            checkpoint.save(ckpt_path, {
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step, "config": cfg.to_dict(), "loader": loader.state_dict(), "rng": checkpoint.rng_state(),
-            })
+            loaders = parallel.all_gather_objects(loader.state_dict())
+            digests = parallel.all_gather_objects(parallel.parameter_digest(model)) if world.distributed else []
+            if len(set(digests)) > 1:
+                raise RuntimeError(f"step {step}: the ranks' parameters differ (digests {digests}); data-parallel "
+                                   "replicas must stay identical")
+            if world.is_main:
+                checkpoint.save(ckpt_path, {
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "config": cfg.to_dict(), "loaders": loaders, "rng": checkpoint.rng_state(),
+                    "rank_digests": digests,
+                })
+            parallel.barrier()
     bar.close()
     return records
 
@@ -213,11 +271,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def train_main(argv: list[str]) -> int:
     """`microturn train`: parse flags, train, return 0."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = config_from_args(args)
-    records = train(cfg, args.data, args.out, device=args.device, stop_at=args.stop_at, progress=not args.no_progress)
+    started = parallel.init_from_env(args.device)
+    world = parallel.current()
+    level = logging.INFO if world.is_main else logging.WARNING
+    logging.basicConfig(level=level, format=f"%(asctime)s [rank {world.rank}] %(name)s %(message)s")
+    try:
+        records = train(cfg, args.data, args.out, device=args.device, stop_at=args.stop_at,
+                        progress=not args.no_progress)
+    finally:
+        if started:
+            parallel.shutdown()
     if records:
         last = records[-1]
         print(f"step {last['step']}: loss {last['loss']:.4f} (text {last['text']:.4f}, dmel {last['dmel']:.4f}, "
               f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:]))

@@ -63,7 +63,7 @@ def test_resume_is_bit_exact(demo_dataset, tmp_path):
         assert torch.equal(tensor, b["model"][name]), name
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True):
         assert all(torch.equal(pa[k], pb[k]) for k in ("exp_avg", "exp_avg_sq", "step"))
-    assert a["loader"] == b["loader"]
+    assert a["loaders"] == b["loaders"]
     rec = straight[-1]
     for key in ("text", "dmel", "flow", "aux", "z", "grad_norm", "tokens_per_s", "expert_load", "router_entropy"):
         assert key in rec
