@@ -10,6 +10,7 @@ with masked micro-turns so every sample has the same shapes.
 from __future__ import annotations
 
 import io
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
              for w in conv.words or () if w.speaker in stream_of),
             key=lambda item: (item[0], item[1].start_s, item[1].end_s, item[1].speaker, item[1].text),
         )
+        placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
         perspective = sanitise_id(output)
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)
@@ -122,7 +124,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 {"text": w.text, "stream": stream_of[w.speaker], "speaker": w.speaker,
                  "start_s": round(w.start_s - t0, 6), "end_s": round(w.end_s - t0, 6), "microturn": mt - a,
                  "source": w.source, "score": w.score}
-                for mt, w in placed if a <= mt < b
+                for mt, w in placed[bisect_left(placed_mt, a): bisect_left(placed_mt, b)]
             ]
             t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
             spans = [
