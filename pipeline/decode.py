@@ -23,8 +23,6 @@ from typing import Any
 import ffmpeg
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.bundle import SILENT_MODEL, Conversation, Track
@@ -132,6 +130,9 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     each block's output equals what one call on the whole signal computes (up to float rounding)."""
     if rate_hz == SAMPLE_RATE_HZ:
         return np.ascontiguousarray(pcm, dtype=np.float32)
+    import torch  # imported here: the job's coordinating process never needs it
+    import torchaudio
+
     g = math.gcd(rate_hz, SAMPLE_RATE_HZ)
     orig, new = rate_hz // g, SAMPLE_RATE_HZ // g
     target = math.ceil(new * len(pcm) / orig)

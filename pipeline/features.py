@@ -27,10 +27,12 @@ code: every frame sees the same samples and the same arithmetic (see `tests/pipe
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torchaudio
+
+if TYPE_CHECKING:  # torch is imported inside the functions: the job's coordinator never loads it
+    import torch
 
 from schemas.units import (
     DMEL_CHANNELS,
@@ -73,6 +75,9 @@ _mel_fbank: torch.Tensor | None = None
 
 
 def _constants() -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+    import torchaudio
+
     """The Hann window (800,) and the mel filterbank (513 frequency bins, 80 channels), float32, built once."""
     global _window, _mel_fbank
     if _window is None or _mel_fbank is None:
@@ -118,6 +123,8 @@ def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: in
 
 
 def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
+    import torch
+
     """Clip log10 mel energies to [-7, 2] and take the nearest level; ties go to the lower level (argmin order).
 
     The levels are uniform, so rounding gives the nearest level up to float error; the two neighbours of that guess
@@ -153,6 +160,8 @@ def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> 
     Raises:
         ValueError: `pcm` is not 1-D, not floating point, or not finite; `chunk_frames` < 1.
     """
+    import torch  # imported here: the job's coordinating process never needs it
+
     pcm = np.asarray(pcm)
     if pcm.ndim != 1:
         raise ValueError(f"pcm must be 1-D (one mono stream), got shape {pcm.shape}; pass one channel at a time")

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import webdataset as wds
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.windows import Sample
@@ -62,7 +61,9 @@ class _HashingWriter:
         return self.size
 
 
-def _tar_writer(f: Any) -> wds.TarWriter:
+def _tar_writer(f: Any) -> Any:
+    import webdataset as wds  # imported here: it loads torch, which the job's coordinating process never needs
+
     return wds.TarWriter(f, user=OWNER, group=OWNER, mode=0o444, encoder=False, mtime=FIXED_MTIME)
 
 
