@@ -3,7 +3,8 @@
     microturn export fdbench demo-out/ds-audio --out fdbench --speaker_scope conversation --eval_fraction 0.4
 
 Full-Duplex-Bench (github.com/DanielLin94144/Full-Duplex-Bench, v1.0 and v1.5) gives a model one folder per clip
-and scores what the model says back. What this export follows, file by file:
+and scores what the model says back. What this export follows, file by file (their dataset/README.md, "File
+Descriptions" and "Dataset Structure"; evaluation/eval_backchannel.py; get_transcript/asr.py):
 
 - `input.wav`: the user stream only, 16 kHz mono 16-bit ("Audio stream of user speech, intended as model input",
   their dataset README). Here it is the dataset's `input.flac` member (so the dataset must be written with
@@ -14,27 +15,48 @@ and scores what the model says back. What this export follows, file by file:
   - `turn_taking.json`: `[{"text": "[TURN-TAKING]", "timestamp": [user_turn_end, clip_end]}]` (smooth turn-taking;
     their evaluation reads `timestamp[0]` as the end of the user's turn and measures latency from it);
   - `interrupt.json`: `[{"context": str, "interrupt": str, "timestamp": [start, end]}]` (user interruption; their
-    evaluation reads `context`, `interrupt` and `timestamp[1]`, the end of the interrupting utterance);
+    evaluation reads `context`, `interrupt` and `timestamp[1]`, the end of the interrupting utterance; asr.py
+    --task user_interruption crops output.wav at `timestamp[1]`), with `context.wav` (the user's audio of the clip
+    before the interruption) and `interrupt.wav` (the interrupting utterance) as their synthetic user interruption
+    folders hold; here both are cut from input.wav, so context.wav + interrupt.wav == input.wav[:timestamp[1]];
+  - backchannel (their ICC set, `icc_backchannel/{ID}/`): `input.wav` and `transcription.json` only. Their
+    eval_backchannel.py reads only folders whose name is all digits (`spk.isdigit()`), so these folders are `0`,
+    `1`, ... (clips.jsonl maps them to clip ids), and takes the ground truth from `icc_gt_distribution.json`
+    (opened from its working directory), `{folder: [p_0, p_1, ...]}`: written here as `DIR/v1/icc_gt_distribution.json`
+    (copy it into their evaluation/), each list built as they build the model's: 0.2 s bins over the clip
+    (`int(duration / 0.2) + 1` of them), a backchannel [start, end] counting in bins int(start / 0.2) ..
+    int(end / 0.2), plus 1e-10, normalised (they interpolate it to the prediction's length). A clip is one user turn
+    (floor change to the user .. next floor change) in which the model side backchannels, from at most `context_s`
+    before the first backchannel to the user's last sound of the turn; no silence is added after it;
   - `transcription.json`: `[{"speaker": 0, "item": [{"text": word, "timestamp": [start, end]}, ...]}]`, the words
-    heard in input.wav (speaker 0 = the user, the only voice in input.wav). This shape is the one the microturn
-    issue gives; it could not be checked against a released file.
-- v1.5 overlap tasks (user_interruption, user_backchannel): `input.wav`, `clean_input.wav` (the same audio with the
-  overlapping utterance replaced by silence, their paired control) and `metadata.json` with the fields their v1.5
-  evaluation reads: `{"context_text", "current_turn_text", "timestamps": [start, end]}` of the overlapping
-  utterance.
+    heard in input.wav (speaker 0 = the user; speaker 1 = the third parties mixed in, v1.5 tasks below only). This
+    shape is the one the microturn issue gives; it could not be checked against a released file.
+- v1.5 overlap tasks (user_interruption, user_backchannel, talking_to_other, background_speech): `input.wav`,
+  `clean_input.wav` (the same audio with the overlapping utterance [start, end) replaced by silence, their paired
+  control) and `metadata.json` with the fields their v1.5 evaluation reads:
+  `{"context_text", "current_turn_text", "timestamps": [start, end]}` of the overlapping utterance. The third-party
+  tasks need a conversation with more than two parties (the dataset's `others.flac`):
+  - background_speech: a third party talks while the model side talks on through it (its unit starts before and
+    ends after) and the user is silent; the others' stream is added to input.wav over that utterance only;
+  - talking_to_other: the user says something that a third party answers (the next floor change goes to them)
+    while the model side is silent from the utterance's start to the answer's start; the event is the user's
+    utterance, with the others' stream added over it.
+  The released v1.5 files could not be read here; that both tasks carry these three files and fields is taken from
+  their v1.5 README (four overlap scenarios, paired clean input) and a third-party loader of the release (required
+  files input.wav, clean_input.wav, metadata.json with `timestamps`, for all four subsets).
 
-Folders: `DIR/v1/{pause_handling,smooth_turn_taking,user_interruption}/{clip}/` and
-`DIR/v1_5/{user_interruption,user_backchannel}/{clip}/` (the task names of their `evaluate.py --task`), where
-`{clip}` is `{conversation}_{perspective}_{micro-turn:05d}`. Nothing else is written inside the task folders (their
-scripts list every entry there as a clip); `DIR/clips.jsonl` (one line per clip: where it comes from in the
-conversation, in seconds and samples, and the sample keys) and `DIR/split.json` (the split used) sit beside them.
-
-Not exported: v1.0 backchannel (ICC) and v1.5 talking_to_other / background_speech (they need a third party's
-audio mixed into the user stream); context.wav / interrupt.wav of the synthetic v1.0 interruptions.
+Folders: `DIR/v1/{backchannel,pause_handling,smooth_turn_taking,user_interruption}/{clip}/` and
+`DIR/v1_5/{user_interruption,user_backchannel,talking_to_other,background_speech}/{clip}/` (the task names of
+their `evaluate.py --task`), where `{clip}` is `{conversation}_{perspective}_{micro-turn:05d}` (digits for
+backchannel, above). Nothing else is written inside the task folders (their scripts list every entry there as a
+clip); `DIR/clips.jsonl` (one line per clip: where it comes from in the conversation, in seconds and samples, the
+sample keys, `marks_sample` for backchannel) and `DIR/split.json` (the split used) sit beside them.
 
 Events are found with the pipeline's own definitions (pipeline.labels, thresholds from manifest.json) on the
 conversation's words, for each perspective: the perspective's user is the Full-Duplex-Bench user, its model side
-is the model under test.
+is the model under test, every other speaker a third party. A conversation without words (an RTTM-only source)
+gets its units from activity.npy instead: each stream's speech on the 200 ms grid, all third parties as one
+speaker; its clips' texts are empty.
 """
 
 from __future__ import annotations
@@ -55,22 +77,30 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.inspect import load_sample
-from pipeline.labels import Event, Ipu, LabelConfig, detect_events, ipus
+from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_events, ipus
 from pipeline.split import add_split_arguments, load_split, read_index_rows, split_dataset
-from schemas.bundle import Word
+from schemas.bundle import Segment, Word
 from schemas.tables import MANIFEST_FILE
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
 
 logger = logging.getLogger(__name__)
 
 TASKS = {
+    ("v1", "backchannel"): None,
     ("v1", "pause_handling"): "pause.json",
     ("v1", "smooth_turn_taking"): "turn_taking.json",
     ("v1", "user_interruption"): "interrupt.json",
     ("v1_5", "user_interruption"): "metadata.json",
     ("v1_5", "user_backchannel"): "metadata.json",
+    ("v1_5", "talking_to_other"): "metadata.json",
+    ("v1_5", "background_speech"): "metadata.json",
 }
-"""(version folder, task) -> the task's timing file."""
+"""(version folder, task) -> the task's timing file (v1.0 backchannel has none: its ground truth is
+ICC_GT_FILE)."""
+
+ICC_GT_FILE = "icc_gt_distribution.json"
+"""v1.0 backchannel ground truth, {clip folder: distribution}; their eval_backchannel.py opens it from its cwd."""
+BACKCHANNEL_BIN_S = 0.2  # eval_backchannel.py `window_size`
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +134,12 @@ class Clip:
     event_end: int
     context_text: str
     event_text: str
+    marks: tuple[tuple[int, int], ...] = ()  # v1 backchannel: the model side's backchannels [start, end)
+    mix_others: bool = False  # v1.5 background_speech / talking_to_other: others' audio added in the event
+
+
+OTHERS = "<others>"
+"""Pseudo-speaker of the others' stream when units come from activity.npy (no words: RTTM-only sources)."""
 
 
 def conversation_words(samples: Sequence[Mapping]) -> list[Word]:
@@ -125,22 +161,61 @@ def conversation_words(samples: Sequence[Mapping]) -> list[Word]:
     return sorted(out, key=lambda w: (w.start_s, w.end_s, w.speaker))
 
 
-def user_stream(samples: Sequence[Mapping]) -> np.ndarray:
-    """The user's 16 kHz audio over the whole conversation, from the input.flac of its windows in order."""
+def user_stream(samples: Sequence[Mapping], member: str = "input.flac") -> np.ndarray:
+    """One stream's 16 kHz audio over the whole conversation (the user's by default; `others.flac` for the
+    others' mix), from that member of its windows in order."""
     parts = []
     for s in sorted(samples, key=lambda s: s["meta.json"]["window"]):
-        if "input.flac" not in s:
+        if member not in s:
             raise ValueError(
-                f"sample {s['meta.json']['key']} has no input.flac member: export fdbench needs a "
+                f"sample {s['meta.json']['key']} has no {member} member: export fdbench needs a "
                 "dataset written with --keep_audio"
             )
-        parts.append(s["input.flac"][: s["meta.json"]["num_microturns"] * SAMPLES_PER_MICROTURN])
+        parts.append(s[member][: s["meta.json"]["num_microturns"] * SAMPLES_PER_MICROTURN])
     pcm = np.concatenate(parts).astype(np.float32)
     return pcm[: samples[0]["meta.json"]["conversation_samples"]]
 
 
-def _text(words: Sequence[Word], user: str, a: int, b: int) -> str:
-    return " ".join(w.text for w in words if w.speaker == user and a <= seconds_to_samples(w.start_s) < b)
+def activity_segments(samples: Sequence[Mapping], *, user: str, model: str) -> list[Segment]:
+    """Each stream's speech as segments on the 200 ms grid, from activity.npy (a micro-turn with any speech is
+    speech); the others' stream is one pseudo-speaker OTHERS. For conversations without words."""
+    activity = np.concatenate(
+        [
+            s["activity.npy"][: s["meta.json"]["num_microturns"]]
+            for s in sorted(samples, key=lambda s: s["meta.json"]["window"])
+        ]
+    )
+    total = samples[0]["meta.json"]["conversation_samples"]
+    out = []
+    for col, speaker in enumerate((user, OTHERS, model)):  # schemas.sample.STREAMS order
+        on = np.concatenate([[0], (activity[:, col] > 0).astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(on))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            end = min(int(b) * SAMPLES_PER_MICROTURN, total)
+            out.append(
+                Segment(
+                    start_s=samples_to_seconds(int(a) * SAMPLES_PER_MICROTURN),
+                    end_s=samples_to_seconds(end),
+                    speaker=speaker,
+                )
+            )
+    return out
+
+
+def backchannel_distribution(marks_s: Sequence[tuple[float, float]], duration_s: float) -> list[float]:
+    """The ground-truth backchannel distribution of one v1.0 backchannel clip, built as their
+    eval_backchannel.py builds the model's: 0.2 s bins over the clip, each backchannel [start, end] counting in
+    bins int(start / 0.2) .. int(end / 0.2), plus 1e-10, normalised to sum 1."""
+    counts = np.zeros(int(duration_s / BACKCHANNEL_BIN_S) + 1)
+    for a, b in marks_s:
+        counts[int(a / BACKCHANNEL_BIN_S) : int(b / BACKCHANNEL_BIN_S) + 1] += 1
+    counts += 1e-10
+    return [float(x) for x in counts / counts.sum()]
+
+
+def _text(words: Sequence[Word], user: str | None, a: int, b: int) -> str:
+    """The words of `user` (of everyone when None) that start in [a, b) samples."""
+    return " ".join(w.text for w in words if user in (None, w.speaker) and a <= seconds_to_samples(w.start_s) < b)
 
 
 def _clip_start(words: Sequence[Word], user: str, anchor: int, context: int) -> int:
@@ -171,16 +246,31 @@ def find_clips(
     labels: LabelConfig,
     config: ExportConfig,
     clip_prefix: str,
+    segments: Sequence[Segment] | None = None,
 ) -> list[Clip]:
-    """Every clip of every task for one perspective (user and model are speaker ids of the conversation)."""
-    units = ipus(list(speakers), words=words, segments=None, config=labels)
+    """Every clip of every task for one perspective (user and model are speaker ids of the conversation; every
+    other speaker is a third party). Units come from `words`, or from `segments` where there are no words."""
+    units = ipus(list(speakers), words=words or None, segments=segments, config=labels)
     events = detect_events(units, labels)
     context, response = seconds_to_samples(config.context_s), seconds_to_samples(config.response_s)
     user_units = [u for u in units if u.speaker == user]
+    model_units = [u for u in units if u.speaker == model]
+    third = [u for u in units if u.speaker not in (user, model)]
     clips = []
 
-    def add(version: str, task: str, anchor: int, audio_end: int, ev: tuple[int, int], end: int | None = None):
-        start = _clip_start(words, user, anchor, context)
+    def add(
+        version: str,
+        task: str,
+        anchor: int,
+        audio_end: int,
+        ev: tuple[int, int],
+        end: int | None = None,
+        *,
+        start: int | None = None,
+        marks: tuple[tuple[int, int], ...] = (),
+        mix_others: bool = False,
+    ):
+        start = _clip_start(words, user, anchor, context) if start is None else start
         end = audio_end + response if end is None else end
         mt = anchor // SAMPLES_PER_MICROTURN
         clips.append(
@@ -194,7 +284,9 @@ def find_clips(
                 event_start=ev[0],
                 event_end=ev[1],
                 context_text=_text(words, user, start, ev[0]),
-                event_text=_text(words, user, ev[0], ev[1]),
+                event_text=_text(words, user if not mix_others else None, ev[0], ev[1]),
+                marks=marks,
+                mix_others=mix_others,
             )
         )
 
@@ -211,6 +303,52 @@ def find_clips(
             )
             for version, task in versions:
                 add(version, task, u.start, u.end, (u.start, u.end))
+
+    # v1.0 backchannel (ICC): one clip per user turn in which the model side backchannels; the turn runs from the
+    # floor change to the user to the next floor change (clip starts at most context_s before the first
+    # backchannel); input.wav ends with the user's last sound of the turn, as ICC clips do.
+    changes = [(0, units[0].speaker)] if units else []
+    changes += [(e.start, e.by) for e in events if e.kind in FLOOR_CHANGES]
+    turns: dict[int, list[Ipu]] = defaultdict(list)
+    for e in events:
+        if e.kind == "backchannel" and e.by == model and e.of == user:
+            turn_start = max((t for t, by in changes if t <= e.start and by == user), default=0)
+            turns[turn_start].append(next(u for u in model_units if u.start == e.start))
+    for turn_start, bcs in sorted(turns.items()):
+        turn_end = min([t for t, _ in changes if t > turn_start] + [num_samples])
+        audio_end = max(u.end for u in user_units if turn_start <= u.start < turn_end)
+        start = max(turn_start, _clip_start(words, user, bcs[0].start, context))
+        marks = tuple((u.start, u.end) for u in bcs)
+        add(
+            "v1",
+            "backchannel",
+            bcs[0].start,
+            audio_end,
+            (marks[0][0], marks[-1][1]),
+            end=audio_end,
+            start=start,
+            marks=marks,
+        )
+
+    # v1.5 background_speech: a third party talks while the model side talks on through it (starts before, ends
+    # after) and the user is silent; their audio (the others' stream) is mixed into input.wav over that utterance,
+    # clean_input.wav has silence there.
+    def busy(us: Sequence[Ipu], a: int, b: int) -> bool:
+        return any(u.start < b and u.end > a for u in us)
+
+    for o in third:
+        if any(m.start < o.start and m.end > o.end for m in model_units) and not busy(user_units, o.start, o.end):
+            add("v1_5", "background_speech", o.start, o.end, (o.start, o.end), mix_others=True)
+    # v1.5 talking_to_other: the user says something that a third party, not the model side, answers (the next
+    # floor change after it goes to that party) while the model side is silent from the utterance's start to the
+    # answer's start. The event is the user's utterance; the others' stream is mixed in over it.
+    for e in events:
+        if e.kind in FLOOR_CHANGES and e.of == user and e.by not in (user, model):
+            said = [u for u in user_units if u.start < e.start]
+            if said and not busy(model_units, said[-1].start, max(said[-1].end, e.start)):
+                u = said[-1]
+                add("v1_5", "talking_to_other", u.start, u.end, (u.start, u.end), mix_others=True)
+
     pause_min = seconds_to_samples(config.pause_min_s)
     others = [u for u in units if u.speaker != user]
     for u1, u2 in itertools.pairwise(user_units):
@@ -224,14 +362,21 @@ def find_clips(
     return clips
 
 
-def cut_audio(user_pcm: np.ndarray, clip: Clip) -> tuple[np.ndarray, np.ndarray]:
-    """(input, clean_input) of a clip: the user stream in [start, audio_end), silence up to end; clean_input also
+def cut_audio(user_pcm: np.ndarray, clip: Clip, others_pcm: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(input, clean_input) of a clip: the user stream in [start, audio_end), silence up to end, and for the
+    tasks that mix others (clip.mix_others) the others' stream added in [event_start, event_end); clean_input
     silences [event_start, event_end)."""
     out = np.zeros(clip.end - clip.start, dtype=np.float32)
     kept = user_pcm[clip.start : clip.audio_end]
     out[: len(kept)] = kept
     clean = out.copy()
-    clean[max(0, clip.event_start - clip.start) : max(0, clip.event_end - clip.start)] = 0.0
+    a, b = max(0, clip.event_start - clip.start), max(0, clip.event_end - clip.start)
+    if clip.mix_others:
+        if others_pcm is None:
+            raise ValueError(f"clip {clip.clip_id} ({clip.task}) needs the others' stream (others.flac)")
+        extra = others_pcm[clip.event_start : min(clip.event_end, clip.audio_end)]
+        out[a : a + len(extra)] = np.clip(out[a : a + len(extra)] + extra, -1.0, 1.0)
+    clean[a:b] = 0.0
     return out, clean
 
 
@@ -239,9 +384,17 @@ def _rel(x: int, clip: Clip) -> float:
     return round(samples_to_seconds(x - clip.start), 4)
 
 
-def write_clip(folder: str, clip: Clip, user_pcm: np.ndarray, words: Sequence[Word], user: str) -> None:
+def write_clip(
+    folder: str,
+    clip: Clip,
+    user_pcm: np.ndarray,
+    words: Sequence[Word],
+    user: str,
+    others_pcm: np.ndarray | None = None,
+    model: str | None = None,
+) -> None:
     os.makedirs(folder, exist_ok=True)
-    audio, clean = cut_audio(user_pcm, clip)
+    audio, clean = cut_audio(user_pcm, clip, others_pcm)
     sf.write(os.path.join(folder, "input.wav"), audio, SAMPLE_RATE_HZ, subtype="PCM_16")
     ts = [_rel(clip.event_start, clip), _rel(clip.event_end, clip)]
     files: dict[str, object] = {}
@@ -258,25 +411,26 @@ def write_clip(folder: str, clip: Clip, user_pcm: np.ndarray, words: Sequence[Wo
         files["turn_taking.json"] = [{"text": "[TURN-TAKING]", "timestamp": [ts[0], _rel(clip.end, clip)]}]
     elif clip.task == "user_interruption":
         files["interrupt.json"] = [{"context": clip.context_text, "interrupt": clip.event_text, "timestamp": ts}]
-    heard = [
-        w
-        for w in words
-        if w.speaker == user
-        and clip.start <= seconds_to_samples(w.start_s)
-        and seconds_to_samples(w.end_s) <= clip.audio_end
-    ]
-    files["transcription.json"] = [
-        {
-            "speaker": 0,
-            "item": [
-                {
-                    "text": w.text,
-                    "timestamp": [_rel(seconds_to_samples(w.start_s), clip), _rel(seconds_to_samples(w.end_s), clip)],
-                }
-                for w in heard
-            ],
-        }
-    ]
+        a, b = clip.event_start - clip.start, clip.event_end - clip.start
+        sf.write(os.path.join(folder, "context.wav"), audio[:a], SAMPLE_RATE_HZ, subtype="PCM_16")
+        sf.write(os.path.join(folder, "interrupt.wav"), audio[a:b], SAMPLE_RATE_HZ, subtype="PCM_16")
+
+    def heard(speakers: set[str], a: int, b: int) -> list[dict]:
+        return [
+            {
+                "text": w.text,
+                "timestamp": [_rel(seconds_to_samples(w.start_s), clip), _rel(seconds_to_samples(w.end_s), clip)],
+            }
+            for w in words
+            if w.speaker in speakers and a <= seconds_to_samples(w.start_s) and seconds_to_samples(w.end_s) <= b
+        ]
+
+    files["transcription.json"] = [{"speaker": 0, "item": heard({user}, clip.start, clip.audio_end)}]
+    if clip.mix_others:  # the third parties heard in input.wav
+        third = {w.speaker for w in words} - {user, model}
+        files["transcription.json"].append(  # type: ignore[attr-defined]
+            {"speaker": 1, "item": heard(third, clip.event_start, min(clip.event_end, clip.audio_end))}
+        )
     for name, obj in files.items():
         with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
@@ -302,28 +456,33 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
     if not per_persp:
         raise ValueError(f"none of the split's eval conversations {sorted(held_out)[:5]} is in {dataset}")
     candidates: dict[tuple[str, str], list[tuple[Clip, dict]]] = defaultdict(list)
-    sources: dict[tuple[str, str], tuple[np.ndarray, list[Word], str]] = {}
+    sources: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, list[Word], str, str]] = {}
     for (conv_id, persp), rows in sorted(per_persp.items()):
         samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
         meta = samples[0]["meta.json"]
         words = conversation_words(samples)
-        if not words:
-            logger.warning("%s has no words: no events to export", conv_id)
-            continue
-        pcm = user_stream(samples)
         spk = meta["speakers"]
         user, model = spk["input"], spk["output"]
-        sources[(conv_id, persp)] = (pcm, words, user)
+        segments, speakers = None, [model, user, *spk["others"]]
+        if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
+            logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
+            segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
+        pcm = user_stream(samples)
+        others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
+        sources[(conv_id, persp)] = (pcm, others_pcm, words, user, model)
         clips = find_clips(
             words,
             user=user,
             model=model,
-            speakers=[model, user, *spk["others"]],
+            speakers=speakers,
             num_samples=len(pcm),
             labels=labels,
             config=config,
             clip_prefix=f"{meta['conversation_key']}_{persp}",
+            segments=segments,
         )
+        if others_pcm is None:
+            clips = [c for c in clips if not c.mix_others]
         for c in clips:
             taken = {it[0].clip_id for it in candidates[(c.version, c.task)]}
             if c.clip_id in taken:  # two events of one task in one micro-turn
@@ -353,16 +512,26 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
                     for k, v in asdict(c).items()
                     if k in ("start", "end", "audio_end", "event_start", "event_end")
                 },
+                **({"marks_sample": [list(m) for m in c.marks]} if c.marks else {}),
             }
             candidates[(c.version, c.task)].append((c, row))
     os.makedirs(out, exist_ok=True)
     written = []
-    for _, items in sorted(candidates.items()):
+    icc_gt: dict[str, list[float]] = {}
+    for (version, task), items in sorted(candidates.items()):
         chosen = sorted(items, key=lambda it: hashlib.sha256(it[0].clip_id.encode()).hexdigest())
-        for clip, row in sorted(chosen[: config.max_per_task], key=lambda it: it[0].clip_id):
-            pcm, words, user = sources[(row["conversation_id"], row["perspective"])]
-            write_clip(os.path.join(out, row["dir"]), clip, pcm, words, user)
+        for i, (clip, row) in enumerate(sorted(chosen[: config.max_per_task], key=lambda it: it[0].clip_id)):
+            if (version, task) == ("v1", "backchannel"):  # eval_backchannel.py reads only folders named by digits
+                row["dir"] = f"v1/backchannel/{i}"
+                icc_gt[str(i)] = backchannel_distribution(
+                    [(_rel(a, clip), _rel(b, clip)) for a, b in clip.marks], samples_to_seconds(clip.end - clip.start)
+                )
+            pcm, others_pcm, words, user, model = sources[(row["conversation_id"], row["perspective"])]
+            write_clip(os.path.join(out, row["dir"]), clip, pcm, words, user, others_pcm, model)
             written.append(row)
+    if icc_gt:
+        with open(os.path.join(out, "v1", ICC_GT_FILE), "w", encoding="utf-8") as f:
+            json.dump(icc_gt, f)
     with open(os.path.join(out, "clips.jsonl"), "w", encoding="utf-8") as f:
         for row in written:
             f.write(json.dumps(row, sort_keys=True) + "\n")
@@ -374,8 +543,9 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
 def export_fdbench_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="microturn export fdbench",
-        description="Export evaluation clips of held-out conversations in Full-Duplex-Bench's layout (v1.0 pause "
-        "handling, smooth turn-taking, user interruption; v1.5 user interruption and user backchannel). "
+        description="Export evaluation clips of held-out conversations in Full-Duplex-Bench's layout (v1.0 "
+        "backchannel, pause handling, smooth turn-taking, user interruption; v1.5 user interruption, user "
+        "backchannel, and for conversations of more than two parties talking_to_other and background_speech). "
         "The dataset must have been written with --keep_audio.",
     )
     parser.add_argument("dataset", help="dataset directory written with --keep_audio")
