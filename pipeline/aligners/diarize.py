@@ -31,10 +31,19 @@ class Diarizer:
     """A pyannote speaker-diarization pipeline from a local directory (config.yaml + the checkpoints it names)."""
 
     def __init__(self, path: str, *, device: str = "cpu") -> None:
+        import os
+
+        if not os.path.isfile(os.path.join(path, "config.yaml")):  # else whisperx would take it for a Hub name
+            raise ValueError(f"--diarize_model {path!r} has no config.yaml: give the local directory of a pyannote "
+                             "speaker-diarization pipeline (models are never downloaded)")
         from whisperx.diarize import DiarizationPipeline
 
         self.model = f"pyannote:{path.rstrip('/').split('/')[-1]}"
-        self._pipeline = DiarizationPipeline(model_name=path, device=device)
+        try:
+            self._pipeline = DiarizationPipeline(model_name=path, device=device)
+        except Exception as e:  # pyannote's own errors name files inside the pipeline, not the option
+            raise ValueError(f"--diarize_model {path!r}: the pyannote pipeline does not load ({type(e).__name__}: "
+                             f"{e})") from e
 
     def __call__(self, pcm: np.ndarray, *, num_speakers: int | None = None) -> tuple[Segment, ...]:
         frame = self._pipeline(np.ascontiguousarray(pcm, dtype=np.float32), num_speakers=num_speakers)

@@ -9,6 +9,11 @@ Words missing from the dictionary get a pronunciation built from their parts: hy
 letter-to-phone table, so that the audio of every word is accounted for (an unpronounceable word would pull its
 neighbours). A search that fails to reach the end of the text is retried with wider beams; if that fails too, the
 words come back unaligned (interpolated by the caller).
+
+Known text is aligned twice: once on the whole track, then region by region (`pipeline.aligners.chunks`): the
+stream's silences decide which words each speech region holds, and each region whose words differ from the first
+pass is aligned on its own audio (measured on the demo speech, --count 2: 98.5 % -> 100 % of words in the correct
+micro-turn; the AMI excerpt: no word stretched across a silence, 93.9 % -> 94.8 % inside the speaker's turns).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.aligners import AlignerConfig, AlignerError, StreamWord, is_partial_word, spoken_form, tokenize
+from pipeline.aligners import AlignerConfig, AlignerError, StreamWord, chunks, is_partial_word, spoken_form, tokenize
+from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +90,12 @@ conversations (eval-align, known text): 1e-4 still lost 4 words, 3e-4 none and t
 def _to_int16(pcm: np.ndarray) -> np.ndarray:
     noise = np.random.default_rng(0).standard_normal(len(pcm)) * NOISE_FLOOR_RMS
     return (np.clip(pcm + noise, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _score(seg) -> float:
+    """Confidence of a word segment: the per-frame geometric mean of its acoustic density, in (0, 1]."""
+    frames = max(seg.end_frame + 1 - seg.start_frame, 1)
+    return round(float(np.exp(max(np.log(max(seg.ascore, 1e-300)) / frames, -50.0))), 4)
 
 
 class PocketsphinxBackend:
@@ -167,9 +179,103 @@ class PocketsphinxBackend:
         return len(timed) / len(names) + 0.01 * float(np.exp(max(log_like, -50.0)))
 
     def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
-        """Align all of `words`. pocketsphinx can lose the path on long streams and then returns an aligned prefix
-        of the text (or nothing): the rest is aligned again on the audio after the last aligned word, and a word
-        that cannot be started at all is left unaligned (interpolated) and the search goes on after it."""
+        """Align all of `words`: a whole-track pass (`align_whole`), then region by region (`chunks`).
+
+        The stream is cut at its silences (`chunks.speech_regions`); the words are shared out over the regions by
+        `chunks.assign_words` (durations, speech runs a region holds, anchored to the first pass) and each region
+        is aligned on its own audio, so no word crosses a silence or is pushed into another region's speech. Then
+        the same again one level down: within each region, over its speech runs (`chunks.runs_in`; pauses between
+        careful words). Where a region's words do not all align, the level above keeps its times for them."""
+        first = self.align_whole(pcm, words)
+        keep, names = self._names(words)
+        if not keep:
+            return first
+        decoder = self._decoders[BEAMS[0]]
+        phones = [len(decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
+        times: list[tuple[float, float, float | None] | None] = [
+            (first[i].start_s, first[i].end_s, first[i].score) if first[i].aligned else None for i in keep]
+        regions = chunks.speech_regions(pcm)
+        by_region = self._share(pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True)
+        for r, ks in by_region.items():
+            runs = chunks.runs_in(pcm, regions[r:r + 1])[0]
+            if len(runs) > 1 and len(ks) > 1:
+                self._share(pcm, runs, ks, names, phones, times, only_changed=True)
+        out = list(first)
+        for k, t in enumerate(times):
+            if t is not None:
+                i = keep[k]
+                out[i] = StreamWord(text=words[i], start_s=t[0], end_s=t[1], score=t[2])
+        return out
+
+    def _share(self, pcm: np.ndarray, regions: Sequence[tuple[int, int]], ks: Sequence[int], names: Sequence[str],
+               phones: Sequence[int], times: list, *, only_changed: bool = False) -> dict[int, list[int]]:
+        """Share words `ks` (indices into `names`) over `regions` (`chunks.assign_words`, anchored to `times`) and
+        align each region's words on its padded audio, updating `times` (start_s, end_s, score) in place where
+        all of a region's words align; where they do not, a short region's words are spread over it by phone count
+        (`chunks.SPREAD_MAX_S_PER_WORD`; score None, so counted as interpolated) and a long one's keep their
+        times. `only_changed`:
+        align only the regions whose words differ from the anchors' (a word split by a stop's closure keeps its
+        times). Returns {region: its words}."""
+        if len(regions) < 2:
+            return {0: list(ks)} if regions else {}
+        durations = [(b - a) / SAMPLE_RATE_HZ for a, b in regions]
+        spans = [times[k][:2] if times[k] is not None else None for k in ks]
+        anchors = chunks.anchor_regions(regions, spans)
+        used = sorted({a for a in anchors if a >= 0})
+        # expected word durations at this stream's own speaking rate: the regions the anchors use, per phone
+        rate = sum(durations[r] for r in used) / max(sum(phones[k] for k in ks), 1) if used else chunks.PHONE_S
+        runs = chunks.runs_in(pcm, regions)
+        try:
+            region_of = chunks.assign_words(durations, [phones[k] * rate for k in ks], anchors, runs,
+                                            chunks.loudness(pcm, regions))
+        except ValueError as e:
+            logger.info("per-region alignment skipped: %s", e)
+            return {}
+        groups: dict[int, list[int]] = {}
+        for k, r in zip(ks, region_of, strict=True):
+            groups.setdefault(r, []).append(k)
+        windows = chunks.padded(regions, len(pcm))
+        anchored: dict[int, list[int]] = {}
+        for k, r in zip(ks, anchors, strict=True):
+            anchored.setdefault(r, []).append(k)
+        for r, group in groups.items():
+            if only_changed and anchored.get(r) == group:
+                continue
+            timed = self._align_region(pcm, windows[r], [names[k] for k in group])
+            too_long = (regions[r][1] - regions[r][0]) / SAMPLE_RATE_HZ > chunks.SPREAD_MAX_S_PER_WORD * len(group)
+            if timed is None and too_long:
+                logger.debug("region %.2f-%.2f s: its %d words did not all align; kept the times of the level above",
+                             regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ, len(group))
+                continue
+            if timed is None:  # the region is theirs but the aligner cannot say where: shared by expected duration
+                logger.debug("region %.2f-%.2f s: its %d words did not all align; spread by their phone counts",
+                             regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ, len(group))
+                edges = np.cumsum([0.0] + [float(phones[k]) for k in group])
+                a, b = regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ
+                for n, k in enumerate(group):
+                    times[k] = (a + (b - a) * edges[n] / edges[-1], a + (b - a) * edges[n + 1] / edges[-1], None)
+                continue
+            t0 = windows[r][0] // 160
+            for k, seg in zip(group, timed, strict=True):
+                times[k] = ((t0 + seg.start_frame) * FRAME_S, (t0 + seg.end_frame + 1) * FRAME_S, _score(seg))
+        return groups
+
+    def _align_region(self, pcm: np.ndarray, window: tuple[int, int], names: Sequence[str]) -> list | None:
+        """Word segments of `names` on `pcm[window]` (frames from the 10 ms frame that holds window[0]), or None
+        when not every word aligns."""
+        lo, hi = window
+        raw = _to_int16(pcm[lo - lo % 160:hi]).tobytes()
+        for decoder in self._decoders.values():
+            timed = self._align_once(decoder, raw, names)
+            if timed is not None and len(timed) == len(names):
+                return timed
+        return None
+
+    def align_whole(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
+        """Align all of `words` on the whole of `pcm`. pocketsphinx can lose the path on long streams and then
+        returns an aligned prefix of the text (or nothing): the rest is aligned again on the audio after the last
+        aligned word, and a word that cannot be started at all is left unaligned (interpolated) and the search
+        goes on after it."""
         keep, names = self._names(words)
         out = [StreamWord(text=w, start_s=0.0, end_s=0.0, aligned=False) for w in words]
         compact, frame_of = compact_silences(pcm)
@@ -191,13 +297,15 @@ class PocketsphinxBackend:
                 continue
             for seg in timed:
                 i = keep[done]
-                frames = max(seg.end_frame + 1 - seg.start_frame, 1)
-                # confidence: the per-frame geometric mean of the acoustic density, in (0, 1]
-                score = float(np.exp(max(np.log(max(seg.ascore, 1e-300)) / frames, -50.0)))
                 first = min(offset + seg.start_frame, len(frame_of) - 1)
                 last = min(offset + seg.end_frame, len(frame_of) - 1)
+                cut = np.flatnonzero(np.diff(frame_of[first:last + 1]) > 1)
+                if cut.size:  # the word spans a shortened silence: keep its longest piece of sound
+                    bounds = [first, *(first + cut + 1).tolist(), last + 1]
+                    first, stop = max(zip(bounds, bounds[1:], strict=False), key=lambda ab: ab[1] - ab[0])
+                    last = stop - 1
                 out[i] = StreamWord(text=words[i], start_s=frame_of[first] * FRAME_S,
-                                    end_s=(frame_of[last] + 1) * FRAME_S, score=round(score, 4))
+                                    end_s=(frame_of[last] + 1) * FRAME_S, score=_score(seg))
                 done += 1
             offset += timed[-1].end_frame + 1
         if skipped:

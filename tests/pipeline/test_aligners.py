@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipeline.align import AlignError, align
 from pipeline.aligners import (
@@ -95,6 +96,23 @@ def test_words_owning_speech_runs_snap_to_them_with_the_release_burst_of_a_final
              StreamWord(text="up", start_s=0.45, end_s=0.98, score=0.5)]  # and started the next word too early
     out = refine_boundaries(pcm, words)
     assert [(w.start_s, w.end_s) for w in out] == [(0.25, 0.5875), (0.75, 1.0)]
+
+
+def test_speech_regions_part_at_long_silences_and_words_follow_the_runs() -> None:
+    from pipeline.aligners import chunks
+
+    pcm = np.zeros(48_000, dtype=np.float32)
+    tone = 0.3 * np.sin(np.arange(48_000) * 0.3).astype(np.float32)
+    for a, b in ((4000, 8000), (9600, 13600), (32000, 36000), (38000, 42000)):  # 100 ms and 1.25 s pauses
+        pcm[a:b] = tone[a:b]
+    regions = chunks.speech_regions(pcm)
+    assert regions == [(4000, 13600), (32000, 42080)]  # on 10 ms frames
+    runs = chunks.runs_in(pcm, regions)
+    assert [len(r) for r in runs] == [2, 2]
+    # the first pass squeezed words 0-2 into region 0 (3 words, 2 runs) and left region 1 one word short
+    assert chunks.assign_words([0.6, 0.625], [0.3] * 4, [0, 0, 0, 1], runs) == [0, 0, 1, 1]
+    # crosstalk: a quiet region that no word claims stays empty rather than pulling words from their anchors
+    assert chunks.assign_words([0.6, 0.625], [0.3] * 2, [0, 0], runs, [1.0, 0.05]) == [0, 0]
 
 
 def test_missing_models_fail_early_naming_the_option(tmp_path: Path) -> None:
@@ -236,3 +254,82 @@ def test_mixed_track_takes_the_diarization_path(tmp_path: Path) -> None:
     assert aligned.alignment["diarization"] == "rttm"
     mee = aligned.streams["MEE014"]  # two short turns: the stream is silent outside them (plus padding)
     assert np.count_nonzero(mee) / len(mee) < 0.05
+
+
+def _tiny_pyannote_pipeline(root: Path) -> Path:
+    """A pyannote speaker-diarization pipeline directory built offline: config.yaml naming a randomly initialised
+    tiny PyanNet segmentation model and WeSpeaker ResNet34 embedding model (Lightning checkpoints written here) and
+    a made-up PLDA (pyannote 4 loads one even for agglomerative clustering). Its turns are meaningless."""
+    import lightning
+    import torch
+    import yaml
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+    from pyannote.audio.models.segmentation import PyanNet
+
+    torch.manual_seed(0)
+    root.mkdir(parents=True, exist_ok=True)
+
+    def save(model: torch.nn.Module, name: str) -> str:
+        checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                      "pytorch-lightning_version": lightning.__version__}
+        model.on_save_checkpoint(checkpoint)  # pyannote's own metadata (versions, specifications)
+        torch.save(checkpoint, root / name)
+        return str(root / name)
+
+    seg = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True,
+                                                "monolithic": True, "dropout": 0.0},
+                  linear={"hidden_size": 16, "num_layers": 1})
+    seg.specifications = Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME,
+                                        duration=5.0, classes=["s1", "s2", "s3"], powerset_max_classes=2,
+                                        permutation_invariant=True)
+    seg.build()
+    emb = WeSpeakerResNet34()
+    emb.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=3.0)
+    (root / "plda").mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.savez(root / "plda" / "xvec_transform.npz", mean1=np.zeros(256), mean2=np.zeros(16),
+             lda=rng.standard_normal((256, 16)))
+    np.savez(root / "plda" / "plda.npz", mu=np.zeros(16), tr=np.eye(16), psi=np.linspace(2.0, 1.0, 16))
+    config = {"version": "3.1.0", "pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization", "params": {
+        "segmentation": save(seg, "segmentation.ckpt"), "embedding": save(emb, "embedding.ckpt"),
+        "clustering": "AgglomerativeClustering", "embedding_batch_size": 4, "segmentation_batch_size": 4,
+        "embedding_exclude_overlap": True, "plda": {"checkpoint": str(root), "subfolder": "plda"}}},
+        "params": {"clustering": {"method": "centroid", "min_cluster_size": 1, "threshold": 0.7},
+                   "segmentation": {"min_duration_off": 0.0}}}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    return root
+
+
+def test_diarizer_loads_a_local_pyannote_pipeline_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("whisperx")
+    pytest.importorskip("pyannote.audio")
+    import huggingface_hub
+
+    from pipeline.aligners.diarize import Diarizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import pyannote.audio.utils.hf_hub as pyannote_hub
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        pytest.fail(f"download attempted: {args} {kwargs}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_download)
+    monkeypatch.setattr(pyannote_hub, "hf_hub_download", no_download)
+    with pytest.raises(ValueError, match="--diarize_model .* has no config.yaml"):
+        Diarizer(str(tmp_path / "missing"))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.yaml").write_text("pipeline: {name: no.such.Pipeline}\n")
+    with pytest.raises(ValueError, match="--diarize_model .* does not load"):
+        Diarizer(str(tmp_path / "broken"))
+    diarizer = Diarizer(str(_tiny_pyannote_pipeline(tmp_path / "tiny")))
+    assert diarizer.model == "pyannote:tiny"
+    pcm, sr = sf.read(AMI / "mixture.wav", dtype="float32") if AMI.exists() else (None, 16_000)
+    if pcm is None:  # a short mixed recording: two tones taking turns
+        t = np.arange(6 * 16_000) / 16_000
+        pcm = (0.3 * np.sin(2 * np.pi * np.where(t % 2 < 1, 180, 320) * t)).astype(np.float32)
+    pcm = (pcm.mean(axis=1) if pcm.ndim > 1 else pcm)[: 6 * sr]
+    turns = diarizer(pcm, num_speakers=2)
+    assert turns, "no speaker turns"  # random weights: structure only
+    assert all(0.0 <= s.start_s <= s.end_s <= len(pcm) / sr + 1e-6 for s in turns)
+    assert [(s.start_s, s.end_s) for s in turns] == sorted((s.start_s, s.end_s) for s in turns)
