@@ -113,15 +113,15 @@ PASSTHROUGH = {
     # command words -> (module, function, help); the function parses the rest of the command line itself
     ("train",): ("trainer.train", "train_main", "train the interaction model on micro-turn shards"),
     ("eval",): ("trainer.evaluate", "eval_main", "print a checkpoint's per-head losses on held-out shards"),
-    ("inspect",): ("pipeline.inspect", "inspect_main", "draw one sample as a PNG (dMel, words, labels, frames)"),
-    ("report",): ("pipeline.report", "report_main", "write a self-contained HTML report of a dataset"),
-    ("split",): ("pipeline.split", "split_main", "split a dataset into train/eval, disjoint by conversation and "
+    ("inspect",): ("pipeline.tools.inspect", "inspect_main", "draw one sample as a PNG (dMel, words, labels, frames)"),
+    ("report",): ("pipeline.tools.report", "report_main", "write a self-contained HTML report of a dataset"),
+    ("split",): ("pipeline.tools.split", "split_main", "split a dataset into train/eval, disjoint by conversation and "
                                                  "speaker"),
-    ("export", "fdbench"): ("pipeline.fdbench", "export_fdbench_main", "export held-out clips in "
+    ("export", "fdbench"): ("pipeline.tools.fdbench", "export_fdbench_main", "export held-out clips in "
                                                                        "Full-Duplex-Bench's layout"),
     ("synth", "refusals"): ("synth.refusals", "refusals_main", "synthesise spoken refusal conversations as "
                                                                "input bundles"),
-    ("eval-align",): ("pipeline.eval_align", "eval_align_main", "measure word alignment against known timings"),
+    ("eval-align",): ("pipeline.tools.eval_align", "eval_align_main", "measure word alignment against known timings"),
 }
 
 

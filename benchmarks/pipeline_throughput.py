@@ -689,7 +689,7 @@ def _align_stage(root: Path, count: int, seed: int) -> dict:
     in this process: conversation seconds per wall second and per CPU second, decoding and model loading excluded.
     The spine's corpus has no speech to align, hence the demo speech."""
     from pipeline.aligners import AlignerConfig, load_backend
-    from pipeline.eval_align import demo_conversations, evaluate
+    from pipeline.tools.eval_align import demo_conversations, evaluate
 
     t = time.perf_counter()
     convs = demo_conversations(root, count=count, seed=seed)

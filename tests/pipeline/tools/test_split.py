@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.split import ConversationInfo, split_conversations, split_main
+from pipeline.tools.split import ConversationInfo, split_conversations, split_main
 
 
 def _conv(cid: str, *speakers: str, seconds: float = 60.0, hint: str = "train") -> ConversationInfo:

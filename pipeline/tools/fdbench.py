@@ -76,9 +76,9 @@ import numpy as np
 import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.inspect import load_sample
+from pipeline.tools.inspect import load_sample
 from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_events, ipus
-from pipeline.split import add_split_arguments, load_split, read_index_rows, split_dataset
+from pipeline.tools.split import add_split_arguments, load_split, read_index_rows, split_dataset
 from schemas.bundle import Segment, Word
 from schemas.tables import MANIFEST_FILE
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples

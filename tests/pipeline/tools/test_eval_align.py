@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.aligners import AlignerConfig, load_backend
-from pipeline.eval_align import demo_conversations, eval_align_main, evaluate, strip_times
+from pipeline.tools.eval_align import demo_conversations, eval_align_main, evaluate, strip_times
 
 
 def test_strip_times_keeps_text_or_nothing(tmp_path: Path) -> None:

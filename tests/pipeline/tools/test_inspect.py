@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.inspect import inspect_main, load_sample, render_sample
+from pipeline.tools.inspect import inspect_main, load_sample, render_sample
 from schemas.reader import iter_samples
 
 

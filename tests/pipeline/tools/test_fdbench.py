@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.fdbench import ExportConfig, export_fdbench, export_fdbench_main
-from pipeline.inspect import load_sample
+from pipeline.tools.fdbench import ExportConfig, export_fdbench, export_fdbench_main
+from pipeline.tools.inspect import load_sample
 from pipeline.job import run
-from pipeline.split import split_dataset
+from pipeline.tools.split import split_dataset
 
 SR = 16_000
 WINDOW_SAMPLES = 150 * 3200

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from pipeline.report import report_main
+from pipeline.tools.report import report_main
 from schemas.reader import iter_samples
 
 from .test_fdbench import keep_audio_subset
