@@ -1,6 +1,6 @@
 """Train the interaction model on micro-turn shards.
 
-    python -m trainer.train --data demo-out/dataset --out runs/tiny
+    microturn train --data demo-out/dataset --out runs/tiny
     torchrun --standalone --nproc_per_node 2 -m trainer.train --data demo-out/dataset --out runs/tiny-dp --device cpu
 
 One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over its targets divided by the number of
@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -353,9 +352,3 @@ def train_main(argv: list[str]) -> int:
             f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}"
         )
     return 0
-
-
-if __name__ == "__main__":  # `python -m trainer.train` / `torchrun ... -m trainer.train` is `microturn train`
-    from microturn_cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
