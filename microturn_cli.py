@@ -81,7 +81,7 @@ def _run_help() -> None:
 
     parser = argparse.ArgumentParser(
         prog="microturn run",
-        description="Run the Beam job: input bundles -> 200 ms micro-turn WebDataset shards, index.parquet, "
+        description="Run the Beam job: input bundles -> 200 ms micro-turn WebDataset shards, index/, "
         "manifest.json and rejected.parquet. Without --runner it runs on Beam's local FnApiRunner; "
         "add --direct_num_workers N --direct_running_mode multi_processing for N worker processes. "
         "Any other Beam option passes through (e.g. --runner DataflowRunner ...). Rerunning the same "

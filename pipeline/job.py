@@ -1,11 +1,17 @@
-"""The Beam job: input bundles -> micro-turn shards + index.parquet + manifest.json + rejected.parquet.
+"""The Beam job: input bundles -> micro-turn shards + index/ + manifest.json + rejected.parquet.
 
     microturn run --input demo-out/bundles --output /tmp/ds --direct_num_workers 2 \
         --direct_running_mode multi_processing
 
 Steps (each a named Beam transform; every failure goes to a tagged `rejected` output with its stage, kind and reason):
 ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
--> Featurise -> Label -> WindowAndWritePart -> GroupByShard -> WriteShard -> WriteTables.
+-> Featurise -> Label -> WindowAndWritePart -> (PartBytes -> NumBuckets) -> GroupByBucket -> WriteShards
+(each shard, then its index file) -> MergeSummaries -> WriteManifest; AllRejected -> WriteRejected.
+
+The write stage grows with the corpus: the number of shard buckets is derived from the total bytes of all parts
+(`--shard_size_mb`; a sum, constant memory) unless `--num_shards` fixes it, a conversation's bucket is a stable
+hash of its id, a bucket whose parts exceed the target is cut into several shards in key order, and the manifest
+is merged from small per-shard summaries (a CombineGlobally): no step holds the dataset's index rows.
 
 Without --runner the job runs on Beam's local FnApiRunner, constructed here on purpose: Beam's DirectRunner
 would first try the Prism runner, which downloads a binary. Other runners (Dataflow, Flink, Spark) are used as
@@ -15,6 +21,7 @@ Beam normally does when --runner names them.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,7 +38,14 @@ from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
-from pipeline.manifest import config_hash, write_tables
+from pipeline.manifest import (
+    ManifestCombineFn,
+    config_hash,
+    shard_summary,
+    write_index_file,
+    write_manifest,
+    write_rejected,
+)
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import InputRef, list_inputs, load_conversation
 from pipeline.rejects import Rejection, StageError
@@ -41,13 +55,15 @@ from pipeline.write import (
     PartInfo,
     finished_part,
     finished_shard,
-    save_shard_info,
+    parts_digest,
+    plan_shards,
+    write_json,
     write_part,
     write_shard,
 )
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
-from schemas.tables import read_manifest
+from schemas.tables import INDEX_DIR, index_file_name, read_manifest
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -112,6 +128,7 @@ class StageFn(beam.DoFn):
 
     stage = ""
     torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
+    reraise: tuple[type[BaseException], ...] = ()  # failures of the machinery, not of the input: fail the bundle
 
     def setup(self) -> None:
         if self.torch_threads > 0:
@@ -125,6 +142,8 @@ class StageFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         try:
             result = self.apply(element)
+        except self.reraise:
+            raise
         except (BundleError, StageError) as e:
             conv = _conversation_of(element)
             yield _reject(self.stage, conv.origin, e.kind, str(e), conv.id)
@@ -205,10 +224,14 @@ def part_path(work_dir: str, conversation_id: str) -> str:
 
 
 class WritePartFn(StageFn):
-    stage = "write"
+    """Cut a conversation's windows and write them to its part. An OSError (the output file system failing) fails
+    the bundle, so that the runner retries it, instead of rejecting the input."""
 
-    def __init__(self, work_dir: str, config: WindowConfig, num_shards: int) -> None:
-        self.work_dir, self.config, self.num_shards = work_dir, config, num_shards
+    stage = "write"
+    reraise = (OSError,)
+
+    def __init__(self, work_dir: str, config: WindowConfig) -> None:
+        self.work_dir, self.config = work_dir, config
 
     def apply(self, labelled: LabelledConversation) -> PartInfo:
         aligned = labelled.aligned
@@ -229,33 +252,53 @@ class WritePartFn(StageFn):
             path=part_path(self.work_dir, conv.id),
             conversation_id=conv.id,
             conversation_key=sanitise_id(conv.id),
-            shard=shard_for(conv.id, self.num_shards),
             summary=summary,
         )
         Metrics.counter(NAMESPACE, "conversations_written").inc()
-        Metrics.counter(NAMESPACE, "samples_written").inc(len(part.rows))
-        logger.info("wrote %d samples of %s", len(part.rows), conv.id)
+        Metrics.counter(NAMESPACE, "samples_written").inc(part.samples)
+        logger.info("wrote %d samples of %s", part.samples, conv.id)
         return part
 
 
-class WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, work_dir: str) -> None:
-        self.output, self.work_dir = output, work_dir
+BUCKET_FILL = 0.75
+"""Derived bucket count: the mean bucket holds 3/4 of --shard_size_mb; a bucket over the target is split."""
 
-    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[Any]:
-        shard, parts = item
-        name = shard_name(shard)
+
+def num_buckets(total_bytes: int, shard_bytes: int, num_shards: int | None) -> int:
+    """Shard buckets: `num_shards` when given, else enough that buckets average BUCKET_FILL of the target size
+    (so that few overflow and get split), at least 1."""
+    if num_shards is not None:
+        return num_shards
+    return max(1, math.ceil(total_bytes / (shard_bytes * BUCKET_FILL)))
+
+
+class WriteShardsFn(beam.DoFn):
+    """One bucket's parts -> its shard(s), each followed by its index file; yields each shard's small summary.
+    A shard finished by an earlier run from the same parts (its sidecar in the work directory) is kept."""
+
+    def __init__(self, output: str, work_dir: str, target_bytes: int | None) -> None:
+        self.output, self.work_dir, self.target_bytes = output, work_dir, target_bytes
+
+    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[dict[str, Any]]:
+        bucket, parts = item
+        for split, group in enumerate(plan_shards(parts, self.target_bytes)):
+            yield self._write(shard_name(bucket, split), group)
+
+    def _write(self, name: str, parts: Sequence[PartInfo]) -> dict[str, Any]:
         sidecar = f"{self.work_dir}/shards/{name}.json"
-        done = finished_shard(f"{self.output}/{name}", sidecar)
-        if done is not None:
+        shard_path, index_path = f"{self.output}/{name}", f"{self.output}/{index_file_name(name)}"
+        digest = parts_digest(parts)
+        done = finished_shard([shard_path, index_path], sidecar)
+        if done is not None and done.get("parts_sha256") == digest:
             Metrics.counter(NAMESPACE, "shards_reused").inc()
             logger.info("shard %s was finished by an earlier run; kept", name)
-            yield done
-            return
-        info = write_shard(parts, path=f"{self.output}/{name}")
-        save_shard_info(sidecar, info)
+            return done
+        info = write_shard(parts, path=shard_path)
+        write_index_file(index_path, info.rows)
+        summary = shard_summary(info, parts_sha256=digest)
+        write_json(sidecar, summary)
         logger.info("wrote %s: %d samples, %d bytes", name, len(info.rows), info.size_bytes)
-        yield info
+        return summary
 
 
 def local_runner(options: PipelineOptions) -> Any:
@@ -280,8 +323,8 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
 
 def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> dict[str, Any]:
     """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
-    written by this run), `reused` (PartInfo of an interrupted run), `shards` (ShardInfo), `rejected` (Rejection)
-    and `manifest` (the one manifest dict)."""
+    written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict)."""
     output = opts.output.rstrip("/")
     work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
@@ -301,14 +344,22 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        _threads(WritePartFn(work_dir, windows, opts.num_shards), opts)
+        _threads(WritePartFn(work_dir, windows), opts)
     ).with_outputs(REJECTED, main="ok")
+    all_parts = (parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
+    target = int(config["shard_size_mb"] * 1_000_000)
+    override = config["num_shards"]
+    buckets = (
+        all_parts
+        | "PartBytes" >> beam.Map(lambda part: part.size_bytes)
+        | "TotalBytes" >> beam.CombineGlobally(sum)
+        | "NumBuckets" >> beam.Map(num_buckets, target, override)
+    )
     shards = (
-        (parts.ok, resumed.done)
-        | "AllParts" >> beam.Flatten()
-        | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
-        | "GroupByShard" >> beam.GroupByKey()
-        | "WriteShard" >> beam.ParDo(WriteShardFn(output, work_dir))
+        all_parts
+        | "KeyByBucket" >> beam.Map(lambda part, n: (shard_for(part.conversation_id, n), part), AsSingleton(buckets))
+        | "GroupByBucket" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShardsFn(output, work_dir, None if override is not None else target))
     )
     rejected = (
         read[REJECTED],
@@ -319,20 +370,40 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         labelled[REJECTED],
         parts[REJECTED],
     ) | "AllRejected" >> beam.Flatten()
+    rejected_summary = (
+        rejected
+        | "RejectedList" >> beam.combiners.ToList()
+        | "WriteRejected" >> beam.Map(lambda rejects: write_rejected(output, rejects))
+    )
+    totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     num_inputs = len(refs)
     manifest = (
         p
         | "Once" >> beam.Create([None])
-        | "WriteTables"
+        | "WriteManifest"
         >> beam.Map(
-            lambda _, shard_list, reject_list: write_tables(
-                output, shards=shard_list, rejected=reject_list, num_inputs=num_inputs, config=config
+            lambda _, merged, rejects: write_manifest(
+                output, totals=merged, rejected=rejects, num_inputs=num_inputs, config=config
             ),
-            AsSingleton(shards | "ShardList" >> beam.combiners.ToList()),
-            AsSingleton(rejected | "RejectedList" >> beam.combiners.ToList()),
+            AsSingleton(totals),
+            AsSingleton(rejected_summary),
         )
     )
     return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
+
+
+def sweep_temporary_files(output: str) -> int:
+    """Delete the hidden temporary files (pipeline.write.temp_name) that failed or killed attempts left in the
+    dataset directory and its index; returns how many. Call it only when no writer is running."""
+    found = [
+        m.path
+        for pattern in (f"{output}/.*.partial", f"{output}/{INDEX_DIR}/.*.partial")
+        for result in FileSystems.match([pattern])
+        for m in result.metadata_list
+    ]
+    if found:
+        FileSystems.delete(found)
+    return len(found)
 
 
 def _counter(result: Any, name: str) -> int:
@@ -364,6 +435,9 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     build(p, opts, refs, config)
     result = p.run()
     result.wait_until_finish()
+    swept = sweep_temporary_files(output)
+    if swept:
+        logger.info("removed %d temporary file(s) left by failed attempts", swept)
     reused = {name: _counter(result, name) for name in ("parts_reused", "shards_reused")}
     if any(reused.values()):
         logger.info(

@@ -31,14 +31,23 @@ class MicroturnOptions(PipelineOptions):
         parser.add_argument(
             "--output",
             required=True,
-            help="dataset directory (local or any Beam file system); shards, index.parquet, "
+            help="dataset directory (local or any Beam file system); shards, index/, "
             "manifest.json and rejected.parquet go here; rerun the same command to resume",
+        )
+        parser.add_argument(
+            "--shard_size_mb",
+            type=float,
+            default=512.0,
+            help="target shard size in MB (10^6 bytes of tar); the number of shards follows from the total size "
+            "of the samples, a conversation's shard from a stable hash of its id; samples and conversations stay "
+            "whole, so only a conversation bigger than the target makes a bigger shard (default 512)",
         )
         parser.add_argument(
             "--num_shards",
             type=int,
-            default=8,
-            help="number of shards; a conversation's shard is a stable hash of its id (default 8)",
+            default=None,
+            help="fix the number of shards instead (a conversation's shard: a stable hash of its id modulo this; "
+            "shard sizes then grow with the corpus); default: derived from --shard_size_mb",
         )
         parser.add_argument(
             "--window_microturns",
@@ -124,8 +133,10 @@ class MicroturnOptions(PipelineOptions):
 
 def job_config(opts: MicroturnOptions) -> dict[str, Any]:
     """The configuration that decides the output bytes (hashed into the manifest and the work directory)."""
-    if opts.num_shards < 1:
+    if opts.num_shards is not None and opts.num_shards < 1:
         raise ValueError(f"--num_shards must be >= 1, got {opts.num_shards}")
+    if not opts.shard_size_mb > 0:
+        raise ValueError(f"--shard_size_mb must be > 0, got {opts.shard_size_mb}")
     labels = LabelConfig(
         ipu_gap_s=opts.ipu_gap_s,
         backchannel_max_s=opts.backchannel_max_s,
@@ -145,4 +156,5 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         "aligner": aligner_config(opts).to_dict(),
         "video": asdict(VideoConfig(width=opts.video_width, height=opts.video_height, jpeg_quality=opts.jpeg_quality)),
         "num_shards": opts.num_shards,
+        "shard_size_mb": opts.shard_size_mb,
     }

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: shards sized by --shard_size_mb (a bucket that overflows is split: shard-NNNNN_SS.tar), index per shard."""
 SHARD_PATTERN = "shard-{index:05d}.tar"
+SPLIT_PATTERN = "shard-{index:05d}_{split:02d}.tar"
 FIXED_MTIME = 0.0
 """Member header mtime, so shards are byte-reproducible."""
 
@@ -37,8 +39,12 @@ def shard_for(conversation_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
-def shard_name(index: int) -> str:
-    return SHARD_PATTERN.format(index=index)
+def shard_name(index: int, split: int = 0) -> str:
+    """`shard-NNNNN.tar` for bucket `index`; a bucket split into several shards (pipeline/write.py plan_shards)
+    names its further ones `shard-NNNNN_SS.tar` (split SS >= 1), which sort right after it."""
+    if split == 0:
+        return SHARD_PATTERN.format(index=index)
+    return SPLIT_PATTERN.format(index=index, split=split)
 
 
 def encode_array(array: np.ndarray) -> bytes:

@@ -2,8 +2,10 @@
 
     microturn validate demo-out/dataset
 
-Checks: manifest present and readable; every shard's sha256 and size; index.parquet schema, unique keys, and
-index rows == shard samples (same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
+Checks: manifest present and readable; every shard's sha256 and size, and (shards sized by shard_size_mb) no shard
+over the target unless it holds a single conversation; the index (index/, one file per shard, schemas/tables.py):
+one file per listed shard and none other, its schema, unique keys, and each file's rows == its shard's samples
+(same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
 through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
 (inputs = written + rejected) and the rejected list.
@@ -17,14 +19,17 @@ import tarfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import pyarrow.parquet as pq
+
 from schemas.dmel import DMEL_LEVELS
 from schemas.sample import MicroTurnSample, SampleMeta
 from schemas.tables import (
-    INDEX_FILE,
+    INDEX_DIR,
     INDEX_SCHEMA,
     MANIFEST_FILE,
     REJECTED_FILE,
     REJECTED_SCHEMA,
+    index_file_name,
     read_index,
     read_manifest,
     read_rejected,
@@ -130,23 +135,36 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
             f"{counts.get('conversations_written')} + rejected {counts.get('rejected')}"
         )
     try:
-        index = read_index(dataset_dir)
+        index = read_index(dataset_dir, missing_ok=not manifest.get("shards"))  # no shards: no index/ either
         rejected = read_rejected(dataset_dir)
     except (OSError, ValueError) as e:
-        report.add(f"cannot read {INDEX_FILE} or {REJECTED_FILE}: {e}")
+        report.add(f"cannot read {INDEX_DIR} or {REJECTED_FILE}: {e}")
         return report
     if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
-        report.add(f"{INDEX_FILE}: schema differs from schemas.tables.INDEX_SCHEMA")
+        report.add(f"{INDEX_DIR}: schema differs from schemas.tables.INDEX_SCHEMA")
     if not rejected.schema.equals(REJECTED_SCHEMA, check_metadata=False):
         report.add(f"{REJECTED_FILE}: schema differs from schemas.tables.REJECTED_SCHEMA")
     if rejected.num_rows != counts.get("rejected"):
         report.add(f"{REJECTED_FILE}: {rejected.num_rows} rows, manifest says {counts.get('rejected')}")
     rows = {r["key"]: r for r in index.to_pylist()}
     if len(rows) != index.num_rows:
-        report.add(f"{INDEX_FILE}: keys are not unique")
+        report.add(f"{INDEX_DIR}: keys are not unique")
     if len(rows) != counts.get("samples"):
-        report.add(f"{INDEX_FILE}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
+        report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
 
+    listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
+    index_dir = os.path.join(dataset_dir, INDEX_DIR)
+    present = {
+        f"{INDEX_DIR}/{n}"
+        for n in (os.listdir(index_dir) if os.path.isdir(index_dir) else [])
+        if n.endswith(".parquet")
+    }
+    for name in sorted(listed - present):
+        report.add(f"{name}: the index file of a listed shard is missing")
+    for name in sorted(present - listed):
+        report.add(f"{name}: an index file of no listed shard")
+    config = manifest.get("config", {})
+    target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
     seen: set[str] = set()
     per_perspective: dict[tuple[str, str], list[SampleMeta]] = defaultdict(list)
     for shard in manifest.get("shards", []):
@@ -160,15 +178,22 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
                 f"{shard['name']}: sha256/size {digest[:12]}/{size} != manifest {shard['sha256'][:12]}/"
                 f"{shard['size_bytes']}"
             )
+        if target is not None and size > target * 1_000_000 and shard.get("conversations", 0) > 1:
+            report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target} with several conversations")
         samples = _read_shard(path, report)
         if len(samples) != shard.get("samples"):
             report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
+        index_path = os.path.join(dataset_dir, index_file_name(shard["name"]))
+        if os.path.exists(index_path):
+            in_file = pq.read_table(index_path, columns=["key"]).column("key").to_pylist()
+            if sorted(in_file) != sorted(samples) or in_file != sorted(in_file):
+                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
         for key, (offset, members) in samples.items():
             report.samples_checked += 1
             seen.add(key)
             row = rows.get(key)
             if row is None:
-                report.add(f"{key}: in {shard['name']} but not in {INDEX_FILE}")
+                report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
@@ -177,7 +202,7 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
                     report.add(f"{key}: meta.key is {meta.key!r}")
                 per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
     for key in sorted(set(rows) - seen):
-        report.add(f"{key}: in {INDEX_FILE} but in no shard")
+        report.add(f"{key}: in {INDEX_DIR} but in no shard")
     for (conv, persp), metas in sorted(per_perspective.items()):
         metas.sort(key=lambda m: m.window)
         if [m.window for m in metas] != list(range(len(metas))):

@@ -4,7 +4,7 @@
     microturn report demo-out/dataset --compare other/dataset --out compare.html
 
 The page has no network resources and no script: tables and inline SVG bar charts only. It shows hours,
-conversations, samples, perspectives, shards, languages, sources and licences (from index.parquet), inputs rejected
+conversations, samples, perspectives, shards, languages, sources and licences (from the index), inputs rejected
 by stage and kind, with an example reason each (rejected.parquet), interaction label counts, and the turn-taking
 statistics of manifest.json: floor-transfer offsets, gaps and overlap durations on 200 ms bins (bin b covers
 [0.2 b, 0.2 (b+1)) s), and event rates (backchannels, interruptions, overlaps, yields per minute of conversation).

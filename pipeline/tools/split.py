@@ -57,7 +57,7 @@ class Split:
 
 
 def conversations_from_index(rows: Iterable[Mapping]) -> list[ConversationInfo]:
-    """One ConversationInfo per conversation of index.parquet rows. The duration is counted once per conversation
+    """One ConversationInfo per conversation of index rows. The duration is counted once per conversation
     (from its first perspective), not once per perspective."""
     by_conv: dict[str, list[Mapping]] = defaultdict(list)
     for r in rows:
@@ -153,7 +153,7 @@ def split_dataset(dataset: str, *, eval_fraction: float = 0.1, seed: int = 0, sp
     """The split of a written dataset as the JSON object that split.json holds."""
     convs = conversations_from_index(read_index_rows(dataset))
     if not convs:
-        raise ValueError(f"{dataset}: index.parquet has no samples")
+        raise ValueError(f"{dataset}: the index has no samples")
     split = split_conversations(convs, eval_fraction=eval_fraction, seed=seed, speaker_scope=speaker_scope)
     by_id = {c.conversation_id: c for c in convs}
 

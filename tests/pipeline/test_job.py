@@ -22,11 +22,14 @@ from schemas.validate import validate
 
 from ..factories import make_bundle, tone
 
-OUTPUT_FILES = ("index.parquet", "manifest.json", "rejected.parquet")
-
 
 def _outputs(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    """Every output file (shards, index/ files, tables) by relative path; the work directory aside."""
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and "_work" not in p.relative_to(directory).parts
+    }
 
 
 def test_grid_exactness_for_durations_on_and_off_the_200ms_grid(tmp_path: Path) -> None:
@@ -178,6 +181,7 @@ def test_same_bytes_with_one_worker_two_processes_and_a_rerun(many_bundles: Path
     run([*base, "--output", str(tmp_path / "again")])
     one = _outputs(tmp_path / "one")
     assert len([n for n in one if n.endswith(".tar")]) == 3
+    assert len([n for n in one if n.startswith("index/")]) == 3
     assert _outputs(tmp_path / "two") == one
     assert _outputs(tmp_path / "again") == one
 
@@ -226,7 +230,7 @@ def test_tags_reach_the_index_and_annotations_the_samples(tmp_path: Path) -> Non
     obj["annotations"] = [{"label": "refusal", "speaker": "B", "start": 1.45, "end": 1.8}]
     (b / "bundle.json").write_text(json.dumps(obj))
     run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--window_microturns", "5"])
-    rows = pq.read_table(tmp_path / "out" / "index.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "out" / "index").to_pylist()
     assert all(dict(r["tags"]) == obj["tags"] for r in rows)
     assert sorted((r["perspective"], r["window"], r["annotations"]) for r in rows) == [
         ("A", 0, []),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
@@ -17,11 +18,11 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from pipeline.job import WORK_DIR, build, local_runner, run
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import list_inputs
-from pipeline.write import ShardInfo
 
 from ..factories import make_bundle
 
 SHARD = "shard-00000.tar"
+INDEX = "index/shard-00000.parquet"
 SAMPLES = 2 * 3  # 2.0 s = 10 micro-turns -> 3 windows of 4, two perspectives
 REJECTED = [
     ("badjson", "read", "malformed_json", None),
@@ -57,17 +58,22 @@ def _test_pipeline(options: PipelineOptions) -> BeamTestPipeline:
     return BeamTestPipeline(runner=local_runner(options), options=options)
 
 
-def _shards_written_to(output: str) -> Callable[[Sequence[ShardInfo]], None]:
-    """A matcher: one shard of SAMPLES rows whose sha256 and size are those of the file on disk."""
+def _shards_written_to(output: str) -> Callable[[Sequence[dict[str, Any]]], None]:
+    """A matcher: one shard summary of SAMPLES samples whose sha256 and size are those of the file on disk, and
+    whose index file holds its rows with strictly increasing offsets."""
 
-    def match(shards: Sequence[ShardInfo]) -> None:
-        if [(s.name, len(s.rows)) for s in shards] != [(SHARD, SAMPLES)]:
-            raise BeamAssertException(f"unexpected shards {[(s.name, len(s.rows)) for s in shards]}")
+    def match(shards: Sequence[dict[str, Any]]) -> None:
+        if [(s["name"], s["samples"], s["index"]) for s in shards] != [(SHARD, SAMPLES, INDEX)]:
+            raise BeamAssertException(f"unexpected shards {[(s['name'], s['samples']) for s in shards]}")
         data = Path(posixpath.join(output, SHARD)).read_bytes()
-        if (shards[0].sha256, shards[0].size_bytes) != (hashlib.sha256(data).hexdigest(), len(data)):
-            raise BeamAssertException("ShardInfo does not describe the shard file")
-        if [r["offset"] for r in shards[0].rows] != sorted({r["offset"] for r in shards[0].rows}):
-            raise BeamAssertException("offsets are not strictly increasing")
+        if (shards[0]["sha256"], shards[0]["size_bytes"]) != (hashlib.sha256(data).hexdigest(), len(data)):
+            raise BeamAssertException("the shard summary does not describe the shard file")
+        rows = pq.read_table(posixpath.join(output, INDEX)).to_pylist()
+        if len(rows) != SAMPLES or {r["shard"] for r in rows} != {SHARD}:
+            raise BeamAssertException("the shard's index file does not hold its rows")
+        offsets = [r["offset"] for r in sorted(rows, key=lambda r: r["offset"])]
+        if offsets != sorted(set(offsets)):
+            raise BeamAssertException("offsets are not distinct")
 
     return match
 
@@ -79,14 +85,14 @@ def _build_and_check(tmp_path: Path, *, reused: bool) -> dict[str, Any]:
     Path(output).mkdir(exist_ok=True)
     p = _test_pipeline(options)
     pcolls = build(p, opts, list_inputs(opts.input), job_config(opts))
-    good = [("good", 0, SAMPLES)]
+    good = [("good", SAMPLES)]
     assert_that(
-        pcolls["parts"] | "PartFacts" >> beam.Map(lambda part: (part.conversation_id, part.shard, len(part.rows))),
+        pcolls["parts"] | "PartFacts" >> beam.Map(lambda part: (part.conversation_id, part.samples)),
         equal_to([] if reused else good),
         label="CheckParts",
     )
     assert_that(
-        pcolls["reused"] | "ReusedFacts" >> beam.Map(lambda part: (part.conversation_id, part.shard, len(part.rows))),
+        pcolls["reused"] | "ReusedFacts" >> beam.Map(lambda part: (part.conversation_id, part.samples)),
         equal_to(good if reused else []),
         label="CheckReused",
     )
@@ -115,7 +121,7 @@ def _build_and_check(tmp_path: Path, *, reused: bool) -> dict[str, Any]:
     )
     p.run()
     return {
-        "index": (tmp_path / "out" / "index.parquet").read_bytes(),
+        "index": (tmp_path / "out" / INDEX).read_bytes(),
         "shard": (tmp_path / "out" / SHARD).read_bytes(),
     }
 

@@ -1,4 +1,5 @@
-"""Write-then-read tests of pipeline/manifest.py: index.parquet, rejected.parquet and manifest.json."""
+"""Write-then-read tests of pipeline/manifest.py: per-shard index files, rejected.parquet and manifest.json, and the
+merge of per-shard summaries (order-independent)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.manifest import config_hash, write_tables
+from pipeline.manifest import ManifestCombineFn, config_hash, shard_summary, write_tables
 from pipeline.rejects import Rejection
 from pipeline.write import ShardInfo
 from schemas.shard import FORMAT_VERSION
-from schemas.tables import INDEX_SCHEMA, LABEL_COUNT_COLUMNS, MANIFEST_VERSION, REJECTED_SCHEMA
+from schemas.tables import INDEX_SCHEMA, LABEL_COUNT_COLUMNS, MANIFEST_VERSION, REJECTED_SCHEMA, read_index_rows
 
 CONFIG = {"windows": {"window_microturns": 4}, "num_shards": 2}
 
@@ -122,16 +123,19 @@ def written(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     return tmp_path, manifest
 
 
-def test_index_parquet_has_every_row_sorted_by_key_with_the_schema(written: tuple[Path, dict]) -> None:
+def test_the_index_has_one_file_per_shard_sorted_by_key_and_reads_as_one_table(written: tuple[Path, dict]) -> None:
     out, _ = written
-    table = pq.read_table(out / "index.parquet")
-    _assert_schema(table.schema, INDEX_SCHEMA)
-    rows = table.to_pylist()
+    assert sorted(p.name for p in (out / "index").iterdir()) == ["shard-00000.parquet", "shard-00001.parquet"]
+    first = pq.read_table(out / "index" / "shard-00000.parquet")
+    _assert_schema(first.schema, INDEX_SCHEMA)
+    assert first.column("key").to_pylist() == ["alpha_A_00000", "alpha_A_00001", "alpha_B_00000"]
+    rows = read_index_rows(str(out))
     expected = sorted((r for s in SHARDS for r in s.rows), key=lambda r: r["key"])
     assert [r["key"] for r in rows] == ["alpha_A_00000", "alpha_A_00001", "alpha_B_00000", "zed_A_00000"]
     for got, want in zip(rows, expected, strict=True):
         assert {**got, "tags": dict(got["tags"])} == want
-    assert list(out.glob("*.partial")) == []
+    assert pq.read_table(out / "index").num_rows == 4  # plain pyarrow reads the directory as one table
+    assert list(out.rglob("*.partial")) == []
 
 
 def test_rejected_parquet_lists_each_rejection_with_the_schema(written: tuple[Path, dict]) -> None:
@@ -168,8 +172,22 @@ def test_manifest_counts_hours_and_shards(written: tuple[Path, dict]) -> None:
     assert manifest["hours"] == round((0.8 + 1.3) / 3600, 6)
     assert manifest["sample_hours"] == round((0.8 + 0.8 + 0.5 + 0.8) / 3600, 6)
     assert manifest["shards"] == [
-        {"name": "shard-00000.tar", "sha256": "a" * 64, "size_bytes": 61_440, "samples": 3},
-        {"name": "shard-00001.tar", "sha256": "b" * 64, "size_bytes": 30_720, "samples": 1},
+        {
+            "name": "shard-00000.tar",
+            "sha256": "a" * 64,
+            "size_bytes": 61_440,
+            "samples": 3,
+            "conversations": 1,
+            "index": "index/shard-00000.parquet",
+        },
+        {
+            "name": "shard-00001.tar",
+            "sha256": "b" * 64,
+            "size_bytes": 30_720,
+            "samples": 1,
+            "conversations": 1,
+            "index": "index/shard-00001.parquet",
+        },
     ]
     rows = [r for s in SHARDS for r in s.rows]
     assert manifest["label_counts"] == {c[2:]: sum(r[c] for r in rows) for c in LABEL_COUNT_COLUMNS}
@@ -199,5 +217,28 @@ def test_writing_the_same_tables_again_gives_identical_bytes(written: tuple[Path
     again = tmp_path / "again"
     again.mkdir()
     write_tables(str(again), shards=SHARDS[::-1], rejected=REJECTED[::-1], num_inputs=5, config=CONFIG)
-    for name in ("index.parquet", "rejected.parquet", "manifest.json"):
+    for name in ("index/shard-00000.parquet", "index/shard-00001.parquet", "rejected.parquet", "manifest.json"):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_merging_shard_summaries_does_not_depend_on_order_or_grouping() -> None:
+    infos = [*SHARDS, *(ShardInfo(**{**_fields(s), "name": s.name.replace("0000", "0001")}) for s in SHARDS)]
+    summaries = [shard_summary(i) for i in infos]
+    combine = ManifestCombineFn()
+
+    def merged(order: list[int], split: int) -> dict[str, Any]:
+        left, right = combine.create_accumulator(), combine.create_accumulator()
+        for n, i in enumerate(order):
+            target = left if n < split else right
+            combine.add_input(target, summaries[i])
+        return combine.extract_output(combine.merge_accumulators([right, left]))
+
+    reference = merged([0, 1, 2, 3], 4)
+    assert merged([3, 1, 0, 2], 1) == reference == merged([2, 0, 3, 1], 3)
+    assert reference["samples"] == 8 and reference["conversations"] == 4
+    assert [s["name"] for s in reference["shards"]] == sorted(i.name for i in infos)
+    assert reference["duration_ns"] == 2 * (800_000_000 + 1_300_000_000)
+
+
+def _fields(info: ShardInfo) -> dict[str, Any]:
+    return {f: getattr(info, f) for f in info.__slots__}

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import webdataset as wds
 
 from pipeline.windows import Sample
 from pipeline.write import (
     OWNER,
+    TAR_END_BYTES,
     PartInfo,
     finished_part,
     finished_shard,
-    save_shard_info,
+    part_contents,
+    plan_shards,
+    temp_name,
+    write_json,
     write_part,
     write_shard,
 )
@@ -42,7 +46,6 @@ def _part(tmp_path: Path, conv_key: str, n: int, *, directory: str = "parts") ->
         path=str(tmp_path / directory / f"{conv_key}.tar"),
         conversation_id=conv_key,
         conversation_key=conv_key,
-        shard=0,
         summary={"conversation_key": conv_key, "duration_s": 1.5},
     )
     return part, samples
@@ -57,7 +60,9 @@ def test_write_part_then_finished_part_reads_it_back(tmp_path: Path) -> None:
     path = Path(part.path)
     assert path.is_file() and Path(part.path + ".json").is_file()
     assert _partials(tmp_path) == []  # temporary names were renamed
-    assert part.rows == tuple(s.row for s in samples)
+    assert part_contents(part) == ([s.row for s in samples], {"conversation_key": "conv", "duration_s": 1.5})
+    assert part.samples == 2 and part.size_bytes % 512 == 0
+    assert path.stat().st_size - TAR_END_BYTES <= part.size_bytes < path.stat().st_size  # members, no archive end
     assert finished_part(part.path) == part
 
     with tarfile.open(path) as tar:
@@ -91,7 +96,8 @@ def test_write_shard_reads_back_with_webdataset_in_key_order_at_the_recorded_off
     assert [{k: v for k, v in r.items() if k not in ("shard", "offset")} for r in info.rows] == [
         s.row for s in expected
     ]
-    assert info.summaries == (part_a.summary, part_b.summary)
+    assert info.summaries == (part_contents(part_a)[1], part_contents(part_b)[1])
+    assert info.size_bytes <= part_a.size_bytes + part_b.size_bytes + TAR_END_BYTES
     assert _partials(tmp_path) == []
 
     ds = wds.WebDataset([str(shard_path)], shardshuffle=False, handler=wds.reraise_exception, empty_check=False)
@@ -134,22 +140,55 @@ def test_writing_the_same_parts_again_gives_identical_bytes(tmp_path: Path) -> N
     assert _partials(tmp_path) == []
 
 
-def test_shard_sidecar_round_trips_and_marks_the_shard_finished(tmp_path: Path) -> None:
+def test_shard_sidecar_marks_the_shard_finished_when_its_files_exist(tmp_path: Path) -> None:
     part, _ = _part(tmp_path, "conv", 2)
     shard_path, sidecar = str(tmp_path / "shard-00000.tar"), str(tmp_path / "shard-00000.tar.json")
     info = write_shard([part], path=shard_path)
-    assert finished_shard(shard_path, sidecar) is None  # no sidecar yet
-    save_shard_info(sidecar, info)
-    assert finished_shard(shard_path, sidecar) == info
-    assert json.loads(Path(sidecar).read_text())["sha256"] == info.sha256
+    assert finished_shard([shard_path], sidecar) is None  # no sidecar yet
+    write_json(sidecar, {"name": info.name, "sha256": info.sha256})
+    assert finished_shard([shard_path], sidecar) == {"name": info.name, "sha256": info.sha256}
+    assert finished_shard([shard_path, str(tmp_path / "missing.parquet")], sidecar) is None
     Path(shard_path).unlink()
-    assert finished_shard(shard_path, sidecar) is None
+    assert finished_shard([shard_path], sidecar) is None
 
 
 def test_a_part_without_samples_gives_an_empty_tar(tmp_path: Path) -> None:
     part, _ = _part(tmp_path, "empty", 0)
-    assert part.rows == ()
+    assert part.samples == 0 and part.size_bytes == 0
     with tarfile.open(part.path) as tar:
         assert tar.getmembers() == []
     info = write_shard([part], path=str(tmp_path / "s.tar"))
-    assert info.rows == () and info.summaries == (part.summary,)
+    assert info.rows == () and info.summaries == (part_contents(part)[1],)
+
+
+def _sized(key: str, size: int) -> PartInfo:
+    return PartInfo(conversation_id=key, conversation_key=key, path=f"/nowhere/{key}.tar", size_bytes=size, samples=1)
+
+
+def test_plan_shards_cuts_a_bucket_in_key_order_within_the_target() -> None:
+    parts = [_sized(k, n) for k, n in [("d", 40_000), ("a", 30_000), ("c", 90_000), ("b", 20_000), ("e", 5_000)]]
+    plan = plan_shards(parts, 70_000)
+    assert [[p.conversation_key for p in shard] for shard in plan] == [["a", "b"], ["c"], ["d", "e"]]
+    for shard in plan:  # within the target, unless one conversation is bigger
+        assert sum(p.size_bytes for p in shard) + TAR_END_BYTES <= 70_000 or len(shard) == 1
+    assert plan_shards(parts[::-1], 70_000) == plan  # arrival order does not matter
+    assert [len(s) for s in plan_shards(parts, None)] == [5]
+    assert plan_shards([], 70_000) == []
+
+
+def test_a_shard_writer_failing_half_way_removes_its_file_and_a_retry_gives_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    part_a, _ = _part(tmp_path, "aa", 2)
+    part_b, _ = _part(tmp_path, "bbb", 2)
+    clean = write_shard([part_a, part_b], path=str(tmp_path / "clean.tar"))
+    monkeypatch.setenv("MICROTURN_FAIL_ONCE", "shard")
+    monkeypatch.setenv("MICROTURN_FAIL_ONCE_DIR", str(tmp_path))
+    with pytest.raises(OSError, match="injected fault: shard"):
+        write_shard([part_a, part_b], path=str(tmp_path / "out.tar"))
+    assert not (tmp_path / "out.tar").exists() and _partials(tmp_path) == []
+    retried = write_shard([part_a, part_b], path=str(tmp_path / "out.tar"))  # the retry: the fault fired once
+    assert (tmp_path / "out.tar").read_bytes() == (tmp_path / "clean.tar").read_bytes()
+    assert (retried.sha256, retried.size_bytes) == (clean.sha256, clean.size_bytes)
+    assert [r["offset"] for r in retried.rows] == [r["offset"] for r in clean.rows]
+    assert temp_name("/d/x.tar") != temp_name("/d/x.tar") and temp_name("/d/x.tar").startswith("/d/.x.tar.")

@@ -75,7 +75,7 @@ def test_report_holds_the_figures_of_the_dataset(demo_dataset: Path, tmp_path: P
     assert "microturn-demo" in page and "CC0-1.0" in page
     assert 'data-metric="rejected_none"' in page
     # turn-taking distributions: one series of bars each; every gap is a yield, so the gap bars sum to the yields
-    index = pq.read_table(dataset / "index.parquet").to_pylist()
+    index = pq.read_table(dataset / "index").to_pylist()
     assert sum(r["n_interruption"] for r in index) == int(m[("label:interruption", 0)])
     for dist in ("floor_transfer_offset_bins", "gap_bins", "overlap_bins"):
         bars = _bars(page, dist)
