@@ -77,7 +77,10 @@ def _run_help() -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from schemas.storage import configure_from_args
     from schemas.validate import validate
+
+    configure_from_args(args)
 
     report = validate(args.dataset, limit=args.limit)
     print(report.render())
@@ -125,6 +128,22 @@ PASSTHROUGH = {
 }
 
 
+def _add_storage_args(parser: argparse.ArgumentParser) -> None:
+    from schemas.storage import add_storage_args
+
+    add_storage_args(parser)
+
+
+def _configure_storage(argv: list[str]) -> list[str]:
+    """Take --s3_endpoint_url, --s3_access_key_id, --s3_secret_access_key out of a passthrough command's arguments
+    and point Beam's FileSystems at them (without them: boto3's AWS_* environment variables); the rest is returned."""
+    from schemas.storage import configure, pop_storage_flags
+
+    flags, rest = pop_storage_flags(argv)
+    configure(flags)
+    return rest
+
+
 def _passthrough(argv: Sequence[str]) -> tuple[tuple[str, ...], list[str]] | None:
     for words in sorted(PASSTHROUGH, key=len, reverse=True):
         if tuple(argv[: len(words)]) == words:
@@ -145,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("validate", help="check a written dataset against the contract; exit 1 on violations")
     p.add_argument("dataset", help="dataset directory (the job's --output)")
     p.add_argument("--limit", type=int, default=20, help="how many violations to print (default 20)")
+    _add_storage_args(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("demo", help="synthesise two-party demo conversations with espeak-ng, run the job on "
@@ -166,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         words, rest = found
         module, function, _ = PASSTHROUGH[words]
         _setup_logging("-v" in rest)
+        rest = _configure_storage(rest)
         return int(getattr(importlib.import_module(module), function)(rest) or 0)
     if argv and argv[0] == "run":
         verbose = "-v" in argv[1:] or "--verbose" in argv[1:]

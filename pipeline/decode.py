@@ -26,6 +26,7 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.bundle import SILENT_MODEL, Conversation, Track
+from schemas.storage import is_local, staged
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -92,10 +93,15 @@ def _read_in_process(path: str) -> tuple[np.ndarray, int]:
 
 
 def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
-    local = _is_local(path)
-    payload = None if local else _read_bytes(path)
+    """ffmpeg cannot open s3:// or gs://: a remote file is staged to a local temporary file (removed after)."""
+    with staged(path) as local:
+        return _ffmpeg_decode(local, path)
+
+
+def _ffmpeg_decode(local: str, path: str) -> tuple[np.ndarray, int]:
+    """Decode the local file `local` with ffmpeg; messages call it `path`."""
     try:
-        probe = ffmpeg.probe(path) if local else ffmpeg.probe("pipe:", input=payload)
+        probe = ffmpeg.probe(local)
     except ffmpeg.Error as e:
         message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
         raise DecodeError(f"{path}: not decodable audio (ffprobe: {' '.join(message) or 'failed'})") from None
@@ -104,12 +110,12 @@ def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
         raise DecodeError(f"{path}: the file has no audio stream")
     stream = audio[0]
     rate, channels = int(stream["sample_rate"]), int(stream["channels"])
-    node = ffmpeg.input("pipe:" if payload is not None else path)
+    node = ffmpeg.input(local)
     try:
         out, err = (
             node.output("pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate, map="0:a:0")
             .global_args("-nostdin", "-v", "error")
-            .run(capture_stdout=True, capture_stderr=True, input=payload)
+            .run(capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as e:
         stderr = e.stderr.decode("utf-8", "replace").strip()[-300:] if e.stderr else "no message"
@@ -204,6 +210,18 @@ def _video_origin(conv: Conversation, probe: Any) -> float:
 
 
 def decode_conversation(conv: Conversation, video_config: Any = None) -> DecodedConversation:
+    """Decode `conv` (see _decode_conversation); a video on an object store is staged to a local temporary file
+    for ffmpeg first and removed after."""
+    if conv.video is None or is_local(conv.video.path):
+        return _decode_conversation(conv, video_config)
+    if not FileSystems.exists(conv.video.path):
+        raise DecodeError(f"{conv.video.path}: file does not exist")
+    with staged(conv.video.path) as local:
+        return _decode_conversation(conv, video_config, video_file=local)
+
+
+def _decode_conversation(conv: Conversation, video_config: Any = None, *,
+                         video_file: str | None = None) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
     its video, if any, onto the micro-turn grid.
 
@@ -218,7 +236,7 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
     if conv.video is not None:
         if not FileSystems.exists(conv.video.path):
             raise DecodeError(f"{conv.video.path}: file does not exist")
-        probe = probe_video(conv.video.path)
+        probe = probe_video(video_file or conv.video.path)
         conv = _with_video_tracks(conv, probe)
     streams: dict[str, np.ndarray] = {}
     silent: list[str] = []
@@ -271,8 +289,9 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
     if probe is not None:
         from schemas.units import num_microturns
 
-        video = video_frames(conv.video.path, origin_s=origin, num_microturns=num_microturns(num_samples),
+        video = video_frames(video_file or conv.video.path, origin_s=origin, num_microturns=num_microturns(num_samples),
                              config=video_config or VideoConfig(), probe=probe)
+        video.info["path"] = conv.video.path  # the input's own path, not a staged copy's
         video.info["audio_samples"] = num_samples
         # a video that runs on after the audio is cut at the audio's end; say by how much
         video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin - num_samples / SAMPLE_RATE_HZ), 6)

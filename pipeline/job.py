@@ -7,9 +7,10 @@ Steps (each a named Beam transform; every failure goes to a tagged `rejected` ou
 ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
 -> Featurise -> Label -> WindowAndWritePart -> GroupByShard -> WriteShard -> WriteTables.
 
-Without --runner the job runs on Beam's local FnApiRunner, constructed here on purpose: Beam's DirectRunner
-would first try the Prism runner, which downloads a binary. Other runners (Dataflow, Flink, Spark) are used as
-Beam normally does when --runner names them.
+Without --runner the job runs on Beam's local FnApiRunner, constructed on purpose (pipeline/runners.py): Beam's
+DirectRunner would first try the Prism runner, which downloads a binary. PortableRunner, Flink, Spark and Dataflow
+are used as Beam normally does when --runner names them; runners that mis-route multi-output ParDos are refused
+at start. Inputs, work directory and output may be on any Beam file system (s3:// with --s3_endpoint_url ...).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pipeline.manifest import config_hash, write_tables
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import InputRef, list_inputs, load_conversation
 from pipeline.rejects import Rejection
+from pipeline.runners import check_runner, make_pipeline
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
 from pipeline.write import (
@@ -47,6 +49,7 @@ from pipeline.write import (
     write_part,
     write_shard,
 )
+from schemas import storage
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
 from schemas.tables import MANIFEST_FILE
@@ -244,18 +247,6 @@ class WriteShardFn(beam.DoFn):
         yield info
 
 
-def local_runner(options: PipelineOptions) -> Any:
-    """Beam's FnApiRunner (what DirectRunner uses for batch), so that no Prism binary is looked for."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(
-        provision_info=fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    )
-
-
 WORK_DIR = "_work"
 
 
@@ -311,6 +302,8 @@ def _counter(result: Any, name: str) -> int:
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
     """Run the job; returns the manifest it wrote (read back from the output)."""
     options = PipelineOptions(argv)
+    check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now
+    storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
     config = job_config(opts)
     refs = list_inputs(opts.input)
@@ -318,14 +311,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     output = opts.output.rstrip("/")
     if not FileSystems.exists(output):
         FileSystems.mkdirs(output)
-    if test_pipeline is not None:
-        p = test_pipeline
-    else:
-        runner = options.view_as(StandardOptions).runner
-        if runner in (None, "DirectRunner", "FnApiRunner"):
-            p = beam.Pipeline(runner=local_runner(options), options=options)
-        else:
-            p = beam.Pipeline(options=options)
+    p = test_pipeline if test_pipeline is not None else make_pipeline(options)
     build(p, opts, refs, config)
     result = p.run()
     result.wait_until_finish()
@@ -334,6 +320,6 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
         logger.info("resumed %d finished conversation(s) and %d finished shard(s) from an earlier run",
                     reused["parts_reused"], reused["shards_reused"])
     manifest = read_json(posixpath.join(output, MANIFEST_FILE))
-    if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
-        FileSystems.delete([f"{output}/{WORK_DIR}"])
+    if not opts.keep_work:
+        storage.delete_dir(f"{output}/{WORK_DIR}")  # on an object store: every object under the prefix
     return manifest

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
+from schemas.storage import dir_exists
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm")
 
@@ -65,7 +66,7 @@ def list_inputs(input_path: str) -> list[InputRef]:
         return refs
 
     root = input_path.rstrip("/")
-    if not FileSystems.exists(root):
+    if not dir_exists(root):  # an object store has no directories: any object under the prefix counts
         raise ValueError(f"--input {input_path}: directory does not exist")
     files = _match(root + "/**")
     by_dir: dict[str, list[str]] = defaultdict(list)

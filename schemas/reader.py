@@ -3,12 +3,13 @@
     python -c "from schemas.reader import iter_samples; print(next(iter(iter_samples('demo-out/dataset')))['__key__'])"
 
 Nothing is ever unpickled: .npy members are loaded with allow_pickle=False, JSON with json, FLAC with soundfile.
+A dataset on S3 (``s3://bucket/prefix``) is read the same way: importing this module lets webdataset open s3://
+shards through Beam's FileSystems (schemas.storage; S3 options from its flags or the AWS_* environment variables).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -16,9 +17,12 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
+from schemas import storage
 from schemas.frames import decode_frames, patchify
 from schemas.shard import decode_array, decode_json
 from schemas.tables import MANIFEST_FILE
+
+storage.register_webdataset_schemes()  # s3:// shards stream through Beam's FileSystems (here and in loader workers)
 
 
 def decode_member(name: str, data: bytes) -> Any:
@@ -69,9 +73,8 @@ def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool 
 
 
 def shard_urls(dataset: str) -> list[str]:
-    """The shard paths of a dataset, from its manifest, in name order."""
-    with open(posixpath.join(dataset, MANIFEST_FILE), encoding="utf-8") as f:
-        manifest = json.load(f)
+    """The shard paths of a dataset (a local directory or an s3:// prefix), from its manifest, in name order."""
+    manifest = storage.read_json(posixpath.join(dataset, MANIFEST_FILE))
     return [posixpath.join(dataset, s["name"]) for s in manifest["shards"]]
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import posixpath
 import tarfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas import storage
 from schemas.shard import ARRAY_MEMBERS, REQUIRED_MEMBERS, decode_array, decode_json
 from schemas.tables import INDEX_FILE, INDEX_SCHEMA, MANIFEST_FILE, REJECTED_FILE, REJECTED_SCHEMA
 from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, num_microturns
@@ -54,7 +56,7 @@ class Report:
 
 def _sha256(path: str) -> tuple[str, int]:
     h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             size += len(chunk)
@@ -112,10 +114,10 @@ def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, byt
     """{key: (offset of its first header, {member: bytes})}."""
     samples: dict[str, tuple[int, dict[str, bytes]]] = {}
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with storage.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
                 if "." not in member.name:
-                    report.add(f"{os.path.basename(path)}: member {member.name!r} has no extension")
+                    report.add(f"{posixpath.basename(path)}: member {member.name!r} has no extension")
                     continue
                 key, ext = member.name.split(".", 1)
                 data = tar.extractfile(member)
@@ -124,17 +126,21 @@ def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, byt
                     samples[key] = (member.offset, {})
                 samples[key][1][ext] = payload
     except (tarfile.TarError, OSError) as e:
-        report.add(f"{os.path.basename(path)}: not a readable tar: {e}")
+        report.add(f"{posixpath.basename(path)}: not a readable tar: {e}")
     return samples
 
 
+def _read_table(path: str) -> pa.Table:
+    with storage.open_read(path) as f:
+        return pq.read_table(f)
+
+
 def validate(dataset_dir: str, *, limit: int = 20) -> Report:
-    """Validate the dataset in `dataset_dir` (a local directory); see the module docstring."""
+    """Validate the dataset in `dataset_dir` (a local directory or an s3:// prefix); see the module docstring."""
     report = Report(limit=limit)
-    manifest_path = os.path.join(dataset_dir, MANIFEST_FILE)
+    manifest_path = posixpath.join(dataset_dir, MANIFEST_FILE)
     try:
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        manifest = storage.read_json(manifest_path)
     except (OSError, json.JSONDecodeError) as e:
         report.add(f"{MANIFEST_FILE}: cannot read: {e}")
         return report
@@ -143,8 +149,8 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         report.add(f"manifest counts: inputs {counts.get('inputs')} != conversations_written "
                    f"{counts.get('conversations_written')} + rejected {counts.get('rejected')}")
     try:
-        index = pq.read_table(os.path.join(dataset_dir, INDEX_FILE))
-        rejected = pq.read_table(os.path.join(dataset_dir, REJECTED_FILE))
+        index = _read_table(posixpath.join(dataset_dir, INDEX_FILE))
+        rejected = _read_table(posixpath.join(dataset_dir, REJECTED_FILE))
     except (OSError, ValueError) as e:
         report.add(f"cannot read {INDEX_FILE} or {REJECTED_FILE}: {e}")
         return report
@@ -163,8 +169,8 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
     seen: set[str] = set()
     per_perspective: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for shard in manifest.get("shards", []):
-        path = os.path.join(dataset_dir, shard["name"])
-        if not os.path.exists(path):
+        path = posixpath.join(dataset_dir, shard["name"])
+        if not storage.exists(path):
             report.add(f"{shard['name']}: listed in the manifest but missing")
             continue
         digest, size = _sha256(path)
