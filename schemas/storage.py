@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, S3Options
 
 S3_OPTIONS = {
     # Beam's option name -> the environment variable boto3 reads when the option is not given
@@ -57,10 +57,10 @@ def configure(options: PipelineOptions | Sequence[str] | None = None, *, export:
         options = PipelineOptions(list(options or []))
     FileSystems.set_options(options)
     if export:
-        given = options.get_all_options(drop_default=True)
+        s3 = options.view_as(S3Options)  # not get_all_options: it would parse every options class loaded (--input)
         for name, env in S3_OPTIONS.items():
-            if given.get(name):
-                os.environ[env] = str(given[name])
+            if getattr(s3, name, None):
+                os.environ[env] = str(getattr(s3, name))
 
 
 def configure_from_args(args: Any) -> None:
@@ -96,9 +96,21 @@ def _ensure_configured() -> None:
 
 
 def open_read(path: str) -> BinaryIO:
-    """A binary reader over `path`, never decompressed (a .tar.gz stays bytes)."""
+    """A binary reader over `path`, never decompressed (a .tar.gz stays bytes).
+
+    Raises:
+        OSError: the file cannot be opened (FileNotFoundError when it does not exist); an object store's own errors
+        (refused credentials, missing object) are raised as OSError naming the path too.
+    """
     _ensure_configured()
-    return FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed")
+    try:
+        return FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed")
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Beam's S3/GCS client errors are not OSErrors; callers expect one
+        code = getattr(e, "code", None)
+        error = FileNotFoundError if code == 404 else OSError
+        raise error(f"{path}: cannot open: {e}") from e
 
 
 def read_bytes(path: str) -> bytes:

@@ -25,7 +25,7 @@ from ..factories import make_bundle, tone
 from ..s3_server import S3Server
 
 REPO = Path(__file__).resolve().parents[2]
-OPTIONS = ["--window_microturns", "8", "--num_shards", "2", "--video_width", "80", "--video_height", "40"]
+OPTIONS = ["--window_microturns", "8", "--num_shards", "2"]
 
 
 def _inputs(root: Path) -> Path:
@@ -119,3 +119,12 @@ def test_reader_validate_and_cli_read_the_dataset_back_from_s3(runs: dict, s3_se
     proc = subprocess.run([sys.executable, "-m", "microturn_cli", "inspect", dataset, keys[0], "--out", str(png)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0 and png.stat().st_size > 0, proc.stdout + proc.stderr
+
+
+def test_trainer_reads_the_dataset_from_s3(runs: dict, s3_server: S3Server, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # the S3 flags are taken out of the passthrough command's arguments; one DataLoader worker process reads S3 too
+    assert microturn_cli.main(["train", "--data", f"s3://{s3_server.bucket}/job/out", "--out", str(out), "--config",
+                               "tiny", "--steps", "2", "--num-workers", "1", "--moe-impl", "loop", "--no-progress",
+                               "--device", "cpu", *s3_server.beam_args()]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) >= 1 and (out / "checkpoint.pt").exists()
