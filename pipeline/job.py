@@ -40,6 +40,7 @@ from pipeline.rejects import Rejection
 from pipeline.runners import check_runner, make_pipeline
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
+from pipeline.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.write import (
     PartInfo,
     finished_part,
@@ -67,7 +68,7 @@ def _reject(stage: str, origin: str, reason: str, conversation_id: str | None = 
                                             conversation_id=conversation_id))
 
 
-class ReadFn(beam.DoFn):
+class ReadFn(WorkerStorageFn):
     def process(self, ref: InputRef) -> Iterator[Any]:
         try:
             conv = load_conversation(ref)
@@ -87,7 +88,7 @@ def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
                       conv_id)
 
 
-class ResumeFn(beam.DoFn):
+class ResumeFn(WorkerStorageFn):
     """Reuse a part that an interrupted run finished; pass the rest on."""
 
     def __init__(self, work_dir: str) -> None:
@@ -102,7 +103,7 @@ class ResumeFn(beam.DoFn):
             yield conv
 
 
-class StageFn(beam.DoFn):
+class StageFn(WorkerStorageFn):
     """One pipeline stage over a conversation: `apply` does the work; any failure of one input becomes a rejection
     with the stage and a readable reason (an unexpected error also logs its traceback), so one bad file never
     stops the job."""
@@ -111,6 +112,7 @@ class StageFn(beam.DoFn):
     torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
 
     def setup(self) -> None:
+        super().setup()
         if self.torch_threads > 0:
             import torch
 
@@ -227,7 +229,7 @@ class WritePartFn(StageFn):
         return part
 
 
-class WriteShardFn(beam.DoFn):
+class WriteShardFn(WorkerStorageFn):
     def __init__(self, output: str, work_dir: str) -> None:
         self.output, self.work_dir = output, work_dir
 
@@ -252,7 +254,7 @@ WORK_DIR = "_work"
 
 def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     fn.torch_threads = opts.torch_threads
-    return fn
+    return with_storage(fn, opts)
 
 
 def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> None:
@@ -262,10 +264,11 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
     read = (p | "ListInputs" >> beam.Create(list(refs))
-            | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok"))
+            | "Read" >> beam.ParDo(with_storage(ReadFn(), opts)).with_outputs(REJECTED, main="ok"))
     deduped = (read.ok | "GroupById" >> beam.GroupByKey()
                | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok"))
-    resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
+    resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(work_dir), opts)).with_outputs(
+        "done", main="todo")
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
     decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(
@@ -278,15 +281,16 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     shards = ((parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
               | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
               | "GroupByShard" >> beam.GroupByKey()
-              | "WriteShard" >> beam.ParDo(WriteShardFn(output, work_dir)))
+              | "WriteShard" >> beam.ParDo(with_storage(WriteShardFn(output, work_dir), opts)))
     rejected = ((read[REJECTED], deduped[REJECTED], decoded[REJECTED], aligned[REJECTED], featured[REJECTED],
                  labelled[REJECTED], parts[REJECTED])
                 | "AllRejected" >> beam.Flatten())
     num_inputs = len(refs)
+    flags = storage_flags(opts)
     (p | "Once" >> beam.Create([None])
        | "WriteTables" >> beam.Map(
-            lambda _, shard_list, reject_list: write_tables(output, shards=shard_list, rejected=reject_list,
-                                                            num_inputs=num_inputs, config=config),
+            lambda _, shard_list, reject_list: configure_worker(flags) or write_tables(
+                output, shards=shard_list, rejected=reject_list, num_inputs=num_inputs, config=config),
             AsSingleton(shards | "ShardList" >> beam.combiners.ToList()),
             AsSingleton(rejected | "RejectedList" >> beam.combiners.ToList())))
 

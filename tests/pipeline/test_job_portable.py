@@ -19,7 +19,7 @@ from pipeline.job import run
 from pipeline.runners import check_runner
 
 from ..factories import make_bundle
-from ..s3_server import free_ports
+from ..s3_server import S3Server, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 OPTIONS = ["--window_microturns", "8", "--num_shards", "2"]
@@ -89,6 +89,21 @@ def test_portable_runner_with_external_workers_equals_the_local_run(tmp_path: Pa
     for name in a:
         assert a[name] == b[name], f"{name} differs between the local and the portable runner"
     assert not (tmp_path / "portable" / "_work").exists()
+
+
+def test_portable_runner_reads_and_writes_s3(tmp_path: Path, portable_endpoints: tuple[str, str],
+                                             s3_server: S3Server) -> None:
+    """The SDK workers get the S3 options from the pipeline options (not from this process's state)."""
+    for i in range(2):
+        make_bundle(tmp_path / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0 + 0.4 * i)
+    job, pool = portable_endpoints
+    local = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "local"), *OPTIONS])
+    s3_in = s3_server.upload_tree(tmp_path / "in", "portable/in")
+    run(["--input", s3_in, "--output", f"s3://{s3_server.bucket}/portable/out", *OPTIONS, *s3_server.beam_args(),
+         "--runner", "PortableRunner", "--job_endpoint", job, "--environment_type", "EXTERNAL",
+         "--environment_config", pool])
+    remote = s3_server.download_tree("portable/out")
+    assert remote == _files(tmp_path / "local") and local["counts"]["conversations_written"] == 2
 
 
 @pytest.mark.parametrize("runner", ["DaskRunner", "dask", "apache_beam.runners.dask.dask_runner.DaskRunner",
