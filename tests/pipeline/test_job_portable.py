@@ -74,36 +74,42 @@ def _files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def test_portable_runner_with_external_workers_equals_the_local_run(tmp_path: Path,
-                                                                    portable_endpoints: tuple[str, str]) -> None:
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict[str, bytes]]:
+    """Three small conversations and the local runner's output of them: (input dir, manifest, output files)."""
+    root = tmp_path_factory.mktemp("reference")
     for i in range(3):
-        make_bundle(tmp_path / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0 + 0.3 * i, rate=(16_000, 22_050)[i % 2])
+        make_bundle(root / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0 + 0.3 * i, rate=(16_000, 22_050)[i % 2])
+    manifest = run(["--input", str(root / "in"), "--output", str(root / "local"), *OPTIONS])
+    assert manifest["counts"]["conversations_written"] == 3
+    return root / "in", manifest, _files(root / "local")
+
+
+def test_portable_runner_with_external_workers_equals_the_local_run(
+        tmp_path: Path, portable_endpoints: tuple[str, str], reference: tuple[Path, dict, dict[str, bytes]]) -> None:
+    inputs, manifest, local = reference
     job, pool = portable_endpoints
-    local = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "local"), *OPTIONS])
-    portable = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "portable"), *OPTIONS,
+    portable = run(["--input", str(inputs), "--output", str(tmp_path / "portable"), *OPTIONS,
                     "--runner", "PortableRunner", "--job_endpoint", job, "--environment_type", "EXTERNAL",
                     "--environment_config", pool])
-    assert portable["counts"] == local["counts"] and local["counts"]["conversations_written"] == 3
-    a, b = _files(tmp_path / "local"), _files(tmp_path / "portable")
-    assert sorted(a) == sorted(b) and any(name.startswith("shard-") for name in a)
-    for name in a:
-        assert a[name] == b[name], f"{name} differs between the local and the portable runner"
+    assert portable["counts"] == manifest["counts"]
+    written = _files(tmp_path / "portable")
+    assert sorted(written) == sorted(local) and any(name.startswith("shard-") for name in local)
+    for name in local:
+        assert written[name] == local[name], f"{name} differs between the local and the portable runner"
     assert not (tmp_path / "portable" / "_work").exists()
 
 
-def test_portable_runner_reads_and_writes_s3(tmp_path: Path, portable_endpoints: tuple[str, str],
-                                             s3_server: S3Server) -> None:
+def test_portable_runner_reads_and_writes_s3(portable_endpoints: tuple[str, str], s3_server: S3Server,
+                                             reference: tuple[Path, dict, dict[str, bytes]]) -> None:
     """The SDK workers get the S3 options from the pipeline options (not from this process's state)."""
-    for i in range(2):
-        make_bundle(tmp_path / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0 + 0.4 * i)
+    inputs, _, local = reference
     job, pool = portable_endpoints
-    local = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "local"), *OPTIONS])
-    s3_in = s3_server.upload_tree(tmp_path / "in", "portable/in")
+    s3_in = s3_server.upload_tree(inputs, "portable/in")
     run(["--input", s3_in, "--output", f"s3://{s3_server.bucket}/portable/out", *OPTIONS, *s3_server.beam_args(),
          "--runner", "PortableRunner", "--job_endpoint", job, "--environment_type", "EXTERNAL",
          "--environment_config", pool])
-    remote = s3_server.download_tree("portable/out")
-    assert remote == _files(tmp_path / "local") and local["counts"]["conversations_written"] == 2
+    assert s3_server.download_tree("portable/out") == local  # _work deleted, every file byte-identical
 
 
 @pytest.mark.parametrize("runner", ["DaskRunner", "dask", "apache_beam.runners.dask.dask_runner.DaskRunner",

@@ -111,6 +111,9 @@ def test_reader_validate_and_cli_read_the_dataset_back_from_s3(runs: dict, s3_se
     assert microturn_cli.main(["validate", dataset, "--s3_endpoint_url", s3_server.endpoint, "--s3_access_key_id",
                                "nobody", "--s3_secret_access_key", "wrong"]) == 1
     assert "cannot read" in capsys.readouterr().out
+    html = runs["root"] / "report.html"
+    assert microturn_cli.main(["report", dataset, "--out", str(html), *s3_server.beam_args()]) == 0
+    assert html.stat().st_size > 0
     storage.configure(s3_server.beam_args(), export=False)
     # a separate process without flags: boto3's environment variables are used
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "AWS_ENDPOINT_URL_S3": s3_server.endpoint,
