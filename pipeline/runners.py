@@ -1,6 +1,6 @@
 """Which Beam runners may run the job, checked before any work starts; the Pipeline for the chosen one.
 
-    python -c "from pipeline.runners import check_runner; check_runner('DaskRunner')"
+    python -c "from pipeline.runners import check_runner; print(check_runner('PortableRunner'))"
 
 The job routes every failure through multi-output ParDos (`with_outputs`/`TaggedOutput`) and reads Beam metrics to
 report resumed work, so a runner that mis-routes tagged outputs writes silently wrong datasets. Supported:
@@ -18,17 +18,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 LOCAL = ("directrunner", "fnapirunner")
 SUPPORTED = {
-    "directrunner": "DirectRunner", "fnapirunner": "FnApiRunner", "portablerunner": "PortableRunner",
-    "flinkrunner": "FlinkRunner", "sparkrunner": "SparkRunner", "dataflowrunner": "DataflowRunner",
+    "directrunner": "DirectRunner",
+    "fnapirunner": "FnApiRunner",
+    "portablerunner": "PortableRunner",
+    "flinkrunner": "FlinkRunner",
+    "sparkrunner": "SparkRunner",
+    "dataflowrunner": "DataflowRunner",
 }
 REFUSED = {
     "daskrunner": "Beam 2.77's DaskRunner sends every element of a multi-output ParDo (with_outputs/TaggedOutput, "
-                  "Partition) to every output and raises on metrics(); the job's rejected-input routing depends on "
-                  "tagged outputs, so it would write a silently wrong dataset",
+    "Partition) to every output and raises on metrics(); the job's rejected-input routing depends on "
+    "tagged outputs, so it would write a silently wrong dataset",
     "prismrunner": "the Prism runner downloads its binary at run time, and nothing in the job may download at run "
-                   "time; the local runner (no --runner) or PortableRunner against a job server do the same work",
+    "time; the local runner (no --runner) or PortableRunner against a job server do the same work",
     "bundlebaseddirectrunner": "Beam's legacy bundle-based direct runner is not verified with this job; without "
-                               "--runner the job uses Beam's FnApiRunner (what DirectRunner uses for batch)",
+    "--runner the job uses Beam's FnApiRunner (what DirectRunner uses for batch)",
     "switchingdirectrunner": "not verified with this job; without --runner the job uses Beam's FnApiRunner",
     "testdirectrunner": "a test wrapper, not verified with this job; without --runner the job uses the FnApiRunner",
     "interactiverunner": "a notebook runner that caches PCollections; not verified with this job",
@@ -57,8 +61,11 @@ def check_runner(runner: Any) -> str | None:
     if key is None or key in SUPPORTED:
         return key
     supported = "no --runner (the local FnApiRunner), " + ", ".join(SUPPORTED.values())
-    why = REFUSED.get(key, "it is not one of the runners this job is verified on (a runner that mis-routes "
-                           "multi-output ParDos would write silently wrong output)")
+    why = REFUSED.get(
+        key,
+        "it is not one of the runners this job is verified on (a runner that mis-routes "
+        "multi-output ParDos would write silently wrong output)",
+    )
     raise ValueError(f"--runner {runner}: refused before any work: {why}. Supported runners: {supported}")
 
 

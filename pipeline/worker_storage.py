@@ -27,8 +27,15 @@ def storage_flags(options: PipelineOptions | None) -> tuple[str, ...]:
         return ()
     s3 = options.view_as(S3Options)
     flags: list[str] = []
-    for name in ("s3_access_key_id", "s3_secret_access_key", "s3_session_token", "s3_endpoint_url",
-                 "s3_region_name", "s3_api_version", "s3_verify"):
+    for name in (
+        "s3_access_key_id",
+        "s3_secret_access_key",
+        "s3_session_token",
+        "s3_endpoint_url",
+        "s3_region_name",
+        "s3_api_version",
+        "s3_verify",
+    ):
         value = getattr(s3, name, None)
         if value is not None:
             flags += [f"--{name}", str(value)]

@@ -42,12 +42,13 @@ def is_local(path: str) -> bool:
 
 def add_storage_args(parser: Any) -> None:
     """Add --s3_endpoint_url, --s3_access_key_id and --s3_secret_access_key to an argparse parser."""
-    parser.add_argument("--s3_endpoint_url", default=None,
-                        help="S3 endpoint for s3:// paths, e.g. http://127.0.0.1:8333 (default: "
-                             "$AWS_ENDPOINT_URL_S3 or AWS)")
+    parser.add_argument(
+        "--s3_endpoint_url",
+        default=None,
+        help="S3 endpoint for s3:// paths, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL_S3 or AWS)",
+    )
     parser.add_argument("--s3_access_key_id", default=None, help="S3 access key (default: $AWS_ACCESS_KEY_ID)")
-    parser.add_argument("--s3_secret_access_key", default=None,
-                        help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
+    parser.add_argument("--s3_secret_access_key", default=None, help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
 
 
 def configure(options: PipelineOptions | Sequence[str] | None = None, *, export: bool = True) -> None:

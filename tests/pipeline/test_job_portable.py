@@ -50,18 +50,29 @@ def portable_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     interpreter (first on PATH) and which imports this checkout (PYTHONPATH)."""
     logs = tmp_path_factory.mktemp("portable")
     job_port, pool_port = free_ports(2)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
-           "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        "HF_HUB_OFFLINE": "1",
+    }
     started = []
     try:
-        for module, flag, port in (("apache_beam.runners.portability.local_job_service_main", "--port", job_port),
-                                   ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port)):
+        for module, flag, port in (
+            ("apache_beam.runners.portability.local_job_service_main", "--port", job_port),
+            ("apache_beam.runners.worker.worker_pool_main", "--service_port", pool_port),
+        ):
             log = logs / f"{module.rsplit('.', 1)[-1]}.log"
             with open(log, "wb") as f:
-                process = subprocess.Popen([sys.executable, "-m", module, flag, str(port)], stdout=f,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=logs,
-                                           start_new_session=True)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", module, flag, str(port)],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=logs,
+                    start_new_session=True,
+                )
             started.append(process)
             _wait_for_port(port, process, log)
         yield f"localhost:{job_port}", f"localhost:{pool_port}"
@@ -86,12 +97,27 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dic
 
 
 def test_portable_runner_with_external_workers_equals_the_local_run(
-        tmp_path: Path, portable_endpoints: tuple[str, str], reference: tuple[Path, dict, dict[str, bytes]]) -> None:
+    tmp_path: Path, portable_endpoints: tuple[str, str], reference: tuple[Path, dict, dict[str, bytes]]
+) -> None:
     inputs, manifest, local = reference
     job, pool = portable_endpoints
-    portable = run(["--input", str(inputs), "--output", str(tmp_path / "portable"), *OPTIONS,
-                    "--runner", "PortableRunner", "--job_endpoint", job, "--environment_type", "EXTERNAL",
-                    "--environment_config", pool])
+    portable = run(
+        [
+            "--input",
+            str(inputs),
+            "--output",
+            str(tmp_path / "portable"),
+            *OPTIONS,
+            "--runner",
+            "PortableRunner",
+            "--job_endpoint",
+            job,
+            "--environment_type",
+            "EXTERNAL",
+            "--environment_config",
+            pool,
+        ]
+    )
     assert portable["counts"] == manifest["counts"]
     written = _files(tmp_path / "portable")
     assert sorted(written) == sorted(local) and any(name.startswith("shard-") for name in local)
@@ -100,20 +126,38 @@ def test_portable_runner_with_external_workers_equals_the_local_run(
     assert not (tmp_path / "portable" / "_work").exists()
 
 
-def test_portable_runner_reads_and_writes_s3(portable_endpoints: tuple[str, str], s3_server: S3Server,
-                                             reference: tuple[Path, dict, dict[str, bytes]]) -> None:
+def test_portable_runner_reads_and_writes_s3(
+    portable_endpoints: tuple[str, str], s3_server: S3Server, reference: tuple[Path, dict, dict[str, bytes]]
+) -> None:
     """The SDK workers get the S3 options from the pipeline options (not from this process's state)."""
     inputs, _, local = reference
     job, pool = portable_endpoints
     s3_in = s3_server.upload_tree(inputs, "portable/in")
-    run(["--input", s3_in, "--output", f"s3://{s3_server.bucket}/portable/out", *OPTIONS, *s3_server.beam_args(),
-         "--runner", "PortableRunner", "--job_endpoint", job, "--environment_type", "EXTERNAL",
-         "--environment_config", pool])
+    run(
+        [
+            "--input",
+            s3_in,
+            "--output",
+            f"s3://{s3_server.bucket}/portable/out",
+            *OPTIONS,
+            *s3_server.beam_args(),
+            "--runner",
+            "PortableRunner",
+            "--job_endpoint",
+            job,
+            "--environment_type",
+            "EXTERNAL",
+            "--environment_config",
+            pool,
+        ]
+    )
     assert s3_server.download_tree("portable/out") == local  # _work deleted, every file byte-identical
 
 
-@pytest.mark.parametrize("runner", ["DaskRunner", "dask", "apache_beam.runners.dask.dask_runner.DaskRunner",
-                                    "PrismRunner", "SomeOtherRunner"])
+@pytest.mark.parametrize(
+    "runner",
+    ["DaskRunner", "dask", "apache_beam.runners.dask.dask_runner.DaskRunner", "PrismRunner", "SomeOtherRunner"],
+)
 def test_runners_that_would_write_wrong_output_are_refused_before_any_work(tmp_path: Path, runner: str) -> None:
     make_bundle(tmp_path / "in" / "c", conv_id="c", seconds=2.0)
     with pytest.raises(ValueError, match="refused before any work") as e:
@@ -128,14 +172,37 @@ def test_runners_that_would_write_wrong_output_are_refused_before_any_work(tmp_p
 
 def test_supported_runner_names() -> None:
     assert check_runner(None) is None
-    for name in ("DirectRunner", "FnApiRunner", "PortableRunner", "portable", "FlinkRunner", "SparkRunner",
-                 "DataflowRunner", "apache_beam.runners.portability.flink_runner.FlinkRunner"):
+    for name in (
+        "DirectRunner",
+        "FnApiRunner",
+        "PortableRunner",
+        "portable",
+        "FlinkRunner",
+        "SparkRunner",
+        "DataflowRunner",
+        "apache_beam.runners.portability.flink_runner.FlinkRunner",
+    ):
         assert check_runner(name) is not None
 
 
 def test_cli_reports_a_refused_runner_without_a_traceback(tmp_path: Path) -> None:
     make_bundle(tmp_path / "in" / "c", conv_id="c", seconds=2.0)
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "run", "--input", str(tmp_path / "in"), "--output",
-                           str(tmp_path / "out"), "--runner", "DaskRunner"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microturn_cli",
+            "run",
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--runner",
+            "DaskRunner",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
     assert proc.returncode == 2 and "DaskRunner" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

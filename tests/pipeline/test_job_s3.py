@@ -36,17 +36,48 @@ def _inputs(root: Path) -> Path:
     make_bundle(root / "ogg", conv_id="ogg", seconds=2.3, rate=24_000, fmt="ogg")
     video = root / "video"
     video.mkdir()
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=s=64x48:r=10:d=2", "-f", "lavfi",
-                    "-i", "sine=f=300:d=2:sample_rate=16000", "-c:v", "libx264", "-preset", "ultrafast",
-                    "-c:a", "aac", "-shortest", str(video / "clip.mp4")], check=True)
-    (video / "bundle.json").write_text(json.dumps({
-        "id": "video", "video": "clip.mp4", "source": "test", "licence": "CC0-1.0",
-        "words": [{"text": "hello", "start": 0.2, "end": 0.6, "speaker": "user"}]}))
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=64x48:r=10:d=2",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=300:d=2:sample_rate=16000",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(video / "clip.mp4"),
+        ],
+        check=True,
+    )
+    (video / "bundle.json").write_text(
+        json.dumps(
+            {
+                "id": "video",
+                "video": "clip.mp4",
+                "source": "test",
+                "licence": "CC0-1.0",
+                "words": [{"text": "hello", "start": 0.2, "end": 0.6, "speaker": "user"}],
+            }
+        )
+    )
     moshi = root / "moshi"
     moshi.mkdir()
     sf.write(moshi / "talk.wav", np.stack([tone(2.0), tone(2.0, freq=500)], axis=1), 24_000)
-    (moshi / "talk.json").write_text(json.dumps({"alignments": [
-        ["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]}))
+    (moshi / "talk.json").write_text(
+        json.dumps({"alignments": [["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]})
+    )
     return root
 
 
@@ -61,8 +92,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> dict:
     local_in = _inputs(root / "in")
     s3_in = s3_server.upload_tree(local_in, "job/in")
     local_manifest = run(["--input", str(local_in), "--output", str(root / "out"), *OPTIONS])
-    s3_manifest = run(["--input", s3_in, "--output", f"s3://{s3_server.bucket}/job/out", "--keep_work", *OPTIONS,
-                       *s3_server.beam_args()])
+    s3_manifest = run(
+        [
+            "--input",
+            s3_in,
+            "--output",
+            f"s3://{s3_server.bucket}/job/out",
+            "--keep_work",
+            *OPTIONS,
+            *s3_server.beam_args(),
+        ]
+    )
     return {"root": root, "local_in": str(local_in), "s3_in": s3_in, "local": local_manifest, "s3": s3_manifest}
 
 
@@ -80,8 +120,9 @@ def test_s3_output_equals_the_local_run_byte_for_byte(runs: dict, s3_server: S3S
     assert runs["s3"]["video"][0]["path"] == f"{runs['s3_in']}/video/clip.mp4"  # not the staged temporary copy
 
 
-def test_resume_on_s3_reuses_finished_parts_and_shards(runs: dict, s3_server: S3Server,
-                                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_resume_on_s3_reuses_finished_parts_and_shards(
+    runs: dict, s3_server: S3Server, caplog: pytest.LogCaptureFixture
+) -> None:
     client, bucket = s3_server.client(), s3_server.bucket
     before = s3_server.download_tree("job/out")
     shards = sorted(k for k in before if k.startswith("shard-"))
@@ -97,8 +138,9 @@ def test_resume_on_s3_reuses_finished_parts_and_shards(runs: dict, s3_server: S3
     assert after == {k: v for k, v in before.items() if not k.startswith("_work/")}
 
 
-def test_reader_validate_and_cli_read_the_dataset_back_from_s3(runs: dict, s3_server: S3Server,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_reader_validate_and_cli_read_the_dataset_back_from_s3(
+    runs: dict, s3_server: S3Server, capsys: pytest.CaptureFixture
+) -> None:
     dataset = f"s3://{s3_server.bucket}/job/out"
     keys = [s["__key__"] for s in iter_samples(dataset)]
     local_keys = [s["__key__"] for s in iter_samples(str(runs["root"] / "out"))]
@@ -108,26 +150,71 @@ def test_reader_validate_and_cli_read_the_dataset_back_from_s3(runs: dict, s3_se
     assert microturn_cli.main(["validate", dataset, *s3_server.beam_args()]) == 0
     assert f"OK: {len(keys)} samples checked" in capsys.readouterr().out
     # wrong credentials are refused by the server, not silently read
-    assert microturn_cli.main(["validate", dataset, "--s3_endpoint_url", s3_server.endpoint, "--s3_access_key_id",
-                               "nobody", "--s3_secret_access_key", "wrong"]) == 1
+    assert (
+        microturn_cli.main(
+            [
+                "validate",
+                dataset,
+                "--s3_endpoint_url",
+                s3_server.endpoint,
+                "--s3_access_key_id",
+                "nobody",
+                "--s3_secret_access_key",
+                "wrong",
+            ]
+        )
+        == 1
+    )
     assert "cannot read" in capsys.readouterr().out
     html = runs["root"] / "report.html"
     assert microturn_cli.main(["report", dataset, "--out", str(html), *s3_server.beam_args()]) == 0
     assert html.stat().st_size > 0
     storage.configure(s3_server.beam_args(), export=False)
     # a separate process without flags: boto3's environment variables are used
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "AWS_ENDPOINT_URL_S3": s3_server.endpoint,
-           "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HF_HUB_OFFLINE": "1",
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
     png = runs["root"] / "sample.png"
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "inspect", dataset, keys[0], "--out", str(png)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "inspect", dataset, keys[0], "--out", str(png)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0 and png.stat().st_size > 0, proc.stdout + proc.stderr
 
 
 def test_trainer_reads_the_dataset_from_s3(runs: dict, s3_server: S3Server, tmp_path: Path) -> None:
     out = tmp_path / "run"
     # the S3 flags are taken out of the passthrough command's arguments; one DataLoader worker process reads S3 too
-    assert microturn_cli.main(["train", "--data", f"s3://{s3_server.bucket}/job/out", "--out", str(out), "--config",
-                               "tiny", "--steps", "2", "--num-workers", "1", "--moe-impl", "loop", "--no-progress",
-                               "--device", "cpu", *s3_server.beam_args()]) == 0
+    assert (
+        microturn_cli.main(
+            [
+                "train",
+                "--data",
+                f"s3://{s3_server.bucket}/job/out",
+                "--out",
+                str(out),
+                "--config",
+                "tiny",
+                "--steps",
+                "2",
+                "--num_workers",
+                "1",
+                "--moe_impl",
+                "loop",
+                "--no_progress",
+                "--device",
+                "cpu",
+                *s3_server.beam_args(),
+            ]
+        )
+        == 0
+    )
     assert len((out / "metrics.jsonl").read_text().splitlines()) >= 1 and (out / "checkpoint.pt").exists()
