@@ -57,8 +57,6 @@ class MicroturnOptions(PipelineOptions):
                             help="seconds: longest utterance that can be a backchannel (default 1.0)")
         parser.add_argument("--backchannel_max_words", type=int, default=_LABELS.backchannel_max_words,
                             help="words: most words in a backchannel (default 2)")
-        parser.add_argument("--interruption_window_s", type=float, default=_LABELS.interruption_window_s,
-                            help="seconds: an interrupted speaker stops within this time of the onset (default 1.0)")
         parser.add_argument("--word_end_tolerance_s", type=float, default=_ALIGN.word_end_tolerance_s,
                             help="seconds: words may end this far past the audio and are clipped; further: the "
                                  "input is rejected (default 0.05)")
@@ -70,8 +68,7 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
     if opts.num_shards < 1:
         raise ValueError(f"--num_shards must be >= 1, got {opts.num_shards}")
     labels = LabelConfig(ipu_gap_s=opts.ipu_gap_s, backchannel_max_s=opts.backchannel_max_s,
-                         backchannel_max_words=opts.backchannel_max_words,
-                         interruption_window_s=opts.interruption_window_s)
+                         backchannel_max_words=opts.backchannel_max_words)
     windows = WindowConfig(window_microturns=opts.window_microturns, perspectives=opts.perspectives,
                            keep_audio=opts.keep_audio)
     return {

@@ -21,7 +21,7 @@ import soundfile as sf
 from pipeline.align import AlignedConversation
 from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
-from pipeline.labels import Event, perspective_labels
+from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
 from schemas.bundle import sanitise_id
 from schemas.frames import encode_frames
@@ -101,6 +101,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         labels, floor = perspective_labels(labelled.events, output_speaker=output,
                                            input_activity=activity(input_side, k_total),
                                            output_activity=act[output])
+        interruptions = perspective_interruptions(labelled.events, output_speaker=output, num_microturns=k_total)
         others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
         dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
         audio = {"input": aligned.streams[user], "output": aligned.streams[output]}
@@ -148,6 +149,8 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 "licence": conv.licence, "split": conv.split,
                 "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
                 "tags": dict(conv.tags),
+                "interruptions": [{**x, "microturn": x["microturn"] - a} for x in interruptions
+                                  if a <= x["microturn"] < b],
                 "video": None if aligned.video is None else {
                     "frames": sum(aligned.video.jpegs.present()[a:b]),
                     "audio_video_offset_s": aligned.video.info["audio_video_offset_s"],

@@ -33,7 +33,7 @@ LABEL_BITS = {
     "input_speech": 1,  # the user side (user or others) speaks in this micro-turn
     "output_speech": 2,  # the model speaks in this micro-turn
     "backchannel": 4,  # onset of a user backchannel during the model's turn
-    "interruption": 8,  # onset of a user interruption: user starts while the model speaks, the model stops
+    "interruption": 8,  # onset of a user interruption: user starts over the model, which stops (late or not: meta.json)
     "yield_to_input": 16,  # onset of a turn the user takes after the model yielded (model silent)
     "yield_to_output": 32,  # onset of a turn the model takes after the user yielded (turn-taking cue)
     "output_backchannel": 64,  # onset of a model backchannel during the user's turn
@@ -63,6 +63,9 @@ META_FIELDS = {
     "word_sources": "{source: count} over the window's words",
     "video": "null | {frames: int, audio_video_offset_s: float}: frames stored in the window; measured offset",
     "tags": "{str: str}: the bundle's tags (e.g. category, layout, is_refusal for synthesised refusals)",
+    "interruptions": "[{microturn: int, label: 'interruption' | 'output_interruption', stop_latency_s: float}]: the "
+                     "window's interruption onsets (window micro-turn, as in labels.npy) and how long the interrupted "
+                     "side took to stop, seconds (filter or weight slow yields with it)",
 }
 
 ANNOTATION_FIELDS = {
