@@ -58,7 +58,17 @@ def cmd_run(argv: Sequence[str]) -> int:
     if manifest["counts"]["rejected"]:
         print(f"rejected inputs and reasons: {output}/{REJECTED_FILE}")
     print(f"done in {time.monotonic() - start:.1f} s")
-    return 0
+    return _exit_code_of(manifest, output)
+
+
+def _exit_code_of(manifest: dict, output: str) -> int:
+    """1 (and why, on stderr) when every input was rejected, else 0."""
+    from pipeline.outcome import nothing_written
+
+    failed = nothing_written(manifest, output)
+    if failed:
+        print(f"microturn run: {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _run_help() -> None:
