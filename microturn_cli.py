@@ -131,7 +131,7 @@ PASSTHROUGH = {
                                                                        "Full-Duplex-Bench's layout"),
     ("synth", "refusals"): ("synth.refusals", "refusals_main", "synthesise spoken refusal conversations as "
                                                                "input bundles"),
-    ("eval-align",): ("pipeline.tools.eval_align", "eval_align_main", "measure word alignment against known timings"),
+    ("eval-align",): ("synth.eval_align_sets", "eval_align_main", "measure word alignment against known timings"),
 }
 
 

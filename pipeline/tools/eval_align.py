@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from pipeline.align import AlignConfig, align
 from pipeline.aligners import AlignerBackend, add_aligner_args, aligner_config, load_backend, word_error_counts
 from pipeline.decode import decode_conversation
 from pipeline.read import list_inputs, load_conversation
-from schemas.bundle import Conversation, Word
+from schemas.bundle import BundleError, Conversation, Word
 from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
 
 logger = logging.getLogger(__name__)
@@ -144,23 +145,56 @@ def demo_conversations(directory: str | Path, *, count: int, seed: int) -> list[
     return [load_conversation(r) for r in list_inputs(str(directory))]
 
 
-def eval_align_main(argv: list[str]) -> int:
-    """``microturn eval-align``: see the module docstring. Returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microturn eval-align", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", default=None,
                         help="bundles with true word times (default: generate --count demo conversations)")
+    parser.add_argument("--connected", action="store_true",
+                        help="without --input: measure on --count connected-speech conversations (synth.connected, "
+                             "written by `microturn eval-align`) instead of the word-by-word demo")
     parser.add_argument("--count", type=int, default=2, help="demo conversations to generate (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="demo generator seed (default 0)")
     parser.add_argument("--mode", choices=("text", "audio", "both"), default="both",
                         help="text: align known text; audio: transcribe and align; both (default)")
     add_aligner_args(parser)
+    return parser
+
+
+def load_inputs(path: str) -> list[Conversation]:
+    """The bundles under `path` that can be measured; each other one is reported on stderr as the job rejects it
+    (`rejected ORIGIN at read: REASON`)."""
+    convs = []
+    for ref in list_inputs(path):
+        try:
+            conv = load_conversation(ref)
+            strip_times(conv, "text")
+        except (BundleError, ValueError) as e:
+            print(f"rejected {ref.origin} at read: {e}", file=sys.stderr)
+            continue
+        convs.append(conv)
+    return convs
+
+
+def eval_align_main(argv: list[str]) -> int:
+    """``microturn eval-align``: see the module docstring. Returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     config = aligner_config(args)
     if config.backend == "none":
         parser.error("choose a backend with --aligner (pocketsphinx, faster-whisper or whisperx)")
+    if args.connected and not args.input:
+        parser.error("--connected: run it as `microturn eval-align --connected` (the CLI writes the conversations)")
     with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
-        convs = ([load_conversation(r) for r in list_inputs(args.input)] if args.input
-                 else demo_conversations(tmp, count=args.count, seed=args.seed))
+        try:
+            convs = load_inputs(args.input) if args.input else demo_conversations(tmp, count=args.count,
+                                                                                 seed=args.seed)
+        except ValueError as e:  # no such path / no inputs there
+            print(f"microturn eval-align: error: {e}", file=sys.stderr)
+            return 2
+        if not convs:
+            print("microturn eval-align: error: no input could be measured (see the rejections above)",
+                  file=sys.stderr)
+            return 2
         backend = load_backend(config)
         assert backend is not None
         align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
