@@ -13,7 +13,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 
-from pipeline.tools.eval_align import build_parser, eval_align_main as measure
+from pipeline.tools.eval_align import build_parser
+from pipeline.tools.eval_align import eval_align_main as measure
 
 
 def eval_align_main(argv: Sequence[str]) -> int:
