@@ -30,7 +30,7 @@ import numpy as np
 
 from pipeline.grid import Interval, merge, word_interval
 from schemas.bundle import Segment, Word
-from schemas.sample import LABEL_BITS
+from schemas.sample import LABEL_BITS, SampleInterruption
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, seconds_to_samples
 
 
@@ -79,8 +79,9 @@ class Event:
 FLOOR_CHANGES = ("interruption", "yield")
 
 
-def ipus(speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Sequence[Segment] | None,
-         config: LabelConfig) -> list[Ipu]:
+def ipus(
+    speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Sequence[Segment] | None, config: LabelConfig
+) -> list[Ipu]:
     """Every speaker's IPUs, sorted by (start, end, speaker)."""
     gap = seconds_to_samples(config.ipu_gap_s)
     out = []
@@ -88,8 +89,11 @@ def ipus(speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Seq
         if words is not None:
             spans = [word_interval(w) for w in words if w.speaker == speaker]
         else:
-            spans = [Interval(start=seconds_to_samples(s.start_s), end=seconds_to_samples(s.end_s))
-                     for s in segments or () if s.speaker == speaker]
+            spans = [
+                Interval(start=seconds_to_samples(s.start_s), end=seconds_to_samples(s.end_s))
+                for s in segments or ()
+                if s.speaker == speaker
+            ]
         for iv in merge(spans, max_gap=gap):
             n = None if words is None else sum(1 for s in spans if iv.start <= s.start and s.end <= iv.end)
             out.append(Ipu(speaker=speaker, start=iv.start, end=iv.end, num_words=n))
@@ -116,16 +120,25 @@ def detect_events(units: Sequence[Ipu], config: LabelConfig) -> list[Event]:
             elif m.end >= u.end:
                 events.append(Event(kind="overlap", by=u.speaker, of=floor, start=u.start, offset=0))
             else:
-                events.append(Event(kind="interruption", by=u.speaker, of=floor, start=u.start, offset=u.start - m.end,
-                                    stop_latency_s=round((m.end - u.start) / SAMPLE_RATE_HZ, 6)))
+                events.append(
+                    Event(
+                        kind="interruption",
+                        by=u.speaker,
+                        of=floor,
+                        start=u.start,
+                        offset=u.start - m.end,
+                        stop_latency_s=round((m.end - u.start) / SAMPLE_RATE_HZ, 6),
+                    )
+                )
                 floor = u.speaker
         if u.speaker not in latest or u.end > latest[u.speaker].end:
             latest[u.speaker] = u
     return events
 
 
-def perspective_labels(events: Sequence[Event], *, output_speaker: str, input_activity: np.ndarray,
-                       output_activity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def perspective_labels(
+    events: Sequence[Event], *, output_speaker: str, input_activity: np.ndarray, output_activity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-micro-turn labels for the perspective in which `output_speaker` plays the model.
 
     Args:
@@ -146,9 +159,12 @@ def perspective_labels(events: Sequence[Event], *, output_speaker: str, input_ac
         if by_output == of_output:
             continue  # between two input-side parties
         name = {
-            ("backchannel", False): "backchannel", ("backchannel", True): "output_backchannel",
-            ("interruption", False): "interruption", ("interruption", True): "output_interruption",
-            ("yield", False): "yield_to_input", ("yield", True): "yield_to_output",
+            ("backchannel", False): "backchannel",
+            ("backchannel", True): "output_backchannel",
+            ("interruption", False): "interruption",
+            ("interruption", True): "output_interruption",
+            ("yield", False): "yield_to_input",
+            ("yield", True): "yield_to_output",
         }.get((e.kind, by_output))
         mt = min(e.start // SAMPLES_PER_MICROTURN, k - 1)
         if name is not None:
@@ -166,17 +182,24 @@ def perspective_labels(events: Sequence[Event], *, output_speaker: str, input_ac
     return labels, floor
 
 
-def perspective_interruptions(events: Sequence[Event], *, output_speaker: str, num_microturns: int) -> list[dict]:
-    """The interruptions between the input and the output side when `output_speaker` plays the model, in time order:
-    `{"microturn": int (conversation micro-turn of the onset, as in perspective_labels), "label": "interruption" |
-    "output_interruption", "stop_latency_s": float (seconds the interrupted side took to stop)}`."""
+def perspective_interruptions(
+    events: Sequence[Event], *, output_speaker: str, num_microturns: int
+) -> list[SampleInterruption]:
+    """The interruptions between the input and the output side when `output_speaker` plays the model, in time order,
+    at the conversation micro-turn of their onset (as in perspective_labels), with the interrupted side's stop
+    latency in seconds."""
     out = []
     for e in events:
         if e.kind != "interruption" or (e.by == output_speaker) == (e.of == output_speaker):
             continue
-        out.append({"microturn": min(e.start // SAMPLES_PER_MICROTURN, num_microturns - 1),
-                    "label": "output_interruption" if e.by == output_speaker else "interruption",
-                    "stop_latency_s": e.stop_latency_s})
+        assert e.stop_latency_s is not None  # detect_events sets it on every interruption
+        out.append(
+            SampleInterruption(
+                microturn=min(e.start // SAMPLES_PER_MICROTURN, num_microturns - 1),
+                label="output_interruption" if e.by == output_speaker else "interruption",
+                stop_latency_s=e.stop_latency_s,
+            )
+        )
     return out
 
 

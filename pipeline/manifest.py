@@ -1,6 +1,6 @@
 """The dataset's tables: index.parquet, rejected.parquet and manifest.json, written once at the end of a job.
 
-    python -c "from pipeline.manifest import config_hash; print(config_hash({'a': 1}))"
+python -c "from pipeline.manifest import config_hash; print(config_hash({'a': 1}))"
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def turn_taking(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "gap_bins": _sum_bins([s["turn_taking"]["gap_bins"] for s in summaries]),
         "overlap_bins": _sum_bins([s["turn_taking"]["overlap_bins"] for s in summaries]),
         "interruption_stop_latency_bins": _sum_bins(
-            [s["turn_taking"].get("interruption_stop_latency_bins", {}) for s in summaries]),
+            [s["turn_taking"].get("interruption_stop_latency_bins", {}) for s in summaries]
+        ),
         "event_counts": dict(sorted(events.items())),
         "events_per_minute": {k: round(v / minutes, 4) for k, v in sorted(events.items())} if minutes else {},
     }
@@ -91,20 +92,38 @@ def alignment(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         unaligned += int(a.get("unaligned_words", 0))
         if a.get("diarization"):
             diarization[a["diarization"]] += 1
-    return {"words": dict(sorted(words.items())), "unaligned_words": unaligned,
-            "diarized_conversations": dict(sorted(diarization.items()))}
+    return {
+        "words": dict(sorted(words.items())),
+        "unaligned_words": unaligned,
+        "diarized_conversations": dict(sorted(diarization.items())),
+    }
 
 
-def write_tables(output: str, *, shards: Sequence[ShardInfo], rejected: Sequence[Rejection], num_inputs: int,
-                 config: Mapping[str, Any]) -> dict[str, Any]:
+def rejected_by(rejected: Sequence[Rejection]) -> dict[str, dict[str, int]]:
+    """Rejection counts by stage and kind: {stage: {kind: inputs}}, both levels sorted."""
+    by: dict[str, Counter] = {}
+    for r in rejected:
+        by.setdefault(r.stage, Counter())[r.kind] += 1
+    return {stage: dict(sorted(by[stage].items())) for stage in sorted(by)}
+
+
+def write_tables(
+    output: str,
+    *,
+    shards: Sequence[ShardInfo],
+    rejected: Sequence[Rejection],
+    num_inputs: int,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
     """Write index.parquet, rejected.parquet and manifest.json under `output`; return the manifest."""
     shards = sorted(shards, key=lambda s: s.name)
     rows = sorted((r for s in shards for r in s.rows), key=lambda r: r["key"])
     index = pa.Table.from_pylist([{f.name: r[f.name] for f in INDEX_SCHEMA} for r in rows], schema=INDEX_SCHEMA)
     _write_parquet(f"{output}/{INDEX_FILE}", index)
     rejects = sorted(rejected, key=lambda r: (r.input, r.stage, r.reason))
-    _write_parquet(f"{output}/{REJECTED_FILE}",
-                   pa.Table.from_pylist([r.to_row() for r in rejects], schema=REJECTED_SCHEMA))
+    _write_parquet(
+        f"{output}/{REJECTED_FILE}", pa.Table.from_pylist([r.to_row() for r in rejects], schema=REJECTED_SCHEMA)
+    )
     summaries = sorted((s for sh in shards for s in sh.summaries), key=lambda s: s["conversation_key"])
     label_counts = {c[2:]: int(sum(r[c] for r in rows)) for c in LABEL_COUNT_COLUMNS}
     manifest = {
@@ -123,10 +142,12 @@ def write_tables(output: str, *, shards: Sequence[ShardInfo], rejected: Sequence
         },
         "hours": round(sum(s["duration_s"] for s in summaries) / 3600.0, 6),
         "sample_hours": round(sum(r["duration_s"] for r in rows) / 3600.0, 6),
-        "shards": [{"name": s.name, "sha256": s.sha256, "size_bytes": s.size_bytes, "samples": len(s.rows)}
-                   for s in shards],
+        "shards": [
+            {"name": s.name, "sha256": s.sha256, "size_bytes": s.size_bytes, "samples": len(s.rows)} for s in shards
+        ],
         "label_counts": label_counts,
         "rejected_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
+        "rejected_by": rejected_by(rejects),
         "turn_taking": turn_taking(summaries),
         "alignment": alignment(summaries),
         "video": [{"conversation_id": s["conversation_id"], **s["video"]} for s in summaries if s.get("video")],

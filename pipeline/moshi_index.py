@@ -34,7 +34,9 @@ def moshi_index_conversation(obj: dict, *, base: str, origin: str, read_text: Ca
     """
     path = obj["path"]
     if not isinstance(path, str) or not path.lower().endswith(".wav"):
-        raise BundleError(f"moshi-finetune index line: 'path' must name a .wav file, got {path!r:.80}")
+        raise BundleError(
+            "bad_index_line", f"moshi-finetune index line: 'path' must name a .wav file, got {path!r:.80}"
+        )
     if "://" in path or path.startswith("/") or not base:
         wav = path
     elif "://" in base:

@@ -1,6 +1,6 @@
 """A job that wrote nothing must not look like success: one line saying so, with the commonest rejection reasons.
 
-    python -c "from pipeline.outcome import nothing_written; print(nothing_written.__doc__)"
+python -c "from pipeline.outcome import nothing_written; print(nothing_written.__doc__)"
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def nothing_written(manifest: Mapping[str, Any], output: str, *, top: int = 3, w
     with FileSystems.open(posixpath.join(output, REJECTED_FILE)) as f:
         rows = pq.read_table(f, columns=["stage", "reason"]).to_pylist()
     common = Counter((r["stage"], r["reason"]) for r in rows).most_common(top)
-    shown = "; ".join(f"{n} x {stage}: {reason if len(reason) <= width else reason[: width - 3] + '...'}"
-                      for (stage, reason), n in common)
-    return (f"nothing written: all {counts['inputs']} inputs were rejected; commonest reasons: {shown} "
-            f"(all in {posixpath.join(output, REJECTED_FILE)})")
+    shown = "; ".join(
+        f"{n} x {stage}: {reason if len(reason) <= width else reason[: width - 3] + '...'}"
+        for (stage, reason), n in common
+    )
+    return (
+        f"nothing written: all {counts['inputs']} inputs were rejected; commonest reasons: {shown} "
+        f"(all in {posixpath.join(output, REJECTED_FILE)})"
+    )

@@ -85,8 +85,15 @@ def read_json(path: str) -> Any:
         return json.loads(f.read().decode("utf-8"))
 
 
-def write_part(samples: Iterable[Sample], *, path: str, conversation_id: str, conversation_key: str, shard: int,
-               summary: Mapping[str, Any]) -> PartInfo:
+def write_part(
+    samples: Iterable[Sample],
+    *,
+    path: str,
+    conversation_id: str,
+    conversation_key: str,
+    shard: int,
+    summary: Mapping[str, Any],
+) -> PartInfo:
     """Write one conversation's samples to `path` (temporary name, then rename) and its sidecar `path`.json.
     The sidecar is written last: a part counts as finished only when it exists."""
     tmp = path + ".partial"
@@ -98,10 +105,25 @@ def write_part(samples: Iterable[Sample], *, path: str, conversation_id: str, co
             rows.append(dict(sample.row))
         writer.close()
     _commit(tmp, path)
-    info = PartInfo(conversation_id=conversation_id, conversation_key=conversation_key, shard=shard, path=path,
-                    rows=tuple(rows), summary=dict(summary))
-    _write_json(path + ".json", {"conversation_id": conversation_id, "conversation_key": conversation_key,
-                                 "shard": shard, "path": path, "rows": rows, "summary": summary})
+    info = PartInfo(
+        conversation_id=conversation_id,
+        conversation_key=conversation_key,
+        shard=shard,
+        path=path,
+        rows=tuple(rows),
+        summary=dict(summary),
+    )
+    _write_json(
+        path + ".json",
+        {
+            "conversation_id": conversation_id,
+            "conversation_key": conversation_key,
+            "shard": shard,
+            "path": path,
+            "rows": rows,
+            "summary": summary,
+        },
+    )
     return info
 
 
@@ -110,8 +132,14 @@ def finished_part(path: str) -> PartInfo | None:
     if not (FileSystems.exists(path + ".json") and FileSystems.exists(path)):
         return None
     obj = read_json(path + ".json")
-    return PartInfo(conversation_id=obj["conversation_id"], conversation_key=obj["conversation_key"],
-                    shard=obj["shard"], path=obj["path"], rows=tuple(obj["rows"]), summary=obj["summary"])
+    return PartInfo(
+        conversation_id=obj["conversation_id"],
+        conversation_key=obj["conversation_key"],
+        shard=obj["shard"],
+        path=obj["path"],
+        rows=tuple(obj["rows"]),
+        summary=obj["summary"],
+    )
 
 
 def _samples_of(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
@@ -152,14 +180,20 @@ def write_shard(parts: Iterable[PartInfo], *, path: str) -> ShardInfo:
         writer.close()
         digest, size = out.sha.hexdigest(), out.size
     _commit(tmp, path)
-    info = ShardInfo(name=name, sha256=digest, size_bytes=size, rows=tuple(rows),
-                     summaries=tuple(p.summary for p in ordered))
+    info = ShardInfo(
+        name=name, sha256=digest, size_bytes=size, rows=tuple(rows), summaries=tuple(p.summary for p in ordered)
+    )
     return info
 
 
 def shard_sidecar(info: ShardInfo) -> dict:
-    return {"name": info.name, "sha256": info.sha256, "size_bytes": info.size_bytes, "rows": list(info.rows),
-            "summaries": list(info.summaries)}
+    return {
+        "name": info.name,
+        "sha256": info.sha256,
+        "size_bytes": info.size_bytes,
+        "rows": list(info.rows),
+        "summaries": list(info.summaries),
+    }
 
 
 def save_shard_info(path: str, info: ShardInfo) -> None:
@@ -171,5 +205,10 @@ def finished_shard(path: str, sidecar: str) -> ShardInfo | None:
     if not (FileSystems.exists(sidecar) and FileSystems.exists(path)):
         return None
     obj = read_json(sidecar)
-    return ShardInfo(name=obj["name"], sha256=obj["sha256"], size_bytes=obj["size_bytes"], rows=tuple(obj["rows"]),
-                     summaries=tuple(obj["summaries"]))
+    return ShardInfo(
+        name=obj["name"],
+        sha256=obj["sha256"],
+        size_bytes=obj["size_bytes"],
+        rows=tuple(obj["rows"]),
+        summaries=tuple(obj["summaries"]),
+    )

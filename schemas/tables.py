@@ -1,11 +1,21 @@
 """Dataset-level tables: index.parquet, rejected.parquet and manifest.json (DESIGN.md §5).
 
     python -c "from schemas.tables import INDEX_SCHEMA; print(INDEX_SCHEMA)"
+
+Schemas and file names here, and the one set of readers (`read_index`, `read_index_rows`, `read_rejected`,
+`read_manifest`); they open files through pyarrow's filesystems, so a dataset path may be local or a URL (s3://,
+gs://, hdfs://). Writers: pipeline/manifest.py.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import posixpath
+from typing import IO, Any
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 INDEX_FILE = "index.parquet"
 REJECTED_FILE = "rejected.parquet"
@@ -13,8 +23,16 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 
 LABEL_COUNT_COLUMNS = (
-    "n_input_speech", "n_output_speech", "n_overlap", "n_silence", "n_backchannel", "n_interruption",
-    "n_yield_to_input", "n_yield_to_output", "n_output_backchannel", "n_output_interruption",
+    "n_input_speech",
+    "n_output_speech",
+    "n_overlap",
+    "n_silence",
+    "n_backchannel",
+    "n_interruption",
+    "n_yield_to_input",
+    "n_yield_to_output",
+    "n_output_backchannel",
+    "n_output_interruption",
 )
 """Micro-turn counts per label in the sample (events count their onsets)."""
 
@@ -48,7 +66,8 @@ REJECTED_SCHEMA = pa.schema(
     [
         pa.field("input", pa.string(), nullable=False),  # where the input came from (path, manifest:line)
         pa.field("conversation_id", pa.string()),  # null when the bundle could not be parsed
-        pa.field("stage", pa.string(), nullable=False),  # read | decode | featurise | label | write
+        pa.field("stage", pa.string(), nullable=False),  # read | decode | align | featurise | label | write
+        pa.field("kind", pa.string(), nullable=False),  # short stable kind, one of pipeline.rejects.KINDS
         pa.field("reason", pa.string(), nullable=False),
     ],
     metadata={"microturn.table": "rejected", "microturn.version": str(MANIFEST_VERSION)},
@@ -66,4 +85,71 @@ MANIFEST_FIELDS = {
     "shards": "[{name, sha256, size_bytes, samples}]",
     "label_counts": "{label: micro-turns} over all samples",
     "turn_taking": "distributions on 200 ms bins: floor transfer offsets, gaps, overlaps; event counts and rates",
+    "rejected_by_stage": "{stage: inputs rejected at that stage}",
+    "rejected_by": "{stage: {kind: inputs}}: rejections by stage and kind (kinds: pipeline.rejects.KINDS)",
 }
+
+
+def _filesystem(path: str) -> tuple[Any, str]:
+    """pyarrow's filesystem of `path` (local, or s3:// gs:// hdfs:// URLs) and the path inside it."""
+    from pyarrow import fs
+
+    if "://" in path:
+        return fs.FileSystem.from_uri(path)
+    return fs.LocalFileSystem(), os.path.abspath(path)
+
+
+def _open(path: str) -> IO[bytes]:
+    """A binary read handle. Raises FileNotFoundError when `path` does not exist."""
+    filesystem, inner = _filesystem(path)
+    return filesystem.open_input_file(inner)
+
+
+def _exists(path: str) -> bool:
+    from pyarrow import fs
+
+    filesystem, inner = _filesystem(path)
+    return filesystem.get_file_info(inner).type != fs.FileType.NotFound
+
+
+def _read_parquet(path: str, schema: pa.Schema, *, missing_ok: bool, **kwargs: Any) -> pa.Table:
+    if missing_ok and not _exists(path):
+        return schema.empty_table() if "columns" not in kwargs else schema.empty_table().select(kwargs["columns"])
+    with _open(path) as f:
+        return pq.read_table(f, **kwargs)
+
+
+def read_index(
+    dataset: str, *, columns: list[str] | None = None, filters: Any = None, missing_ok: bool = False
+) -> pa.Table:
+    """index.parquet of `dataset` (a directory path or URL), optionally only some columns / rows.
+
+    Args:
+        columns: column names to read (all when None).
+        filters: pyarrow row filters, e.g. [("key", "=", key)].
+        missing_ok: an empty table instead of FileNotFoundError when the file does not exist.
+    """
+    return _read_parquet(
+        posixpath.join(dataset, INDEX_FILE), INDEX_SCHEMA, missing_ok=missing_ok, columns=columns, filters=filters
+    )
+
+
+def read_index_rows(dataset: str, *, missing_ok: bool = False) -> list[dict[str, Any]]:
+    """index.parquet of `dataset` as one dict per sample."""
+    return read_index(dataset, missing_ok=missing_ok).to_pylist()
+
+
+def read_rejected(dataset: str, *, missing_ok: bool = False) -> pa.Table:
+    """rejected.parquet of `dataset`: one row per rejected input (REJECTED_SCHEMA)."""
+    return _read_parquet(posixpath.join(dataset, REJECTED_FILE), REJECTED_SCHEMA, missing_ok=missing_ok)
+
+
+def read_manifest(dataset: str) -> dict[str, Any]:
+    """manifest.json of `dataset` (MANIFEST_FIELDS).
+
+    Raises:
+        OSError: the file cannot be read (FileNotFoundError when it does not exist).
+        ValueError: it is not JSON.
+    """
+    with _open(posixpath.join(dataset, MANIFEST_FILE)) as f:
+        return json.loads(f.read().decode("utf-8"))

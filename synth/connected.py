@@ -10,21 +10,22 @@ to the last 5 ms frame whose RMS is within 40 dB of the utterance's loudest fram
 a boundary belongs to no word). Turns are placed on a timeline with 0.25-0.55 s gaps; one turn starts while the
 other voice is still speaking (an overlap of about 0.7 s). The default script has 74 words and lasts about 21 s.
 
-Bundles: ``DIR/connected-NNNN/{bundle.json, A.wav, B.wav}`` at espeak-ng's 22,050 Hz, words with their true times.
+Bundles: ``DIR/connected-NNNN/{bundle.json, planted.json, A.wav, B.wav}`` at espeak-ng's 22,050 Hz, words with
+their true times (written by synth.bundle_writer, as the other generators' bundles are).
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from schemas.bundle import Conversation, Track, Word, conversation_to_dict
+from schemas.bundle import Word
+from synth.bundle_writer import write_bundle
+from synth.timeline import Timeline
 from synth.tts import Voice
 
 ESPEAK_LIBRARY = "libespeak-ng.so.1"
@@ -59,9 +60,16 @@ class _EventId(ctypes.Union):
 
 
 class _Event(ctypes.Structure):
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
-                ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
 _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
@@ -132,10 +140,11 @@ def word_spans(audio: np.ndarray, starts: Sequence[int], *, rate: int) -> list[t
     bounds = [*starts, len(audio)]
     spans = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-        frames = np.nonzero(loud[a // frame: -(-b // frame)])[0]
+        frames = np.nonzero(loud[a // frame : -(-b // frame)])[0]
         if frames.size:
-            spans.append((max(a, (a // frame + int(frames[0])) * frame),
-                          min(b, (a // frame + int(frames[-1]) + 1) * frame)))
+            spans.append(
+                (max(a, (a // frame + int(frames[0])) * frame), min(b, (a // frame + int(frames[-1]) + 1) * frame))
+            )
         else:
             spans.append((a, b))
     return spans
@@ -156,37 +165,46 @@ def connected_conversation(engine: EspeakLibrary, rng: random.Random) -> tuple[d
         else:
             onset = cursor + int(rng.uniform(0.25, 0.55) * rate) - loud_start
         placed.append((speaker, onset, audio))
-        words += [Word(text=t, start_s=(onset + a) / rate, end_s=(onset + b) / rate, speaker=speaker, source="tts")
-                  for t, (a, b) in zip(text.split(), spans, strict=True)]
+        words += [
+            Word(text=t, start_s=(onset + a) / rate, end_s=(onset + b) / rate, speaker=speaker, source="tts")
+            for t, (a, b) in zip(text.split(), spans, strict=True)
+        ]
         cursor = max(cursor, onset + loud_end)
     total = max(onset + len(audio) for _, onset, audio in placed) + int(0.3 * rate)
     tracks = {v.voice_id: np.zeros(total, np.float32) for v in VOICES}
     for speaker, onset, audio in placed:
-        tracks[speaker][onset: onset + len(audio)] += audio
+        tracks[speaker][onset : onset + len(audio)] += audio
     return tracks, sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker))
 
 
 def make_connected_bundles(out_dir: str | Path, *, count: int = 1, seed: int = 0) -> list[Path]:
-    """Write `count` connected-speech conversations (the script with other gaps each) as bundles under `out_dir`;
-    return their directories."""
+    """Write `count` connected-speech conversations (the script with other gaps each) as bundles under `out_dir`
+    (synth.bundle_writer; planted.json names the turn that starts over the other voice); return their directories."""
     engine = EspeakLibrary()
     out = Path(out_dir)
     dirs = []
     for i in range(count):
         tracks, words = connected_conversation(engine, random.Random(seed * 100_003 + i))
         bundle_dir = out / f"connected-{i + 1:04d}"
-        bundle_dir.mkdir(parents=True, exist_ok=True)
-        base = bundle_dir.as_posix()
-        for speaker, pcm in tracks.items():
-            sf.write(bundle_dir / f"{speaker}.wav", np.round(np.clip(pcm, -1, 1) * 32767).astype(np.int16),
-                     engine.sample_rate_hz, subtype="PCM_16")
-        conv = Conversation(
-            id=bundle_dir.name, origin=f"{base}/bundle.json",
-            tracks=tuple(Track(speaker=s, path=f"{base}/{s}.wav") for s in tracks), words=tuple(words),
-            language="en", source="microturn-connected", licence="CC0-1.0",
-            extra={"synth": {"engine": "libespeak-ng", "seed": seed,
-                             "voices": {v.voice_id: v.engine_voice for v in VOICES}}},
+        timeline = Timeline(
+            tracks=tracks,
+            words=tuple(words),
+            sample_rate_hz=engine.sample_rate_hz,
+            num_samples=len(next(iter(tracks.values()))),
         )
-        (bundle_dir / "bundle.json").write_text(json.dumps(conversation_to_dict(conv, base=base), indent=2) + "\n")
+        write_bundle(
+            bundle_dir,
+            conv_id=bundle_dir.name,
+            timeline=timeline,
+            planted={"events": [], "overlap_turn": OVERLAP_TURN, "overlap_s": OVERLAP_S},
+            source="microturn-connected",
+            extra={
+                "synth": {
+                    "engine": "libespeak-ng",
+                    "seed": seed,
+                    "voices": {v.voice_id: v.engine_voice for v in VOICES},
+                }
+            },
+        )
         dirs.append(bundle_dir)
     return dirs

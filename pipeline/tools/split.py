@@ -23,15 +23,12 @@ import argparse
 import hashlib
 import json
 import logging
-import posixpath
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
-
-from schemas.tables import INDEX_FILE
+from schemas.tables import read_index_rows
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +54,6 @@ class Split:
 
     def side_of(self, conversation_id: str) -> str:
         return "eval" if conversation_id in set(self.eval) else "train"
-
-
-def read_index_rows(dataset: str) -> list[dict]:
-    with FileSystems.open(posixpath.join(dataset, INDEX_FILE)) as f:
-        return pq.read_table(f).to_pylist()
 
 
 def conversations_from_index(rows: Iterable[Mapping]) -> list[ConversationInfo]:
@@ -224,7 +216,7 @@ def split_main(argv: Sequence[str]) -> int:
             args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
         )
     except ValueError as e:
-        print(f"error: {e}")
+        print(f"microturn split: error: {e}", file=sys.stderr)
         return 2
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

@@ -12,7 +12,7 @@ from pipeline.labels import (
     turn_taking_counts,
 )
 from schemas.bundle import Word
-from schemas.sample import LABEL_BITS
+from schemas.sample import LABEL_BITS, SampleInterruption
 
 CFG = LabelConfig()
 S = 16_000  # samples per second
@@ -36,7 +36,9 @@ def test_yield_backchannel_interruption_overlap() -> None:
     assert kinds([u("A", 0, 4), u("B", 2.0, 6)]) == [("interruption", "B", "A")]
     # after an interruption B holds the floor: A's short reply is then A's backchannel of B
     assert kinds([u("A", 0, 4), u("B", 3.5, 8), u("A", 5, 5.5, words=1)]) == [
-        ("interruption", "B", "A"), ("backchannel", "A", "B")]
+        ("interruption", "B", "A"),
+        ("backchannel", "A", "B"),
+    ]
 
 
 def test_ipus_join_words_across_short_gaps_and_count_them() -> None:
@@ -61,8 +63,9 @@ def test_perspective_labels_and_time_to_floor_change() -> None:
 
 
 def test_overlap_intervals() -> None:
-    got = overlap_intervals({"A": [Interval(start=0, end=100)], "B": [Interval(start=50, end=150)],
-                             "C": [Interval(start=200, end=300)]})
+    got = overlap_intervals(
+        {"A": [Interval(start=0, end=100)], "B": [Interval(start=50, end=150)], "C": [Interval(start=200, end=300)]}
+    )
     assert got == [Interval(start=50, end=100)]
 
 
@@ -76,8 +79,9 @@ def test_slow_yield_is_an_interruption_with_its_stop_latency() -> None:
     assert all(e.stop_latency_s is None for e in detect_events([u("A", 0, 2), u("B", 2.5, 4)], CFG))  # a yield
     k = 25
     assert perspective_interruptions(events, output_speaker="A", num_microturns=k) == [
-        {"microturn": 7, "label": "interruption", "stop_latency_s": events[0].stop_latency_s}]
-    assert perspective_interruptions(events, output_speaker="B", num_microturns=k)[0]["label"] == "output_interruption"
+        SampleInterruption(microturn=7, label="interruption", stop_latency_s=events[0].stop_latency_s)
+    ]
+    assert perspective_interruptions(events, output_speaker="B", num_microturns=k)[0].label == "output_interruption"
     counts = turn_taking_counts(events, [])
     assert counts["interruption_stop_latency_bins"] == {"5": 1} and counts["events"] == {"interruption": 1}
 

@@ -12,6 +12,8 @@ import soundfile as sf
 
 from microturn_cli import cmd_run
 from pipeline.job import run
+from pipeline.read import list_inputs, load_conversation
+from schemas.bundle import BundleError
 from schemas.reader import iter_samples
 
 from ..factories import tone
@@ -24,8 +26,9 @@ def _moshi_corpus(root: Path) -> Path:
     for i, rel in enumerate(("audio/talk_a.wav", "audio/sub/talk_b.wav", "audio/bare.wav")):
         sf.write(root / rel, np.stack([tone(2.0, seed=i), tone(2.0, freq=500, seed=i + 7)], axis=1), 24_000)
         if "bare" not in rel:
-            (root / rel).with_suffix(".json").write_text(json.dumps({"alignments": [
-                ["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]}))
+            (root / rel).with_suffix(".json").write_text(
+                json.dumps({"alignments": [["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]})
+            )
         lines.append(json.dumps({"path": rel, "duration": 2.0}))
     (root / "data.jsonl").write_text("\n".join(lines) + "\n")
     return root / "data.jsonl"
@@ -47,12 +50,20 @@ def test_moshi_finetune_index_is_read(tmp_path: Path) -> None:
     assert rej["input"].endswith("data.jsonl:3") and rej["stage"] == "align" and "no transcript" in rej["reason"]
 
 
-def test_run_that_rejects_every_input_exits_non_zero_with_the_reasons(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture) -> None:
+def test_run_that_rejects_every_input_exits_non_zero_with_the_reasons(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     # in-process: the CLI's exit code is cmd_run's return value (a subprocess may abort at exit, issue 13.8)
-    (tmp_path / "bad.jsonl").write_text("\n".join([
-        json.dumps({"language": "en", "tracks": []}), json.dumps({"language": "en", "tracks": []}), "{broken",
-    ]) + "\n")
+    (tmp_path / "bad.jsonl").write_text(
+        "\n".join(
+            [
+                json.dumps({"language": "en", "tracks": []}),
+                json.dumps({"language": "en", "tracks": []}),
+                "{broken",
+            ]
+        )
+        + "\n"
+    )
     assert cmd_run(["--input", str(tmp_path / "bad.jsonl"), "--output", str(tmp_path / "out")]) == 1
     (line,) = [x for x in capsys.readouterr().err.splitlines() if "nothing written" in x]
     assert "all 3 inputs were rejected" in line and "2 x read: bundle has no 'id'" in line
@@ -60,3 +71,11 @@ def test_run_that_rejects_every_input_exits_non_zero_with_the_reasons(tmp_path: 
     index = _moshi_corpus(tmp_path / "corpus")
     assert cmd_run(["--input", str(index), "--output", str(tmp_path / "out2")]) == 0  # 2 written, 1 rejected
     assert "nothing written" not in capsys.readouterr().err
+
+
+def test_index_line_without_a_wav_path_is_a_read_rejection_with_its_kind(tmp_path: Path) -> None:
+    (tmp_path / "data.jsonl").write_text(json.dumps({"path": "talk.mp3", "duration": 2.0}) + "\n")
+    (ref,) = list_inputs(str(tmp_path / "data.jsonl"))
+    with pytest.raises(BundleError, match="must name a .wav file") as e:
+        load_conversation(ref)
+    assert e.value.kind == "bad_index_line"

@@ -20,8 +20,15 @@ STOP_LATENCY_S = 1.07  # the model (A) stops 1.07 s after the user (B) starts, b
 
 
 def _words() -> list[dict]:
-    a = [("so", 0.10, 0.40), ("what", 0.50, 0.80), ("I", 0.90, 1.10), ("wanted", 1.20, 1.60), ("to", 1.70, 1.90),
-         ("say", 2.00, 2.30), ("is", 2.35, 1.50 + STOP_LATENCY_S)]
+    a = [
+        ("so", 0.10, 0.40),
+        ("what", 0.50, 0.80),
+        ("I", 0.90, 1.10),
+        ("wanted", 1.20, 1.60),
+        ("to", 1.70, 1.90),
+        ("say", 2.00, 2.30),
+        ("is", 2.35, 1.50 + STOP_LATENCY_S),
+    ]
     b = [("wait", 1.50, 1.90), ("no", 2.00, 2.40), ("listen", 2.50, 3.00), ("to", 3.10, 3.30), ("me", 3.40, 3.90)]
     return [{"text": t, "start": s, "end": e, "speaker": spk} for spk, ws in (("A", a), ("B", b)) for t, s, e in ws]
 
@@ -51,8 +58,9 @@ def test_slow_yield_is_labelled_with_its_stop_latency(dataset: Path) -> None:
     assert "interruption_window_s" not in manifest["config"]["labels"]
 
 
-def test_fdbench_exports_the_slow_barge_in_from_a_one_conversation_dataset(dataset: Path, tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture) -> None:
+def test_fdbench_exports_the_slow_barge_in_from_a_one_conversation_dataset(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert export_fdbench_main([str(dataset), "--out", str(tmp_path / "fd"), "--context_s", "2"]) == 0
     printed = capsys.readouterr().out
     assert "one conversation: nothing to hold out from" in printed
@@ -67,5 +75,9 @@ def test_fdbench_exports_the_slow_barge_in_from_a_one_conversation_dataset(datas
     assert export_fdbench_main([str(dataset), "--out", str(tmp_path / "fd2"), "--all"]) == 0
     assert "--all: no held-out split" in capsys.readouterr().out
     (tmp_path / "s.json").write_text(json.dumps(split))
-    assert export_fdbench_main([str(dataset), "--out", str(tmp_path / "fd3"), "--all", "--split",
-                                str(tmp_path / "s.json")]) == 2
+    assert (
+        export_fdbench_main(
+            [str(dataset), "--out", str(tmp_path / "fd3"), "--all", "--split", str(tmp_path / "s.json")]
+        )
+        == 2
+    )

@@ -26,8 +26,11 @@ def copy(demo_dataset: Path, tmp_path: Path) -> Path:
 
 
 def test_good_dataset_passes_and_cli_exits_zero(demo_dataset: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "validate", str(demo_dataset / "dataset")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "validate", str(demo_dataset / "dataset")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("OK: 18 samples checked")
 
 
@@ -68,8 +71,9 @@ def test_a_flipped_code_and_a_bad_sha_are_reported(copy: Path) -> None:
     text = report.render()
     assert not report.ok
     assert "code 16 outside 0..15" in text and "sha256/size" in text
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "validate", str(copy)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "validate", str(copy)], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "FAILED" in proc.stdout
 
 
