@@ -53,8 +53,10 @@ def summary_text(manifest: dict, output: str) -> str:
 
 
 def cmd_run(argv: list[str]) -> int:
-    """`microturn run`: the Beam job; every other Beam option passes through."""
+    """`microturn run`: the Beam job; every other Beam option passes through. Exits 1 (saying why, with the
+    commonest rejection reasons, on stderr) when nothing was written because every input was rejected."""
     from pipeline.job import run
+    from pipeline.outcome import nothing_written
     from schemas.tables import REJECTED_FILE
 
     if any(a in ("-h", "--help") for a in argv):
@@ -73,7 +75,10 @@ def cmd_run(argv: list[str]) -> int:
     if manifest["counts"]["rejected"]:
         print(f"rejected inputs and reasons: {output}/{REJECTED_FILE}")
     print(f"done in {time.monotonic() - start:.1f} s")
-    return 0
+    failed = nothing_written(manifest, output)
+    if failed:
+        print(f"microturn run: {failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _run_help() -> None:
@@ -186,16 +191,18 @@ def cmd_synth_refusals(argv: list[str]) -> int:
 
 def cmd_eval_align(argv: list[str]) -> int:
     """`microturn eval-align`: without --input, first writes --count demo bundles (seed --seed) to a temporary
-    directory, as `microturn demo` does, and measures on those."""
+    directory, as `microturn demo` does, and measures on those; with --connected, the connected-speech truth set
+    of synth.connected (whole espeak-ng sentences, true word starts from espeak-ng's word events) instead."""
     from pipeline.tools.eval_align import build_parser, eval_align_main
+    from synth.connected import make_connected_bundles
+    from synth.demo import make_demo_bundles
 
     args, _ = build_parser().parse_known_args(argv)  # -h/--help prints eval-align's help and exits here
     if args.input is not None:
         return eval_align_main(argv)
-    from synth.demo import make_demo_bundles
-
+    make_bundles = make_connected_bundles if args.connected else make_demo_bundles
     with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
-        make_demo_bundles(tmp, count=args.count, seed=args.seed)
+        make_bundles(tmp, count=args.count, seed=args.seed)
         return eval_align_main([*argv, "--input", tmp])
 
 

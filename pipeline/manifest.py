@@ -71,6 +71,9 @@ def turn_taking(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "floor_transfer_offset_bins": _sum_bins([s["turn_taking"]["floor_transfer_offset_bins"] for s in summaries]),
         "gap_bins": _sum_bins([s["turn_taking"]["gap_bins"] for s in summaries]),
         "overlap_bins": _sum_bins([s["turn_taking"]["overlap_bins"] for s in summaries]),
+        "interruption_stop_latency_bins": _sum_bins(
+            [s["turn_taking"].get("interruption_stop_latency_bins", {}) for s in summaries]
+        ),
         "event_counts": dict(sorted(events.items())),
         "events_per_minute": {k: round(v / minutes, 4) for k, v in sorted(events.items())} if minutes else {},
     }

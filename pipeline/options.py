@@ -107,12 +107,6 @@ class MicroturnOptions(PipelineOptions):
             help="words: most words in a backchannel (default 2)",
         )
         parser.add_argument(
-            "--interruption_window_s",
-            type=float,
-            default=_LABELS.interruption_window_s,
-            help="seconds: an interrupted speaker stops within this time of the onset (default 1.0)",
-        )
-        parser.add_argument(
             "--word_end_tolerance_s",
             type=float,
             default=_ALIGN.word_end_tolerance_s,
@@ -130,7 +124,6 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         ipu_gap_s=opts.ipu_gap_s,
         backchannel_max_s=opts.backchannel_max_s,
         backchannel_max_words=opts.backchannel_max_words,
-        interruption_window_s=opts.interruption_window_s,
     )
     windows = WindowConfig(
         window_microturns=opts.window_microturns, perspectives=opts.perspectives, keep_audio=opts.keep_audio

@@ -3,7 +3,8 @@
     python -c "from pipeline.read import list_inputs; print(list_inputs('demo-out/bundles'))"
 
 Inputs, by what `--input` points at:
-- a ``.jsonl`` file: one bundle object per line (paths relative to the manifest's directory);
+- a ``.jsonl`` file: one bundle object per line (paths relative to the manifest's directory), or moshi-finetune's
+  own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.moshi_index);
 - a directory: every ``bundle.json`` under it; every moshi-finetune pair ``X.wav`` + ``X.json``
   (``{"alignments": ...}``); and every directory of plain per-speaker audio files with no bundle.json
   (one conversation per directory, speaker = file stem, no transcript).
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.moshi_index import is_moshi_index_line, moshi_index_conversation
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
 from schemas.storage import dir_exists
 
@@ -118,6 +120,10 @@ def load_conversation(ref: InputRef) -> Conversation:
                 obj = json.loads(ref.text)
             except json.JSONDecodeError as e:
                 raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
+            if is_moshi_index_line(obj):
+                return moshi_index_conversation(
+                    obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text
+                )
             return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
         if ref.kind == "moshi":
             return moshi_conversation(wav_path=ref.audio[0], json_text=read_text(ref.path), origin=ref.origin)

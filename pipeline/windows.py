@@ -12,14 +12,14 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipeline.align import AlignedConversation
 from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
-from pipeline.labels import Event, perspective_labels
+from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
 from schemas.bundle import sanitise_id
 from schemas.dmel import FRAMES_PER_MICROTURN
@@ -103,6 +103,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             input_activity=activity(input_side, k_total),
             output_activity=act[output],
         )
+        interruptions = perspective_interruptions(labelled.events, output_speaker=output, num_microturns=k_total)
         others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
         dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
         streams = {"input": aligned.streams[user], "output": aligned.streams[output]}
@@ -177,6 +178,9 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 split=conv.split,
                 word_sources=dict(sorted(Counter(w.source for w in words).items())),
                 tags=dict(conv.tags),
+                interruptions=tuple(
+                    replace(x, microturn=x.microturn - a) for x in interruptions if a <= x.microturn < b
+                ),
                 video=None
                 if aligned.video is None
                 else SampleVideo(

@@ -79,6 +79,7 @@ BUNDLE_KINDS = (
     "words_and_text",  # both 'words' and 'text'
     "bad_tags",  # 'tags' that are not string values
     "bad_annotation",  # an annotation without label, speaker, start, end, or with bad times
+    "bad_index_line",  # a moshi-finetune data.jsonl line whose 'path' does not name a .wav file
     "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
     "unknown_input",  # an input layout the reader does not know
 )

@@ -48,7 +48,7 @@ LABEL_BITS = {
     "input_speech": 1,  # the user side (user or others) speaks in this micro-turn
     "output_speech": 2,  # the model speaks in this micro-turn
     "backchannel": 4,  # onset of a user backchannel during the model's turn
-    "interruption": 8,  # onset of a user interruption: user starts while the model speaks, the model stops
+    "interruption": 8,  # onset of a user interruption: user starts over the model, which stops (late or not: meta.json)
     "yield_to_input": 16,  # onset of a turn the user takes after the model yielded (model silent)
     "yield_to_output": 32,  # onset of a turn the model takes after the user yielded (turn-taking cue)
     "output_backchannel": 64,  # onset of a model backchannel during the user's turn
@@ -143,6 +143,22 @@ class SampleVideo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SampleInterruption:
+    """One entry of meta.interruptions: an interruption onset between the input and the output side."""
+
+    microturn: int  # window micro-turn of the onset (its label bit is set there in labels.npy)
+    label: str  # 'interruption' (the user interrupts the model) | 'output_interruption' (the model the user)
+    stop_latency_s: float  # seconds the interrupted side took to stop (filter or weight slow yields with it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> SampleInterruption:
+        return cls(**_fields_of(cls, obj, "meta.interruptions"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SampleMeta:
     """meta.json."""
 
@@ -165,6 +181,7 @@ class SampleMeta:
     split: str
     word_sources: Mapping[str, int]  # {source: count} over the window's words, sorted by source
     tags: Mapping[str, str]  # the bundle's tags (e.g. category, layout, is_refusal for synthesised refusals)
+    interruptions: tuple[SampleInterruption, ...]  # the window's interruption onsets with their stop latencies
     video: SampleVideo | None  # None without video
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +191,7 @@ class SampleMeta:
             streams=list(self.streams),
             word_sources=dict(self.word_sources),
             tags=dict(self.tags),
+            interruptions=[x.to_dict() for x in self.interruptions],
             video=None if self.video is None else self.video.to_dict(),
         )
         return out
@@ -188,6 +206,7 @@ class SampleMeta:
                 "meta.json",
                 speakers=SampleSpeakers.from_dict(obj.get("speakers") or {}),
                 streams=tuple(obj.get("streams", ())),
+                interruptions=tuple(SampleInterruption.from_dict(x) for x in obj.get("interruptions", ())),
                 video=None if video is None else SampleVideo.from_dict(video),
             )
         )

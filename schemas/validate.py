@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from schemas import storage
 from schemas.dmel import DMEL_LEVELS
-from schemas.sample import MicroTurnSample, SampleMeta
+from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta
 from schemas.tables import (
     INDEX_FILE,
     INDEX_SCHEMA,
@@ -93,6 +93,9 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
             report.add(f"{key}: a frame is stored for a padding micro-turn")
     if any(not (0 <= w.microturn < meta.num_microturns) for w in sample.words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
+    for x in meta.interruptions:
+        if not (0 <= x.microturn < meta.num_microturns) or not sample.labels[x.microturn] & LABEL_BITS.get(x.label, 0):
+            report.add(f"{key}: meta.interruptions has {x.label} at micro-turn {x.microturn} without its label bit")
     return meta
 
 

@@ -479,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop_ms_max",
         type=float,
         default=d.stop_ms_max,
-        help="barge-in: latest the model stops after the user starts, milliseconds; <= 900 so the "
-        "pipeline's 1 s interruption window labels it (default %(default)s)",
+        help="barge-in: latest the model stops after the user starts, milliseconds; <= 900, a prompt yield "
+        "(the pipeline labels any stop latency and records it in meta.json's interruptions) (default %(default)s)",
     )
     p.add_argument(
         "--backchannels_max",
