@@ -15,6 +15,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -71,10 +72,11 @@ def _check_wav_header(source: str | io.BytesIO, decoded_frames: int, path: str) 
 
 
 def _read_in_process(path: str) -> tuple[np.ndarray, int]:
-    source: str | io.BytesIO = path if _is_local(path) else io.BytesIO(_read_bytes(path))
+    # a local path as bytes: a file name that is not UTF-8 (Latin-1 bytes) opens as it is (soundfile would not encode it)
+    source: bytes | io.BytesIO = os.fsencode(path) if _is_local(path) else io.BytesIO(_read_bytes(path))
     try:
         info = sf.info(source)
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
         dtype = "int16" if info.subtype == "PCM_16" else "float32"
         data, rate = sf.read(source, dtype=dtype, always_2d=True)
@@ -85,9 +87,9 @@ def _read_in_process(path: str) -> tuple[np.ndarray, int]:
     except RuntimeError as e:  # libsndfile decoder errors, e.g. 'flac decoder lost sync' on a truncated FLAC
         raise DecodeError("corrupt_audio", f"{path}: corrupt or truncated audio: {e}") from None
     if path.lower().endswith(".wav"):
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
-        _check_wav_header(source, data.shape[0], path)
+        _check_wav_header(path if isinstance(source, bytes) else source, data.shape[0], path)
     return data, int(rate)
 
 

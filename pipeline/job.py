@@ -30,10 +30,11 @@ from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
+from pipeline.input_guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import config_hash, write_tables
 from pipeline.options import MicroturnOptions, job_config
-from pipeline.read import InputRef, list_inputs, load_conversation
+from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
@@ -66,9 +67,12 @@ def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: st
 
 
 class ReadFn(beam.DoFn):
+    def __init__(self, policy: InputPolicy | None = None) -> None:
+        self.policy = policy
+
     def process(self, ref: InputRef) -> Iterator[Any]:
         try:
-            conv = load_conversation(ref)
+            conv = read_input(ref, self.policy)  # any failure of one input is a BundleError with a kind
         except BundleError as e:
             yield _reject("read", ref.origin, e.kind, str(e))
             return
@@ -287,7 +291,9 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
     read = (
-        p | "ListInputs" >> beam.Create(list(refs)) | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok")
+        p
+        | "ListInputs" >> beam.Create(list(refs))
+        | "Read" >> beam.ParDo(ReadFn(policy_from_options(opts))).with_outputs(REJECTED, main="ok")
     )
     deduped = (
         read.ok | "GroupById" >> beam.GroupByKey() | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok")

@@ -81,6 +81,14 @@ BUNDLE_KINDS = (
     "bad_annotation",  # an annotation without label, speaker, start, end, or with bad times
     "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
     "unknown_input",  # an input layout the reader does not know
+    "bad_model_speakers",  # 'model_speakers' that is not a list of speaker names
+    "malformed_bundle",  # any other failure to parse the bundle (wrong JSON types the checks above miss)
+    "too_deep",  # JSON nested deeper than the parser can follow
+    "not_utf_text",  # a text file or manifest line that is not UTF-8
+    "not_a_regular_file",  # a path that is a FIFO, a device or a directory (reading it would block or never end)
+    "file_too_large",  # a text file over the size limit (--max_text_mb)
+    "path_outside_input",  # a path outside the input root (allowed with --allow_outside_paths)
+    "unencodable_path",  # a path that is not a valid file name (a lone surrogate)
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -180,10 +188,14 @@ class Conversation:
 
 
 def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise BundleError("bad_number", f"{what} is not a number: {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise BundleError("bad_number", f"{what} is not a number: {value!r}") from None
+        raise BundleError("bad_number", f"{what} is not a number: {value!r:.80}") from None
+    except OverflowError:
+        raise BundleError("bad_number", f"{what} is too large: an integer of {len(str(value))} digits") from None
     if not math.isfinite(out):
         raise BundleError("bad_number", f"{what} is not finite: {value!r}")
     return out
@@ -219,6 +231,8 @@ def parse_words(obj: Any) -> tuple[Word, ...]:
     """Words from a decoded JSON value: a list of word objects, ``{"words": [...]}``, or moshi-finetune's
     ``{"alignments": [[word, [start, end], speaker], ...]}``. Sorted by (start, end, speaker)."""
     if isinstance(obj, Mapping) and "alignments" in obj:
+        if not isinstance(obj["alignments"], list):
+            raise BundleError("bad_transcript", f"'alignments' is not a list: {type(obj['alignments']).__name__}")
         items = []
         for i, row in enumerate(obj["alignments"]):
             if not (isinstance(row, Sequence) and len(row) == 3 and isinstance(row[1], Sequence) and len(row[1]) == 2):
@@ -250,7 +264,9 @@ def parse_rttm(text: str) -> tuple[Segment, ...]:
         if not parts or parts[0].startswith("#"):
             continue
         if parts[0] != "SPEAKER" or len(parts) < 8:
-            raise BundleError("bad_rttm", f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
+            raise BundleError(  # the line itself is not quoted: a reason never copies a file's contents
+                "bad_rttm", f"RTTM line {lineno} is not a SPEAKER record (SPEAKER file chan onset duration ...)"
+            )
         onset = _finite(parts[3], f"RTTM line {lineno} onset")
         duration = _finite(parts[4], f"RTTM line {lineno} duration")
         if onset < 0 or duration < 0:
@@ -308,7 +324,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         if not isinstance(t, Mapping) or "path" not in t:
             raise BundleError("bad_track", f"track #{i} has no 'path'")
         channel = t.get("channel")
-        if channel is not None and (not isinstance(channel, int) or channel < 0):
+        if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
             raise BundleError("bad_track", f"track #{i} channel must be a non-negative integer, got {channel!r}")
         speaker = t.get("speaker")
         tracks.append(
@@ -344,10 +360,18 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
             "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
         )
     model_speakers = obj.get("model_speakers")
+    if model_speakers is not None and (
+        not isinstance(model_speakers, list) or not all(isinstance(m, str) for m in model_speakers)
+    ):
+        raise BundleError(  # a string is refused, not split into characters
+            "bad_model_speakers", f"'model_speakers' must be a list of speaker names, got {model_speakers!r:.80}"
+        )
     tags = obj.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise BundleError("bad_tags", "'tags' must be an object of string values")
     annotations = []
+    if not isinstance(obj.get("annotations", []), list):
+        raise BundleError("bad_annotation", "'annotations' must be a list of {label, speaker, start, end}")
     for i, a in enumerate(obj.get("annotations", [])):
         if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
             raise BundleError("bad_annotation", f"annotation #{i} needs label, speaker, start and end")
