@@ -26,6 +26,7 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
+from pipeline.resample_bounded import MAX_TABLE_VALUES, resample_any_rate, torchaudio_table_values
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.units import SAMPLE_RATE_HZ, num_microturns
@@ -136,6 +137,8 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     each block's output equals what one call on the whole signal computes (up to float rounding)."""
     if rate_hz == SAMPLE_RATE_HZ:
         return np.ascontiguousarray(pcm, dtype=np.float32)
+    if torchaudio_table_values(rate_hz, SAMPLE_RATE_HZ) > MAX_TABLE_VALUES:  # e.g. 44,101 Hz: gigabytes of table
+        return resample_any_rate(pcm, rate_hz)
     import torch  # imported here: the job's coordinating process never needs it
     import torchaudio
 
