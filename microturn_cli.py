@@ -119,6 +119,14 @@ def cmd_demo(argv: list[str]) -> int:
     out = os.path.abspath(args.out)
     bundles, dataset = os.path.join(out, "bundles"), os.path.join(out, "dataset")
     if os.path.exists(dataset):
+        from pipeline.output_guard import is_our_output
+
+        if not is_our_output(dataset):  # never delete a directory the demo did not make
+            print(
+                f"microturn demo: error: {dataset} exists and is not a microturn dataset; choose another --out",
+                file=sys.stderr,
+            )
+            return 2
         shutil.rmtree(dataset)
     t0 = time.monotonic()
     print(f"synthesising {args.count} two-party conversations with espeak-ng into {bundles} ...", flush=True)

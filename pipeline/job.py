@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -34,6 +33,14 @@ from pipeline.input_guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import config_hash, write_tables
 from pipeline.options import MicroturnOptions, job_config
+from pipeline.output_guard import (
+    OutputError,
+    claim_output,
+    disk_error,
+    release_output,
+    remove_stale_shards,
+    remove_work,
+)
 from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.video import VideoConfig
@@ -134,6 +141,8 @@ class StageFn(beam.DoFn):
             yield _reject(self.stage, conv.origin, e.kind, str(e), conv.id)
             return
         except Exception as e:  # noqa: BLE001 - dead-letter output: the input is rejected with its reason
+            if disk_error(e) is not None:  # the output's fault (out of space, read-only), not the input's: stop
+                raise
             conv = _conversation_of(element)
             logger.exception("unexpected error at %s on %s", self.stage, conv.origin)
             yield _reject(self.stage, conv.origin, "unexpected_error", f"unexpected {type(e).__name__}: {e}", conv.id)
@@ -350,15 +359,35 @@ def _counter(result: Any, name: str) -> int:
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job; returns the manifest it wrote (read back from the output)."""
+    """Run the job; returns the manifest it wrote (read back from the output).
+
+    Raises:
+        ValueError: bad options or input path; OutputError (a ValueError) when --output is a file, not ours, in use
+            by another job, not writable, or runs out of space (pipeline.output_guard).
+    """
     options = PipelineOptions(argv)
     opts = options.view_as(MicroturnOptions)
+    lock = claim_output(opts.output, overwrite=opts.overwrite)
+    try:
+        manifest = _run(options, opts, test_pipeline)
+        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
+    except Exception as e:
+        if (err := disk_error(e)) is not None:
+            raise OutputError(
+                f"--output {opts.output}: {err.strerror}; the job stopped (free space, then rerun the same command "
+                "to resume)"
+            ) from e
+        raise
+    finally:
+        release_output(lock)
+    return manifest
+
+
+def _run(options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None) -> dict:
     config = job_config(opts)
     refs = list_inputs(opts.input)
     logger.info("%d inputs under %s", len(refs), opts.input)
     output = opts.output.rstrip("/")
-    if not FileSystems.exists(output):
-        FileSystems.mkdirs(output)
     if test_pipeline is not None:
         p = test_pipeline
     else:
@@ -378,6 +407,6 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             reused["shards_reused"],
         )
     manifest = read_manifest(output)
-    if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
-        FileSystems.delete([f"{output}/{WORK_DIR}"])
+    if not opts.keep_work:
+        remove_work(output, WORK_DIR)  # this job's work directories only
     return manifest
