@@ -83,22 +83,23 @@ class ReadFn(beam.DoFn):
         except BundleError as e:
             yield _reject("read", ref.origin, e.kind, str(e))
             return
-        yield conv.id, conv
+        yield sanitise_id(conv.id), conv  # by key: two ids with one sample key must not both be written
 
 
 def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
-    """Keep the first conversation (by origin) of each id; reject the others as duplicates."""
-    conv_id, convs = item
+    """Keep the first conversation (by origin) of each sample key; reject the others as duplicates (the same id) or
+    collisions (another id with the same key)."""
+    key, convs = item
     ordered = sorted(convs, key=lambda c: c.origin)
-    yield ordered[0]
+    first = ordered[0]
+    yield first
     for c in ordered[1:]:
-        yield _reject(
-            "read",
-            c.origin,
-            "duplicate_id",
-            f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
-            conv_id,
-        )
+        if c.id == first.id:
+            kind, reason = "duplicate_id", f"duplicate conversation id {c.id!r}, already given by {first.origin}"
+        else:
+            kind = "id_collision"
+            reason = f"conversation id {c.id!r} has the same sample key {key!r} as id {first.id!r} of {first.origin}"
+        yield _reject("read", c.origin, kind, reason, c.id)
 
 
 class ResumeFn(beam.DoFn):

@@ -52,6 +52,7 @@ ALIGN_KINDS = (
 
 JOB_KINDS = (
     "duplicate_id",  # a second input with a conversation id already given by another
+    "id_collision",  # a second input whose id gives the same sample key as another's (schemas.bundle.sanitise_id)
     "unexpected_error",  # any other exception of a stage (its traceback is logged)
 )
 """Kinds the job itself gives."""

@@ -506,12 +506,18 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
+MAX_KEY_CHARS = 120
+"""Longest sanitised id: a longer id keeps its first characters and a hash (file names stop at 255 bytes)."""
 
 
 def sanitise_id(text: str) -> str:
     """A key-safe form of an id: no dots (WebDataset splits key from extension at the first dot), no slashes, no
-    underscores (they separate key fields). Ids that had to change get a short hash so two ids never collide."""
+    underscores (they separate key fields), at most `MAX_KEY_CHARS` characters. An id that had to change gets a
+    short hash of itself; so does a safe id that merely looks like such a form (``a-b-3ec69c85``, the form of
+    ``a/b``), so a changed id and an unchanged one never meet (the job still rejects two ids with one key)."""
     out = _UNSAFE.sub("-", text).strip("-")
-    if out == text:
+    if out == text and len(out) <= MAX_KEY_CHARS and not _HASHED.search(out):
         return out
-    return f"{out or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{(out or 'x')[: MAX_KEY_CHARS - 9].rstrip('-') or 'x'}-{digest}"
