@@ -237,6 +237,18 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _call(name: str, function: Command, argv: list[str], verbose: bool) -> int:
+    """Run one command; a missing or unusable path (OSError) or a bad value (ValueError) that the command did not
+    turn into its own message becomes one line ``microturn NAME: error: ...`` and exit 2 (the traceback with -v)."""
+    try:
+        return int(function(argv) or 0)
+    except (OSError, ValueError) as e:
+        if verbose:
+            logger.exception("microturn %s failed", name)
+        print(f"microturn {name}: error: {e}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in VERBOSE_FLAGS for a in argv)
@@ -244,8 +256,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for command, (function, _) in COMMANDS.items():
         if tuple(words[: len(command)]) == command:
             setup_logging(verbose)
-            return int(function(words[len(command) :]) or 0)
+            return _call(" ".join(command), function, words[len(command) :], verbose)
     parser = _top_parser()
+    groups = {w: [" ".join(c) for c in COMMANDS if c[0] == w] for w in {c[0] for c in COMMANDS if len(c) > 1}}
+    if words and words[0] in groups and all(a.startswith("-") for a in words[1:]):
+        # `microturn export`, `microturn synth --help`: list the group's subcommands
+        text = f"usage: microturn {words[0]} SUBCOMMAND ...; subcommands: {', '.join(groups[words[0]])}"
+        if any(a in ("-h", "--help") for a in words[1:]):
+            print(text)
+            return 0
+        print(f"{text}\nmicroturn {words[0]}: error: unknown or missing subcommand", file=sys.stderr)
+        return 2
     if words and not words[0].startswith("-"):
         known = sorted({" ".join(c) for c in COMMANDS})
         parser.error(f"unknown command {' '.join(words[:2])!r}; choose one of: {', '.join(known)}")
