@@ -250,6 +250,37 @@ def _call(name: str, function: Command, argv: list[str], verbose: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv`; returns its exit status. Called as the process's command (`argv` None: the
+    `microturn` script, ``python -m microturn_cli``) it ends the process itself, see `_exit_process`."""
+    if argv is not None:
+        return _main(argv)
+    try:
+        status = _main(None)
+    except SystemExit as e:  # argparse's errors and --help
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    _exit_process(status)
+    return status  # not reached
+
+
+def _exit_process(status: int) -> None:
+    """End the process with `status` once the command's output is flushed, without the interpreter's teardown.
+
+    pyarrow (every command reads or writes Parquet) keeps native threads (its CPU and I/O pools, jemalloc's
+    background thread) alive to the end; when the interpreter is torn down while one of them still runs, libstdc++
+    aborts with "terminate called without an active exception" and the process exits 134 after its work is done
+    (apache/arrow#34314). Every file a command writes is closed when it returns, so nothing is lost by skipping
+    the teardown."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in VERBOSE_FLAGS for a in argv)
     words = [a for a in argv if a not in VERBOSE_FLAGS]
