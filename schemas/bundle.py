@@ -29,7 +29,9 @@ Video: frames go on the input side. With separate audio tracks, conversation tim
 ``offset_s`` (default 0). With no tracks, the video's own audio (if any) becomes the stream of ``audio_speaker``
 (default "user"), else that stream is silence; a conversation with one speaker gets a silent model ("model").
 
-Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
+Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows); the job
+rejects a bundle naming a file outside its input root unless run with --allow_outside_paths. "model_speakers" is a
+list of names (a string is rejected, not read as its characters); a track's "channel" is an integer (not a bool).
 A track may omit "speaker" when an RTTM is given: the pipeline then matches tracks to RTTM speakers by energy.
 A bundle whose audio is a single track is a mixed recording: the align stage splits it into speakers by its RTTM,
 or by diarization (--diarize_model) when it has none.
