@@ -79,10 +79,10 @@ def read_text_bounded(path: str, *, max_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> 
 
 
 def under_root(path: str, root: str) -> bool:
-    """Whether `path` lies under directory `root` (after normalising both; local paths by their real location, so a
-    symlink out of the root counts as outside)."""
+    """Whether `path` lies under directory `root`, by name after normalising both (``..`` resolved). A symlink the
+    user put inside the root (a corpus linked in) counts as inside: the bundle's JSON names the link, not its target."""
     if is_local(path) and is_local(root):
-        real, base = os.path.realpath(path), os.path.realpath(root)
+        real, base = os.path.abspath(path), os.path.abspath(root)
         return real == base or real.startswith(base.rstrip("/") + "/")
     norm, base = posixpath.normpath(path), posixpath.normpath(root)
     return norm == base or norm.startswith(base.rstrip("/") + "/")

@@ -39,6 +39,7 @@ def test_one_job_survives_every_bad_bundle(tmp_path: Path) -> None:
         "rttm_zero": ({"rttm": "/dev/zero"}, "path_outside_input"),
         "text_passwd": ({"words": None, "text": {"A": {"path": "/etc/passwd"}}}, "path_outside_input"),
         "track_outside": ({"tracks": [{"speaker": "A", "path": "/etc/hostname"}]}, "path_outside_input"),
+        "dotdot": ({"tracks": [{"speaker": "A", "path": "../" * 12 + "etc/hostname"}]}, "path_outside_input"),
         "surrogate_path": ({"tracks": [{"speaker": "A", "path": "A\ud800.wav"}]}, "unencodable_path"),
     }
     for name, (changes, _) in cases.items():
