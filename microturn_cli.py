@@ -128,6 +128,14 @@ def cmd_demo(argv: list[str]) -> int:
     out = os.path.abspath(args.out)
     bundles, dataset = os.path.join(out, "bundles"), os.path.join(out, "dataset")
     if os.path.exists(dataset):
+        from pipeline.output_guard import is_our_output
+
+        if not is_our_output(dataset):  # never delete a directory the demo did not make
+            print(
+                f"microturn demo: error: {dataset} exists and is not a microturn dataset; choose another --out",
+                file=sys.stderr,
+            )
+            return 2
         shutil.rmtree(dataset)
     t0 = time.monotonic()
     print(f"synthesising {args.count} two-party conversations with espeak-ng into {bundles} ...", flush=True)
@@ -255,18 +263,72 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _call(command: tuple[str, ...], function: Command, argv: list[str], verbose: bool) -> int:
+    """Run one command (its S3 flags configured first, see OWN_STORAGE_FLAGS); a missing or unusable path (OSError)
+    or a bad value (ValueError) that the command did not turn into its own message becomes one line
+    ``microturn NAME: error: ...`` and exit 2 (the traceback with -v)."""
+    name = " ".join(command)
+    try:
+        if command not in OWN_STORAGE_FLAGS:
+            argv = _configure_storage(argv)
+        return int(function(argv) or 0)
+    except (OSError, ValueError) as e:
+        if verbose:
+            logger.exception("microturn %s failed", name)
+        print(f"microturn {name}: error: {e}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in `argv`; returns its exit status. Called as the process's command (`argv` None: the
+    `microturn` script, ``python -m microturn_cli``) it ends the process itself, see `_exit_process`."""
+    if argv is not None:
+        return _main(argv)
+    try:
+        status = _main(None)
+    except SystemExit as e:  # argparse's errors and --help
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    _exit_process(status)
+    return status  # not reached
+
+
+def _exit_process(status: int) -> None:
+    """End the process with `status` once the command's output is flushed, without the interpreter's teardown.
+
+    pyarrow (every command reads or writes Parquet) keeps native threads (its CPU and I/O pools, jemalloc's
+    background thread) alive to the end; when the interpreter is torn down while one of them still runs, libstdc++
+    aborts with "terminate called without an active exception" and the process exits 134 after its work is done
+    (apache/arrow#34314). Every file a command writes is closed when it returns, so nothing is lost by skipping
+    the teardown."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        logging.shutdown()
+        os._exit(status)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = any(a in VERBOSE_FLAGS for a in argv)
     words = [a for a in argv if a not in VERBOSE_FLAGS]
-    for command, (function, _) in COMMANDS.items():
+    for command, (function, _) in sorted(COMMANDS.items(), key=lambda item: -len(item[0])):
+        # longest match first: `eval proactive` before `eval`
         if tuple(words[: len(command)]) == command:
             setup_logging(verbose)
-            rest = words[len(command) :]
-            if command not in OWN_STORAGE_FLAGS:
-                rest = _configure_storage(rest)
-            return int(function(rest) or 0)
+            return _call(command, function, words[len(command) :], verbose)
     parser = _top_parser()
+    groups = {w: [" ".join(c) for c in COMMANDS if c[0] == w] for w in {c[0] for c in COMMANDS if len(c) > 1}}
+    if words and words[0] in groups and all(a.startswith("-") for a in words[1:]):
+        # `microturn export`, `microturn synth --help`: list the group's subcommands
+        text = f"usage: microturn {words[0]} SUBCOMMAND ...; subcommands: {', '.join(groups[words[0]])}"
+        if any(a in ("-h", "--help") for a in words[1:]):
+            print(text)
+            return 0
+        print(f"{text}\nmicroturn {words[0]}: error: unknown or missing subcommand", file=sys.stderr)
+        return 2
     if words and not words[0].startswith("-"):
         known = sorted({" ".join(c) for c in COMMANDS})
         parser.error(f"unknown command {' '.join(words[:2])!r}; choose one of: {', '.join(known)}")

@@ -15,6 +15,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
+from pipeline.resample_bounded import MAX_TABLE_VALUES, resample_any_rate, torchaudio_table_values
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.storage import is_local, staged
@@ -72,10 +74,11 @@ def _check_wav_header(source: str | io.BytesIO, decoded_frames: int, path: str) 
 
 
 def _read_in_process(path: str) -> tuple[np.ndarray, int]:
-    source: str | io.BytesIO = path if _is_local(path) else io.BytesIO(_read_bytes(path))
+    # a local path as bytes: a file name that is not UTF-8 (Latin-1 bytes) opens as it is (soundfile would not encode it)
+    source: bytes | io.BytesIO = os.fsencode(path) if _is_local(path) else io.BytesIO(_read_bytes(path))
     try:
         info = sf.info(source)
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
         dtype = "int16" if info.subtype == "PCM_16" else "float32"
         data, rate = sf.read(source, dtype=dtype, always_2d=True)
@@ -86,9 +89,9 @@ def _read_in_process(path: str) -> tuple[np.ndarray, int]:
     except RuntimeError as e:  # libsndfile decoder errors, e.g. 'flac decoder lost sync' on a truncated FLAC
         raise DecodeError("corrupt_audio", f"{path}: corrupt or truncated audio: {e}") from None
     if path.lower().endswith(".wav"):
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
-        _check_wav_header(source, data.shape[0], path)
+        _check_wav_header(path if isinstance(source, bytes) else source, data.shape[0], path)
     return data, int(rate)
 
 
@@ -140,6 +143,8 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     each block's output equals what one call on the whole signal computes (up to float rounding)."""
     if rate_hz == SAMPLE_RATE_HZ:
         return np.ascontiguousarray(pcm, dtype=np.float32)
+    if torchaudio_table_values(rate_hz, SAMPLE_RATE_HZ) > MAX_TABLE_VALUES:  # e.g. 44,101 Hz: gigabytes of table
+        return resample_any_rate(pcm, rate_hz)
     import torch  # imported here: the job's coordinating process never needs it
     import torchaudio
 

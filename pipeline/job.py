@@ -20,7 +20,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -31,10 +30,19 @@ from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
+from pipeline.input_guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import config_hash, write_tables
 from pipeline.options import MicroturnOptions, job_config
-from pipeline.read import InputRef, list_inputs, load_conversation
+from pipeline.output_guard import (
+    OutputError,
+    claim_output,
+    disk_error,
+    release_output,
+    remove_stale_shards,
+    remove_work,
+)
+from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runners import check_runner, make_pipeline
 from pipeline.video import VideoConfig
@@ -70,28 +78,32 @@ def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: st
 
 
 class ReadFn(WorkerStorageFn):
+    def __init__(self, policy: InputPolicy | None = None) -> None:
+        self.policy = policy
+
     def process(self, ref: InputRef) -> Iterator[Any]:
         try:
-            conv = load_conversation(ref)
+            conv = read_input(ref, self.policy)  # any failure of one input is a BundleError with a kind
         except BundleError as e:
             yield _reject("read", ref.origin, e.kind, str(e))
             return
-        yield conv.id, conv
+        yield sanitise_id(conv.id), conv  # by key: two ids with one sample key must not both be written
 
 
 def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
-    """Keep the first conversation (by origin) of each id; reject the others as duplicates."""
-    conv_id, convs = item
+    """Keep the first conversation (by origin) of each sample key; reject the others as duplicates (the same id) or
+    collisions (another id with the same key)."""
+    key, convs = item
     ordered = sorted(convs, key=lambda c: c.origin)
-    yield ordered[0]
+    first = ordered[0]
+    yield first
     for c in ordered[1:]:
-        yield _reject(
-            "read",
-            c.origin,
-            "duplicate_id",
-            f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
-            conv_id,
-        )
+        if c.id == first.id:
+            kind, reason = "duplicate_id", f"duplicate conversation id {c.id!r}, already given by {first.origin}"
+        else:
+            kind = "id_collision"
+            reason = f"conversation id {c.id!r} has the same sample key {key!r} as id {first.id!r} of {first.origin}"
+        yield _reject("read", c.origin, kind, reason, c.id)
 
 
 class ResumeFn(WorkerStorageFn):
@@ -135,6 +147,8 @@ class StageFn(WorkerStorageFn):
             yield _reject(self.stage, conv.origin, e.kind, str(e), conv.id)
             return
         except Exception as e:  # noqa: BLE001 - dead-letter output: the input is rejected with its reason
+            if disk_error(e) is not None:  # the output's fault (out of space, read-only), not the input's: stop
+                raise
             conv = _conversation_of(element)
             logger.exception("unexpected error at %s on %s", self.stage, conv.origin)
             yield _reject(self.stage, conv.origin, "unexpected_error", f"unexpected {type(e).__name__}: {e}", conv.id)
@@ -282,7 +296,7 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     read = (
         p
         | "ListInputs" >> beam.Create(list(refs))
-        | "Read" >> beam.ParDo(with_storage(ReadFn(), opts)).with_outputs(REJECTED, main="ok")
+        | "Read" >> beam.ParDo(with_storage(ReadFn(policy_from_options(opts)), opts)).with_outputs(REJECTED, main="ok")
     )
     deduped = (
         read.ok | "GroupById" >> beam.GroupByKey() | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok")
@@ -343,17 +357,37 @@ def _counter(result: Any, name: str) -> int:
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job; returns the manifest it wrote (read back from the output)."""
+    """Run the job; returns the manifest it wrote (read back from the output).
+
+    Raises:
+        ValueError: bad options or input path; OutputError (a ValueError) when --output is a file, not ours, in use
+            by another job, not writable, or runs out of space (pipeline.output_guard).
+    """
     options = PipelineOptions(argv)
     check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now
     storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
+    lock = claim_output(opts.output, overwrite=opts.overwrite)
+    try:
+        manifest = _run(options, opts, test_pipeline)
+        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
+    except Exception as e:
+        if (err := disk_error(e)) is not None:
+            raise OutputError(
+                f"--output {opts.output}: {err.strerror}; the job stopped (free space, then rerun the same command "
+                "to resume)"
+            ) from e
+        raise
+    finally:
+        release_output(lock)
+    return manifest
+
+
+def _run(options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None) -> dict:
     config = job_config(opts)
     refs = list_inputs(opts.input)
     logger.info("%d inputs under %s", len(refs), opts.input)
     output = opts.output.rstrip("/")
-    if not FileSystems.exists(output):
-        FileSystems.mkdirs(output)
     p = test_pipeline if test_pipeline is not None else make_pipeline(options)
     build(p, opts, refs, config)
     result = p.run()
@@ -367,5 +401,5 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
         )
     manifest = read_manifest(output)
     if not opts.keep_work:
-        storage.delete_dir(f"{output}/{WORK_DIR}")  # on an object store: every object under the prefix
+        remove_work(output, WORK_DIR)  # this job's work directories only
     return manifest

@@ -17,13 +17,18 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.moshi_index import is_moshi_index_line, moshi_index_conversation
+from pipeline.safe_read import manifest_lines
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
 from schemas.storage import dir_exists
+
+UNDECODABLE_LINE = "undecodable_line"
+"""InputRef kind of a manifest line that is not UTF-8 (`text` holds the bad byte's offset)."""
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm")
 
@@ -60,13 +65,16 @@ def list_inputs(input_path: str) -> list[InputRef]:
     if input_path.endswith(".jsonl"):
         if not FileSystems.exists(input_path):
             raise ValueError(f"--input {input_path}: manifest file does not exist")
-        refs = []
-        for i, line in enumerate(read_text(input_path).splitlines(), 1):
-            if line.strip():
-                refs.append(
-                    InputRef(kind="manifest_line", origin=f"{input_path}:{i}", path=input_path, line=i, text=line)
-                )
-        return refs
+        return [  # a line that is not UTF-8 is one input, rejected by pipeline.input_guard.read_input
+            InputRef(
+                kind="manifest_line" if text is not None else UNDECODABLE_LINE,
+                origin=f"{input_path}:{i}",
+                path=input_path,
+                line=i,
+                text=text if text is not None else str(bad_byte),
+            )
+            for i, text, bad_byte in manifest_lines(input_path)
+        ]
 
     root = input_path.rstrip("/")
     if not dir_exists(root):  # an object store has no directories: any object under the prefix counts
@@ -101,8 +109,9 @@ def list_inputs(input_path: str) -> list[InputRef]:
     return refs
 
 
-def load_conversation(ref: InputRef) -> Conversation:
-    """Parse one input into a Conversation (reads its transcript files).
+def load_conversation(ref: InputRef, read: Callable[[str], str] = read_text) -> Conversation:
+    """Parse one input into a Conversation (reads its transcript files with `read`; the job passes a bounded,
+    confined reader: pipeline.input_guard.read_input).
 
     Raises:
         BundleError: with a kind (schemas.bundle.BUNDLE_KINDS) and a readable reason (malformed JSON, missing
@@ -111,22 +120,22 @@ def load_conversation(ref: InputRef) -> Conversation:
     try:
         if ref.kind == "bundle":
             try:
-                obj = json.loads(read_text(ref.path))
-            except json.JSONDecodeError as e:
+                obj = json.loads(read(ref.path))
+            except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
                 raise BundleError("malformed_json", f"bundle.json is not valid JSON: {e}") from None
-            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read)
         if ref.kind == "manifest_line":
             try:
                 obj = json.loads(ref.text)
-            except json.JSONDecodeError as e:
+            except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
                 raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
             if is_moshi_index_line(obj):
                 return moshi_index_conversation(
-                    obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text
+                    obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read
                 )
-            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read)
         if ref.kind == "moshi":
-            return moshi_conversation(wav_path=ref.audio[0], json_text=read_text(ref.path), origin=ref.origin)
+            return moshi_conversation(wav_path=ref.audio[0], json_text=read(ref.path), origin=ref.origin)
         if ref.kind == "speaker_files":
             tracks = tuple(Track(speaker=posixpath.splitext(posixpath.basename(p))[0], path=p) for p in ref.audio)
             return Conversation(id=posixpath.basename(ref.path), origin=ref.origin, tracks=tracks)

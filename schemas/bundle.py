@@ -29,7 +29,9 @@ Video: frames go on the input side. With separate audio tracks, conversation tim
 ``offset_s`` (default 0). With no tracks, the video's own audio (if any) becomes the stream of ``audio_speaker``
 (default "user"), else that stream is silence; a conversation with one speaker gets a silent model ("model").
 
-Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
+Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows); the job
+rejects a bundle naming a file outside its input root unless run with --allow_outside_paths. "model_speakers" is a
+list of names (a string is rejected, not read as its characters); a track's "channel" is an integer (not a bool).
 A track may omit "speaker" when an RTTM is given: the pipeline then matches tracks to RTTM speakers by energy.
 A bundle whose audio is a single track is a mixed recording: the align stage splits it into speakers by its RTTM,
 or by diarization (--diarize_model) when it has none.
@@ -82,6 +84,14 @@ BUNDLE_KINDS = (
     "bad_index_line",  # a moshi-finetune data.jsonl line whose 'path' does not name a .wav file
     "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
     "unknown_input",  # an input layout the reader does not know
+    "bad_model_speakers",  # 'model_speakers' that is not a list of speaker names
+    "malformed_bundle",  # any other failure to parse the bundle (wrong JSON types the checks above miss)
+    "too_deep",  # JSON nested deeper than the parser can follow
+    "not_utf_text",  # a text file or manifest line that is not UTF-8
+    "not_a_regular_file",  # a path that is a FIFO, a device or a directory (reading it would block or never end)
+    "file_too_large",  # a text file over the size limit (--max_text_mb)
+    "path_outside_input",  # a path outside the input root (allowed with --allow_outside_paths)
+    "unencodable_path",  # a path that is not a valid file name (a lone surrogate)
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -181,10 +191,14 @@ class Conversation:
 
 
 def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise BundleError("bad_number", f"{what} is not a number: {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise BundleError("bad_number", f"{what} is not a number: {value!r}") from None
+        raise BundleError("bad_number", f"{what} is not a number: {value!r:.80}") from None
+    except OverflowError:
+        raise BundleError("bad_number", f"{what} is too large: an integer of {len(str(value))} digits") from None
     if not math.isfinite(out):
         raise BundleError("bad_number", f"{what} is not finite: {value!r}")
     return out
@@ -220,6 +234,8 @@ def parse_words(obj: Any) -> tuple[Word, ...]:
     """Words from a decoded JSON value: a list of word objects, ``{"words": [...]}``, or moshi-finetune's
     ``{"alignments": [[word, [start, end], speaker], ...]}``. Sorted by (start, end, speaker)."""
     if isinstance(obj, Mapping) and "alignments" in obj:
+        if not isinstance(obj["alignments"], list):
+            raise BundleError("bad_transcript", f"'alignments' is not a list: {type(obj['alignments']).__name__}")
         items = []
         for i, row in enumerate(obj["alignments"]):
             if not (isinstance(row, Sequence) and len(row) == 3 and isinstance(row[1], Sequence) and len(row[1]) == 2):
@@ -251,7 +267,9 @@ def parse_rttm(text: str) -> tuple[Segment, ...]:
         if not parts or parts[0].startswith("#"):
             continue
         if parts[0] != "SPEAKER" or len(parts) < 8:
-            raise BundleError("bad_rttm", f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
+            raise BundleError(  # the line itself is not quoted: a reason never copies a file's contents
+                "bad_rttm", f"RTTM line {lineno} is not a SPEAKER record (SPEAKER file chan onset duration ...)"
+            )
         onset = _finite(parts[3], f"RTTM line {lineno} onset")
         duration = _finite(parts[4], f"RTTM line {lineno} duration")
         if onset < 0 or duration < 0:
@@ -309,7 +327,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         if not isinstance(t, Mapping) or "path" not in t:
             raise BundleError("bad_track", f"track #{i} has no 'path'")
         channel = t.get("channel")
-        if channel is not None and (not isinstance(channel, int) or channel < 0):
+        if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
             raise BundleError("bad_track", f"track #{i} channel must be a non-negative integer, got {channel!r}")
         speaker = t.get("speaker")
         tracks.append(
@@ -345,10 +363,18 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
             "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
         )
     model_speakers = obj.get("model_speakers")
+    if model_speakers is not None and (
+        not isinstance(model_speakers, list) or not all(isinstance(m, str) for m in model_speakers)
+    ):
+        raise BundleError(  # a string is refused, not split into characters
+            "bad_model_speakers", f"'model_speakers' must be a list of speaker names, got {model_speakers!r:.80}"
+        )
     tags = obj.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise BundleError("bad_tags", "'tags' must be an object of string values")
     annotations = []
+    if not isinstance(obj.get("annotations", []), list):
+        raise BundleError("bad_annotation", "'annotations' must be a list of {label, speaker, start, end}")
     for i, a in enumerate(obj.get("annotations", [])):
         if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
             raise BundleError("bad_annotation", f"annotation #{i} needs label, speaker, start and end")
@@ -483,12 +509,18 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
+MAX_KEY_CHARS = 120
+"""Longest sanitised id: a longer id keeps its first characters and a hash (file names stop at 255 bytes)."""
 
 
 def sanitise_id(text: str) -> str:
     """A key-safe form of an id: no dots (WebDataset splits key from extension at the first dot), no slashes, no
-    underscores (they separate key fields). Ids that had to change get a short hash so two ids never collide."""
+    underscores (they separate key fields), at most `MAX_KEY_CHARS` characters. An id that had to change gets a
+    short hash of itself; so does a safe id that merely looks like such a form (``a-b-3ec69c85``, the form of
+    ``a/b``), so a changed id and an unchanged one never meet (the job still rejects two ids with one key)."""
     out = _UNSAFE.sub("-", text).strip("-")
-    if out == text:
+    if out == text and len(out) <= MAX_KEY_CHARS and not _HASHED.search(out):
         return out
-    return f"{out or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{(out or 'x')[: MAX_KEY_CHARS - 9].rstrip('-') or 'x'}-{digest}"

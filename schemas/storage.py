@@ -129,6 +129,19 @@ def exists(path: str) -> bool:
     return FileSystems.exists(path)
 
 
+def size(path: str) -> int:
+    """Bytes in the file `path` (local or on an object store).
+
+    Raises:
+        FileNotFoundError: when there is no such file.
+    """
+    _ensure_configured()
+    found = FileSystems.match([path], limits=[1])[0].metadata_list
+    if not found:
+        raise FileNotFoundError(f"no such file: {path}")
+    return found[0].size_in_bytes
+
+
 def dir_exists(path: str) -> bool:
     """True when `path` is a local directory or, on an object store, when any object lies under `path`/."""
     _ensure_configured()

@@ -75,6 +75,9 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
     except ValueError as e:
         report.add(f"{key}: {e}")
         return None
+    except Exception as e:  # noqa: BLE001 - any malformed member (meta.json a list, ...) is a violation, not a crash
+        report.add(f"{key}: malformed sample ({type(e).__name__}: {e})")
+        return None
     meta = sample.meta
     for name, arr in sample.arrays().items():
         if name.endswith("dmel.npy") and arr.size and arr.max() >= DMEL_LEVELS:
@@ -102,11 +105,19 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
     """{key: (offset of its first header, {member: bytes})}."""
     samples: dict[str, tuple[int, dict[str, bytes]]] = {}
+    name = posixpath.basename(path)
     try:
+        file_size = storage.size(path)
         with storage.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
+                if not member.isfile():
+                    report.add(f"{name}: member {member.name!r} is not a regular file (a link or directory)")
+                    continue
+                if member.offset_data + member.size > file_size:
+                    report.add(f"{name}: member {member.name!r} claims {member.size} bytes, past the end of the file")
+                    break
                 if "." not in member.name:
-                    report.add(f"{posixpath.basename(path)}: member {member.name!r} has no extension")
+                    report.add(f"{name}: member {member.name!r} has no extension")
                     continue
                 key, ext = member.name.split(".", 1)
                 data = tar.extractfile(member)
@@ -114,19 +125,31 @@ def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, byt
                 if key not in samples:
                     samples[key] = (member.offset, {})
                 samples[key][1][ext] = payload
-    except (tarfile.TarError, OSError) as e:
-        report.add(f"{posixpath.basename(path)}: not a readable tar: {e}")
+    except (tarfile.TarError, OSError, ValueError) as e:
+        report.add(f"{name}: not a readable tar: {e}")
     return samples
 
 
 def validate(dataset_dir: str, *, limit: int = 20) -> Report:
-    """Validate the dataset in `dataset_dir` (a local directory or an s3:// prefix); see the module docstring."""
+    """Validate the dataset in `dataset_dir` (a local directory or an s3:// prefix); see the module docstring. Never
+    raises on a malformed dataset: whatever cannot be read is a violation."""
     report = Report(limit=limit)
+    try:
+        _validate(dataset_dir, report)
+    except Exception as e:  # noqa: BLE001 - a malformed manifest or table the checks did not foresee
+        report.add(f"{dataset_dir}: cannot be checked further ({type(e).__name__}: {e})")
+    return report
+
+
+def _validate(dataset_dir: str, report: Report) -> None:
     try:
         manifest = read_manifest(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"{MANIFEST_FILE}: cannot read: {e}")
-        return report
+        return
+    if not isinstance(manifest, dict):
+        report.add(f"{MANIFEST_FILE}: not a JSON object")
+        return
     counts = manifest.get("counts", {})
     if counts.get("inputs") != counts.get("conversations_written", -1) + counts.get("rejected", -1):
         report.add(
@@ -138,7 +161,7 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         rejected = read_rejected(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"cannot read {INDEX_FILE} or {REJECTED_FILE}: {e}")
-        return report
+        return
     if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
         report.add(f"{INDEX_FILE}: schema differs from schemas.tables.INDEX_SCHEMA")
     if not rejected.schema.equals(REJECTED_SCHEMA, check_metadata=False):
@@ -190,4 +213,3 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         got = sum(m.num_microturns for m in metas)
         if got != expected:
             report.add(f"{conv}/{persp}: {got} micro-turns, expected ceil(samples / 3200) = {expected}")
-    return report

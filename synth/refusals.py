@@ -94,6 +94,11 @@ DEFAULT_MODEL_VOICES = {
 and model should not sound alike."""
 
 
+MAX_TEXT_CHARS = 2000
+"""Longest text of one prompt field, in characters (about two minutes of speech)."""
+MAX_FOLLOWUPS = 20
+
+
 class PromptError(ValueError):
     """A prompt line that cannot be used; the message names the line and the reason."""
 
@@ -125,6 +130,10 @@ def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
         raise PromptError(f"field {key!r} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise PromptError(f"field {key!r} is empty")
+    if len(value) > MAX_TEXT_CHARS:  # a 100 KB prompt became 2.3 h of audio
+        raise PromptError(
+            f"field {key!r} has {len(value)} characters; at most {MAX_TEXT_CHARS} (about two minutes of speech)"
+        )
     if not sentences(value):
         raise PromptError(f"field {key!r} has no speakable word (letters or digits): {value!r:.80}")
     return value.strip()
@@ -152,6 +161,8 @@ def parse_prompt(line: str, lineno: int) -> Prompt:
     followups = obj.get("followups", [])
     if not isinstance(followups, list):
         raise PromptError("field 'followups' must be a list of strings")
+    if len(followups) > MAX_FOLLOWUPS:
+        raise PromptError(f"field 'followups' has {len(followups)} entries; at most {MAX_FOLLOWUPS}")
     checked = [_text({f"followups[{i}]": f}, f"followups[{i}]", required=True) for i, f in enumerate(followups)]
     answer = _text(obj, "answer", required=benign)
     if answer is not None and not benign:
