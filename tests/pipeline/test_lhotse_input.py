@@ -6,6 +6,7 @@ field names are Lhotse's; the reader (pipeline.lhotse_input) parses them without
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline.decode import decode_conversation
 from pipeline.job import run
 from pipeline.read import list_inputs, load_conversation
 from schemas.bundle import BundleError, parse_rttm
@@ -144,7 +146,7 @@ def test_malformed_lines_are_rejected_with_a_reason_and_the_rest_go_through(tmp_
 
 def test_a_speaker_on_two_channels_is_a_channel_map_rejection(tmp_path: Path) -> None:
     rs, ss = _telephone(tmp_path / "in", n=1)
-    moved = [s if s.id != "call0-bob-0" else SupervisionSegment(**{**s.to_dict(), "channel": 0}) for s in ss]
+    moved = [s if s.id != "call0-bob-0" else dataclasses.replace(s, channel=0) for s in ss]
     SupervisionSet.from_segments(moved).to_file(tmp_path / "in" / "tele_supervisions_train.jsonl.gz")
     (ref,) = list_inputs(str(tmp_path / "in"))
     with pytest.raises(BundleError, match="'bob' is on channels") as e:
@@ -158,30 +160,32 @@ def test_cuts_with_start_and_duration_cut_the_audio_and_shift_the_words(tmp_path
     call0 = next(c for c in cuts if c.recording_id == "call0")
     part = call0.truncate(offset=1.4, duration=2.2, keep_excessive_supervisions=False).with_id("call0-part")
     call1 = next(c for c in cuts if c.recording_id == "call1")
-    (tmp_path / "in").mkdir()
-    CutSet.from_cuts([part, call1]).to_file(tmp_path / "in" / "cuts.jsonl.gz")
-    _append_lines(tmp_path / "in" / "cuts.jsonl.gz", ['{"id": "m", "type": "MixedCut", "tracks": []}'])
+    cuts_file = tmp_path / "tele" / "cuts.jsonl.gz"  # beside the audio: call0's relative path resolves
+    CutSet.from_cuts([part, call1]).to_file(cuts_file)
+    _append_lines(cuts_file, ['{"id": "m", "type": "MixedCut", "tracks": []}'])
 
-    refs = list_inputs(str(tmp_path / "in"))
+    refs = list_inputs(str(cuts_file))  # a cuts file given itself: its lines only, not the pair beside it
+    assert len(refs) == 3
     conv = load_conversation(refs[0])
     assert conv.id == "call0-part" and {(t.start_s, t.duration_s) for t in conv.tracks} == {(1.4, 2.2)}
     got = sorted((w.speaker, w.text, round(w.start_s, 6)) for w in conv.words)
     want = sorted((sp, t, round(s - 1.4, 6)) for sp, ws in WORDS.items() for t, s, d in ws if 1.4 <= s and s + d <= 3.6)
     assert got == want and ("bob", "hi", 0.05) in got
+    decoded = decode_conversation(conv)  # the audio is the recording's [1.4, 3.6) s, channel by channel
+    stereo, _ = sf.read(tmp_path / "tele" / "audio" / "call0.wav", dtype="float32")
+    for channel, speaker in enumerate(WORDS):
+        np.testing.assert_allclose(decoded.streams[speaker], stereo[22_400:57_600, channel], atol=1e-4)
     with pytest.raises(BundleError) as e:
         load_conversation(refs[2])
     assert e.value.kind == "lhotse_bad_cut" and "MixedCut" in str(e.value)
 
-    manifest = run(["--input", str(tmp_path / "in" / "cuts.jsonl.gz"), "--output", str(tmp_path / "out")])
+    manifest = run(["--input", str(cuts_file), "--output", str(tmp_path / "out")])
     assert manifest["counts"]["conversations_written"] == 2
     assert [r["kind"] for r in read_rejected(str(tmp_path / "out")).to_pylist()] == ["lhotse_bad_cut"]
     lengths = {
         s["meta.json"]["conversation_id"]: s["meta.json"]["num_microturns"] for s in iter_samples(str(tmp_path / "out"))
     }
-    assert lengths == {"call0-part": 11, "call1": 20}  # 2.2 s and 4.0 s
-    # the cut's audio is the recording's [1.4, 3.6) s of the left channel, resampled at the same rate: equal samples
-    out = [s for s in iter_samples(str(tmp_path / "out")) if s["meta.json"]["conversation_id"] == "call0-part"]
-    assert out
+    assert lengths == {"call0-part": 11, call1.id: 20}  # 2.2 s and 4.0 s
 
 
 SOURCES = {0: "MEO015", 1: "FEE013", 2: "MEE014", 3: "FEE016"}  # headset -> speaker (tests/pipeline/test_align_ami)
