@@ -193,6 +193,20 @@ def _to_float(channel: np.ndarray) -> np.ndarray:
     return channel.astype(np.float32, copy=False)
 
 
+def _stretch(pcm: np.ndarray, rate_hz: int, track: Track, path: str) -> np.ndarray:
+    """The part of a track's file that is the conversation (`Track.start_s`, `duration_s`; a Lhotse cut)."""
+    if track.start_s == 0 and track.duration_s is None:
+        return pcm
+    start = round(track.start_s * rate_hz)
+    if start >= len(pcm):
+        raise DecodeError(
+            "empty_audio",
+            f"{path}: the track starts at {track.start_s} s, after the file's end ({len(pcm) / rate_hz} s)",
+        )
+    end = len(pcm) if track.duration_s is None else start + round(track.duration_s * rate_hz)
+    return pcm[start:end]
+
+
 def _with_video_tracks(conv: Conversation, probe: VideoProbe) -> Conversation:
     """Make a video bundle's streams explicit: its own audio (or silence) as `audio_speaker` when no tracks are
     given, and a silent model when only one speaker is left."""
@@ -274,7 +288,7 @@ def _decode_conversation(
                 )
             else:
                 mono = _to_float(data[:, channel])
-            streams[speaker] = resample_to_16k(mono, rate)
+            streams[speaker] = resample_to_16k(_stretch(mono, rate, conv.tracks[i], path), rate)
         del data
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0

@@ -19,6 +19,7 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.lhotse_input import is_lhotse_manifest
 from pipeline.read import UNDECODABLE_LINE, InputRef, load_conversation
 from pipeline.safe_read import (
     DEFAULT_MAX_TEXT_BYTES,
@@ -54,8 +55,9 @@ class InputPolicy:
 
 
 def input_root(input_path: str) -> str:
-    """The directory a bundle's paths are confined to: --input itself, or a manifest's directory."""
-    if input_path.endswith(".jsonl"):
+    """The directory a bundle's paths are confined to: --input itself, or a manifest's (or Lhotse manifest's)
+    directory."""
+    if input_path.endswith(".jsonl") or is_lhotse_manifest(input_path):
         return posixpath.dirname(input_path.rstrip("/")) or "."
     return input_path.rstrip("/") or "/"
 

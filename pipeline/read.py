@@ -7,7 +7,10 @@ Inputs, by what `--input` points at:
   own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.moshi_index);
 - a directory: every ``bundle.json`` under it; every moshi-finetune pair ``X.wav`` + ``X.json``
   (``{"alignments": ...}``); and every directory of plain per-speaker audio files with no bundle.json
-  (one conversation per directory, speaker = file stem, no transcript).
+  (one conversation per directory, speaker = file stem, no transcript);
+- Lhotse manifests (a directory holding ``{corpus}_recordings_{part}.jsonl.gz`` + ``..._supervisions_...``, or
+  ``cuts*.jsonl.gz``; or a cuts file itself): one conversation per recording or cut (`pipeline.lhotse_input`); the
+  audio files under such a directory are the manifests' own, not inputs of their own.
 
 Paths go through Beam's FileSystems, so any file system Beam knows (local, gs://, s3://, ...) works.
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.lhotse_input import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse
 from pipeline.moshi_index import is_moshi_index_line, moshi_index_conversation
 from pipeline.safe_read import manifest_lines
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
@@ -41,14 +45,25 @@ class InputRef:
     origin: str  # what the rejected list calls it
     path: str  # bundle.json, manifest file, moshi .json, or the speaker-files directory
     line: int = 0  # 1-based manifest line
-    text: str = ""  # the manifest line itself
+    text: str = ""  # the manifest line itself (lhotse_*: see pipeline.lhotse_input.LhotseItem)
     audio: tuple[str, ...] = ()  # moshi wav or per-speaker files
+
+
+def read_bytes(path: str) -> bytes:
+    """A whole file, through Beam's FileSystems (no decompression)."""
+    with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+        return f.read()
 
 
 def read_text(path: str) -> str:
     """A whole file as UTF-8 text, through Beam's FileSystems."""
-    with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
-        return f.read().decode("utf-8")
+    return read_bytes(path).decode("utf-8")
+
+
+def _lhotse_refs(paths: list[str]) -> list[InputRef]:
+    """Inputs from the Lhotse manifests among `paths` (see pipeline.lhotse_input)."""
+    items = list_lhotse(paths, read_bytes)
+    return [InputRef(kind=i.kind, origin=i.origin, path=i.path, line=i.line, text=i.text) for i in items]
 
 
 def _match(pattern: str) -> list[str]:
@@ -62,6 +77,8 @@ def list_inputs(input_path: str) -> list[InputRef]:
     Raises:
         ValueError: when the path does not exist or holds no inputs (names the path and what was looked for).
     """
+    if is_lhotse_manifest(input_path) and FileSystems.exists(input_path):
+        return _lhotse_refs([input_path])
     if input_path.endswith(".jsonl"):
         if not FileSystems.exists(input_path):
             raise ValueError(f"--input {input_path}: manifest file does not exist")
@@ -84,8 +101,11 @@ def list_inputs(input_path: str) -> list[InputRef]:
     for path in files:
         by_dir[posixpath.dirname(path)].append(path)
 
-    refs = []
+    refs = _lhotse_refs(files)
+    lhotse_dirs = sorted({posixpath.dirname(p) + "/" for p in files if is_lhotse_manifest(p)})
     for directory in sorted(by_dir):
+        if any((directory + "/").startswith(d) for d in lhotse_dirs):
+            continue
         names = {posixpath.basename(p): p for p in by_dir[directory]}
         if "bundle.json" in names:
             refs.append(InputRef(kind="bundle", origin=names["bundle.json"], path=names["bundle.json"]))
@@ -103,8 +123,8 @@ def list_inputs(input_path: str) -> list[InputRef]:
             refs.append(InputRef(kind="speaker_files", origin=directory, path=directory, audio=rest))
     if not refs:
         raise ValueError(
-            f"--input {input_path}: found no bundle.json, moshi-finetune pair (X.wav + X.json) or per-speaker audio "
-            "files; see `microturn run --help` for the input layouts"
+            f"--input {input_path}: found no bundle.json, moshi-finetune pair (X.wav + X.json), Lhotse manifest or "
+            "per-speaker audio files; see `microturn run --help` for the input layouts"
         )
     return refs
 
@@ -139,6 +159,10 @@ def load_conversation(ref: InputRef, read: Callable[[str], str] = read_text) -> 
         if ref.kind == "speaker_files":
             tracks = tuple(Track(speaker=posixpath.splitext(posixpath.basename(p))[0], path=p) for p in ref.audio)
             return Conversation(id=posixpath.basename(ref.path), origin=ref.origin, tracks=tracks)
+        if ref.kind.startswith("lhotse_"):
+            return load_lhotse(
+                LhotseItem(kind=ref.kind, origin=ref.origin, path=ref.path, line=ref.line, text=ref.text)
+            )
     except (OSError, UnicodeDecodeError) as e:
         raise BundleError("unreadable_file", f"cannot read a file of the bundle: {e}") from None
     raise BundleError("unknown_input", f"unknown input kind {ref.kind!r}")

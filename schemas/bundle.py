@@ -11,7 +11,7 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "tracks": [                             # one per speaker
         {"speaker": "A", "path": "A.wav"},                   # one file per speaker (wav/flac/mp3/...)
         {"speaker": "B", "path": "both.wav", "channel": 1}   # or a channel of a multi-channel file
-      ],
+      ],                                      # "start_s", "duration_s": optional, a stretch of the file (seconds)
       "words": "words.json",                  # optional: file or inline list of
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
@@ -92,6 +92,13 @@ BUNDLE_KINDS = (
     "file_too_large",  # a text file over the size limit (--max_text_mb)
     "path_outside_input",  # a path outside the input root (allowed with --allow_outside_paths)
     "unencodable_path",  # a path that is not a valid file name (a lone surrogate)
+    "lhotse_bad_line",  # a Lhotse manifest line without the id / recording_id that places it, or a repeated id
+    "lhotse_bad_recording",  # a Lhotse recording without id, duration, file sources with channels, or with transforms
+    "lhotse_bad_supervision",  # a Lhotse supervision without start, duration, speaker or channel, or with bad times
+    "lhotse_orphan_supervision",  # a Lhotse supervision whose recording_id is not in its recordings manifest
+    "lhotse_no_supervisions",  # a Lhotse recording or cut without supervisions (nothing names its speakers)
+    "lhotse_channel_map",  # Lhotse supervisions whose speakers cannot be given one channel each (or one shared)
+    "lhotse_bad_cut",  # a Lhotse cut that is not a MonoCut/MultiCut with a recording, or lies outside it
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -144,11 +151,14 @@ class Annotation:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
     """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file.
-    A track with no path is digital silence (a silent model, or a video without sound)."""
+    A track with no path is digital silence (a silent model, or a video without sound). `start_s` / `duration_s`:
+    the stretch of the file that is the conversation (a Lhotse cut), seconds; default the whole file."""
 
     speaker: str | None
     path: str | None
     channel: int | None = None
+    start_s: float = 0.0
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -330,8 +340,16 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
             raise BundleError("bad_track", f"track #{i} channel must be a non-negative integer, got {channel!r}")
         speaker = t.get("speaker")
+        span = {k: _finite(t[k], f"track #{i} {k}") for k in ("start_s", "duration_s") if k in t}
+        if any(v < 0 for v in span.values()):
+            raise BundleError("bad_track", f"track #{i} start_s and duration_s must not be negative")
         tracks.append(
-            Track(speaker=None if speaker is None else str(speaker), path=_join(base, str(t["path"])), channel=channel)
+            Track(
+                speaker=None if speaker is None else str(speaker),
+                path=_join(base, str(t["path"])),
+                channel=channel,
+                **span,
+            )
         )
     named = [t.speaker for t in tracks if t.speaker is not None]
     if len(set(named)) != len(named):
@@ -464,7 +482,17 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         "licence": conv.licence,
         "split": conv.split,
         "tracks": [
-            {k: v for k, v in (("speaker", t.speaker), ("path", rel(t.path)), ("channel", t.channel)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("speaker", t.speaker),
+                    ("path", rel(t.path)),
+                    ("channel", t.channel),
+                    ("start_s", t.start_s or None),
+                    ("duration_s", t.duration_s),
+                )
+                if v is not None
+            }
             for t in conv.tracks
         ],
     }
