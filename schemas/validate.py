@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from schemas.dmel import DMEL_LEVELS
 from schemas.sample import MicroTurnSample, SampleMeta
+from schemas.shard import decode_json
 from schemas.tables import (
     INDEX_FILE,
     INDEX_SCHEMA,
@@ -93,6 +94,20 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
     if any(not (0 <= w.microturn < meta.num_microturns) for w in sample.words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
     return meta
+
+
+def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index row's n_targets / target_categories agree with targets.json (absent: none)."""
+    try:
+        targets = decode_json(members["targets.json"]) if "targets.json" in members else []
+        got = (len(targets), sorted({t["category"] for t in targets}))
+    except (ValueError, TypeError, KeyError):
+        return  # from_members reported the member itself
+    if (row.get("n_targets"), row.get("target_categories")) != got:
+        report.add(
+            f"{key}: index says {row.get('n_targets')} target(s) {row.get('target_categories')}, "
+            f"targets.json has {got[0]} {got[1]}"
+        )
 
 
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
@@ -172,6 +187,8 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
+            if row is not None:
+                _check_target_counts(key, members, row, report)
             if meta is not None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
