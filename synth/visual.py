@@ -183,7 +183,7 @@ def make_visual(cfg: VisualConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN
                     canvas.square(i, *pos, 36, (220, 30, 30) if task == "appear" else (50, 80, 220))
             if task == "appear":
                 events = [("visual_appear", "red square", appear, None)]
-            tags = {"appears_s": f"{appear:g}"}
+            tags = {"appears_s": f"{appear:g}", "callout": "red square"}
         for category, text, at, count in events:
             s.target(
                 family="visual",
