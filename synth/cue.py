@@ -14,7 +14,8 @@ seconds of everyday sentences with cues at known word times and near-miss distra
 
 The cue word is the word that makes the cue (the "euros" after the amount, the fruit, the Spanish word); the
 model starts --latency_s after it ends, in overlap with the user, and the target's window is [cue word end,
-due + --after_s]. Cues are at least one ordinary sentence apart and never while the model is still speaking.
+due + --after_s]. Cues are at least one ordinary sentence apart and never while the model is still speaking;
+every monologue has at least one cue.
 """
 
 from __future__ import annotations
@@ -108,11 +109,14 @@ def _distractor(rule: str, s: Script) -> str:
     return f"there was a {s.rng.choice(LOANWORDS)} in the hall"
 
 
-def make_cue(cfg: CueConfig):  # noqa: ANN201 (returns a synth.proactive.Make)
-    """The `Make` of the cue family under `cfg`."""
+TASKS = ("currency", "colour", "translate")
+
+
+def make_cue(cfg: CueConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN201 (returns a synth.proactive.Make)
+    """The `Make` of the cue family under `cfg`, drawing its rule from `tasks`."""
 
     def make(s: Script, bundle_dir: Path, conv_id: str) -> Example:
-        rule = s.rng.choice(("currency", "colour", "translate"))
+        rule = s.rng.choice(tasks)
         rate = s.rng.choice(RATES)
         req = s.say(USER, RULE_TEXT[rule].format(rate=f"{rate:g}"), s.samples(s.rng.uniform(0.3, 0.6)))
         ack = s.say(MODEL, "okay", req.end + s.samples(0.4))
@@ -125,6 +129,8 @@ def make_cue(cfg: CueConfig):  # noqa: ANN201 (returns a synth.proactive.Make)
             kind = "filler"
             if since_cue >= 1 and s.free[MODEL] < t:
                 kind = s.rng.choices(("filler", "cue", "distractor"), weights=(2, 2, 1))[0]
+            if not s.targets and 2 * t >= end + ack.end:  # every monologue has a cue by its middle
+                kind = "cue"
             if kind == "cue":
                 text, at, answer = _cue(rule, rate, s)
             else:
@@ -160,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory: bundles/, truth.jsonl, summary.json")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed + options = same bytes (default 0)")
     p.add_argument("--count", type=int, default=10, help="number of conversations (default 10)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to draw from (default all)")
     for name, help_text in (
         ("min_monologue_s", "shortest user monologue after the rule, seconds"),
         ("max_monologue_s", "longest user monologue, seconds"),
@@ -174,8 +181,8 @@ def cue_main(argv: list[str]) -> int:
     """`microturn synth cue ...`: 0 on success, 2 on bad options."""
     args = build_parser().parse_args(argv)
     try:
-        cfg = CueConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count")})
-        summary = generate("cue", make_cue(cfg), args.out, seed=args.seed, count=args.count)
+        cfg = CueConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count", "tasks")})
+        summary = generate("cue", make_cue(cfg, tuple(args.tasks)), args.out, seed=args.seed, count=args.count)
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -89,11 +89,14 @@ def _seconds_text(n: int, as_words: bool) -> str:
     return number_words(n) if as_words else str(n)
 
 
-def make_timed(cfg: TimedConfig):  # noqa: ANN201 (returns a synth.proactive.Make)
-    """The `Make` of the timed family under `cfg`."""
+TASKS = ("oneshot", "periodic", "elapsed")
+
+
+def make_timed(cfg: TimedConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN201 (returns a synth.proactive.Make)
+    """The `Make` of the timed family under `cfg`, drawing its task from `tasks`."""
 
     def make(s: Script, bundle_dir: Path, conv_id: str) -> Example:
-        task = s.rng.choice(("oneshot", "periodic", "elapsed"))
+        task = s.rng.choice(tasks)
         filler = s.rng.choice(("silence", "chat", "overlap"))
         as_words = s.rng.random() < 0.5
         lead = s.samples(s.rng.uniform(0.3, 0.6))
@@ -151,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory: bundles/, truth.jsonl, summary.json")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed + options = same bytes (default 0)")
     p.add_argument("--count", type=int, default=10, help="number of conversations (default 10)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to draw from (default all)")
     for name, help_text in (
         ("min_wait_s", "shortest one-shot wait / elapsed time, seconds"),
         ("max_wait_s", "longest one-shot wait / elapsed time, seconds"),
@@ -168,8 +172,10 @@ def timed_main(argv: list[str]) -> int:
     """`microturn synth timed ...`: 0 on success, 2 on bad options."""
     args = build_parser().parse_args(argv)
     try:
-        cfg = TimedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count")})
-        summary: dict[str, Any] = generate("timed", make_timed(cfg), args.out, seed=args.seed, count=args.count)
+        cfg = TimedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count", "tasks")})
+        summary: dict[str, Any] = generate(
+            "timed", make_timed(cfg, tuple(args.tasks)), args.out, seed=args.seed, count=args.count
+        )
     except (ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
