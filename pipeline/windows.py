@@ -262,4 +262,5 @@ def _row(record: MicroTurnSample, valid_samples: int) -> dict:
         "annotations": sorted({a.label for a in record.annotations}),
         "n_targets": len(record.targets or ()),
         "target_categories": sorted({t.category for t in record.targets or ()}),
+        "target_counts": dict(sorted(Counter(t.category for t in record.targets or ()).items())),
     }

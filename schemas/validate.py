@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tarfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from schemas.dmel import DMEL_LEVELS
@@ -100,13 +100,14 @@ def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report:
     """The index row's n_targets / target_categories agree with targets.json (absent: none)."""
     try:
         targets = decode_json(members["targets.json"]) if "targets.json" in members else []
-        got = (len(targets), sorted({t["category"] for t in targets}))
+        counts = dict(Counter(t["category"] for t in targets))
     except (ValueError, TypeError, KeyError):
         return  # from_members reported the member itself
-    if (row.get("n_targets"), row.get("target_categories")) != got:
+    got = (len(targets), sorted(counts), counts)
+    row_counts = dict(row.get("target_counts") or {})
+    if (row.get("n_targets"), row.get("target_categories"), row_counts) != got:
         report.add(
-            f"{key}: index says {row.get('n_targets')} target(s) {row.get('target_categories')}, "
-            f"targets.json has {got[0]} {got[1]}"
+            f"{key}: index says {row.get('n_targets')} target(s) {row_counts}, targets.json has {got[0]} {counts}"
         )
 
 

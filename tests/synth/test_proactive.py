@@ -233,3 +233,36 @@ def test_scorer_truth_shift_and_swap(family: str, family_data: dict[str, Path]) 
     assert exact["callout"]["accuracy"] == 1.0
     assert exact["callout"]["early_answer_score"] == pytest.approx((n_appear + 0.5 * n_absent) / (n_appear + n_absent))
     assert late["callout"]["early_answer_score"] == pytest.approx(0.5 * n_absent / (n_appear + n_absent))
+
+
+def test_trainer_loader_exposes_targets(family_data: dict[str, Path]) -> None:
+    """The trainer's shard stream hands each sample's targets.json to the packer (and packing still works)."""
+    from schemas.reader import shard_urls
+    from trainer.config import preset
+    from trainer.data import ShardStream, sample_examples
+
+    cfg = preset("tiny").data
+    stream = ShardStream(shard_urls(str(family_data["timed"] / "dataset")), cfg, seed=0, epoch=0, shuffle=False)
+    samples = list(stream._samples(0, 1))
+    with_targets = [s for s in samples if s.get("targets.json")]
+    assert with_targets and all(isinstance(t["due_microturn"], int | None) for t in with_targets[0]["targets.json"])
+    assert next(iter(sample_examples(with_targets[0], cfg))) is not None
+
+
+def test_inspect_and_report_show_targets(family_data: dict[str, Path], tmp_path: Path) -> None:
+    from pipeline.tools.inspect import load_sample, render_sample
+    from pipeline.tools.report import summarise
+
+    dataset = str(family_data["visual"] / "dataset")
+    summary = summarise(dataset)["targets"]
+    over_samples = sum(
+        t["category"] == "visual_count" for ws in _shard_targets(family_data["visual"]).values() for t, _ in ws
+    )
+    assert summary["visual_count"]["targets"] == over_samples >= 6  # two clips of three; one crosses a window
+    assert summary["visual_start"]["conversations"] == 1
+    row = next(r for r in read_index_rows(dataset) if r["n_targets"])
+    sample = load_sample(dataset, row["key"])
+    without = {k: v for k, v in sample.items() if k != "targets.json"}
+    render_sample(sample, str(tmp_path / "with.png"), width_px=600, height_px=500)
+    render_sample(without, str(tmp_path / "without.png"), width_px=600, height_px=500)
+    assert (tmp_path / "with.png").read_bytes() != (tmp_path / "without.png").read_bytes()
