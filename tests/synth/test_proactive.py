@@ -266,3 +266,17 @@ def test_inspect_and_report_show_targets(family_data: dict[str, Path], tmp_path:
     render_sample(sample, str(tmp_path / "with.png"), width_px=600, height_px=500)
     render_sample(without, str(tmp_path / "without.png"), width_px=600, height_px=500)
     assert (tmp_path / "with.png").read_bytes() != (tmp_path / "without.png").read_bytes()
+
+
+def test_responses_from_a_directory_and_number_normalisation(family_data: dict[str, Path], tmp_path: Path) -> None:
+    from pipeline.tools.proactive_eval import tokens
+
+    truth = load_responses(str(family_data["visual"] / "out" / "truth.jsonl"))
+    for conv_id, words in truth.items():  # the layout `microturn respond` writes: <conversation id>.json
+        (tmp_path / f"{conv_id}.json").write_text(json.dumps({"words": words}), encoding="utf-8")
+    assert load_responses(str(tmp_path)) == truth
+    said = [
+        {"text": w, "start": float(i)}
+        for i, w in enumerate("Twenty-four dollars, one point five; 24.0 one two".split())
+    ]
+    assert tokens(said) == [("24", 0.0), ("dollars", 1.0), ("1.5", 2.0), ("24", 5.0), ("1", 6.0), ("2", 7.0)]
