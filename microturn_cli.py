@@ -197,6 +197,30 @@ def cmd_synth_refusals(argv: list[str]) -> int:
     return refusals_main(argv)
 
 
+def cmd_synth_timed(argv: list[str]) -> int:
+    from synth.timed import timed_main
+
+    return timed_main(argv)
+
+
+def cmd_synth_cue(argv: list[str]) -> int:
+    from synth.cue import cue_main
+
+    return cue_main(argv)
+
+
+def cmd_synth_visual(argv: list[str]) -> int:
+    from synth.visual import visual_main
+
+    return visual_main(argv)
+
+
+def cmd_eval_proactive(argv: list[str]) -> int:
+    from pipeline.tools.proactive_eval import proactive_eval_main
+
+    return proactive_eval_main(argv)
+
+
 def cmd_eval_align(argv: list[str]) -> int:
     """`microturn eval-align`: without --input, first writes --count demo bundles (seed --seed) to a temporary
     directory, as `microturn demo` does, and measures on those; with --connected, the connected-speech truth set
@@ -246,6 +270,10 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
     ("export", "fdbench"): (cmd_export_fdbench, "export held-out clips in Full-Duplex-Bench's layout"),
     ("synth", "refusals"): (cmd_synth_refusals, "synthesise spoken refusal conversations as input bundles"),
     ("eval-align",): (cmd_eval_align, "measure word alignment against known timings"),
+    ("synth", "timed"): (cmd_synth_timed, "synthesise timed-speech conversations (reminders, timers) with targets"),
+    ("synth", "cue"): (cmd_synth_cue, "synthesise cue-triggered speech (rule, monologue with cues) with targets"),
+    ("synth", "visual"): (cmd_synth_visual, "synthesise counting, start/stop and call-out videos with targets"),
+    ("eval", "proactive"): (cmd_eval_proactive, "score a model's timed words against a dataset's proactive targets"),
 }
 
 

@@ -21,6 +21,7 @@ from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
+from pipeline.targets import window_targets
 from schemas.bundle import sanitise_id
 from schemas.dmel import FRAMES_PER_MICROTURN
 from schemas.sample import (
@@ -213,6 +214,9 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 annotations=spans,
                 frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
                 audio=audio,
+                targets=window_targets(conv.targets, output_speaker=output, first=a, stop=b, total=k_total)
+                if conv.targets
+                else None,
             )
             yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
 
@@ -260,4 +264,7 @@ def _row(record: MicroTurnSample, valid_samples: int) -> dict:
         "split": meta.split,
         "tags": dict(meta.tags),
         "annotations": sorted({a.label for a in record.annotations}),
+        "n_targets": len(record.targets or ()),
+        "target_categories": sorted({t.category for t in record.targets or ()}),
+        "target_counts": dict(sorted(Counter(t.category for t in record.targets or ()).items())),
     }

@@ -57,6 +57,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.targets import Target, TargetError, parse_targets, target_to_dict
+
 BUNDLE_VERSION = 1
 WORD_SOURCES = ("human", "tts", "aligned", "asr")
 MOSHI_MAIN_SPEAKER = "SPEAKER_MAIN"
@@ -99,6 +101,7 @@ BUNDLE_KINDS = (
     "lhotse_no_supervisions",  # a Lhotse recording or cut without supervisions (nothing names its speakers)
     "lhotse_channel_map",  # Lhotse supervisions whose speakers cannot be given one channel each (or one shared)
     "lhotse_bad_cut",  # a Lhotse cut that is not a MonoCut/MultiCut with a recording, or lies outside it
+    "bad_target",  # a proactive target that is malformed (schemas/targets.py)
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -193,6 +196,7 @@ class Conversation:
     annotations: tuple[Annotation, ...] = ()
     texts: Mapping[str, str] | None = None  # each speaker's words without times ("text" in the bundle)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[Target, ...] = ()  # proactive targets (schemas/targets.py), sorted by due time
 
     @property
     def speakers(self) -> tuple[str, ...]:
@@ -417,6 +421,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         "annotations",
         "video",
         "text",
+        "targets",
     }
     return Conversation(
         id=str(obj["id"]),
@@ -434,7 +439,18 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
         texts=texts,
         extra={k: v for k, v in obj.items() if k not in known},
+        targets=_targets(obj),
     )
+
+
+def _targets(obj: Mapping[str, Any]) -> tuple[Target, ...]:
+    """The bundle's optional 'targets' list (schemas/targets.py); a malformed one is a 'bad_target' BundleError."""
+    if "targets" not in obj:
+        return ()
+    try:
+        return parse_targets(obj["targets"])
+    except TargetError as e:
+        raise BundleError("bad_target", str(e)) from None
 
 
 def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Conversation:
@@ -532,6 +548,8 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         out["annotations"] = [
             {"label": a.label, "speaker": a.speaker, "start": a.start_s, "end": a.end_s} for a in conv.annotations
         ]
+    if conv.targets:
+        out["targets"] = [target_to_dict(t) for t in conv.targets]
     out.update(conv.extra)
     return out
 

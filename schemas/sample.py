@@ -19,6 +19,8 @@ Members, stored in the shard under ``{key}.{member}``:
 | mask.npy          | uint8   | (W,)           | 1 = a micro-turn of the conversation, 0 = padding after its end      |
 | words.json        | JSON    |                | list of SampleWord objects                                           |
 | annotations.json  | JSON    |                | list of SampleAnnotation objects (labelled spans, e.g. refusals)     |
+| targets.json      | JSON    |                | list of SampleTarget objects (schemas/targets.py; only when the      |
+|                   |         |                | conversation has proactive targets)                                  |
 | frames.mjpeg      | JPEG    |                | the window's video frames back to back (only with video)             |
 | frames.index.npy  | int64   | (W, 2)         | byte offset and length of each micro-turn's JPEG; 0 length = none   |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep_audio``)              |
@@ -39,6 +41,7 @@ import numpy as np
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.frames import encode_frames
 from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json
+from schemas.targets import SampleTarget
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
 STREAMS = ("input", "others", "output")
@@ -80,6 +83,7 @@ MEMBERS: dict[str, Callable[[bytes], Any]] = {
     "meta.json": decode_json,
     "words.json": decode_json,
     "annotations.json": decode_json,
+    "targets.json": decode_json,
     **{name: decode_array for name in WINDOW_ARRAYS},
     "frames.mjpeg": bytes,  # decoded together with frames.index.npy (schemas.frames.decode_frames)
     **{f"{stream}.flac": decode_flac for stream in STREAMS},
@@ -284,6 +288,7 @@ class MicroTurnSample:
     annotations: tuple[SampleAnnotation, ...] = ()
     frames: tuple[bytes | None, ...] | None = None  # (W,) one JPEG per micro-turn (None: no frame); None: no video
     audio: Mapping[str, np.ndarray] | None = None  # stream -> (W * 3200,) float32 16 kHz PCM; None: not kept
+    targets: tuple[SampleTarget, ...] | None = None  # proactive targets; None: the conversation has none
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array members by member name, in the order they are written."""
@@ -312,6 +317,8 @@ class MicroTurnSample:
             members["frames.index.npy"] = encode_array(index)
         for stream, pcm in (self.audio or {}).items():
             members[f"{stream}.flac"] = encode_flac(pcm, SAMPLE_RATE_HZ)
+        if self.targets is not None:
+            members["targets.json"] = encode_json([t.to_dict() for t in self.targets])
         return members
 
     @classmethod
@@ -341,6 +348,8 @@ class MicroTurnSample:
                 annotations = tuple(SampleAnnotation.from_dict(a) for a in decoded["annotations.json"])
         except (ValueError, TypeError, AttributeError) as e:  # a field of the wrong JSON type
             problems.append(str(e))
+        targets, target_problems = _targets_of(decoded, meta)
+        problems += target_problems
         if meta is not None:
             problems += _array_problems(meta, decoded)
         if ("frames.mjpeg" in members) != ("frames.index.npy" in members):
@@ -365,7 +374,22 @@ class MicroTurnSample:
             annotations=annotations,
             frames=frames,
             audio=audio,
+            targets=targets,
         )
+
+
+def _targets_of(
+    decoded: Mapping[str, Any], meta: SampleMeta | None
+) -> tuple[tuple[SampleTarget, ...] | None, list[str]]:
+    """targets.json decoded into records, and its problems (fields, micro-turns outside the window's real ones)."""
+    if "targets.json" not in decoded:
+        return None, []
+    try:
+        targets = tuple(SampleTarget.from_dict(t) for t in decoded["targets.json"])
+    except (ValueError, TypeError) as e:
+        return None, [str(e)]
+    n = meta.num_microturns if meta is not None else 0
+    return targets, [f"targets.json: {p}" for t in targets for p in t.problems(n)] if meta is not None else []
 
 
 def _array_problems(meta: SampleMeta, decoded: Mapping[str, Any]) -> list[str]:

@@ -59,6 +59,10 @@ INDEX_SCHEMA = pa.schema(
         pa.field("split", pa.string(), nullable=False),
         pa.field("tags", pa.map_(pa.string(), pa.string()), nullable=False),  # the bundle's tags
         pa.field("annotations", pa.list_(pa.string()), nullable=False),  # labels of annotations in the window
+        # proactive targets (schemas/targets.py) touching the window: their count and sorted unique categories
+        pa.field("n_targets", pa.int32(), nullable=False),
+        pa.field("target_categories", pa.list_(pa.string()), nullable=False),
+        pa.field("target_counts", pa.map_(pa.string(), pa.int32()), nullable=False),  # category -> targets
     ],
     metadata={"microturn.table": "index", "microturn.version": str(MANIFEST_VERSION)},
 )

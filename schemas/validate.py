@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tarfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from schemas import storage
 from schemas.dmel import DMEL_LEVELS
 from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta
+from schemas.shard import decode_json
 from schemas.tables import (
     INDEX_FILE,
     INDEX_SCHEMA,
@@ -100,6 +101,21 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
         if not (0 <= x.microturn < meta.num_microturns) or not sample.labels[x.microturn] & LABEL_BITS.get(x.label, 0):
             report.add(f"{key}: meta.interruptions has {x.label} at micro-turn {x.microturn} without its label bit")
     return meta
+
+
+def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index row's n_targets / target_categories agree with targets.json (absent: none)."""
+    try:
+        targets = decode_json(members["targets.json"]) if "targets.json" in members else []
+        counts = dict(Counter(t["category"] for t in targets))
+    except (ValueError, TypeError, KeyError):
+        return  # from_members reported the member itself
+    got = (len(targets), sorted(counts), counts)
+    row_counts = dict(row.get("target_counts") or {})
+    if (row.get("n_targets"), row.get("target_categories"), row_counts) != got:
+        report.add(
+            f"{key}: index says {row.get('n_targets')} target(s) {row_counts}, targets.json has {got[0]} {counts}"
+        )
 
 
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
@@ -199,6 +215,8 @@ def _validate(dataset_dir: str, report: Report) -> None:
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
+            if row is not None:
+                _check_target_counts(key, members, row, report)
             if meta is not None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
