@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.align import AlignedConversation
+from pipeline.event_windows import perspective_events, window_events
 from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_labels
@@ -33,7 +34,7 @@ from schemas.sample import (
     SampleWord,
 )
 from schemas.shard import FORMAT_VERSION, sample_key
-from schemas.tables import LABEL_COUNT_COLUMNS
+from schemas.tables import LABEL_COUNT_COLUMNS, event_counts
 from schemas.units import (
     SAMPLE_RATE_HZ,
     SAMPLES_PER_MICROTURN,
@@ -122,6 +123,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         )
         placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
         perspective = sanitise_id(output)
+        timed_events = perspective_events(conv, output, k_total)
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)
             t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
@@ -209,6 +211,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 annotations=spans,
                 frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
                 audio=audio,
+                events=window_events(timed_events, a, b),
             )
             yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
 
@@ -256,4 +259,5 @@ def _row(record: MicroTurnSample, valid_samples: int) -> dict:
         "split": meta.split,
         "tags": dict(meta.tags),
         "annotations": sorted({a.label for a in record.annotations}),
+        **event_counts(record.events),
     }

@@ -19,6 +19,7 @@ Members, stored in the shard under ``{key}.{member}``:
 | mask.npy          | uint8   | (W,)           | 1 = a micro-turn of the conversation, 0 = padding after its end      |
 | words.json        | JSON    |                | list of SampleWord objects                                           |
 | annotations.json  | JSON    |                | list of SampleAnnotation objects (labelled spans, e.g. refusals)     |
+| events.json       | JSON    |                | list of schemas.events.SampleEvent (only when the bundle has events) |
 | frames.mjpeg      | JPEG    |                | the window's video frames back to back (only with video)             |
 | frames.index.npy  | int64   | (W, 2)         | byte offset and length of each micro-turn's JPEG; 0 length = none   |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep_audio``)              |
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.events import SampleEvent, event_problems
 from schemas.frames import encode_frames
 from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
@@ -80,6 +82,7 @@ MEMBERS: dict[str, Callable[[bytes], Any]] = {
     "meta.json": decode_json,
     "words.json": decode_json,
     "annotations.json": decode_json,
+    "events.json": decode_json,
     **{name: decode_array for name in WINDOW_ARRAYS},
     "frames.mjpeg": bytes,  # decoded together with frames.index.npy (schemas.frames.decode_frames)
     **{f"{stream}.flac": decode_flac for stream in STREAMS},
@@ -265,6 +268,7 @@ class MicroTurnSample:
     annotations: tuple[SampleAnnotation, ...] = ()
     frames: tuple[bytes | None, ...] | None = None  # (W,) one JPEG per micro-turn (None: no frame); None: no video
     audio: Mapping[str, np.ndarray] | None = None  # stream -> (W * 3200,) float32 16 kHz PCM; None: not kept
+    events: tuple[SampleEvent, ...] | None = None  # events.json (schemas/events.py); None: the bundle has none
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array members by member name, in the order they are written."""
@@ -293,6 +297,8 @@ class MicroTurnSample:
             members["frames.index.npy"] = encode_array(index)
         for stream, pcm in (self.audio or {}).items():
             members[f"{stream}.flac"] = encode_flac(pcm, SAMPLE_RATE_HZ)
+        if self.events is not None:
+            members["events.json"] = encode_json([e.to_dict() for e in self.events])
         return members
 
     @classmethod
@@ -322,6 +328,14 @@ class MicroTurnSample:
                 annotations = tuple(SampleAnnotation.from_dict(a) for a in decoded["annotations.json"])
         except (ValueError, TypeError, AttributeError) as e:  # a field of the wrong JSON type
             problems.append(str(e))
+        events = None
+        if "events.json" in decoded:
+            try:
+                events = tuple(SampleEvent.from_dict(e) for e in decoded["events.json"])
+            except (ValueError, TypeError, AttributeError) as e:
+                problems.append(str(e))
+            if events is not None and meta is not None:
+                problems += [f"events.json: {p}" for p in event_problems(list(events), meta.num_microturns)]
         if meta is not None:
             problems += _array_problems(meta, decoded)
         if ("frames.mjpeg" in members) != ("frames.index.npy" in members):
@@ -346,6 +360,7 @@ class MicroTurnSample:
             annotations=annotations,
             frames=frames,
             audio=audio,
+            events=events,
         )
 
 

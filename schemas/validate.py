@@ -6,7 +6,8 @@ Checks: manifest present and readable; every shard's sha256 and size; index.parq
 index rows == shard samples (same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
 through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
-(inputs = written + rejected) and the rejected list.
+(inputs = written + rejected) and the rejected list; timed events (events.json: kind and side agree, targets only on
+the output side, each in the micro-turn that holds its time) and their counts in the index.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from schemas.dmel import DMEL_LEVELS
+from schemas.events import SampleEvent
 from schemas.sample import MicroTurnSample, SampleMeta
+from schemas.shard import decode_json
 from schemas.tables import (
     INDEX_FILE,
     INDEX_SCHEMA,
     MANIFEST_FILE,
     REJECTED_FILE,
     REJECTED_SCHEMA,
+    event_counts,
     read_index,
     read_manifest,
     read_rejected,
@@ -93,6 +97,19 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
     if any(not (0 <= w.microturn < meta.num_microturns) for w in sample.words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
     return meta
+
+
+def _check_event_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index's event counts agree with events.json (schemas/events.py; its contents are checked on decoding)."""
+    try:
+        events = (
+            [SampleEvent.from_dict(e) for e in decode_json(members["events.json"])] if "events.json" in members else []
+        )
+    except (ValueError, TypeError, AttributeError):
+        return  # reported by _check_arrays
+    counts = event_counts(events)
+    if any(row.get(c) != n for c, n in counts.items()):
+        report.add(f"{key}: index event counts {[row.get(c) for c in counts]} != events.json {list(counts.values())}")
 
 
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
@@ -172,6 +189,8 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
+            if row is not None:
+                _check_event_counts(key, members, row, report)
             if meta is not None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
