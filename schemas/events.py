@@ -12,7 +12,7 @@ The vocabulary is Gander's (Omni-Interaction-Agent, Hunyuan team), so data moves
 | task_resolve    | output | task_resolve  | arguments {"action": cancel, allow_once, allow_session or deny, "task"}   |
 | tool_call       | output | the tool      | arguments: any JSON object (a direct, synchronous tool call)              |
 | tool_response   | input  | the tool      | content: the call's result (any JSON value)                               |
-| worker_delivery | input  | task name     | content, topic "milestone" or "final", status: a report, on its own     |
+| worker_delivery | input  | task name     | content, topic "milestone" or "final", status: a report, on its own       |
 
 Output-side events are the model's own acts: targets, placed in the micro-turn that contains their time. Input-side
 events arrive (the model did not ask for them at that instant): placed in the micro-turn whose span contains their
