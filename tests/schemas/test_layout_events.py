@@ -29,7 +29,13 @@ def _sample(events: list[dict], words: list[dict] | None = None) -> dict:
     z = np.zeros((W, 16, 80), np.uint8)
     mask = np.ones(W, np.uint8)
     mask[-2:] = 0
-    return {"mask.npy": mask, "input.dmel.npy": z, "output.dmel.npy": z, "words.json": words or [], "events.json": events}
+    return {
+        "mask.npy": mask,
+        "input.dmel.npy": z,
+        "output.dmel.npy": z,
+        "words.json": words or [],
+        "events.json": events,
+    }
 
 
 START = _event("task_start", "output", 2, "task_start", arguments={"name": "convert 20 EUR to USD"}, task="x")
