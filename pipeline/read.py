@@ -117,6 +117,12 @@ def load_conversation(ref: InputRef) -> Conversation:
                 obj = json.loads(ref.text)
             except json.JSONDecodeError as e:
                 raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
+            if isinstance(obj, dict) and isinstance(obj.get("turns"), list) and "tracks" not in obj:
+                raise BundleError(
+                    "unknown_input",
+                    "a Gander conversation (turns, no tracks): `microturn run --input FILE.jsonl` imports it, or "
+                    "convert it first with `microturn import gander FILE.jsonl --out BUNDLES_DIR`",
+                )
             return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
         if ref.kind == "moshi":
             return moshi_conversation(wav_path=ref.audio[0], json_text=read_text(ref.path), origin=ref.origin)
