@@ -25,6 +25,7 @@ in seconds. Same seed, same bytes.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -233,6 +234,7 @@ def plan_agent(backend: TTSBackend, rng: random.Random, *, variant: str, tool: s
         t = p.seconds(reply.end) + 0.1
         args = {"action": "cancel", "task": current}
         events.append(_event("task_resolve", t, name="task_resolve", arguments=args, task=current))
+        p.say(USER, "okay thanks anyway I will ask again later")  # time for the event's tokens to spill
     else:
         events.append(
             _event(
@@ -246,7 +248,7 @@ def plan_agent(backend: TTSBackend, rng: random.Random, *, variant: str, tool: s
             )
         )
         labels.append({"label": "arrive", "start_s": round(t_final, 4), "end_s": round(t_final, 4)})
-        onset = p.weave_point(p.samples(t_final))
+        onset = p.weave_point(math.ceil(round(t_final, 4) * p.rate))
         woven = p.say(AGENT, task.weave, at=onset)
         labels.append({"label": "weave", "start_s": p.seconds(onset), "end_s": p.seconds(woven.end)})
         p.say(USER, "thanks")
