@@ -136,6 +136,9 @@ def render_sample(
         if s == "input":
             rows.append(("bands", 2.4))
         rows += [(f"dmel:{s}", 2.0), (f"words:{s}", 0.8)] if s != "input" else [(f"words:{s}", 0.8), (f"dmel:{s}", 2.0)]
+    events = sample.get("events.json")
+    if events:
+        rows.append(("events", 1.0))
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": [r[1] for r in rows]})
     axes = np.atleast_1d(axes)
@@ -171,6 +174,8 @@ def render_sample(
             ax.set_ylabel(f"{s} words", fontsize=9)
         elif kind == "bands":
             _bands(ax, labels, activity, streams)
+        elif kind == "events":
+            _event_marks(ax, events)
         elif kind == "frames":
             _thumbnails(ax, frames, sample.get("frame_mask"), hi - lo, width_px)
         _grid(ax, x_max)
@@ -183,6 +188,19 @@ def render_sample(
     handles = [Patch(color=c, label=n) for n, c in BAND_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.savefig(out, format="png", dpi=dpi)
+
+
+def _event_marks(ax: Any, events: Sequence[Mapping[str, Any]]) -> None:
+    """Timed events (schemas/events.py): the model's acts (targets) above, arrivals below, in their micro-turns."""
+    for i, e in enumerate(events):
+        y = 1 if e["side"] == "output" else 0
+        colour = STREAM_COLOURS["output" if y else "input"]
+        ax.add_patch(_rect(e["microturn"] * MICROTURN_S, y + 0.1, MICROTURN_S, 0.8, colour))
+        label = e["kind"] if e["kind"] == e["name"] else f"{e['kind']}: {e['name']}"
+        ax.text(e["time_s"], y + 0.5 + 0.25 * (i % 2 - 0.5), label[:40], fontsize=7, va="center")
+    ax.set_ylim(0, 2)
+    ax.set_yticks([0.5, 1.5], ["arrivals", "model acts"], fontsize=8)
+    ax.set_ylabel("events", fontsize=9)
 
 
 def _bands(ax: Any, labels: np.ndarray, activity: np.ndarray, streams: Sequence[str]) -> None:
