@@ -63,6 +63,7 @@ def cmd_run(argv: list[str]) -> int:
         _run_help()
         return 0
     start = time.monotonic()
+    argv = _gander_input(argv)
     try:
         manifest = run(argv)
     except ValueError as e:  # bad configuration or input path: say what to fix, no traceback
@@ -79,6 +80,34 @@ def cmd_run(argv: list[str]) -> int:
     if failed:
         print(f"microturn run: {failed}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _gander_input(argv: list[str]) -> list[str]:
+    """`--input FILE.jsonl` of Gander conversations: import them into OUTPUT/_gander_bundles first (synth may
+    synthesise missing assistant speech; the pipeline itself never imports synth) and run on those bundles."""
+    from pipeline.output_guard import GANDER_BUNDLES
+    from synth.gander_import import import_gander, is_gander_file
+
+    def value(flag: str) -> tuple[int, str] | None:
+        for i, a in enumerate(argv):
+            if a == flag and i + 1 < len(argv):
+                return i + 1, argv[i + 1]
+            if a.startswith(flag + "="):
+                return i, a.split("=", 1)[1]
+        return None
+
+    found, output = value("--input"), value("--output")
+    if found is None or output is None or not found[1].endswith(".jsonl") or not os.path.isfile(found[1]):
+        return argv
+    if not is_gander_file(found[1]):
+        return argv
+    bundles = os.path.join(output[1], GANDER_BUNDLES)
+    import_gander(found[1], bundles)
+    print(f"Gander input: {found[1]} imported as bundles into {bundles}")
+    out = list(argv)
+    out[found[0]] = bundles if out[found[0]] == found[1] else f"--input={bundles}"
+    # the conversations' audio paths are the Gander file's (relative to its directory): allowed there too
+    return [*out, "--extra_input_root", os.path.dirname(os.path.abspath(found[1]))]
 
 
 def _run_help() -> None:
@@ -191,6 +220,24 @@ def cmd_export_fdbench(argv: list[str]) -> int:
     return export_fdbench_main(argv)
 
 
+def cmd_export_gander(argv: list[str]) -> int:
+    from pipeline.tools.gander_export import export_gander_main
+
+    return export_gander_main(argv)
+
+
+def cmd_import_gander(argv: list[str]) -> int:
+    from synth.gander_import import import_gander_main
+
+    return import_gander_main(argv)
+
+
+def cmd_synth_agent(argv: list[str]) -> int:
+    from synth.agent import agent_main
+
+    return agent_main(argv)
+
+
 def cmd_synth_refusals(argv: list[str]) -> int:
     from synth.refusals import refusals_main
 
@@ -268,6 +315,9 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
     ("report",): (cmd_report, "write a self-contained HTML report of a dataset"),
     ("split",): (cmd_split, "split a dataset into train/eval, disjoint by conversation and speaker"),
     ("export", "fdbench"): (cmd_export_fdbench, "export held-out clips in Full-Duplex-Bench's layout"),
+    ("export", "gander"): (cmd_export_gander, "write a dataset's conversations as Gander JSONL with audio paths"),
+    ("import", "gander"): (cmd_import_gander, "convert Gander JSONL conversations to input bundles"),
+    ("synth", "agent"): (cmd_synth_agent, "synthesise delegation conversations (tool calls, late results, weaving)"),
     ("synth", "refusals"): (cmd_synth_refusals, "synthesise spoken refusal conversations as input bundles"),
     ("eval-align",): (cmd_eval_align, "measure word alignment against known timings"),
     ("synth", "timed"): (cmd_synth_timed, "synthesise timed-speech conversations (reminders, timers) with targets"),

@@ -27,6 +27,7 @@ from pipeline.safe_read import (
     check_regular_file,
     is_local,
     read_text_bounded,
+    under_root,
 )
 from pipeline.safe_text import escape_strings, safe_text
 from schemas.bundle import BundleError, Conversation
@@ -36,16 +37,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputPolicy:
-    """What a bundle may read. `root`: the input root its paths must lie under (None: anywhere);
-    `allow_outside`: --allow_outside_paths; `max_text_bytes`: limit of one text file (--max_text_mb)."""
+    """What a bundle may read. `root`: the input root its paths must lie under (None: anywhere); `extra_roots`:
+    more directories its paths may lie under (--extra_input_root: a Gander file's directory, whose bundles
+    `microturn run` imports elsewhere); `allow_outside`: --allow_outside_paths; `max_text_bytes`: limit of one text
+    file (--max_text_mb)."""
 
     root: str | None = None
+    extra_roots: tuple[str, ...] = ()
     allow_outside: bool = False
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES
 
     def confine(self, path: str, what: str) -> None:
         if self.root is not None and not self.allow_outside:
-            check_confined(path, self.root, what)
+            if not any(under_root(path, r) for r in self.extra_roots):
+                check_confined(path, self.root, what)
 
     def read_text(self, path: str) -> str:
         """A bundle's text file: confined, regular, bounded, UTF-8."""
@@ -122,6 +127,12 @@ def add_input_guard_args(parser: Any) -> None:
         "by default such a bundle is rejected (path_outside_input)",
     )
     parser.add_argument(
+        "--extra_input_root",
+        default=None,
+        help="a second directory that bundles may name files under (`microturn run` sets it to a Gander file's "
+        "directory when it imports the file's conversations as bundles into the output)",
+    )
+    parser.add_argument(
         "--max_text_mb",
         type=float,
         default=DEFAULT_MAX_TEXT_BYTES / 2**20,
@@ -136,6 +147,7 @@ def policy_from_options(opts: Any) -> InputPolicy:
         raise ValueError(f"--max_text_mb must be > 0, got {opts.max_text_mb}")
     return InputPolicy(
         root=input_root(opts.input),
+        extra_roots=(opts.extra_input_root.rstrip("/") or "/",) if opts.extra_input_root else (),
         allow_outside=bool(opts.allow_outside_paths),
         max_text_bytes=int(opts.max_text_mb * 2**20),
     )

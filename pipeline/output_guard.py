@@ -31,7 +31,9 @@ from schemas import storage
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".microturn.lock"
-OUR_FILES = frozenset({"index.parquet", "rejected.parquet", "manifest.json", "_work", LOCK_FILE})
+GANDER_BUNDLES = "_gander_bundles"
+"""Where `microturn run --input FILE.jsonl` puts the bundles it imports from a Gander file (microturn_cli)."""
+OUR_FILES = frozenset({"index.parquet", "rejected.parquet", "manifest.json", "_work", LOCK_FILE, GANDER_BUNDLES})
 SHARD_FILE = re.compile(r"shard-\d+(-\d+)?\.tar$")
 WORK_SUBDIR = re.compile(r"[0-9a-f]{16}$")
 DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})

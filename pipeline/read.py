@@ -149,6 +149,12 @@ def load_conversation(ref: InputRef, read: Callable[[str], str] = read_text) -> 
                 obj = json.loads(ref.text)
             except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
                 raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
+            if isinstance(obj, dict) and isinstance(obj.get("turns"), list) and "tracks" not in obj:
+                raise BundleError(
+                    "unknown_input",
+                    "a Gander conversation (turns, no tracks): `microturn run --input FILE.jsonl` imports it, or "
+                    "convert it first with `microturn import gander FILE.jsonl --out BUNDLES_DIR`",
+                )
             if is_moshi_index_line(obj):
                 return moshi_index_conversation(
                     obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read

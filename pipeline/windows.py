@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pipeline.align import AlignedConversation
+from pipeline.event_windows import perspective_events, window_events
 from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_interruptions, perspective_labels
@@ -34,7 +35,7 @@ from schemas.sample import (
     SampleWord,
 )
 from schemas.shard import FORMAT_VERSION, sample_key
-from schemas.tables import LABEL_COUNT_COLUMNS
+from schemas.tables import LABEL_COUNT_COLUMNS, event_counts
 from schemas.units import (
     SAMPLE_RATE_HZ,
     SAMPLES_PER_MICROTURN,
@@ -124,6 +125,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         )
         placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
         perspective = sanitise_id(output)
+        timed_events = perspective_events(conv, output, k_total)
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)
             t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
@@ -217,6 +219,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 targets=window_targets(conv.targets, output_speaker=output, first=a, stop=b, total=k_total)
                 if conv.targets
                 else None,
+                events=window_events(timed_events, a, b),
             )
             yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
 
@@ -267,4 +270,5 @@ def _row(record: MicroTurnSample, valid_samples: int) -> dict:
         "n_targets": len(record.targets or ()),
         "target_categories": sorted({t.category for t in record.targets or ()}),
         "target_counts": dict(sorted(Counter(t.category for t in record.targets or ()).items())),
+        **event_counts(record.events),
     }

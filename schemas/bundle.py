@@ -22,6 +22,9 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "tags": {"category": "weapons"},        # optional: string metadata, copied to every sample and the index
       "annotations": [                        # optional: labelled spans (seconds), e.g. where a refusal is spoken
         {"label": "refusal", "speaker": "B", "start": 3.2, "end": 5.9}
+      ],
+      "events": [                             # optional: timed tool calls and results (schemas/events.py)
+        {"kind": "task_start", "time_s": 2.3, "arguments": {"name": "convert 20 EUR to USD"}}
       ]
     }
 
@@ -57,6 +60,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.events import TimelineEvent, parse_events
 from schemas.targets import Target, TargetError, parse_targets, target_to_dict
 
 BUNDLE_VERSION = 1
@@ -84,6 +88,7 @@ BUNDLE_KINDS = (
     "bad_tags",  # 'tags' that are not string values
     "bad_annotation",  # an annotation without label, speaker, start, end, or with bad times
     "bad_index_line",  # a moshi-finetune data.jsonl line whose 'path' does not name a .wav file
+    "bad_event",  # an 'events' entry that is not a valid event (schemas/events.py)
     "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
     "unknown_input",  # an input layout the reader does not know
     "bad_model_speakers",  # 'model_speakers' that is not a list of speaker names
@@ -197,6 +202,7 @@ class Conversation:
     texts: Mapping[str, str] | None = None  # each speaker's words without times ("text" in the bundle)
     extra: Mapping[str, Any] = field(default_factory=dict)
     targets: tuple[Target, ...] = ()  # proactive targets (schemas/targets.py), sorted by due time
+    events: tuple[TimelineEvent, ...] = ()  # timed events (schemas/events.py): delegation, tool calls, results
 
     @property
     def speakers(self) -> tuple[str, ...]:
@@ -406,7 +412,9 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
                 "bad_annotation", f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)"
             )
         annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
+    events = _events(obj.get("events", []))
     known = {
+        "events",
         "id",
         "bundle_version",
         "tracks",
@@ -440,6 +448,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         texts=texts,
         extra={k: v for k, v in obj.items() if k not in known},
         targets=_targets(obj),
+        events=events,
     )
 
 
@@ -451,6 +460,14 @@ def _targets(obj: Mapping[str, Any]) -> tuple[Target, ...]:
         return parse_targets(obj["targets"])
     except TargetError as e:
         raise BundleError("bad_target", str(e)) from None
+
+
+def _events(spec: Any) -> tuple[TimelineEvent, ...]:
+    """The bundle's optional ``"events"`` (schemas/events.py) as records; malformed ones are a BundleError."""
+    try:
+        return parse_events(spec)
+    except ValueError as e:
+        raise BundleError("bad_event", f"'events': {e}") from None
 
 
 def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Conversation:
@@ -550,6 +567,8 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         ]
     if conv.targets:
         out["targets"] = [target_to_dict(t) for t in conv.targets]
+    if conv.events:
+        out["events"] = [e.to_dict() for e in conv.events]
     out.update(conv.extra)
     return out
 

@@ -21,6 +21,7 @@ Members, stored in the shard under ``{key}.{member}``:
 | annotations.json  | JSON    |                | list of SampleAnnotation objects (labelled spans, e.g. refusals)     |
 | targets.json      | JSON    |                | list of SampleTarget objects (schemas/targets.py; only when the      |
 |                   |         |                | conversation has proactive targets)                                  |
+| events.json       | JSON    |                | list of schemas.events.SampleEvent (only when the bundle has events) |
 | frames.mjpeg      | JPEG    |                | the window's video frames back to back (only with video)             |
 | frames.index.npy  | int64   | (W, 2)         | byte offset and length of each micro-turn's JPEG; 0 length = none   |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep_audio``)              |
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.events import SampleEvent, event_problems
 from schemas.frames import encode_frames
 from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json
 from schemas.targets import SampleTarget
@@ -84,6 +86,7 @@ MEMBERS: dict[str, Callable[[bytes], Any]] = {
     "words.json": decode_json,
     "annotations.json": decode_json,
     "targets.json": decode_json,
+    "events.json": decode_json,
     **{name: decode_array for name in WINDOW_ARRAYS},
     "frames.mjpeg": bytes,  # decoded together with frames.index.npy (schemas.frames.decode_frames)
     **{f"{stream}.flac": decode_flac for stream in STREAMS},
@@ -289,6 +292,7 @@ class MicroTurnSample:
     frames: tuple[bytes | None, ...] | None = None  # (W,) one JPEG per micro-turn (None: no frame); None: no video
     audio: Mapping[str, np.ndarray] | None = None  # stream -> (W * 3200,) float32 16 kHz PCM; None: not kept
     targets: tuple[SampleTarget, ...] | None = None  # proactive targets; None: the conversation has none
+    events: tuple[SampleEvent, ...] | None = None  # events.json (schemas/events.py); None: the bundle has none
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array members by member name, in the order they are written."""
@@ -319,6 +323,8 @@ class MicroTurnSample:
             members[f"{stream}.flac"] = encode_flac(pcm, SAMPLE_RATE_HZ)
         if self.targets is not None:
             members["targets.json"] = encode_json([t.to_dict() for t in self.targets])
+        if self.events is not None:
+            members["events.json"] = encode_json([e.to_dict() for e in self.events])
         return members
 
     @classmethod
@@ -350,6 +356,14 @@ class MicroTurnSample:
             problems.append(str(e))
         targets, target_problems = _targets_of(decoded, meta)
         problems += target_problems
+        events = None
+        if "events.json" in decoded:
+            try:
+                events = tuple(SampleEvent.from_dict(e) for e in decoded["events.json"])
+            except (ValueError, TypeError, AttributeError) as e:
+                problems.append(str(e))
+            if events is not None and meta is not None:
+                problems += [f"events.json: {p}" for p in event_problems(list(events), meta.num_microturns)]
         if meta is not None:
             problems += _array_problems(meta, decoded)
         if ("frames.mjpeg" in members) != ("frames.index.npy" in members):
@@ -375,6 +389,7 @@ class MicroTurnSample:
             frames=frames,
             audio=audio,
             targets=targets,
+            events=events,
         )
 
 

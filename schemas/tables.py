@@ -37,6 +37,16 @@ LABEL_COUNT_COLUMNS = (
 )
 """Micro-turn counts per label in the sample (events count their onsets)."""
 
+EVENT_COUNT_COLUMNS = ("n_events_output", "n_events_input")
+"""Timed events in the sample (schemas/events.py): the model's acts (targets) and arrivals."""
+
+
+def event_counts(events: Any) -> dict[str, int]:
+    """The EVENT_COUNT_COLUMNS of a sample's events (records with a `side`; None: no events)."""
+    sides = [e.side for e in events or ()]
+    return {"n_events_output": sides.count("output"), "n_events_input": sides.count("input")}
+
+
 INDEX_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
@@ -63,6 +73,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("n_targets", pa.int32(), nullable=False),
         pa.field("target_categories", pa.list_(pa.string()), nullable=False),
         pa.field("target_counts", pa.map_(pa.string(), pa.int32()), nullable=False),  # category -> targets
+        *[pa.field(name, pa.int32(), nullable=False) for name in EVENT_COUNT_COLUMNS],
     ],
     metadata={"microturn.table": "index", "microturn.version": str(MANIFEST_VERSION)},
 )

@@ -6,7 +6,8 @@ Checks: manifest present and readable; every shard's sha256 and size; index.parq
 index rows == shard samples (same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
 through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
-(inputs = written + rejected) and the rejected list.
+(inputs = written + rejected) and the rejected list; timed events (events.json: kind and side agree, targets only on
+the output side, each in the micro-turn that holds its time) and their counts in the index.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from schemas import storage
 from schemas.dmel import DMEL_LEVELS
+from schemas.events import SampleEvent
 from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta
 from schemas.shard import decode_json
 from schemas.tables import (
@@ -27,6 +29,7 @@ from schemas.tables import (
     MANIFEST_FILE,
     REJECTED_FILE,
     REJECTED_SCHEMA,
+    event_counts,
     read_index,
     read_manifest,
     read_rejected,
@@ -116,6 +119,19 @@ def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report:
         report.add(
             f"{key}: index says {row.get('n_targets')} target(s) {row_counts}, targets.json has {got[0]} {counts}"
         )
+
+
+def _check_event_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index's event counts agree with events.json (schemas/events.py; its contents are checked on decoding)."""
+    try:
+        events = (
+            [SampleEvent.from_dict(e) for e in decode_json(members["events.json"])] if "events.json" in members else []
+        )
+    except (ValueError, TypeError, AttributeError):
+        return  # reported by _check_arrays
+    counts = event_counts(events)
+    if any(row.get(c) != n for c, n in counts.items()):
+        report.add(f"{key}: index event counts {[row.get(c) for c in counts]} != events.json {list(counts.values())}")
 
 
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
@@ -217,6 +233,7 @@ def _validate(dataset_dir: str, report: Report) -> None:
             meta = _check_arrays(key, members, report)
             if row is not None:
                 _check_target_counts(key, members, row, report)
+                _check_event_counts(key, members, row, report)
             if meta is not None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")

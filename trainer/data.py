@@ -115,7 +115,7 @@ def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
-        if f.name == "text_bytes_cut":
+        if f.name in ("text_bytes_cut", "event_bytes_cut"):
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)

@@ -139,6 +139,9 @@ def render_sample(
         rows += [(f"dmel:{s}", 2.0), (f"words:{s}", 0.8)] if s != "input" else [(f"words:{s}", 0.8), (f"dmel:{s}", 2.0)]
     if sample.get("targets.json") is not None:
         rows.append(("targets", 0.8))
+    events = sample.get("events.json")
+    if events:
+        rows.append(("events", 1.0))
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": [r[1] for r in rows]})
     axes = np.atleast_1d(axes)
@@ -176,6 +179,8 @@ def render_sample(
             _bands(ax, labels, activity, streams)
         elif kind == "targets":
             _targets(ax, sample["targets.json"])
+        elif kind == "events":
+            _event_marks(ax, events)
         elif kind == "frames":
             _thumbnails(ax, frames, sample.get("frame_mask"), hi - lo, width_px)
         _grid(ax, x_max)
@@ -200,6 +205,19 @@ def _targets(ax: Any, targets: Sequence[Mapping[str, Any]]) -> None:
         ax.add_patch(_rect(t["start_s"], y - 0.45, t["end_s"] - t["start_s"], 0.5, "#f2b134"))
         ax.vlines(t["due_s"], y - 0.5, y + 0.1, colors="#b3261e", lw=1.5)
         ax.text(max(t["due_s"], 0.0), y + 0.1, f"{t['text']} ({t['category']})", fontsize=7, va="bottom", clip_on=True)
+
+
+def _event_marks(ax: Any, events: Sequence[Mapping[str, Any]]) -> None:
+    """Timed events (schemas/events.py): the model's acts (targets) above, arrivals below, in their micro-turns."""
+    for i, e in enumerate(events):
+        y = 1 if e["side"] == "output" else 0
+        colour = STREAM_COLOURS["output" if y else "input"]
+        ax.add_patch(_rect(e["microturn"] * MICROTURN_S, y + 0.1, MICROTURN_S, 0.8, colour))
+        label = e["kind"] if e["kind"] == e["name"] else f"{e['kind']}: {e['name']}"
+        ax.text(e["time_s"], y + 0.5 + 0.25 * (i % 2 - 0.5), label[:40], fontsize=7, va="center")
+    ax.set_ylim(0, 2)
+    ax.set_yticks([0.5, 1.5], ["arrivals", "model acts"], fontsize=8)
+    ax.set_ylabel("events", fontsize=9)
 
 
 def _bands(ax: Any, labels: np.ndarray, activity: np.ndarray, streams: Sequence[str]) -> None:

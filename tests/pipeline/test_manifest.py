@@ -46,6 +46,7 @@ def _row(conv: str, perspective: str, window: int, *, shard: str, offset: int, d
         "target_counts": {"timed_oneshot": 2} if window == 0 else {},
     }
     row.update({c: i + window for i, c in enumerate(LABEL_COUNT_COLUMNS)})
+    row.update(n_events_output=0, n_events_input=0)
     return row
 
 
