@@ -311,6 +311,8 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
     ),
     ("train",): (cmd_train, "train the interaction model on micro-turn shards"),
     ("eval",): (cmd_eval, "print a checkpoint's per-head losses on held-out shards"),
+    ("eval", "proactive"): (cmd_eval_proactive, "score a model's timed words against a dataset's proactive targets"),
+    ("eval-align",): (cmd_eval_align, "measure word alignment against known timings"),
     ("inspect",): (cmd_inspect, "draw one sample as a PNG (dMel, words, labels, frames)"),
     ("report",): (cmd_report, "write a self-contained HTML report of a dataset"),
     ("split",): (cmd_split, "split a dataset into train/eval, disjoint by conversation and speaker"),
@@ -319,11 +321,9 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
     ("import", "gander"): (cmd_import_gander, "convert Gander JSONL conversations to input bundles"),
     ("synth", "agent"): (cmd_synth_agent, "synthesise delegation conversations (tool calls, late results, weaving)"),
     ("synth", "refusals"): (cmd_synth_refusals, "synthesise spoken refusal conversations as input bundles"),
-    ("eval-align",): (cmd_eval_align, "measure word alignment against known timings"),
     ("synth", "timed"): (cmd_synth_timed, "synthesise timed-speech conversations (reminders, timers) with targets"),
     ("synth", "cue"): (cmd_synth_cue, "synthesise cue-triggered speech (rule, monologue with cues) with targets"),
     ("synth", "visual"): (cmd_synth_visual, "synthesise counting, start/stop and call-out videos with targets"),
-    ("eval", "proactive"): (cmd_eval_proactive, "score a model's timed words against a dataset's proactive targets"),
 }
 
 
