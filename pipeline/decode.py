@@ -15,6 +15,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
+from pipeline.resample_bounded import MAX_TABLE_VALUES, resample_any_rate, torchaudio_table_values
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
+from schemas.storage import is_local, staged
 from schemas.units import SAMPLE_RATE_HZ, num_microturns
 
 logger = logging.getLogger(__name__)
@@ -71,10 +74,11 @@ def _check_wav_header(source: str | io.BytesIO, decoded_frames: int, path: str) 
 
 
 def _read_in_process(path: str) -> tuple[np.ndarray, int]:
-    source: str | io.BytesIO = path if _is_local(path) else io.BytesIO(_read_bytes(path))
+    # a local path as bytes: a file name that is not UTF-8 (Latin-1 bytes) opens as it is (soundfile would not encode it)
+    source: bytes | io.BytesIO = os.fsencode(path) if _is_local(path) else io.BytesIO(_read_bytes(path))
     try:
         info = sf.info(source)
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
         dtype = "int16" if info.subtype == "PCM_16" else "float32"
         data, rate = sf.read(source, dtype=dtype, always_2d=True)
@@ -85,17 +89,22 @@ def _read_in_process(path: str) -> tuple[np.ndarray, int]:
     except RuntimeError as e:  # libsndfile decoder errors, e.g. 'flac decoder lost sync' on a truncated FLAC
         raise DecodeError("corrupt_audio", f"{path}: corrupt or truncated audio: {e}") from None
     if path.lower().endswith(".wav"):
-        if not isinstance(source, str):
+        if isinstance(source, io.BytesIO):
             source.seek(0)
-        _check_wav_header(source, data.shape[0], path)
+        _check_wav_header(path if isinstance(source, bytes) else source, data.shape[0], path)
     return data, int(rate)
 
 
 def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
-    local = _is_local(path)
-    payload = None if local else _read_bytes(path)
+    """ffmpeg cannot open s3:// or gs://: a remote file is staged to a local temporary file (removed after)."""
+    with staged(path) as local:
+        return _ffmpeg_decode(local, path)
+
+
+def _ffmpeg_decode(local: str, path: str) -> tuple[np.ndarray, int]:
+    """Decode the local file `local` with ffmpeg; messages call it `path`."""
     try:
-        probe = ffmpeg.probe(path) if local else ffmpeg.probe("pipe:", input=payload)
+        probe = ffmpeg.probe(local)
     except ffmpeg.Error as e:
         message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
         raise DecodeError(
@@ -106,12 +115,12 @@ def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
         raise DecodeError("no_audio_stream", f"{path}: the file has no audio stream")
     stream = audio[0]
     rate, channels = int(stream["sample_rate"]), int(stream["channels"])
-    node = ffmpeg.input("pipe:" if payload is not None else path)
+    node = ffmpeg.input(local)
     try:
         out, err = (
             node.output("pipe:", format="s16le", acodec="pcm_s16le", ac=channels, ar=rate, map="0:a:0")
             .global_args("-nostdin", "-v", "error")
-            .run(capture_stdout=True, capture_stderr=True, input=payload)
+            .run(capture_stdout=True, capture_stderr=True)
         )
     except ffmpeg.Error as e:
         stderr = e.stderr.decode("utf-8", "replace").strip()[-300:] if e.stderr else "no message"
@@ -134,6 +143,8 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     each block's output equals what one call on the whole signal computes (up to float rounding)."""
     if rate_hz == SAMPLE_RATE_HZ:
         return np.ascontiguousarray(pcm, dtype=np.float32)
+    if torchaudio_table_values(rate_hz, SAMPLE_RATE_HZ) > MAX_TABLE_VALUES:  # e.g. 44,101 Hz: gigabytes of table
+        return resample_any_rate(pcm, rate_hz)
     import torch  # imported here: the job's coordinating process never needs it
     import torchaudio
 
@@ -182,6 +193,20 @@ def _to_float(channel: np.ndarray) -> np.ndarray:
     return channel.astype(np.float32, copy=False)
 
 
+def _stretch(pcm: np.ndarray, rate_hz: int, track: Track, path: str) -> np.ndarray:
+    """The part of a track's file that is the conversation (`Track.start_s`, `duration_s`; a Lhotse cut)."""
+    if track.start_s == 0 and track.duration_s is None:
+        return pcm
+    start = round(track.start_s * rate_hz)
+    if start >= len(pcm):
+        raise DecodeError(
+            "empty_audio",
+            f"{path}: the track starts at {track.start_s} s, after the file's end ({len(pcm) / rate_hz} s)",
+        )
+    end = len(pcm) if track.duration_s is None else start + round(track.duration_s * rate_hz)
+    return pcm[start:end]
+
+
 def _with_video_tracks(conv: Conversation, probe: VideoProbe) -> Conversation:
     """Make a video bundle's streams explicit: its own audio (or silence) as `audio_speaker` when no tracks are
     given, and a silent model when only one speaker is left."""
@@ -208,6 +233,19 @@ def _video_origin(conv: Conversation, probe: VideoProbe) -> float:
 
 
 def decode_conversation(conv: Conversation, video_config: VideoConfig | None = None) -> DecodedConversation:
+    """Decode `conv` (see _decode_conversation); a video on an object store is staged to a local temporary file
+    for ffmpeg first and removed after."""
+    if conv.video is None or is_local(conv.video.path):
+        return _decode_conversation(conv, video_config)
+    if not FileSystems.exists(conv.video.path):
+        raise DecodeError("missing_file", f"{conv.video.path}: file does not exist")
+    with staged(conv.video.path) as local:
+        return _decode_conversation(conv, video_config, video_file=local)
+
+
+def _decode_conversation(
+    conv: Conversation, video_config: VideoConfig | None = None, *, video_file: str | None = None
+) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
     its video, if any, onto the micro-turn grid.
 
@@ -220,7 +258,7 @@ def decode_conversation(conv: Conversation, video_config: VideoConfig | None = N
     if conv.video is not None:
         if not FileSystems.exists(conv.video.path):
             raise DecodeError("missing_file", f"{conv.video.path}: file does not exist")
-        probe = probe_video(conv.video.path)
+        probe = probe_video(video_file or conv.video.path)
         conv = _with_video_tracks(conv, probe)
     streams: dict[str, np.ndarray] = {}
     silent: list[str] = []
@@ -250,7 +288,7 @@ def decode_conversation(conv: Conversation, video_config: VideoConfig | None = N
                 )
             else:
                 mono = _to_float(data[:, channel])
-            streams[speaker] = resample_to_16k(mono, rate)
+            streams[speaker] = resample_to_16k(_stretch(mono, rate, conv.tracks[i], path), rate)
         del data
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0
@@ -275,12 +313,13 @@ def decode_conversation(conv: Conversation, video_config: VideoConfig | None = N
     video = None
     if probe is not None:
         video = video_frames(
-            conv.video.path,
+            video_file or conv.video.path,
             origin_s=origin,
             num_microturns=num_microturns(num_samples),
             config=video_config or VideoConfig(),
             probe=probe,
         )
+        video.info["path"] = conv.video.path  # the input's own path, not a staged copy's
         video.info["audio_samples"] = num_samples
         # a video that runs on after the audio is cut at the audio's end; say by how much
         video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin - num_samples / SAMPLE_RATE_HZ), 6)

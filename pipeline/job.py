@@ -13,9 +13,10 @@ The write stage grows with the corpus: the number of shard buckets is derived fr
 hash of its id, a bucket whose parts exceed the target is cut into several shards in key order, and the manifest
 is merged from small per-shard summaries (a CombineGlobally): no step holds the dataset's index rows.
 
-Without --runner the job runs on Beam's local FnApiRunner, constructed here on purpose: Beam's DirectRunner
-would first try the Prism runner, which downloads a binary. Other runners (Dataflow, Flink, Spark) are used as
-Beam normally does when --runner names them.
+Without --runner the job runs on Beam's local FnApiRunner, constructed on purpose (pipeline/runners.py): Beam's
+DirectRunner would first try the Prism runner, which downloads a binary. PortableRunner, Flink, Spark and Dataflow
+are used as Beam normally does when --runner names them; runners that mis-route multi-output ParDos are refused
+at start. Inputs, work directory and output may be on any Beam file system (s3:// with --s3_endpoint_url ...).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -37,6 +37,7 @@ from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
+from pipeline.input_guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import (
     ManifestCombineFn,
@@ -47,10 +48,20 @@ from pipeline.manifest import (
     write_rejected,
 )
 from pipeline.options import MicroturnOptions, job_config
-from pipeline.read import InputRef, list_inputs, load_conversation
+from pipeline.output_guard import (
+    OutputError,
+    claim_output,
+    disk_error,
+    release_output,
+    remove_stale_shards,
+    remove_work,
+)
+from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
+from pipeline.runners import check_runner, make_pipeline
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
+from pipeline.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.write import (
     PartInfo,
     finished_part,
@@ -61,6 +72,7 @@ from pipeline.write import (
     write_part,
     write_shard,
 )
+from schemas import storage
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
 from schemas.tables import INDEX_DIR, index_file_name, read_manifest
@@ -81,32 +93,36 @@ def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: st
     return TaggedOutput(REJECTED, rejection)
 
 
-class ReadFn(beam.DoFn):
+class ReadFn(WorkerStorageFn):
+    def __init__(self, policy: InputPolicy | None = None) -> None:
+        self.policy = policy
+
     def process(self, ref: InputRef) -> Iterator[Any]:
         try:
-            conv = load_conversation(ref)
+            conv = read_input(ref, self.policy)  # any failure of one input is a BundleError with a kind
         except BundleError as e:
             yield _reject("read", ref.origin, e.kind, str(e))
             return
-        yield conv.id, conv
+        yield sanitise_id(conv.id), conv  # by key: two ids with one sample key must not both be written
 
 
 def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
-    """Keep the first conversation (by origin) of each id; reject the others as duplicates."""
-    conv_id, convs = item
+    """Keep the first conversation (by origin) of each sample key; reject the others as duplicates (the same id) or
+    collisions (another id with the same key)."""
+    key, convs = item
     ordered = sorted(convs, key=lambda c: c.origin)
-    yield ordered[0]
+    first = ordered[0]
+    yield first
     for c in ordered[1:]:
-        yield _reject(
-            "read",
-            c.origin,
-            "duplicate_id",
-            f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
-            conv_id,
-        )
+        if c.id == first.id:
+            kind, reason = "duplicate_id", f"duplicate conversation id {c.id!r}, already given by {first.origin}"
+        else:
+            kind = "id_collision"
+            reason = f"conversation id {c.id!r} has the same sample key {key!r} as id {first.id!r} of {first.origin}"
+        yield _reject("read", c.origin, kind, reason, c.id)
 
 
-class ResumeFn(beam.DoFn):
+class ResumeFn(WorkerStorageFn):
     """Reuse a part that an interrupted run finished; pass the rest on."""
 
     def __init__(self, work_dir: str) -> None:
@@ -121,7 +137,7 @@ class ResumeFn(beam.DoFn):
             yield conv
 
 
-class StageFn(beam.DoFn):
+class StageFn(WorkerStorageFn):
     """One pipeline stage over a conversation: `apply` does the work; any failure of one input becomes a rejection
     with the stage, a kind and a readable reason (a BundleError or StageError gives its own kind; any other
     exception is kind ``unexpected_error`` and logs its traceback), so one bad file never stops the job."""
@@ -131,6 +147,7 @@ class StageFn(beam.DoFn):
     reraise: tuple[type[BaseException], ...] = ()  # failures of the machinery, not of the input: fail the bundle
 
     def setup(self) -> None:
+        super().setup()
         if self.torch_threads > 0:
             import torch
 
@@ -149,6 +166,8 @@ class StageFn(beam.DoFn):
             yield _reject(self.stage, conv.origin, e.kind, str(e), conv.id)
             return
         except Exception as e:  # noqa: BLE001 - dead-letter output: the input is rejected with its reason
+            if disk_error(e) is not None:  # the output's fault (out of space, read-only), not the input's: stop
+                raise
             conv = _conversation_of(element)
             logger.exception("unexpected error at %s on %s", self.stage, conv.origin)
             yield _reject(self.stage, conv.origin, "unexpected_error", f"unexpected {type(e).__name__}: {e}", conv.id)
@@ -272,7 +291,7 @@ def num_buckets(total_bytes: int, shard_bytes: int, num_shards: int | None) -> i
     return max(1, math.ceil(total_bytes / (shard_bytes * BUCKET_FILL)))
 
 
-class WriteShardsFn(beam.DoFn):
+class WriteShardsFn(WorkerStorageFn):
     """One bucket's parts -> its shard(s), each followed by its index file; yields each shard's small summary.
     A shard finished by an earlier run from the same parts (its sidecar in the work directory) is kept."""
 
@@ -301,24 +320,12 @@ class WriteShardsFn(beam.DoFn):
         return summary
 
 
-def local_runner(options: PipelineOptions) -> Any:
-    """Beam's FnApiRunner (what DirectRunner uses for batch), so that no Prism binary is looked for."""
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(
-        provision_info=fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    )
-
-
 WORK_DIR = "_work"
 
 
 def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     fn.torch_threads = opts.torch_threads
-    return fn
+    return with_storage(fn, opts)
 
 
 def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> dict[str, Any]:
@@ -330,12 +337,16 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
     read = (
-        p | "ListInputs" >> beam.Create(list(refs)) | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok")
+        p
+        | "ListInputs" >> beam.Create(list(refs))
+        | "Read" >> beam.ParDo(with_storage(ReadFn(policy_from_options(opts)), opts)).with_outputs(REJECTED, main="ok")
     )
     deduped = (
         read.ok | "GroupById" >> beam.GroupByKey() | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok")
     )
-    resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
+    resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(work_dir), opts)).with_outputs(
+        "done", main="todo"
+    )
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
     decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(
@@ -359,7 +370,8 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         all_parts
         | "KeyByBucket" >> beam.Map(lambda part, n: (shard_for(part.conversation_id, n), part), AsSingleton(buckets))
         | "GroupByBucket" >> beam.GroupByKey()
-        | "WriteShards" >> beam.ParDo(WriteShardsFn(output, work_dir, None if override is not None else target))
+        | "WriteShards"
+        >> beam.ParDo(with_storage(WriteShardsFn(output, work_dir, None if override is not None else target), opts))
     )
     rejected = (
         read[REJECTED],
@@ -370,20 +382,25 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         labelled[REJECTED],
         parts[REJECTED],
     ) | "AllRejected" >> beam.Flatten()
+    flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
+    totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     rejected_summary = (
         rejected
         | "RejectedList" >> beam.combiners.ToList()
-        | "WriteRejected" >> beam.Map(lambda rejects: write_rejected(output, rejects))
+        | "WriteRejected"
+        >> beam.Map(  # after every shard (the totals): a run that fails writing shards leaves no tables
+            lambda rejects, _: configure_worker(flags) or write_rejected(output, rejects), AsSingleton(totals)
+        )
     )
-    totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     num_inputs = len(refs)
     manifest = (
         p
         | "Once" >> beam.Create([None])
         | "WriteManifest"
         >> beam.Map(
-            lambda _, merged, rejects: write_manifest(
-                output, totals=merged, rejected=rejects, num_inputs=num_inputs, config=config
+            lambda _, merged, rejects: (
+                configure_worker(flags)
+                or write_manifest(output, totals=merged, rejected=rejects, num_inputs=num_inputs, config=config)
             ),
             AsSingleton(totals),
             AsSingleton(rejected_summary),
@@ -396,13 +413,11 @@ def sweep_temporary_files(output: str) -> int:
     """Delete the hidden temporary files (pipeline.write.temp_name) that failed or killed attempts left in the
     dataset directory and its index; returns how many. Call it only when no writer is running."""
     found = [
-        m.path
+        path
         for pattern in (f"{output}/.*.partial", f"{output}/{INDEX_DIR}/.*.partial")
-        for result in FileSystems.match([pattern])
-        for m in result.metadata_list
+        for path in storage.list_files(pattern)
     ]
-    if found:
-        FileSystems.delete(found)
+    storage.delete_files(found)
     return len(found)
 
 
@@ -415,23 +430,38 @@ def _counter(result: Any, name: str) -> int:
 
 
 def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job; returns the manifest it wrote (read back from the output)."""
+    """Run the job; returns the manifest it wrote (read back from the output).
+
+    Raises:
+        ValueError: bad options or input path; OutputError (a ValueError) when --output is a file, not ours, in use
+            by another job, not writable, or runs out of space (pipeline.output_guard).
+    """
     options = PipelineOptions(argv)
+    check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now
+    storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
+    lock = claim_output(opts.output, overwrite=opts.overwrite)
+    try:
+        manifest = _run(options, opts, test_pipeline)
+        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
+    except Exception as e:
+        if (err := disk_error(e)) is not None:
+            raise OutputError(
+                f"--output {opts.output}: {err.strerror}; the job stopped (free space, then rerun the same command "
+                "to resume)"
+            ) from e
+        raise
+    finally:
+        release_output(lock)
+    return manifest
+
+
+def _run(options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None) -> dict:
     config = job_config(opts)
     refs = list_inputs(opts.input)
     logger.info("%d inputs under %s", len(refs), opts.input)
     output = opts.output.rstrip("/")
-    if not FileSystems.exists(output):
-        FileSystems.mkdirs(output)
-    if test_pipeline is not None:
-        p = test_pipeline
-    else:
-        runner = options.view_as(StandardOptions).runner
-        if runner in (None, "DirectRunner", "FnApiRunner"):
-            p = beam.Pipeline(runner=local_runner(options), options=options)
-        else:
-            p = beam.Pipeline(options=options)
+    p = test_pipeline if test_pipeline is not None else make_pipeline(options)
     build(p, opts, refs, config)
     result = p.run()
     result.wait_until_finish()
@@ -446,6 +476,6 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             reused["shards_reused"],
         )
     manifest = read_manifest(output)
-    if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
-        FileSystems.delete([f"{output}/{WORK_DIR}"])
+    if not opts.keep_work:
+        remove_work(output, WORK_DIR)  # this job's work directories only
     return manifest

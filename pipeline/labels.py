@@ -8,12 +8,16 @@ Definitions (all thresholds in LabelConfig, written to the manifest):
   speaker s other than the floor holder h, with m = h's IPU with the latest end among those started before u:
   - backchannel (by s, of h): u lasts <= `backchannel_max_s`, has <= `backchannel_max_words` words (not checked
     without words), and h speaks through it: m.start < u.start and m.end > u.end. The floor stays with h.
-  - interruption (by s, of h): h is speaking when s starts (m.end > u.start), h stops within
-    `interruption_window_s` (m.end <= u.start + window), and s goes on after h stops (u.end > m.end). Floor -> s.
+  - interruption (by s, of h): h is speaking when s starts (m.end > u.start) and s goes on after h stops
+    (u.end > m.end), however long h takes to stop; h's stop latency m.end - u.start (seconds) is stored with the
+    event (`Event.stop_latency_s`) so that slow yields can be filtered or weighted. Floor -> s.
   - overlap (by s, of h): s talks over h, h goes on after u ends (m.end >= u.end): no floor change.
-  - takeover (by s, of h): s starts over h, h stops later than the window, s outlasts h. Floor -> s, no label.
   - yield (by s, of h): h is silent when s starts (m.end <= u.start). Floor -> s.
 - Events are placed at the micro-turn containing u's start. Floor transfer offset = u.start - m.end (s).
+
+There is no stop-latency window any more: a "takeover" (h stopping more than `interruption_window_s`, 1 s, after
+the onset) used to get no label, so the barge-ins a model most needs to learn from were lost. The retired key is
+ignored when an old manifest's configuration is read (`LabelConfig.from_dict`).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ import numpy as np
 
 from pipeline.grid import Interval, merge, word_interval
 from schemas.bundle import Segment, Word
-from schemas.sample import LABEL_BITS
-from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.sample import LABEL_BITS, SampleInterruption
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, seconds_to_samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,10 +39,17 @@ class LabelConfig:
     ipu_gap_s: float = 0.3  # join one speaker's words across gaps shorter than this (seconds)
     backchannel_max_s: float = 1.0  # a backchannel lasts at most this long (seconds)
     backchannel_max_words: int = 2  # ... and has at most this many words
-    interruption_window_s: float = 1.0  # the interrupted speaker stops within this time after the onset (seconds)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> LabelConfig:
+        """The configuration a manifest recorded; keys retired since (`interruption_window_s`) are ignored."""
+        return cls(**{k: v for k, v in values.items() if k not in RETIRED_KEYS})
+
+
+RETIRED_KEYS = frozenset({"interruption_window_s"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,17 +64,19 @@ class Ipu:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event:
-    """A labelled moment: kind in backchannel | interruption | overlap | takeover | yield, at sample `start`.
-    `offset` is the floor transfer offset in samples (u.start - m.end; negative = overlap)."""
+    """A labelled moment: kind in backchannel | interruption | overlap | yield, at sample `start`.
+    `offset` is the floor transfer offset in samples (u.start - m.end; negative = overlap). `stop_latency_s`, for
+    an interruption only: seconds from the onset until the interrupted speaker stops (= -offset / 16 kHz)."""
 
     kind: str
     by: str
     of: str
     start: int
     offset: int
+    stop_latency_s: float | None = None
 
 
-FLOOR_CHANGES = ("interruption", "takeover", "yield")
+FLOOR_CHANGES = ("interruption", "yield")
 
 
 def ipus(
@@ -90,7 +103,6 @@ def ipus(
 def detect_events(units: Sequence[Ipu], config: LabelConfig) -> list[Event]:
     """Walk the IPUs with the floor (see the module docstring) and return the events in order."""
     bc_max = seconds_to_samples(config.backchannel_max_s)
-    window = seconds_to_samples(config.interruption_window_s)
     latest: dict[str, Ipu] = {}  # each speaker's IPU with the latest end so far
     floor: str | None = None
     events = []
@@ -108,8 +120,16 @@ def detect_events(units: Sequence[Ipu], config: LabelConfig) -> list[Event]:
             elif m.end >= u.end:
                 events.append(Event(kind="overlap", by=u.speaker, of=floor, start=u.start, offset=0))
             else:
-                kind = "interruption" if m.end <= u.start + window else "takeover"
-                events.append(Event(kind=kind, by=u.speaker, of=floor, start=u.start, offset=u.start - m.end))
+                events.append(
+                    Event(
+                        kind="interruption",
+                        by=u.speaker,
+                        of=floor,
+                        start=u.start,
+                        offset=u.start - m.end,
+                        stop_latency_s=round((m.end - u.start) / SAMPLE_RATE_HZ, 6),
+                    )
+                )
                 floor = u.speaker
         if u.speaker not in latest or u.end > latest[u.speaker].end:
             latest[u.speaker] = u
@@ -162,6 +182,27 @@ def perspective_labels(
     return labels, floor
 
 
+def perspective_interruptions(
+    events: Sequence[Event], *, output_speaker: str, num_microturns: int
+) -> list[SampleInterruption]:
+    """The interruptions between the input and the output side when `output_speaker` plays the model, in time order,
+    at the conversation micro-turn of their onset (as in perspective_labels), with the interrupted side's stop
+    latency in seconds."""
+    out = []
+    for e in events:
+        if e.kind != "interruption" or (e.by == output_speaker) == (e.of == output_speaker):
+            continue
+        assert e.stop_latency_s is not None  # detect_events sets it on every interruption
+        out.append(
+            SampleInterruption(
+                microturn=min(e.start // SAMPLES_PER_MICROTURN, num_microturns - 1),
+                label="output_interruption" if e.by == output_speaker else "interruption",
+                stop_latency_s=e.stop_latency_s,
+            )
+        )
+    return out
+
+
 def overlap_intervals(per_speaker: Mapping[str, Sequence[Interval]]) -> list[Interval]:
     """Stretches where two or more speakers talk at once."""
     points = sorted((p, d) for ivs in per_speaker.values() for iv in ivs for p, d in ((iv.start, 1), (iv.end, -1)))
@@ -177,7 +218,8 @@ def overlap_intervals(per_speaker: Mapping[str, Sequence[Interval]]) -> list[Int
 
 def turn_taking_counts(events: Sequence[Event], overlaps: Sequence[Interval]) -> dict:
     """Conversation-level turn-taking figures: floor transfer offsets, gaps and overlap durations in 200 ms bins
-    (bin b covers [0.2 b, 0.2 (b+1)) s), and event counts. Summed over conversations by the job."""
+    (bin b covers [0.2 b, 0.2 (b+1)) s), the interrupted speakers' stop latencies in the same bins, and event counts.
+    Summed over conversations by the job."""
 
     def bins(values_samples: Sequence[int]) -> dict[str, int]:
         counts = Counter(int(np.floor(v / SAMPLES_PER_MICROTURN)) for v in values_samples)
@@ -188,5 +230,6 @@ def turn_taking_counts(events: Sequence[Event], overlaps: Sequence[Interval]) ->
         "floor_transfer_offset_bins": bins(offsets),
         "gap_bins": bins([o for o in offsets if o >= 0]),
         "overlap_bins": bins([iv.end - iv.start for iv in overlaps]),
+        "interruption_stop_latency_bins": bins([-e.offset for e in events if e.kind == "interruption"]),
         "events": dict(sorted(Counter(e.kind for e in events).items())),
     }

@@ -64,6 +64,10 @@ def write_index_file(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
     commit_bytes(path, _parquet_bytes(table))
 
 
+BIN_NAMES = ("floor_transfer_offset_bins", "gap_bins", "overlap_bins", "interruption_stop_latency_bins")
+"""The turn-taking histograms (200 ms bins) a shard summary carries and the manifest sums."""
+
+
 def _ns(seconds: float) -> int:
     return int(round(seconds * NS_PER_S))
 
@@ -78,14 +82,14 @@ def shard_summary(info: ShardInfo, *, parts_sha256: str = "") -> dict[str, Any]:
     """The manifest's figures of one shard, from its rows and its conversations' summaries (a few hundred bytes plus
     one entry per conversation with video). `parts_sha256` identifies the parts it was written from (resume)."""
     rows, summaries = info.rows, sorted(info.summaries, key=lambda s: s["conversation_key"])
-    bins: dict[str, dict[str, int]] = {"floor_transfer_offset_bins": {}, "gap_bins": {}, "overlap_bins": {}}
+    bins: dict[str, dict[str, int]] = {name: {} for name in BIN_NAMES}
     events: dict[str, int] = {}
     words: dict[str, int] = {}
     diarized: dict[str, int] = {}
     unaligned = 0
     for s in summaries:
         for name, counts in bins.items():
-            _add(counts, s["turn_taking"][name])
+            _add(counts, s["turn_taking"].get(name, {}))
         _add(events, s["turn_taking"]["events"])
         a = s.get("alignment") or {}
         _add(words, a.get("words", {}))
@@ -127,7 +131,7 @@ def empty_totals() -> dict[str, Any]:
         "duration_ns": 0,
         "sample_duration_ns": 0,
         "label_counts": {},
-        "turn_taking": {"floor_transfer_offset_bins": {}, "gap_bins": {}, "overlap_bins": {}, "events": {}},
+        "turn_taking": {**{name: {} for name in BIN_NAMES}, "events": {}},
         "alignment": {"words": {}, "unaligned_words": 0, "diarized_conversations": {}},
         "video": [],
     }
@@ -188,6 +192,7 @@ def turn_taking(totals: Mapping[str, Any]) -> dict[str, Any]:
         "floor_transfer_offset_bins": _sorted_bins(tt["floor_transfer_offset_bins"]),
         "gap_bins": _sorted_bins(tt["gap_bins"]),
         "overlap_bins": _sorted_bins(tt["overlap_bins"]),
+        "interruption_stop_latency_bins": _sorted_bins(tt["interruption_stop_latency_bins"]),
         "event_counts": events,
         "events_per_minute": {k: round(v / minutes, 4) for k, v in events.items()} if minutes else {},
     }

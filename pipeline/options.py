@@ -12,7 +12,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.align import AlignConfig
 from pipeline.aligners import add_aligner_args, aligner_config
+from pipeline.input_guard import add_input_guard_args
 from pipeline.labels import LabelConfig
+from pipeline.output_guard import add_output_args
 from pipeline.video import VideoConfig
 from pipeline.windows import WindowConfig
 
@@ -116,12 +118,6 @@ class MicroturnOptions(PipelineOptions):
             help="words: most words in a backchannel (default 2)",
         )
         parser.add_argument(
-            "--interruption_window_s",
-            type=float,
-            default=_LABELS.interruption_window_s,
-            help="seconds: an interrupted speaker stops within this time of the onset (default 1.0)",
-        )
-        parser.add_argument(
             "--word_end_tolerance_s",
             type=float,
             default=_ALIGN.word_end_tolerance_s,
@@ -129,6 +125,8 @@ class MicroturnOptions(PipelineOptions):
             "input is rejected (default 0.05)",
         )
         add_aligner_args(parser)
+        add_input_guard_args(parser)
+        add_output_args(parser)
 
 
 def job_config(opts: MicroturnOptions) -> dict[str, Any]:
@@ -141,7 +139,6 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         ipu_gap_s=opts.ipu_gap_s,
         backchannel_max_s=opts.backchannel_max_s,
         backchannel_max_words=opts.backchannel_max_words,
-        interruption_window_s=opts.interruption_window_s,
     )
     windows = WindowConfig(
         window_microturns=opts.window_microturns, perspectives=opts.perspectives, keep_audio=opts.keep_audio

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
+from pipeline.safe_text import safe_text
 from schemas.bundle import BUNDLE_KINDS
 
 STAGES = ("read", "decode", "align", "featurise", "label", "write")
@@ -51,6 +52,7 @@ ALIGN_KINDS = (
 
 JOB_KINDS = (
     "duplicate_id",  # a second input with a conversation id already given by another
+    "id_collision",  # a second input whose id gives the same sample key as another's (schemas.bundle.sanitise_id)
     "unexpected_error",  # any other exception of a stage (its traceback is logged)
 )
 """Kinds the job itself gives."""
@@ -95,6 +97,10 @@ class Rejection:
     conversation_id: str | None = None
 
     def __post_init__(self) -> None:
+        for name in ("input", "reason", "conversation_id"):  # no lone surrogate may reach Beam's coder or Parquet
+            value = getattr(self, name)
+            if value is not None and safe_text(value) is not value:
+                object.__setattr__(self, name, safe_text(value))
         if self.stage not in STAGES:
             raise ValueError(f"unknown stage {self.stage!r}; expected one of {STAGES}")
         if self.kind not in KINDS:

@@ -12,15 +12,17 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipeline.align import AlignedConversation
+from pipeline.event_windows import perspective_events, window_events
 from pipeline.features import dmel_codes
 from pipeline.grid import activity, merge, word_microturn
-from pipeline.labels import Event, perspective_labels
+from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
+from pipeline.targets import window_targets
 from schemas.bundle import sanitise_id
 from schemas.dmel import FRAMES_PER_MICROTURN
 from schemas.sample import (
@@ -33,7 +35,7 @@ from schemas.sample import (
     SampleWord,
 )
 from schemas.shard import FORMAT_VERSION, sample_key
-from schemas.tables import LABEL_COUNT_COLUMNS
+from schemas.tables import LABEL_COUNT_COLUMNS, event_counts
 from schemas.units import (
     SAMPLE_RATE_HZ,
     SAMPLES_PER_MICROTURN,
@@ -103,6 +105,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             input_activity=activity(input_side, k_total),
             output_activity=act[output],
         )
+        interruptions = perspective_interruptions(labelled.events, output_speaker=output, num_microturns=k_total)
         others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
         dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
         streams = {"input": aligned.streams[user], "output": aligned.streams[output]}
@@ -122,6 +125,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         )
         placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
         perspective = sanitise_id(output)
+        timed_events = perspective_events(conv, output, k_total)
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)
             t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
@@ -177,6 +181,9 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 split=conv.split,
                 word_sources=dict(sorted(Counter(w.source for w in words).items())),
                 tags=dict(conv.tags),
+                interruptions=tuple(
+                    replace(x, microturn=x.microturn - a) for x in interruptions if a <= x.microturn < b
+                ),
                 video=None
                 if aligned.video is None
                 else SampleVideo(
@@ -209,12 +216,16 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
                 annotations=spans,
                 frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
                 audio=audio,
+                targets=window_targets(conv.targets, output_speaker=output, first=a, stop=b, total=k_total)
+                if conv.targets
+                else None,
+                events=window_events(timed_events, a, b),
             )
             yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
 
 
 def _row(record: MicroTurnSample, valid_samples: int) -> dict:
-    """The sample's index.parquet row (schemas.tables.INDEX_SCHEMA) without shard and offset."""
+    """The sample's index row (schemas.tables.INDEX_SCHEMA) without shard and offset."""
     meta = record.meta
     labels = record.labels[: meta.num_microturns]
     speech_in = (labels & LABEL_BITS["input_speech"]) > 0
@@ -256,4 +267,8 @@ def _row(record: MicroTurnSample, valid_samples: int) -> dict:
         "split": meta.split,
         "tags": dict(meta.tags),
         "annotations": sorted({a.label for a in record.annotations}),
+        "n_targets": len(record.targets or ()),
+        "target_categories": sorted({t.category for t in record.targets or ()}),
+        "target_counts": dict(sorted(Counter(t.category for t in record.targets or ()).items())),
+        **event_counts(record.events),
     }

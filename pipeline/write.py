@@ -11,11 +11,13 @@ Every file is written to a hidden temporary name unique to the attempt (`.NAME.<
 directory) and renamed when complete: the rename is the commit, so a retried or duplicated Beam bundle never
 leaves a half file nor shares a temporary file with another attempt; a failed attempt removes its temporary file.
 `MICROTURN_FAIL_ONCE=part,shard` with `MICROTURN_FAIL_ONCE_DIR=DIR` is a test-only fault: the first part (shard)
-written anywhere fails half-way through with an OSError, once (a marker file in DIR records it).
+written anywhere fails half-way through with an OSError, once (a marker file in DIR records it); `shard:ENOSPC`
+makes that error a full disk's.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -117,15 +119,21 @@ def commit_bytes(path: str, data: bytes) -> None:
 
 
 def _fail_once(what: str) -> None:
-    """The test-only fault (module docstring): raise OSError the first time `what` gets here, in any process."""
-    if what not in os.environ.get(FAIL_ONCE, "").split(","):
+    """The test-only fault (module docstring): raise OSError the first time `what` gets here, in any process; an
+    entry `what:ENOSPC` (any errno name) raises that error, as a full disk would."""
+    faults = dict((entry.split(":", 1) + [""])[:2] for entry in os.environ.get(FAIL_ONCE, "").split(",") if entry)
+    if what not in faults:
         return
+    code = getattr(errno, faults[what], None) if faults[what] else None
     try:
         fd = os.open(os.path.join(os.environ[FAIL_ONCE_DIR], what), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         return
     os.close(fd)
-    raise OSError(f"injected fault: {what} writer failed half-way ({FAIL_ONCE})")
+    message = f"injected fault: {what} writer failed half-way ({FAIL_ONCE})"
+    if isinstance(code, int):
+        raise OSError(code, f"{os.strerror(code)}: {message}")
+    raise OSError(message)
 
 
 def write_json(path: str, obj: Any) -> None:

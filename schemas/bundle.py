@@ -11,7 +11,7 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "tracks": [                             # one per speaker
         {"speaker": "A", "path": "A.wav"},                   # one file per speaker (wav/flac/mp3/...)
         {"speaker": "B", "path": "both.wav", "channel": 1}   # or a channel of a multi-channel file
-      ],
+      ],                                      # "start_s", "duration_s": optional, a stretch of the file (seconds)
       "words": "words.json",                  # optional: file or inline list of
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
@@ -22,6 +22,9 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
       "tags": {"category": "weapons"},        # optional: string metadata, copied to every sample and the index
       "annotations": [                        # optional: labelled spans (seconds), e.g. where a refusal is spoken
         {"label": "refusal", "speaker": "B", "start": 3.2, "end": 5.9}
+      ],
+      "events": [                             # optional: timed tool calls and results (schemas/events.py)
+        {"kind": "task_start", "time_s": 2.3, "arguments": {"name": "convert 20 EUR to USD"}}
       ]
     }
 
@@ -29,7 +32,9 @@ Video: frames go on the input side. With separate audio tracks, conversation tim
 ``offset_s`` (default 0). With no tracks, the video's own audio (if any) becomes the stream of ``audio_speaker``
 (default "user"), else that stream is silence; a conversation with one speaker gets a silent model ("model").
 
-Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows).
+Paths are relative to the bundle file's directory unless absolute (any scheme Beam's FileSystems knows); the job
+rejects a bundle naming a file outside its input root unless run with --allow_outside_paths. "model_speakers" is a
+list of names (a string is rejected, not read as its characters); a track's "channel" is an integer (not a bool).
 A track may omit "speaker" when an RTTM is given: the pipeline then matches tracks to RTTM speakers by energy.
 A bundle whose audio is a single track is a mixed recording: the align stage splits it into speakers by its RTTM,
 or by diarization (--diarize_model) when it has none.
@@ -55,6 +60,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.events import TimelineEvent, parse_events
+from schemas.targets import Target, TargetError, parse_targets, target_to_dict
+
 BUNDLE_VERSION = 1
 WORD_SOURCES = ("human", "tts", "aligned", "asr")
 MOSHI_MAIN_SPEAKER = "SPEAKER_MAIN"
@@ -79,8 +87,26 @@ BUNDLE_KINDS = (
     "words_and_text",  # both 'words' and 'text'
     "bad_tags",  # 'tags' that are not string values
     "bad_annotation",  # an annotation without label, speaker, start, end, or with bad times
+    "bad_index_line",  # a moshi-finetune data.jsonl line whose 'path' does not name a .wav file
+    "bad_event",  # an 'events' entry that is not a valid event (schemas/events.py)
     "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
     "unknown_input",  # an input layout the reader does not know
+    "bad_model_speakers",  # 'model_speakers' that is not a list of speaker names
+    "malformed_bundle",  # any other failure to parse the bundle (wrong JSON types the checks above miss)
+    "too_deep",  # JSON nested deeper than the parser can follow
+    "not_utf_text",  # a text file or manifest line that is not UTF-8
+    "not_a_regular_file",  # a path that is a FIFO, a device or a directory (reading it would block or never end)
+    "file_too_large",  # a text file over the size limit (--max_text_mb)
+    "path_outside_input",  # a path outside the input root (allowed with --allow_outside_paths)
+    "unencodable_path",  # a path that is not a valid file name (a lone surrogate)
+    "lhotse_bad_line",  # a Lhotse manifest line without the id / recording_id that places it, or a repeated id
+    "lhotse_bad_recording",  # a Lhotse recording without id, duration, file sources with channels, or with transforms
+    "lhotse_bad_supervision",  # a Lhotse supervision without start, duration, speaker or channel, or with bad times
+    "lhotse_orphan_supervision",  # a Lhotse supervision whose recording_id is not in its recordings manifest
+    "lhotse_no_supervisions",  # a Lhotse recording or cut without supervisions (nothing names its speakers)
+    "lhotse_channel_map",  # Lhotse supervisions whose speakers cannot be given one channel each (or one shared)
+    "lhotse_bad_cut",  # a Lhotse cut that is not a MonoCut/MultiCut with a recording, or lies outside it
+    "bad_target",  # a proactive target that is malformed (schemas/targets.py)
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -133,11 +159,14 @@ class Annotation:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
     """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file.
-    A track with no path is digital silence (a silent model, or a video without sound)."""
+    A track with no path is digital silence (a silent model, or a video without sound). `start_s` / `duration_s`:
+    the stretch of the file that is the conversation (a Lhotse cut), seconds; default the whole file."""
 
     speaker: str | None
     path: str | None
     channel: int | None = None
+    start_s: float = 0.0
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +201,8 @@ class Conversation:
     annotations: tuple[Annotation, ...] = ()
     texts: Mapping[str, str] | None = None  # each speaker's words without times ("text" in the bundle)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    targets: tuple[Target, ...] = ()  # proactive targets (schemas/targets.py), sorted by due time
+    events: tuple[TimelineEvent, ...] = ()  # timed events (schemas/events.py): delegation, tool calls, results
 
     @property
     def speakers(self) -> tuple[str, ...]:
@@ -180,10 +211,14 @@ class Conversation:
 
 
 def _finite(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise BundleError("bad_number", f"{what} is not a number: {value!r}")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise BundleError("bad_number", f"{what} is not a number: {value!r}") from None
+        raise BundleError("bad_number", f"{what} is not a number: {value!r:.80}") from None
+    except OverflowError:
+        raise BundleError("bad_number", f"{what} is too large: an integer of {len(str(value))} digits") from None
     if not math.isfinite(out):
         raise BundleError("bad_number", f"{what} is not finite: {value!r}")
     return out
@@ -219,6 +254,8 @@ def parse_words(obj: Any) -> tuple[Word, ...]:
     """Words from a decoded JSON value: a list of word objects, ``{"words": [...]}``, or moshi-finetune's
     ``{"alignments": [[word, [start, end], speaker], ...]}``. Sorted by (start, end, speaker)."""
     if isinstance(obj, Mapping) and "alignments" in obj:
+        if not isinstance(obj["alignments"], list):
+            raise BundleError("bad_transcript", f"'alignments' is not a list: {type(obj['alignments']).__name__}")
         items = []
         for i, row in enumerate(obj["alignments"]):
             if not (isinstance(row, Sequence) and len(row) == 3 and isinstance(row[1], Sequence) and len(row[1]) == 2):
@@ -250,7 +287,9 @@ def parse_rttm(text: str) -> tuple[Segment, ...]:
         if not parts or parts[0].startswith("#"):
             continue
         if parts[0] != "SPEAKER" or len(parts) < 8:
-            raise BundleError("bad_rttm", f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
+            raise BundleError(  # the line itself is not quoted: a reason never copies a file's contents
+                "bad_rttm", f"RTTM line {lineno} is not a SPEAKER record (SPEAKER file chan onset duration ...)"
+            )
         onset = _finite(parts[3], f"RTTM line {lineno} onset")
         duration = _finite(parts[4], f"RTTM line {lineno} duration")
         if onset < 0 or duration < 0:
@@ -308,11 +347,19 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         if not isinstance(t, Mapping) or "path" not in t:
             raise BundleError("bad_track", f"track #{i} has no 'path'")
         channel = t.get("channel")
-        if channel is not None and (not isinstance(channel, int) or channel < 0):
+        if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
             raise BundleError("bad_track", f"track #{i} channel must be a non-negative integer, got {channel!r}")
         speaker = t.get("speaker")
+        span = {k: _finite(t[k], f"track #{i} {k}") for k in ("start_s", "duration_s") if k in t}
+        if any(v < 0 for v in span.values()):
+            raise BundleError("bad_track", f"track #{i} start_s and duration_s must not be negative")
         tracks.append(
-            Track(speaker=None if speaker is None else str(speaker), path=_join(base, str(t["path"])), channel=channel)
+            Track(
+                speaker=None if speaker is None else str(speaker),
+                path=_join(base, str(t["path"])),
+                channel=channel,
+                **span,
+            )
         )
     named = [t.speaker for t in tracks if t.speaker is not None]
     if len(set(named)) != len(named):
@@ -344,10 +391,18 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
             "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
         )
     model_speakers = obj.get("model_speakers")
+    if model_speakers is not None and (
+        not isinstance(model_speakers, list) or not all(isinstance(m, str) for m in model_speakers)
+    ):
+        raise BundleError(  # a string is refused, not split into characters
+            "bad_model_speakers", f"'model_speakers' must be a list of speaker names, got {model_speakers!r:.80}"
+        )
     tags = obj.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
         raise BundleError("bad_tags", "'tags' must be an object of string values")
     annotations = []
+    if not isinstance(obj.get("annotations", []), list):
+        raise BundleError("bad_annotation", "'annotations' must be a list of {label, speaker, start, end}")
     for i, a in enumerate(obj.get("annotations", [])):
         if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
             raise BundleError("bad_annotation", f"annotation #{i} needs label, speaker, start and end")
@@ -357,7 +412,9 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
                 "bad_annotation", f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)"
             )
         annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
+    events = _events(obj.get("events", []))
     known = {
+        "events",
         "id",
         "bundle_version",
         "tracks",
@@ -372,6 +429,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         "annotations",
         "video",
         "text",
+        "targets",
     }
     return Conversation(
         id=str(obj["id"]),
@@ -389,7 +447,27 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
         texts=texts,
         extra={k: v for k, v in obj.items() if k not in known},
+        targets=_targets(obj),
+        events=events,
     )
+
+
+def _targets(obj: Mapping[str, Any]) -> tuple[Target, ...]:
+    """The bundle's optional 'targets' list (schemas/targets.py); a malformed one is a 'bad_target' BundleError."""
+    if "targets" not in obj:
+        return ()
+    try:
+        return parse_targets(obj["targets"])
+    except TargetError as e:
+        raise BundleError("bad_target", str(e)) from None
+
+
+def _events(spec: Any) -> tuple[TimelineEvent, ...]:
+    """The bundle's optional ``"events"`` (schemas/events.py) as records; malformed ones are a BundleError."""
+    try:
+        return parse_events(spec)
+    except ValueError as e:
+        raise BundleError("bad_event", f"'events': {e}") from None
 
 
 def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Conversation:
@@ -437,7 +515,17 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         "licence": conv.licence,
         "split": conv.split,
         "tracks": [
-            {k: v for k, v in (("speaker", t.speaker), ("path", rel(t.path)), ("channel", t.channel)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("speaker", t.speaker),
+                    ("path", rel(t.path)),
+                    ("channel", t.channel),
+                    ("start_s", t.start_s or None),
+                    ("duration_s", t.duration_s),
+                )
+                if v is not None
+            }
             for t in conv.tracks
         ],
     }
@@ -477,17 +565,27 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         out["annotations"] = [
             {"label": a.label, "speaker": a.speaker, "start": a.start_s, "end": a.end_s} for a in conv.annotations
         ]
+    if conv.targets:
+        out["targets"] = [target_to_dict(t) for t in conv.targets]
+    if conv.events:
+        out["events"] = [e.to_dict() for e in conv.events]
     out.update(conv.extra)
     return out
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]+")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
+MAX_KEY_CHARS = 120
+"""Longest sanitised id: a longer id keeps its first characters and a hash (file names stop at 255 bytes)."""
 
 
 def sanitise_id(text: str) -> str:
     """A key-safe form of an id: no dots (WebDataset splits key from extension at the first dot), no slashes, no
-    underscores (they separate key fields). Ids that had to change get a short hash so two ids never collide."""
+    underscores (they separate key fields), at most `MAX_KEY_CHARS` characters. An id that had to change gets a
+    short hash of itself; so does a safe id that merely looks like such a form (``a-b-3ec69c85``, the form of
+    ``a/b``), so a changed id and an unchanged one never meet (the job still rejects two ids with one key)."""
     out = _UNSAFE.sub("-", text).strip("-")
-    if out == text:
+    if out == text and len(out) <= MAX_KEY_CHARS and not _HASHED.search(out):
         return out
-    return f"{out or 'x'}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{(out or 'x')[: MAX_KEY_CHARS - 9].rstrip('-') or 'x'}-{digest}"

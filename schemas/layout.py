@@ -20,13 +20,31 @@ before it (`attendable`), so the output of micro-turn k sees all input up to the
 
 Text: words are UTF-8 bytes joined by one space, in (micro-turn, start) order; more than S - 1 bytes in one
 micro-turn are cut (counted in `Packed.text_bytes_cut`). A micro-turn without words still gets END: "say nothing
-now" is a prediction too. dMel codes are dequantised with the 16 levels of schemas/dmel.py (-7 + 0.6 i in log10
-units), the levels pipeline/features.py quantises to.
+now" is a prediction too.
+
+Events (events.json, schemas/events.py) travel on the text channel of their side: output-side events (the model's
+task_start, task_send, task_resolve, tool calls) in OUT_TEXT, so they are loss targets like the model's words;
+input-side arrivals (tool_response, worker_delivery) in IN_TEXT, never targets. One event is serialised as
+
+    EVENT_OPEN (byte 0xFF) · name (ASCII) · space · compact JSON (ASCII-escaped) of its payload
+
+(payload: the arguments of an output event; the content of a tool_response; {"content", "status", "topic"} of a
+worker_delivery; `encode_event`). 0xFF and 0xFE never occur in UTF-8, so they cannot be confused with words. Per
+micro-turn and side, the words come first, then at most `spec.event_slots` bytes of pending events, then END;
+while events are pending, the words get the remaining text_slots - 1 - (event bytes) slots. An event that does not
+fit spills into the next micro-turns, each continuation chunk starting with EVENT_CONT (byte 0xFE); nothing is
+dropped silently: event bytes still pending after the window's last real micro-turn are counted in
+`Packed.event_bytes_cut`. The spill is scheduled over the whole window and then sliced, so cutting a sample into
+examples never moves an event. `decode_event_bytes` reads the events back from a channel's tokens.
+
+dMel codes are dequantised with the 16 levels of schemas/dmel.py (-7 + 0.6 i in log10 units), the levels
+pipeline/features.py quantises to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +61,10 @@ TEXT_END = 256
 """Text token after the last byte of a micro-turn's words (also the only token of a micro-turn without words)."""
 TEXT_PAD = 257
 """Text token of an unused text slot: never attended to, never a target."""
+EVENT_OPEN = 0xFF
+"""Text byte that starts an event on a text channel (never a UTF-8 byte)."""
+EVENT_CONT = 0xFE
+"""Text byte that starts a micro-turn's continuation of an event spilled from the micro-turn before."""
 TEXT_VOCAB = 258
 """Byte values 0..255, TEXT_END, TEXT_PAD. Heads predict TEXT_END + 1 = 257 classes."""
 
@@ -56,12 +78,15 @@ class LayoutSpec:
 
     frame_patches: int = 48  # PATCH slots per micro-turn (patches of PATCH_PX x PATCH_PX pixels)
     text_slots: int = 16  # IN_TEXT and OUT_TEXT slots each: up to text_slots - 1 bytes, then TEXT_END
+    event_slots: int = 8  # at most this many of a micro-turn's text bytes carry events (the rest: words)
 
     def __post_init__(self) -> None:
         if self.frame_patches < 0:
             raise ValueError(f"frame_patches must be >= 0, got {self.frame_patches}")
         if self.text_slots < 1:
             raise ValueError(f"text_slots must be >= 1 (one slot holds TEXT_END), got {self.text_slots}")
+        if self.event_slots < 2:
+            raise ValueError(f"event_slots must be >= 2 (a marker and one byte), got {self.event_slots}")
 
     @property
     def slots_per_microturn(self) -> int:
@@ -95,6 +120,8 @@ class Packed:
     target_text: np.ndarray  # (N,) bool: an OUT_TEXT slot that is a loss target (bytes and TEXT_END)
     target_dmel: np.ndarray  # (N,) bool: an OUT_DMEL slot of a real micro-turn
     text_bytes_cut: int  # text bytes dropped because a micro-turn had more than text_slots - 1
+    event: np.ndarray  # (N,) bool: a text slot holding event bytes (markers included), either side
+    event_bytes_cut: int  # event bytes still pending after the window's last real micro-turn (counted once)
 
 
 def patchify(frame_HWC: np.ndarray) -> np.ndarray:
@@ -113,6 +140,66 @@ def _text_bytes(words: Sequence[dict[str, Any]], streams: tuple[str, ...], first
         if w["stream"] in streams and 0 <= k < count:
             per_mt[k].append((float(w["start_s"]), str(w["text"])))
     return [" ".join(t for _, t in sorted(ws)).encode("utf-8") for ws in per_mt]
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    """One events.json entry as text-channel bytes: EVENT_OPEN, name, a space, compact ASCII JSON of its payload."""
+    if event["kind"] == "worker_delivery":
+        payload: Any = {k: event.get(k) for k in ("content", "status", "topic") if event.get(k) is not None}
+    elif event["side"] == "output":
+        payload = event.get("arguments") or {}
+    else:
+        payload = event.get("content")
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return bytes([EVENT_OPEN]) + str(event["name"]).encode("ascii", "backslashreplace") + b" " + body.encode("ascii")
+
+
+def decode_event_bytes(data: Sequence[int]) -> list[tuple[str, Any]]:
+    """(name, payload) of each whole event in a channel's tokens (its micro-turns' text slots in order, with their
+    words, TEXT_END and TEXT_PAD): the inverse of `encode_event` over the spill; an event cut at the window's end
+    is left out."""
+    stream = bytearray()
+    inside = False
+    for b in data:
+        if b in (EVENT_OPEN, EVENT_CONT):
+            inside = True
+            if b == EVENT_OPEN:
+                stream.append(EVENT_OPEN)
+        elif b >= TEXT_END:
+            inside = False
+        elif inside:
+            stream.append(b)
+    out = []
+    for chunk in bytes(stream).split(bytes([EVENT_OPEN]))[1:]:
+        name, _, body = chunk.decode("ascii").partition(" ")
+        try:
+            out.append((name, json.loads(body)))
+        except json.JSONDecodeError:  # cut at the window's end (counted in Packed.event_bytes_cut)
+            continue
+    return out
+
+
+def _schedule_events(
+    events: Sequence[dict[str, Any]], side: str, window: int, real: np.ndarray, budget: int
+) -> tuple[list[bytes], int]:
+    """Per window micro-turn, the event bytes of `side` it carries (at most `budget`), and the bytes left pending
+    after the last real micro-turn. Events enter the queue in their micro-turn, in the order of events.json."""
+    starts: list[list[bytes]] = [[] for _ in range(window)]
+    for e in events:
+        k = int(e["microturn"])
+        if e["side"] == side and 0 <= k < window:
+            starts[k].append(encode_event(e))
+    out = [b""] * window
+    queue, mid = b"", False
+    for k in range(window):
+        queue += b"".join(starts[k])
+        if not queue or not real[k]:
+            continue
+        head = bytes([EVENT_CONT]) if mid else b""
+        take = queue[: budget - len(head)]
+        out[k], queue = head + take, queue[len(take) :]
+        mid = bool(queue) and queue[0] != EVENT_OPEN
+    return out, len(queue)
 
 
 def pack(
@@ -182,17 +269,33 @@ def pack(
     logmel_n[:, is_out] = logmel
 
     text = np.full((count, per), TEXT_PAD, dtype=np.int16)
-    cut = 0
+    is_event = np.zeros((count, per), dtype=bool)
+    cut = event_cut = 0
     words = sample.get("words.json", [])
-    for kind_id, streams in ((IN_TEXT, ("input", "others")), (OUT_TEXT, ("output",))):
+    events = sample.get("events.json") or []
+    budget = min(spec.event_slots, spec.text_slots - 1)
+    real_w = mask.copy()
+    last_real = int(np.flatnonzero(real_w)[-1]) if real_w.any() else -1
+    for kind_id, streams, side in ((IN_TEXT, ("input", "others"), "input"), (OUT_TEXT, ("output",), "output")):
         cols = np.flatnonzero(slots == kind_id)
+        ev_bytes, pending = [b""] * window, 0
+        if events:
+            if budget >= 2:
+                ev_bytes, pending = _schedule_events(events, side, window, real_w, budget)
+            else:  # no room for a marker and a byte: every event byte is counted as cut
+                pending = sum(len(encode_event(e)) for e in events if e["side"] == side)
+        if first <= last_real < first + count:
+            event_cut += pending
         for k, data in enumerate(_text_bytes(words, streams, first, count)):
             if not real[k]:
                 continue
-            kept = data[: spec.text_slots - 1]
+            ev = ev_bytes[first + k] if 0 <= first + k < window else b""
+            kept = data[: spec.text_slots - 1 - len(ev)]
             cut += len(data) - len(kept)
-            text[k, cols[: len(kept)]] = np.frombuffer(kept, dtype=np.uint8)
-            text[k, cols[len(kept)]] = TEXT_END
+            row = kept + ev
+            text[k, cols[: len(row)]] = np.frombuffer(row, dtype=np.uint8)
+            is_event[k, cols[len(kept) : len(row)]] = True
+            text[k, cols[len(row)]] = TEXT_END
 
     q = spec.frame_patches
     patches = np.zeros((count, q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
@@ -227,4 +330,6 @@ def pack(
         target_text=target_text.reshape(n),
         target_dmel=target_dmel.reshape(n),
         text_bytes_cut=cut,
+        event=is_event.reshape(n),
+        event_bytes_cut=event_cut,
     )

@@ -6,6 +6,8 @@ Members are decoded one by one with the decoders of the sample record (schemas/s
 sample (e.g. the trainer's synthetic one, without meta) reads too; `schemas.validate` checks whole samples with
 `MicroTurnSample.from_members`. Nothing is ever unpickled: .npy members are loaded with allow_pickle=False, JSON with
 json, FLAC with soundfile.
+A dataset on S3 (``s3://bucket/prefix``) is read the same way: importing this module lets webdataset open s3://
+shards through Beam's FileSystems (schemas.storage; S3 options from its flags or the AWS_* environment variables).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import Any
 import numpy as np
 import webdataset as wds
 
+from schemas import storage
 from schemas.frames import decode_frames, patchify
 from schemas.sample import decode_member  # the reader's public per-member decoder
 from schemas.shard import decode_array
 from schemas.tables import read_manifest
+
+storage.register_webdataset_schemes()  # s3:// shards stream through Beam's FileSystems (here and in loader workers)
 
 
 def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool = False) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool 
 
 
 def shard_urls(dataset: str) -> list[str]:
-    """The shard paths of a dataset, from its manifest, in name order."""
+    """The shard paths of a dataset (a local directory or an s3:// prefix), from its manifest, in name order."""
     manifest = read_manifest(dataset)
     return [posixpath.join(dataset, s["name"]) for s in manifest["shards"]]
 

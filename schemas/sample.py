@@ -19,6 +19,9 @@ Members, stored in the shard under ``{key}.{member}``:
 | mask.npy          | uint8   | (W,)           | 1 = a micro-turn of the conversation, 0 = padding after its end      |
 | words.json        | JSON    |                | list of SampleWord objects                                           |
 | annotations.json  | JSON    |                | list of SampleAnnotation objects (labelled spans, e.g. refusals)     |
+| targets.json      | JSON    |                | list of SampleTarget objects (schemas/targets.py; only when the      |
+|                   |         |                | conversation has proactive targets)                                  |
+| events.json       | JSON    |                | list of schemas.events.SampleEvent (only when the bundle has events) |
 | frames.mjpeg      | JPEG    |                | the window's video frames back to back (only with video)             |
 | frames.index.npy  | int64   | (W, 2)         | byte offset and length of each micro-turn's JPEG; 0 length = none   |
 | input.flac etc.   | FLAC    | (W * 3200,)    | optional raw 16 kHz audio per stream (``--keep_audio``)              |
@@ -37,8 +40,10 @@ from typing import Any
 import numpy as np
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.events import SampleEvent, event_problems
 from schemas.frames import encode_frames
 from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json
+from schemas.targets import SampleTarget
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
 STREAMS = ("input", "others", "output")
@@ -48,7 +53,7 @@ LABEL_BITS = {
     "input_speech": 1,  # the user side (user or others) speaks in this micro-turn
     "output_speech": 2,  # the model speaks in this micro-turn
     "backchannel": 4,  # onset of a user backchannel during the model's turn
-    "interruption": 8,  # onset of a user interruption: user starts while the model speaks, the model stops
+    "interruption": 8,  # onset of a user interruption: user starts over the model, which stops (late or not: meta.json)
     "yield_to_input": 16,  # onset of a turn the user takes after the model yielded (model silent)
     "yield_to_output": 32,  # onset of a turn the model takes after the user yielded (turn-taking cue)
     "output_backchannel": 64,  # onset of a model backchannel during the user's turn
@@ -80,6 +85,8 @@ MEMBERS: dict[str, Callable[[bytes], Any]] = {
     "meta.json": decode_json,
     "words.json": decode_json,
     "annotations.json": decode_json,
+    "targets.json": decode_json,
+    "events.json": decode_json,
     **{name: decode_array for name in WINDOW_ARRAYS},
     "frames.mjpeg": bytes,  # decoded together with frames.index.npy (schemas.frames.decode_frames)
     **{f"{stream}.flac": decode_flac for stream in STREAMS},
@@ -143,6 +150,22 @@ class SampleVideo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SampleInterruption:
+    """One entry of meta.interruptions: an interruption onset between the input and the output side."""
+
+    microturn: int  # window micro-turn of the onset (its label bit is set there in labels.npy)
+    label: str  # 'interruption' (the user interrupts the model) | 'output_interruption' (the model the user)
+    stop_latency_s: float  # seconds the interrupted side took to stop (filter or weight slow yields with it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> SampleInterruption:
+        return cls(**_fields_of(cls, obj, "meta.interruptions"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SampleMeta:
     """meta.json."""
 
@@ -165,6 +188,7 @@ class SampleMeta:
     split: str
     word_sources: Mapping[str, int]  # {source: count} over the window's words, sorted by source
     tags: Mapping[str, str]  # the bundle's tags (e.g. category, layout, is_refusal for synthesised refusals)
+    interruptions: tuple[SampleInterruption, ...]  # the window's interruption onsets with their stop latencies
     video: SampleVideo | None  # None without video
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,6 +198,7 @@ class SampleMeta:
             streams=list(self.streams),
             word_sources=dict(self.word_sources),
             tags=dict(self.tags),
+            interruptions=[x.to_dict() for x in self.interruptions],
             video=None if self.video is None else self.video.to_dict(),
         )
         return out
@@ -188,6 +213,7 @@ class SampleMeta:
                 "meta.json",
                 speakers=SampleSpeakers.from_dict(obj.get("speakers") or {}),
                 streams=tuple(obj.get("streams", ())),
+                interruptions=tuple(SampleInterruption.from_dict(x) for x in obj.get("interruptions", ())),
                 video=None if video is None else SampleVideo.from_dict(video),
             )
         )
@@ -265,6 +291,8 @@ class MicroTurnSample:
     annotations: tuple[SampleAnnotation, ...] = ()
     frames: tuple[bytes | None, ...] | None = None  # (W,) one JPEG per micro-turn (None: no frame); None: no video
     audio: Mapping[str, np.ndarray] | None = None  # stream -> (W * 3200,) float32 16 kHz PCM; None: not kept
+    targets: tuple[SampleTarget, ...] | None = None  # proactive targets; None: the conversation has none
+    events: tuple[SampleEvent, ...] | None = None  # events.json (schemas/events.py); None: the bundle has none
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array members by member name, in the order they are written."""
@@ -293,6 +321,10 @@ class MicroTurnSample:
             members["frames.index.npy"] = encode_array(index)
         for stream, pcm in (self.audio or {}).items():
             members[f"{stream}.flac"] = encode_flac(pcm, SAMPLE_RATE_HZ)
+        if self.targets is not None:
+            members["targets.json"] = encode_json([t.to_dict() for t in self.targets])
+        if self.events is not None:
+            members["events.json"] = encode_json([e.to_dict() for e in self.events])
         return members
 
     @classmethod
@@ -322,6 +354,16 @@ class MicroTurnSample:
                 annotations = tuple(SampleAnnotation.from_dict(a) for a in decoded["annotations.json"])
         except (ValueError, TypeError, AttributeError) as e:  # a field of the wrong JSON type
             problems.append(str(e))
+        targets, target_problems = _targets_of(decoded, meta)
+        problems += target_problems
+        events = None
+        if "events.json" in decoded:
+            try:
+                events = tuple(SampleEvent.from_dict(e) for e in decoded["events.json"])
+            except (ValueError, TypeError, AttributeError) as e:
+                problems.append(str(e))
+            if events is not None and meta is not None:
+                problems += [f"events.json: {p}" for p in event_problems(list(events), meta.num_microturns)]
         if meta is not None:
             problems += _array_problems(meta, decoded)
         if ("frames.mjpeg" in members) != ("frames.index.npy" in members):
@@ -346,7 +388,23 @@ class MicroTurnSample:
             annotations=annotations,
             frames=frames,
             audio=audio,
+            targets=targets,
+            events=events,
         )
+
+
+def _targets_of(
+    decoded: Mapping[str, Any], meta: SampleMeta | None
+) -> tuple[tuple[SampleTarget, ...] | None, list[str]]:
+    """targets.json decoded into records, and its problems (fields, micro-turns outside the window's real ones)."""
+    if "targets.json" not in decoded:
+        return None, []
+    try:
+        targets = tuple(SampleTarget.from_dict(t) for t in decoded["targets.json"])
+    except (ValueError, TypeError) as e:
+        return None, [str(e)]
+    n = meta.num_microturns if meta is not None else 0
+    return targets, [f"targets.json: {p}" for t in targets for p in t.problems(n)] if meta is not None else []
 
 
 def _array_problems(meta: SampleMeta, decoded: Mapping[str, Any]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,20 @@ def encode_array(array: np.ndarray) -> bytes:
 
 
 def decode_array(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    """An .npy member's array; ValueError when its header is malformed or claims more bytes than the member has
+    (a huge shape must not allocate memory before failing)."""
+    f = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    except Exception as e:  # noqa: BLE001 - any malformed header
+        raise ValueError(f"not an .npy array: {e}") from None
+    need = math.prod(shape) * dtype.itemsize
+    if need > len(data) - f.tell():
+        raise ValueError(f".npy header claims shape {shape} ({need} bytes) but the member has {len(data)} bytes")
+    f.seek(0)
+    return np.load(f, allow_pickle=False)
 
 
 def encode_json(obj: Any) -> bytes:

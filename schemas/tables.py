@@ -12,20 +12,21 @@ Layout of a dataset directory (manifest_version 2):
     manifest.json                counts, hours, per-shard sha256/size, statistics (merged from per-shard summaries)
 
 Schemas and file names here, and the one set of readers (`read_index`, `read_index_rows`, `read_rejected`,
-`read_manifest`); they open files through pyarrow's filesystems, so a dataset path may be local or a URL (s3://,
-gs://, hdfs://). Writers: pipeline/manifest.py. Temporary files of a write in progress are hidden (a leading dot),
-so pyarrow's dataset discovery never reads them.
+`read_manifest`); they open files through schemas/storage.py (Beam's FileSystems), so a dataset path may be local or
+a URL (s3:// with the S3 options of `storage.configure` or the AWS_* environment variables, gs://). Writers:
+pipeline/manifest.py. Temporary files of a write in progress are hidden (a leading dot), so neither `read_index` nor
+pyarrow's dataset discovery reads them.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import posixpath
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from schemas import storage
 
 INDEX_DIR = "index"
 """The index: a directory of one Parquet file per shard (index_file_name)."""
@@ -54,6 +55,16 @@ LABEL_COUNT_COLUMNS = (
 )
 """Micro-turn counts per label in the sample (events count their onsets)."""
 
+EVENT_COUNT_COLUMNS = ("n_events_output", "n_events_input")
+"""Timed events in the sample (schemas/events.py): the model's acts (targets) and arrivals."""
+
+
+def event_counts(events: Any) -> dict[str, int]:
+    """The EVENT_COUNT_COLUMNS of a sample's events (records with a `side`; None: no events)."""
+    sides = [e.side for e in events or ()]
+    return {"n_events_output": sides.count("output"), "n_events_input": sides.count("input")}
+
+
 INDEX_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
@@ -76,6 +87,11 @@ INDEX_SCHEMA = pa.schema(
         pa.field("split", pa.string(), nullable=False),
         pa.field("tags", pa.map_(pa.string(), pa.string()), nullable=False),  # the bundle's tags
         pa.field("annotations", pa.list_(pa.string()), nullable=False),  # labels of annotations in the window
+        # proactive targets (schemas/targets.py) touching the window: their count and sorted unique categories
+        pa.field("n_targets", pa.int32(), nullable=False),
+        pa.field("target_categories", pa.list_(pa.string()), nullable=False),
+        pa.field("target_counts", pa.map_(pa.string(), pa.int32()), nullable=False),  # category -> targets
+        *[pa.field(name, pa.int32(), nullable=False) for name in EVENT_COUNT_COLUMNS],
     ],
     metadata={"microturn.table": "index", "microturn.version": str(MANIFEST_VERSION)},
 )
@@ -109,32 +125,10 @@ MANIFEST_FIELDS = {
 }
 
 
-def _filesystem(path: str) -> tuple[Any, str]:
-    """pyarrow's filesystem of `path` (local, or s3:// gs:// hdfs:// URLs) and the path inside it."""
-    from pyarrow import fs
-
-    if "://" in path:
-        return fs.FileSystem.from_uri(path)
-    return fs.LocalFileSystem(), os.path.abspath(path)
-
-
-def _open(path: str) -> IO[bytes]:
-    """A binary read handle. Raises FileNotFoundError when `path` does not exist."""
-    filesystem, inner = _filesystem(path)
-    return filesystem.open_input_file(inner)
-
-
-def _exists(path: str) -> bool:
-    from pyarrow import fs
-
-    filesystem, inner = _filesystem(path)
-    return filesystem.get_file_info(inner).type != fs.FileType.NotFound
-
-
 def _read_parquet(path: str, schema: pa.Schema, *, missing_ok: bool, **kwargs: Any) -> pa.Table:
-    if missing_ok and not _exists(path):
+    if missing_ok and not storage.exists(path):
         return schema.empty_table() if "columns" not in kwargs else schema.empty_table().select(kwargs["columns"])
-    with _open(path) as f:
+    with storage.open_read(path) as f:
         return pq.read_table(f, **kwargs)
 
 
@@ -149,20 +143,26 @@ def read_index(
         filters: pyarrow row filters, e.g. [("key", "=", key)].
         missing_ok: an empty table instead of FileNotFoundError when index/ does not exist.
     """
-    from pyarrow import fs
-
-    filesystem, inner = _filesystem(posixpath.join(dataset, INDEX_DIR))
-    info = filesystem.get_file_info(inner)
+    index_dir = posixpath.join(dataset.rstrip("/"), INDEX_DIR)
     empty = INDEX_SCHEMA.empty_table() if columns is None else INDEX_SCHEMA.empty_table().select(columns)
-    if info.type == fs.FileType.NotFound:
-        if missing_ok:
-            return empty
-        raise FileNotFoundError(f"{posixpath.join(dataset, INDEX_DIR)}: no such index directory")
-    listed = filesystem.get_file_info(fs.FileSelector(inner))
-    if not any(f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_")) for f in listed):
-        return empty  # a dataset without samples
-    table = pq.read_table(inner, filesystem=filesystem, schema=INDEX_SCHEMA, columns=columns, filters=filters)
+    files = index_files(dataset)
+    if not files:
+        if missing_ok or storage.dir_exists(index_dir):
+            return empty  # no index/, or a dataset without samples
+        raise FileNotFoundError(f"{index_dir}: no such index directory")
+    tables = []
+    for path in files:
+        with storage.open_read(path) as f:
+            tables.append(pq.read_table(f, schema=INDEX_SCHEMA, columns=columns, filters=filters))
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     return table.sort_by("key") if "key" in table.column_names else table
+
+
+def index_files(dataset: str) -> list[str]:
+    """The paths of the per-shard index files of `dataset` (index/*.parquet, not temporary or hidden ones), sorted;
+    through schemas/storage.py, so on s3:// too."""
+    pattern = posixpath.join(dataset.rstrip("/"), INDEX_DIR, "*.parquet")
+    return [p for p in storage.list_files(pattern) if not posixpath.basename(p).startswith((".", "_"))]
 
 
 def read_index_rows(dataset: str, *, missing_ok: bool = False) -> list[dict[str, Any]]:
@@ -182,5 +182,4 @@ def read_manifest(dataset: str) -> dict[str, Any]:
         OSError: the file cannot be read (FileNotFoundError when it does not exist).
         ValueError: it is not JSON.
     """
-    with _open(posixpath.join(dataset, MANIFEST_FILE)) as f:
-        return json.loads(f.read().decode("utf-8"))
+    return storage.read_json(posixpath.join(dataset, MANIFEST_FILE))

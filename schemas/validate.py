@@ -8,28 +8,34 @@ one file per listed shard and none other, its schema, unique keys, and each file
 (same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
 through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
-(inputs = written + rejected) and the rejected list.
+(inputs = written + rejected) and the rejected list; timed events (events.json: kind and side agree, targets only on
+the output side, each in the micro-turn that holds its time) and their counts in the index.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import posixpath
 import tarfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
+from schemas import storage
 from schemas.dmel import DMEL_LEVELS
-from schemas.sample import MicroTurnSample, SampleMeta
+from schemas.events import SampleEvent
+from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta
+from schemas.shard import decode_json
 from schemas.tables import (
     INDEX_DIR,
     INDEX_SCHEMA,
     MANIFEST_FILE,
     REJECTED_FILE,
     REJECTED_SCHEMA,
+    event_counts,
     index_file_name,
+    index_files,
     read_index,
     read_manifest,
     read_rejected,
@@ -65,7 +71,7 @@ class Report:
 
 def _sha256(path: str) -> tuple[str, int]:
     h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
+    with storage.open_read(path) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
             size += len(chunk)
@@ -78,6 +84,9 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
         sample = MicroTurnSample.from_members(members)
     except ValueError as e:
         report.add(f"{key}: {e}")
+        return None
+    except Exception as e:  # noqa: BLE001 - any malformed member (meta.json a list, ...) is a violation, not a crash
+        report.add(f"{key}: malformed sample ({type(e).__name__}: {e})")
         return None
     meta = sample.meta
     for name, arr in sample.arrays().items():
@@ -97,17 +106,56 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
             report.add(f"{key}: a frame is stored for a padding micro-turn")
     if any(not (0 <= w.microturn < meta.num_microturns) for w in sample.words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
+    for x in meta.interruptions:
+        if not (0 <= x.microturn < meta.num_microturns) or not sample.labels[x.microturn] & LABEL_BITS.get(x.label, 0):
+            report.add(f"{key}: meta.interruptions has {x.label} at micro-turn {x.microturn} without its label bit")
     return meta
+
+
+def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index row's n_targets / target_categories agree with targets.json (absent: none)."""
+    try:
+        targets = decode_json(members["targets.json"]) if "targets.json" in members else []
+        counts = dict(Counter(t["category"] for t in targets))
+    except (ValueError, TypeError, KeyError):
+        return  # from_members reported the member itself
+    got = (len(targets), sorted(counts), counts)
+    row_counts = dict(row.get("target_counts") or {})
+    if (row.get("n_targets"), row.get("target_categories"), row_counts) != got:
+        report.add(
+            f"{key}: index says {row.get('n_targets')} target(s) {row_counts}, targets.json has {got[0]} {counts}"
+        )
+
+
+def _check_event_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
+    """The index's event counts agree with events.json (schemas/events.py; its contents are checked on decoding)."""
+    try:
+        events = (
+            [SampleEvent.from_dict(e) for e in decode_json(members["events.json"])] if "events.json" in members else []
+        )
+    except (ValueError, TypeError, AttributeError):
+        return  # reported by _check_arrays
+    counts = event_counts(events)
+    if any(row.get(c) != n for c, n in counts.items()):
+        report.add(f"{key}: index event counts {[row.get(c) for c in counts]} != events.json {list(counts.values())}")
 
 
 def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, bytes]]]:
     """{key: (offset of its first header, {member: bytes})}."""
     samples: dict[str, tuple[int, dict[str, bytes]]] = {}
+    name = posixpath.basename(path)
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        file_size = storage.size(path)
+        with storage.open_read(path) as f, tarfile.open(fileobj=f, mode="r|") as tar:
             for member in tar:
+                if not member.isfile():
+                    report.add(f"{name}: member {member.name!r} is not a regular file (a link or directory)")
+                    continue
+                if member.offset_data + member.size > file_size:
+                    report.add(f"{name}: member {member.name!r} claims {member.size} bytes, past the end of the file")
+                    break
                 if "." not in member.name:
-                    report.add(f"{os.path.basename(path)}: member {member.name!r} has no extension")
+                    report.add(f"{name}: member {member.name!r} has no extension")
                     continue
                 key, ext = member.name.split(".", 1)
                 data = tar.extractfile(member)
@@ -115,19 +163,31 @@ def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, byt
                 if key not in samples:
                     samples[key] = (member.offset, {})
                 samples[key][1][ext] = payload
-    except (tarfile.TarError, OSError) as e:
-        report.add(f"{os.path.basename(path)}: not a readable tar: {e}")
+    except (tarfile.TarError, OSError, ValueError) as e:
+        report.add(f"{name}: not a readable tar: {e}")
     return samples
 
 
 def validate(dataset_dir: str, *, limit: int = 20) -> Report:
-    """Validate the dataset in `dataset_dir` (a local directory); see the module docstring."""
+    """Validate the dataset in `dataset_dir` (a local directory or an s3:// prefix); see the module docstring. Never
+    raises on a malformed dataset: whatever cannot be read is a violation."""
     report = Report(limit=limit)
+    try:
+        _validate(dataset_dir, report)
+    except Exception as e:  # noqa: BLE001 - a malformed manifest or table the checks did not foresee
+        report.add(f"{dataset_dir}: cannot be checked further ({type(e).__name__}: {e})")
+    return report
+
+
+def _validate(dataset_dir: str, report: Report) -> None:
     try:
         manifest = read_manifest(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"{MANIFEST_FILE}: cannot read: {e}")
-        return report
+        return
+    if not isinstance(manifest, dict):
+        report.add(f"{MANIFEST_FILE}: not a JSON object")
+        return
     counts = manifest.get("counts", {})
     if counts.get("inputs") != counts.get("conversations_written", -1) + counts.get("rejected", -1):
         report.add(
@@ -139,7 +199,7 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         rejected = read_rejected(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"cannot read {INDEX_DIR} or {REJECTED_FILE}: {e}")
-        return report
+        return
     if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
         report.add(f"{INDEX_DIR}: schema differs from schemas.tables.INDEX_SCHEMA")
     if not rejected.schema.equals(REJECTED_SCHEMA, check_metadata=False):
@@ -153,12 +213,7 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
 
     listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
-    index_dir = os.path.join(dataset_dir, INDEX_DIR)
-    present = {
-        f"{INDEX_DIR}/{n}"
-        for n in (os.listdir(index_dir) if os.path.isdir(index_dir) else [])
-        if n.endswith(".parquet")
-    }
+    present = {f"{INDEX_DIR}/{posixpath.basename(path)}" for path in index_files(dataset_dir)}
     for name in sorted(listed - present):
         report.add(f"{name}: the index file of a listed shard is missing")
     for name in sorted(present - listed):
@@ -168,8 +223,8 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
     seen: set[str] = set()
     per_perspective: dict[tuple[str, str], list[SampleMeta]] = defaultdict(list)
     for shard in manifest.get("shards", []):
-        path = os.path.join(dataset_dir, shard["name"])
-        if not os.path.exists(path):
+        path = posixpath.join(dataset_dir, shard["name"])
+        if not storage.exists(path):
             report.add(f"{shard['name']}: listed in the manifest but missing")
             continue
         digest, size = _sha256(path)
@@ -183,9 +238,10 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         samples = _read_shard(path, report)
         if len(samples) != shard.get("samples"):
             report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
-        index_path = os.path.join(dataset_dir, index_file_name(shard["name"]))
-        if os.path.exists(index_path):
-            in_file = pq.read_table(index_path, columns=["key"]).column("key").to_pylist()
+        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
+        if storage.exists(index_path):
+            with storage.open_read(index_path) as f:
+                in_file = pq.read_table(f, columns=["key"]).column("key").to_pylist()
             if sorted(in_file) != sorted(samples) or in_file != sorted(in_file):
                 report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
         for key, (offset, members) in samples.items():
@@ -197,6 +253,9 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
+            if row is not None:
+                _check_target_counts(key, members, row, report)
+                _check_event_counts(key, members, row, report)
             if meta is not None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
@@ -211,4 +270,3 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
         got = sum(m.num_microturns for m in metas)
         if got != expected:
             report.add(f"{conv}/{persp}: {got} micro-turns, expected ceil(samples / 3200) = {expected}")
-    return report

@@ -20,8 +20,8 @@ Two speakers: `USER` and `MODEL` (the bundle's model speaker). A layout is drawn
 Every model refusal turn becomes an annotation ``{"label": "refusal", "speaker": MODEL, ...}`` spanning its first
 word's start to its last spoken word's end (after a barge-in cut).
 
-Timing rules, so that ``pipeline.labels`` (IPU gap 0.3 s, backchannel <= 1 s and <= 2 words, interruption window
-1 s) labels exactly the planted events, with margins so that no threshold decides anything (as ``synth.demo``):
+Timing rules, so that ``pipeline.labels`` (IPU gap 0.3 s, backchannel <= 1 s and <= 2 words) labels exactly the
+planted events, with margins so that no threshold decides anything (as ``synth.demo``):
 
 - words of one sentence are 40-120 ms apart; sentences of one turn 0.5-0.8 s apart (separate IPUs, same floor);
 - a turn change (yield) starts after everybody has stopped: the model after a drawn response latency, the user
@@ -29,8 +29,9 @@ Timing rules, so that ``pipeline.labels`` (IPU gap 0.3 s, backchannel <= 1 s and
 - backchannel: <= 2 words and <= 0.9 s, starts >= 0.3 s into one model IPU, and the model talks on >= 0.6 s
   after it in that IPU;
 - barge-in (interruption): starts >= 0.15 s into a model IPU after >= 3 model words; the model's turn is cut at
-  a word end `stop_ms` after the onset (so the pipeline's window, 1 s by default, must exceed `stop_ms_max`), and
-  the user goes on >= 0.3 s after the model stops;
+  a word end `stop_ms` after the onset (at most 0.9 s: a prompt yield; the pipeline labels a barge-in however late
+  the model stops and records the stop latency in meta.json's `interruptions`), and the user goes on >= 0.3 s
+  after the model stops;
 - the user's own speech is >= 0.5 s apart (so a backchannel never joins the user's request into one IPU);
 - every event onset lies >= 15 ms from a multiple of 0.2 s, so its micro-turn cannot change by rounding.
 """
@@ -148,8 +149,8 @@ class Timing:
             raise ValueError(f"latency_ms_sd must be >= 0, got {self.latency_ms_sd}")
         if not 100 <= self.stop_ms_min <= self.stop_ms_max <= 900:
             raise ValueError(
-                f"stop window {self.stop_ms_min}-{self.stop_ms_max} ms: need 100 <= min <= max <= 900 ms (the "
-                f"pipeline's --interruption_window_s, 1 s by default, must stay above the max with a margin)"
+                f"stop window {self.stop_ms_min}-{self.stop_ms_max} ms: need 100 <= min <= max <= 900 ms (barge-ins "
+                f"the model yields to promptly; the pipeline labels slower yields too, with their stop latency)"
             )
         if not 1 <= self.backchannels_max <= 4:
             raise ValueError(f"backchannels_max must be in 1..4, got {self.backchannels_max}")

@@ -19,7 +19,7 @@ Output under ``--out``:
 
 - ``bundles/<id>/bundle.json``, ``user.wav``, ``model.wav`` (16-bit, 22,050 Hz), ``planted.json`` (the turn-taking
   events the layout planted); the bundle has ``model_speakers: ["model"]``, ``tags`` (category, layout,
-  is_refusal, voices, engines, seed, prompt_id; they reach every sample's meta.json and index.parquet) and a
+  is_refusal, voices, engines, seed, prompt_id; they reach every sample's meta.json and index row) and a
   ``refusal`` annotation over each refusal the model speaks;
 - ``text_twin.jsonl``: per example the same id and turns as chat messages (``interrupted``/``backchannel`` marked);
 - ``summary.json`` (also printed): counts per category and layout, hours, errors;
@@ -94,6 +94,11 @@ DEFAULT_MODEL_VOICES = {
 and model should not sound alike."""
 
 
+MAX_TEXT_CHARS = 2000
+"""Longest text of one prompt field, in characters (about two minutes of speech)."""
+MAX_FOLLOWUPS = 20
+
+
 class PromptError(ValueError):
     """A prompt line that cannot be used; the message names the line and the reason."""
 
@@ -125,6 +130,10 @@ def _text(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
         raise PromptError(f"field {key!r} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise PromptError(f"field {key!r} is empty")
+    if len(value) > MAX_TEXT_CHARS:  # a 100 KB prompt became 2.3 h of audio
+        raise PromptError(
+            f"field {key!r} has {len(value)} characters; at most {MAX_TEXT_CHARS} (about two minutes of speech)"
+        )
     if not sentences(value):
         raise PromptError(f"field {key!r} has no speakable word (letters or digits): {value!r:.80}")
     return value.strip()
@@ -152,6 +161,8 @@ def parse_prompt(line: str, lineno: int) -> Prompt:
     followups = obj.get("followups", [])
     if not isinstance(followups, list):
         raise PromptError("field 'followups' must be a list of strings")
+    if len(followups) > MAX_FOLLOWUPS:
+        raise PromptError(f"field 'followups' has {len(followups)} entries; at most {MAX_FOLLOWUPS}")
     checked = [_text({f"followups[{i}]": f}, f"followups[{i}]", required=True) for i, f in enumerate(followups)]
     answer = _text(obj, "answer", required=benign)
     if answer is not None and not benign:
@@ -479,8 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop_ms_max",
         type=float,
         default=d.stop_ms_max,
-        help="barge-in: latest the model stops after the user starts, milliseconds; <= 900 so the "
-        "pipeline's 1 s interruption window labels it (default %(default)s)",
+        help="barge-in: latest the model stops after the user starts, milliseconds; <= 900, a prompt yield "
+        "(the pipeline labels any stop latency and records it in meta.json's interruptions) (default %(default)s)",
     )
     p.add_argument(
         "--backchannels_max",

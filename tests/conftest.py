@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from .factories import make_bundle
+from .s3_server import s3_server  # noqa: F401 - the session's SeaweedFS S3 server fixture
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -32,10 +32,11 @@ class DataConfig:
     shuffle_buffer: int = 64  # examples held for shuffling within one worker's stream
     frame_patches: int = 48  # PATCH slots per micro-turn (DESIGN.md §3 default 320x240 -> 48)
     text_slots: int = 16  # byte slots per micro-turn and side, the last for END
+    event_slots: int = 8  # of those, at most this many carry timed events (schemas/layout.py); the rest spills
 
     @property
     def layout(self) -> LayoutSpec:
-        return LayoutSpec(frame_patches=self.frame_patches, text_slots=self.text_slots)
+        return LayoutSpec(frame_patches=self.frame_patches, text_slots=self.text_slots, event_slots=self.event_slots)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,13 +115,21 @@ def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
-        if f.name == "text_bytes_cut":
+        if f.name in ("text_bytes_cut", "event_bytes_cut"):
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)
         else:
             out[f.name] = torch.from_numpy(np.stack(values))
     return out
+
+
+BAD_SHARD_POLICIES = ("stop", "skip")
+"""What the loader does at a corrupt shard: stop with a message naming it, or skip it (logged and counted)."""
+
+
+class CorruptShardError(ValueError):
+    """A shard that cannot be read; the message names it and the --bad_shards option."""
 
 
 def _seed(*parts: int) -> np.random.Generator:
@@ -143,8 +151,12 @@ class ShardStream(torch.utils.data.IterableDataset):
         shuffle: bool = True,
         consumed: list[int] | None = None,
         next_slot: int = 0,
+        bad_shards: str = "stop",
     ) -> None:
         super().__init__()
+        if bad_shards not in BAD_SHARD_POLICIES:
+            raise ValueError(f"bad_shards must be one of {BAD_SHARD_POLICIES}, got {bad_shards!r}")
+        self.bad_shards, self.skipped_shards = bad_shards, 0
         self.urls, self.cfg, self.seed, self.epoch = list(urls), cfg, seed, epoch
         self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
         self.slots = max(cfg.num_workers, 1)
@@ -158,10 +170,25 @@ class ShardStream(torch.utils.data.IterableDataset):
         mine = urls[g::num_global] if by_shard else urls
         if not mine:
             return
-        source = wds.DataPipeline(wds.SimpleShardList(mine), wds.tarfile_to_samples(handler=wds.reraise_exception))
-        for i, raw in enumerate(source):
-            if by_shard or i % num_global == g:
-                yield decode_sample(raw)
+        i = 0
+        for url in mine:  # shard by shard, so that a corrupt one is named (and skipped with bad_shards="skip")
+            try:
+                source = wds.DataPipeline(
+                    wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=wds.reraise_exception)
+                )
+                for raw in source:
+                    if by_shard or i % num_global == g:
+                        yield decode_sample(raw)
+                    i += 1
+            except Exception as e:  # noqa: BLE001 - tar, member or array errors of one shard
+                if self.bad_shards != "skip":
+                    raise CorruptShardError(
+                        f"shard {url} is corrupt ({type(e).__name__}: {e}); rerun with --bad_shards skip to skip it"
+                    ) from e
+                self.skipped_shards += 1
+                logger.warning(
+                    "skipped corrupt shard %s (%s: %s); %d skipped", url, type(e).__name__, e, self.skipped_shards
+                )
 
     def slot_examples(self, slot: int) -> Iterator[Packed]:
         """The examples of a slot in this epoch, after the shuffle buffer."""
@@ -230,7 +257,9 @@ class Loader:
         world_size: int = 1,
         epochs: int | None = None,
         shuffle: bool = True,
+        bad_shards: str = "stop",
     ) -> None:
+        self.bad_shards = bad_shards
         self.urls = shard_urls(data_dir)
         if not self.urls:
             raise ValueError(f"{data_dir}: no shards listed in its manifest")
@@ -275,6 +304,7 @@ class Loader:
             shuffle=self.shuffle,
             consumed=self.consumed,
             next_slot=self.next_slot,
+            bad_shards=self.bad_shards,
         )
         if self.cfg.num_workers == 0:
             return iter(stream)

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from trainer import checkpoint, parallel
 from trainer.config import PRESETS, TrainConfig, preset
-from trainer.data import Loader
+from trainer.data import BAD_SHARD_POLICIES, Loader
 from trainer.model import Model, active_slots
 from trainer.moe import MOE_IMPLS
 
@@ -155,6 +155,7 @@ def train(
     device: str = "auto",
     stop_at: int | None = None,
     progress: bool = True,
+    bad_shards: str = "stop",
 ) -> list[dict[str, Any]]:
     """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
     written by this call (on rank 0; other ranks return an empty list). Runs data-parallel when a process group is
@@ -170,7 +171,9 @@ def train(
     parallel.broadcast_parameters(model)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    loader = Loader(data_dir, cfg.data, seed=cfg.seed, rank=world.rank, world_size=world.world_size)
+    loader = Loader(
+        data_dir, cfg.data, seed=cfg.seed, rank=world.rank, world_size=world.world_size, bad_shards=bad_shards
+    )
     step = 0
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=dev)
@@ -300,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint_interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--bad_shards",
+        choices=BAD_SHARD_POLICIES,
+        default="stop",
+        help="at a corrupt shard: stop with a message naming it, or skip it (logged and counted) (default: stop)",
+    )
     old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
     for flag in (
         "--stop-at",
@@ -340,7 +349,13 @@ def train_main(argv: list[str]) -> int:
     started = parallel.init_from_env(args.device)
     try:
         records = train(
-            cfg, args.data, args.out, device=args.device, stop_at=args.stop_at, progress=not args.no_progress
+            cfg,
+            args.data,
+            args.out,
+            device=args.device,
+            stop_at=args.stop_at,
+            progress=not args.no_progress,
+            bad_shards=args.bad_shards,
         )
     finally:
         if started:

@@ -46,6 +46,10 @@ long per word; otherwise (long stretches of real speech) they keep the times of 
 RUN_GAP_S = 0.05
 """Pauses at least this long separate speech runs (`runs_in`); 0.04 split words at stop closures on the demo speech,
 0.05 does not, and it still parts most careful words."""
+CAREFUL_RUNS_PER_WORD = 0.5
+"""Words are shared over a region's speech runs only when it has at least this many runs a word (careful speech,
+pauses between words). In connected speech a run holds several words and its pauses are stop closures inside words
+("nex|t week"): sharing there cut words apart and left them interpolated (`eval-align --connected`: 8 of 148 -> 0)."""
 RUN_COST = 1.5
 """Cost per speech run beyond a region's word count (a run no word accounts for)."""
 

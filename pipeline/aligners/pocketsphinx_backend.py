@@ -230,7 +230,7 @@ class PocketsphinxBackend:
         by_region = self._share(pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True)
         for r, ks in by_region.items():
             runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
-            if len(runs) > 1 and len(ks) > 1:
+            if len(ks) > 1 and len(runs) >= max(2.0, chunks.CAREFUL_RUNS_PER_WORD * len(ks)):
                 self._share(pcm, runs, ks, names, phones, times, only_changed=True)
         out = list(first)
         for k, t in enumerate(times):

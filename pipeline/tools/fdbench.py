@@ -52,6 +52,10 @@ backchannel, above). Nothing else is written inside the task folders (their scri
 clip); `DIR/clips.jsonl` (one line per clip: where it comes from in the conversation, in seconds and samples, the
 sample keys, `marks_sample` for backchannel) and `DIR/split.json` (the split used) sit beside them.
 
+Which conversations: those of the evaluation side of a split (`--split`, else computed with the split options).
+A dedicated evaluation set is exported whole with `--all`; a dataset of one conversation has nothing to hold out
+from, so it is exported whole too, and the export says so (split.json then has an empty train side).
+
 Events are found with the pipeline's own definitions (pipeline.labels, thresholds from manifest.json) on the
 conversation's words, for each perspective: the perspective's user is the Full-Duplex-Bench user, its model side
 is the model under test, every other speaker a third party. A conversation without words (an RTTM-only source)
@@ -77,7 +81,7 @@ import soundfile as sf
 
 from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_events, ipus
 from pipeline.tools.inspect import load_sample
-from pipeline.tools.split import add_split_arguments, load_split, split_dataset
+from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
 from schemas.bundle import Segment, Word
 from schemas.tables import read_index_rows, read_manifest
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
@@ -217,7 +221,7 @@ def _clip_start(words: Sequence[Word], user: str, anchor: int, context: int) -> 
 def _floor_holder(units: Sequence[Ipu], events: Sequence[Event], at: int) -> str | None:
     holder = units[0].speaker if units else None
     for e in events:
-        if e.kind in ("interruption", "takeover", "yield") and e.start <= at:
+        if e.kind in FLOOR_CHANGES and e.start <= at:
             holder = e.by
     return holder
 
@@ -432,7 +436,7 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
             "audio, which only such datasets hold (input.flac). Rerun `microturn run --input BUNDLES "
             "--output DIR --keep_audio` and export from DIR"
         )
-    labels = LabelConfig(**manifest["config"]["labels"])
+    labels = LabelConfig.from_dict(manifest["config"]["labels"])
     held_out = set(split["eval"]["conversations"])
     per_persp: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in read_index_rows(dataset):
@@ -525,13 +529,51 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
     return written
 
 
+def whole_dataset_split(dataset: str) -> dict:
+    """A split.json object with every conversation of `dataset` on the eval side and none on train (`--all`)."""
+    convs = conversations_from_index(read_index_rows(dataset))
+    if not convs:
+        raise ValueError(f"{dataset}: the index has no samples")
+    return {
+        "config": {"dataset": dataset, "all": True},
+        "train": {"conversations": [], "speakers": [], "keys": [], "hours": 0.0},
+        "eval": {
+            "conversations": [c.conversation_id for c in convs],
+            "speakers": sorted({s for c in convs for s in c.speakers}),
+            "keys": sorted(k for c in convs for k in c.keys),
+            "hours": round(sum(c.duration_s for c in convs) / 3600.0, 6),
+        },
+    }
+
+
+def _choose_split(args: argparse.Namespace) -> tuple[dict, str]:
+    """The split to export and how it was chosen, for the summary line."""
+    if args.split and args.all:
+        raise ValueError("--split and --all exclude each other")
+    if args.split:
+        return load_split(args.split), "held-out"
+    if args.all:
+        return whole_dataset_split(args.dataset), "all (--all: no held-out split)"
+    whole = whole_dataset_split(args.dataset)
+    if len(whole["eval"]["conversations"]) == 1:
+        return whole, "all (the dataset has one conversation: nothing to hold out from)"
+    try:
+        split = split_dataset(
+            args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
+        )
+    except ValueError as e:
+        raise ValueError(f"{e}; or pass --all to export every conversation (a dedicated evaluation set)") from e
+    return split, "held-out"
+
+
 def export_fdbench_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="microturn export fdbench",
         description="Export evaluation clips of held-out conversations in Full-Duplex-Bench's layout (v1.0 "
         "backchannel, pause handling, smooth turn-taking, user interruption; v1.5 user interruption, user "
         "backchannel, and for conversations of more than two parties talking_to_other and background_speech). "
-        "The dataset must have been written with --keep_audio.",
+        "The dataset must have been written with --keep_audio. A dataset of one conversation, or any with --all, "
+        "is exported whole.",
     )
     parser.add_argument("dataset", help="dataset directory written with --keep_audio")
     parser.add_argument("--out", required=True, help="output directory for the clip folders")
@@ -540,6 +582,12 @@ def export_fdbench_main(argv: Sequence[str]) -> int:
         default=None,
         help="split.json from `microturn split`; without it the split is computed with the options "
         "below and saved as OUT/split.json",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="export every conversation (a dedicated evaluation set): no held-out split; split.json then has an "
+        "empty train side",
     )
     add_split_arguments(parser)
     defaults = ExportConfig()
@@ -569,13 +617,7 @@ def export_fdbench_main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     try:
-        split = (
-            load_split(args.split)
-            if args.split
-            else split_dataset(
-                args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
-            )
-        )
+        split, chosen = _choose_split(args)
         config = ExportConfig(
             context_s=args.context_s,
             response_s=args.response_s,
@@ -590,7 +632,7 @@ def export_fdbench_main(argv: Sequence[str]) -> int:
     for r in rows:
         counts[r["dir"].rsplit("/", 1)[0]] += 1
     print(
-        f"{len(rows)} clips from {len(split['eval']['conversations'])} held-out conversations: "
+        f"{len(rows)} clips from {len(split['eval']['conversations'])} conversations, {chosen}: "
         + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     )
     print(f"wrote {args.out}")

@@ -5,7 +5,8 @@
 Top to bottom: video thumbnails (only when the sample has video: the frames.mjpeg and frames.index.npy members,
 decoded by schemas.reader), the model's (output) dMel and words,
 the interaction labels of schemas.sample.LABEL_BITS as coloured bands with the speech activity of each stream, the
-user's (input) words and dMel, and the others' dMel and words when more than two people talk. The x axis is
+user's (input) words and dMel, the others' dMel and words when more than two people talk, and the proactive
+targets (targets.json: each window as a bar, its due time as a red tick, text and category). The x axis is
 seconds from the window start; thin lines mark the 200 ms micro-turn grid, darker ones every second; padding
 after the conversation's end is greyed. Rendered with matplotlib's Agg canvas (headless, no pyplot state); the PNG
 is exactly width_px x height_px.
@@ -136,6 +137,11 @@ def render_sample(
         if s == "input":
             rows.append(("bands", 2.4))
         rows += [(f"dmel:{s}", 2.0), (f"words:{s}", 0.8)] if s != "input" else [(f"words:{s}", 0.8), (f"dmel:{s}", 2.0)]
+    if sample.get("targets.json") is not None:
+        rows.append(("targets", 0.8))
+    events = sample.get("events.json")
+    if events:
+        rows.append(("events", 1.0))
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": [r[1] for r in rows]})
     axes = np.atleast_1d(axes)
@@ -171,6 +177,10 @@ def render_sample(
             ax.set_ylabel(f"{s} words", fontsize=9)
         elif kind == "bands":
             _bands(ax, labels, activity, streams)
+        elif kind == "targets":
+            _targets(ax, sample["targets.json"])
+        elif kind == "events":
+            _event_marks(ax, events)
         elif kind == "frames":
             _thumbnails(ax, frames, sample.get("frame_mask"), hi - lo, width_px)
         _grid(ax, x_max)
@@ -183,6 +193,31 @@ def render_sample(
     handles = [Patch(color=c, label=n) for n, c in BAND_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.savefig(out, format="png", dpi=dpi)
+
+
+def _targets(ax: Any, targets: Sequence[Mapping[str, Any]]) -> None:
+    """Proactive targets: each window [start, end] as a bar, the due time as a tick, the text and category beside."""
+    ax.set_ylim(0, 3.3)
+    ax.set_yticks([])
+    ax.set_ylabel("targets", fontsize=9)
+    for i, t in enumerate(sorted(targets, key=lambda t: t["due_s"])):
+        y = 2.5 - (i % 3)
+        ax.add_patch(_rect(t["start_s"], y - 0.45, t["end_s"] - t["start_s"], 0.5, "#f2b134"))
+        ax.vlines(t["due_s"], y - 0.5, y + 0.1, colors="#b3261e", lw=1.5)
+        ax.text(max(t["due_s"], 0.0), y + 0.1, f"{t['text']} ({t['category']})", fontsize=7, va="bottom", clip_on=True)
+
+
+def _event_marks(ax: Any, events: Sequence[Mapping[str, Any]]) -> None:
+    """Timed events (schemas/events.py): the model's acts (targets) above, arrivals below, in their micro-turns."""
+    for i, e in enumerate(events):
+        y = 1 if e["side"] == "output" else 0
+        colour = STREAM_COLOURS["output" if y else "input"]
+        ax.add_patch(_rect(e["microturn"] * MICROTURN_S, y + 0.1, MICROTURN_S, 0.8, colour))
+        label = e["kind"] if e["kind"] == e["name"] else f"{e['kind']}: {e['name']}"
+        ax.text(e["time_s"], y + 0.5 + 0.25 * (i % 2 - 0.5), label[:40], fontsize=7, va="center")
+    ax.set_ylim(0, 2)
+    ax.set_yticks([0.5, 1.5], ["arrivals", "model acts"], fontsize=8)
+    ax.set_ylabel("events", fontsize=9)
 
 
 def _bands(ax: Any, labels: np.ndarray, activity: np.ndarray, streams: Sequence[str]) -> None:

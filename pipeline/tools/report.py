@@ -5,7 +5,8 @@
 
 The page has no network resources and no script: tables and inline SVG bar charts only. It shows hours,
 conversations, samples, perspectives, shards, languages, sources and licences (from the index), inputs rejected
-by stage and kind, with an example reason each (rejected.parquet), interaction label counts, and the turn-taking
+by stage and kind, with an example reason each (rejected.parquet), interaction label counts, proactive targets
+per category (the index's target_counts), and the turn-taking
 statistics of manifest.json: floor-transfer offsets, gaps and overlap durations on 200 ms bins (bin b covers
 [0.2 b, 0.2 (b+1)) s), and event rates (backchannels, interruptions, overlaps, yields per minute of conversation).
 
@@ -95,6 +96,7 @@ def summarise(dataset: str) -> dict[str, Any]:
             for (st, kind), n in sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "label_counts": dict(manifest.get("label_counts", {})),
+        "targets": _target_summary(rows),
         "distributions": {name: {int(b): int(n) for b, n in tt.get(name, {}).items()} for name in DISTRIBUTIONS},
         "event_counts": {k: int(v) for k, v in tt.get("event_counts", {}).items()},
         "events_per_minute": {k: float(v) for k, v in tt.get("events_per_minute", {}).items()},
@@ -102,6 +104,18 @@ def summarise(dataset: str) -> dict[str, Any]:
         "code_version": manifest.get("code_version", ""),
         "config_hash": manifest.get("config_hash", ""),
     }
+
+
+def _target_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Proactive targets per category: samples and conversations whose windows hold one, and targets over samples
+    (from the index's target_counts; a target crossing windows counts in each)."""
+    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"samples": 0, "conversations": set(), "targets": 0})
+    for r in rows:
+        for c, n in dict(r.get("target_counts") or {}).items():
+            out[c]["samples"] += 1
+            out[c]["conversations"].add(r["conversation_id"])
+            out[c]["targets"] += n
+    return {c: {**v, "conversations": len(v["conversations"])} for c, v in sorted(out.items())}
 
 
 # ---------------------------------------------------------------------------------------------------- maths
@@ -298,6 +312,22 @@ def _section_tables(s: Mapping[str, Any], side: int) -> str:
             [[k, _metric(f"label:{k}", v, str(v), side)] for k, v in sorted(s["label_counts"].items())],
         )
     )
+    if s.get("targets"):
+        parts.append("<h3>Proactive targets by category</h3>")
+        parts.append(
+            _table(
+                ["category", "conversations", "samples", "targets (over samples)"],
+                [
+                    [
+                        c,
+                        str(v["conversations"]),
+                        str(v["samples"]),
+                        _metric(f"targets:{c}", v["targets"], str(v["targets"]), side),
+                    ]
+                    for c, v in s["targets"].items()
+                ],
+            )
+        )
     parts.append("<h3>Turn-taking events</h3>")
     events = sorted(set(s["event_counts"]) | set(s["events_per_minute"]))
     parts.append(

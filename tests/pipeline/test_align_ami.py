@@ -73,7 +73,17 @@ def test_ami_texts_are_aligned_inside_their_speakers_turns(text_speakers: dict[s
     }
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bundle.json").write_text(json.dumps(bundle))
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--aligner", "pocketsphinx"])
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--aligner",
+            "pocketsphinx",
+            "--allow_outside_paths",
+        ]
+    )
     assert manifest["counts"]["conversations_written"] == 1, manifest["rejected_by_stage"]
     n_words = sum(len(tokenize(t)) for t in _texts().values())
     assert sum(manifest["alignment"]["words"].values()) + manifest["alignment"]["unaligned_words"] == n_words

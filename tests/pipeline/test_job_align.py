@@ -98,7 +98,7 @@ def test_missing_transcript_text_or_turns_are_rejected_with_the_option_to_set(
         (tmp_path / "in" / "mixed" / "bundle.json").write_text(
             json.dumps({"id": "mixed", "tracks": [{"path": str(AMI / "mixture.wav")}]})
         )
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--allow_outside_paths"])
     rejected = {
         Path(r["input"]).parent.name: r for r in pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
     }
@@ -132,7 +132,7 @@ def test_mixed_ami_recording_is_split_by_its_rttm(tmp_path: Path) -> None:
     (tmp_path / "in" / "bundle.json").write_text(
         json.dumps({"id": "ami-mix", "rttm": str(AMI / "mixture.rttm"), "tracks": [{"path": str(AMI / "mixture.wav")}]})
     )
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--allow_outside_paths"])
     assert manifest["counts"]["conversations_written"] == 1, manifest["rejected_by_stage"]
     assert manifest["counts"]["perspectives"] == 4
     assert manifest["alignment"]["diarized_conversations"] == {"rttm": 1}

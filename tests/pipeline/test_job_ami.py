@@ -29,7 +29,7 @@ def test_ami_meeting_goes_through_with_user_and_others(tmp_path: Path) -> None:
     }
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bundle.json").write_text(json.dumps(bundle))
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--allow_outside_paths"])
     assert manifest["counts"]["conversations_written"] == 1, manifest["rejected_by_stage"]
     assert manifest["counts"]["perspectives"] == 4 and manifest["counts"]["samples"] == 4 * 2  # 60 s = 2 windows
     seen, talk = defaultdict(int), defaultdict(float)

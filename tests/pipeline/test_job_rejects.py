@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.job import _counter, build, local_runner
+from pipeline.job import _counter, build
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import list_inputs
 from pipeline.rejects import KINDS, STAGES, Rejection
+from pipeline.runners import local_runner
 
 from ..factories import make_bundle
 

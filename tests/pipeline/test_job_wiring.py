@@ -15,9 +15,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 
-from pipeline.job import WORK_DIR, build, local_runner, run
+from pipeline.job import WORK_DIR, build, run
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import list_inputs
+from pipeline.runners import local_runner
 
 from ..factories import make_bundle
 

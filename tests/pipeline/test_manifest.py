@@ -42,8 +42,12 @@ def _row(conv: str, perspective: str, window: int, *, shard: str, offset: int, d
         "split": "train",
         "tags": {"room": "1"},
         "annotations": ["laugh"] if window == 0 else [],
+        "n_targets": 2 if window == 0 else 0,
+        "target_categories": ["timed_oneshot"] if window == 0 else [],
+        "target_counts": {"timed_oneshot": 2} if window == 0 else {},
     }
     row.update({c: i + window for i, c in enumerate(LABEL_COUNT_COLUMNS)})
+    row.update(n_events_output=0, n_events_input=0)
     return row
 
 
@@ -133,7 +137,7 @@ def test_the_index_has_one_file_per_shard_sorted_by_key_and_reads_as_one_table(w
     expected = sorted((r for s in SHARDS for r in s.rows), key=lambda r: r["key"])
     assert [r["key"] for r in rows] == ["alpha_A_00000", "alpha_A_00001", "alpha_B_00000", "zed_A_00000"]
     for got, want in zip(rows, expected, strict=True):
-        assert {**got, "tags": dict(got["tags"])} == want
+        assert {**got, "tags": dict(got["tags"]), "target_counts": dict(got["target_counts"])} == want
     assert pq.read_table(out / "index").num_rows == 4  # plain pyarrow reads the directory as one table
     assert list(out.rglob("*.partial")) == []
 

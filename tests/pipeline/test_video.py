@@ -230,7 +230,7 @@ def test_real_footage_end_to_end_one_frame_per_micro_turn(tmp_path: Path) -> Non
                 }
             )
         )
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--allow_outside_paths"])
     assert manifest["counts"]["conversations_written"] == len(inputs)
     frames, microturns = {}, {}
     for s in iter_samples(str(tmp_path / "out"), patches=True):

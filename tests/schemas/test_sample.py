@@ -13,6 +13,7 @@ import pytest
 from schemas.sample import (
     MicroTurnSample,
     SampleAnnotation,
+    SampleInterruption,
     SampleMeta,
     SampleSpeakers,
     SampleVideo,
@@ -45,6 +46,7 @@ def _record(*, video: bool = True, audio: bool = True) -> MicroTurnSample:
         split="train",
         word_sources={"human": 1},
         tags={"layout": "x"},
+        interruptions=(SampleInterruption(microturn=1, label="interruption", stop_latency_s=1.07),),
         video=SampleVideo(frames=1, audio_video_offset_s=0.25) if video else None,
     )
     dmel = {s: rng.integers(0, 16, (W, 16, 80), dtype=np.uint8) for s in ("input", "others", "output")}
@@ -119,6 +121,7 @@ def test_json_members_are_canonical() -> None:
     assert b" " not in members["meta.json"] and "héllo".encode() in members["words.json"]  # UTF-8, no escapes
     meta = decode_json(members["meta.json"])
     assert meta["speakers"] == {"input": "B", "others": ["C"], "output": "A"} and meta["video"] is None
+    assert b'"interruptions":[{"label":"interruption","microturn":1,"stop_latency_s":1.07}]' in members["meta.json"]
     assert decode_json(members["words.json"]) == [
         {
             "text": "héllo",

@@ -148,7 +148,7 @@ def test_same_seed_same_conversation() -> None:
 
 
 def test_bad_timing_and_inputs_are_refused() -> None:
-    with pytest.raises(ValueError, match="interruption_window"):
+    with pytest.raises(ValueError, match="stop window .* yields to promptly"):
         Timing(stop_ms_max=1000)
     with pytest.raises(ValueError, match="latency"):
         Timing(latency_ms_min=500, latency_ms_mean=400)

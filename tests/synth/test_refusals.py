@@ -247,7 +247,8 @@ def test_bad_options_fail_early_with_a_clear_message(tmp_path, capsys) -> None:
     assert parse_weights("plain=2,benign=1")["barge_in"] == 0.0
     base = ["--prompts", str(EXAMPLES), "--out", str(tmp_path / "o"), "--no-progress"]
     assert refusals_main([*base, "--stop-ms-max", "1200"]) == 2
-    assert "interruption_window" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "stop window" in err and "yields to promptly" in err and "interruption_window" not in err
     assert refusals_main([*base, "--model-voices", "nobody"]) == 2
     assert "espeak-gb-f3" in capsys.readouterr().err
     assert refusals_main(["--prompts", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o")]) == 2

@@ -116,7 +116,7 @@ def test_video_frames_reach_the_patch_slots(tmp_path) -> None:
         pytest.skip("shared fixtures not present")
     (tmp_path / "in" / "help").mkdir(parents=True)
     (tmp_path / "in" / "help" / "bundle.json").write_text(json.dumps({"id": "help", "video": str(clip), "words": []}))
-    run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
+    run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--allow_outside_paths"])
     (sample,) = list(iter_samples(str(tmp_path / "out")))
     packed = list(sample_examples(sample, DataConfig(context_microturns=5)))
     assert len(packed) == 2  # 10 micro-turns of video

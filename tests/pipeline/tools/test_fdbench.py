@@ -241,7 +241,7 @@ def ami_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, li
     }
     (root / "in").mkdir()
     (root / "in" / "bundle.json").write_text(json.dumps(bundle))
-    run(["--input", str(root / "in"), "--output", str(root / "dataset"), "--keep_audio"])
+    run(["--input", str(root / "in"), "--output", str(root / "dataset"), "--keep_audio", "--allow_outside_paths"])
     split = {"eval": {"conversations": ["ami-seriously"]}, "train": {"conversations": []}}
     rows = export_fdbench(str(root / "dataset"), str(root / "out"), split=split, config=ExportConfig(context_s=6.0))
     return root / "dataset", root / "out", rows

@@ -1,0 +1,22 @@
+# SDK worker image for running the microturn job on Dataflow, Flink or Spark (README "Running at scale").
+#   docker build -t REGISTRY/microturn-worker:0.1.0 .
+# Not built or run by the tests: these machines cannot reach Docker Hub. The Beam version of the base image must
+# equal the client's (pyproject.toml pins apache-beam 2.77.0); the image's entrypoint (/opt/apache/beam/boot) is
+# Beam's own, so the image works with --sdk_container_image (Dataflow), --environment_type DOCKER, and as an
+# EXTERNAL worker pool (`docker run IMAGE --worker_pool`).
+FROM apache/beam_python3.11_sdk:2.77.0
+
+# ffmpeg decodes every format but WAV/FLAC and all video; espeak-ng is the demo/synth TTS
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ffmpeg espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/microturn
+COPY pyproject.toml README.md microturn_cli.py ./
+COPY schemas ./schemas
+COPY pipeline ./pipeline
+COPY synth ./synth
+COPY trainer ./trainer
+COPY kernels ./kernels
+# CPU-only workers can add: --extra-index-url https://download.pytorch.org/whl/cpu (a much smaller torch)
+RUN pip install --no-cache-dir . && pip check

@@ -1,0 +1,150 @@
+"""A dataset back to Gander JSONL: one conversation per line, turns with audio paths, tool calls and deliveries.
+
+    microturn export gander DATASET --out conversations.jsonl
+
+Per conversation, the perspective that carries events (else the first) is read back window by window: its user
+stream (``input``) and model stream (``output``) are written as ``OUT_DIR/audio/{conversation}_user.wav`` and
+``_assistant.wav`` (16 kHz; from the ``input.flac`` / ``output.flac`` members, so the dataset must have been made
+with ``--keep_audio``; with ``--text_only`` turns are written without audio paths instead: dMel is not audio).
+A turn is a run of one stream's words with gaps < `TURN_GAP_S`; user turns carry ``audio_in`` {path, sample_rate,
+start_ms, end_ms} (the same stretch of the WAV, which is on the conversation clock), assistant turns ``speech_out``
+of the same shape, both ``meta.transcript`` and ``meta.word_timestamps``. Output-side events become assistant turns
+at their time with ``tool_calls`` [{name, arguments}]; a worker_delivery becomes a tool turn with ``tool_response``
+{type: worker_delivery, topic, status, task_name, content} and ``meta.runtime_event: true``; a tool_response a tool
+turn with ``name`` and ``tool_response`` {content}. Times are ms on the conversation clock; an event's time is
+kept to the ms (its micro-turn is what the dataset guarantees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from schemas.reader import iter_samples
+from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+
+TURN_GAP_S = 0.6
+"""Words of one stream closer than this belong to one turn."""
+
+
+def _turns(words: list[dict[str, Any]], role: str, audio_key: str | None, wav: str | None) -> list[dict[str, Any]]:
+    turns: list[list[dict[str, Any]]] = []
+    for w in sorted(words, key=lambda w: w["start"]):
+        if turns and w["start"] - turns[-1][-1]["end"] < TURN_GAP_S:
+            turns[-1].append(w)
+        else:
+            turns.append([w])
+    out = []
+    for ws in turns:
+        start_ms, end_ms = round(ws[0]["start"] * 1000), round(max(w["end"] for w in ws) * 1000)
+        text = " ".join(w["text"] for w in ws)
+        turn: dict[str, Any] = {"role": role, "start_ms": start_ms, "end_ms": end_ms, "text": text}
+        if audio_key is not None:
+            turn[audio_key] = {"path": wav, "sample_rate": SAMPLE_RATE_HZ, "start_ms": start_ms, "end_ms": end_ms}
+        stamps = [
+            {"word": w["text"], "start_ms": round(w["start"] * 1000), "end_ms": round(w["end"] * 1000)} for w in ws
+        ]
+        turn["meta"] = {"transcript": text, "word_timestamps": stamps}
+        out.append(turn)
+    return out
+
+
+def _event_turn(e: dict[str, Any]) -> dict[str, Any]:
+    t = round(e["abs_time_s"] * 1000)
+    if e["side"] == "output":
+        return {
+            "role": "assistant",
+            "start_ms": t,
+            "end_ms": t,
+            "text": "",
+            "tool_calls": [{"name": e["name"], "arguments": e["arguments"] or {}}],
+        }
+    if e["kind"] == "worker_delivery":
+        resp = {"type": "worker_delivery", "topic": e["topic"], "status": e["status"], "task_name": e["task"]}
+        resp["content"] = e["content"]
+        return {"role": "tool", "start_ms": t, "end_ms": t, "tool_response": resp, "meta": {"runtime_event": True}}
+    return {"role": "tool", "start_ms": t, "end_ms": t, "name": e["name"], "tool_response": {"content": e["content"]}}
+
+
+def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> int:
+    """Write the dataset's conversations to `out_file` (audio next to it under ``audio/``); returns the number of
+    conversations written.
+
+    Raises:
+        ValueError: the dataset has no raw audio members and `text_only` is False.
+    """
+    by_conv: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for sample in iter_samples(dataset):
+        meta = sample["meta.json"]
+        by_conv[meta["conversation_key"]][meta["perspective"]].append(sample)
+    out_dir = os.path.dirname(os.path.abspath(out_file))
+    lines = []
+    for conv_key in sorted(by_conv):
+        perspectives = by_conv[conv_key]
+        chosen = next((p for p in sorted(perspectives) if any(s.get("events.json") for s in perspectives[p])), None)
+        samples = sorted(perspectives[chosen or sorted(perspectives)[0]], key=lambda s: s["meta.json"]["window"])
+        meta = samples[0]["meta.json"]
+        total = meta["conversation_samples"]
+        wavs: dict[str, str | None] = {"input": None, "output": None}
+        if not text_only:
+            if "input.flac" not in samples[0] or "output.flac" not in samples[0]:
+                raise ValueError(
+                    f"{dataset}: samples have no raw audio; run the job with --keep_audio, or export --text_only"
+                )
+            os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
+            for stream, who in (("input", "user"), ("output", "assistant")):
+                pcm = np.concatenate([s[f"{stream}.flac"] for s in samples])[:total]
+                rel = f"audio/{conv_key}_{who}.wav"
+                sf.write(os.path.join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
+                wavs[stream] = rel
+        words: dict[str, list[dict[str, Any]]] = {"input": [], "output": []}
+        events = []
+        for s in samples:
+            t0 = s["meta.json"]["start_microturn"] * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+            for w in s["words.json"]:
+                if w["stream"] in words:
+                    words[w["stream"]].append({"text": w["text"], "start": w["start_s"] + t0, "end": w["end_s"] + t0})
+            for e in s.get("events.json") or []:
+                events.append({**e, "abs_time_s": e["time_s"] + s["meta.json"]["start_microturn"] * MICROTURN_S})
+        turns = _turns(words["input"], "user", None if text_only else "audio_in", wavs["input"])
+        turns += _turns(words["output"], "assistant", None if text_only else "speech_out", wavs["output"])
+        turns += [_event_turn(e) for e in events]
+        turns.sort(key=lambda t: (t["start_ms"], t["role"] != "user"))
+        lines.append(
+            {
+                "id": meta["conversation_id"],
+                "language": meta["language"],
+                "source": meta["source"],
+                "licence": meta["licence"],
+                "turns": turns,
+            }
+        )
+    with open(out_file, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
+    return len(lines)
+
+
+def export_gander_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="microturn export gander",
+        description="Write a dataset's conversations as Gander JSONL (turns, audio paths, tool calls, deliveries).",
+    )
+    parser.add_argument("dataset", help="dataset directory (made with --keep_audio for audio paths)")
+    parser.add_argument("--out", required=True, help="the JSONL file; WAVs go to audio/ next to it")
+    parser.add_argument("--text_only", action="store_true", help="no audio: turns without audio_in / speech_out")
+    args = parser.parse_args(list(argv))
+    try:
+        n = export_gander(args.dataset, args.out, text_only=args.text_only)
+    except ValueError as e:
+        print(f"microturn export gander: error: {e}")
+        return 2
+    print(f"wrote {n} conversations to {args.out}")
+    return 0
