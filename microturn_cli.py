@@ -113,6 +113,11 @@ PASSTHROUGH = {
     # command words -> (module, function, help); the function parses the rest of the command line itself
     ("train",): ("trainer.train", "train_main", "train the interaction model on micro-turn shards"),
     ("eval",): ("trainer.evaluate", "eval_main", "print a checkpoint's per-head losses on held-out shards"),
+    ("eval", "behaviour"): ("trainer.behaviour", "eval_behaviour_main", "score a checkpoint's turn-taking against "
+                                                                          "the dataset's labels, beside baselines"),
+    ("eval", "fdbench"): ("trainer.fdbench_eval", "eval_fdbench_main", "Full-Duplex-Bench v1 metrics of response "
+                                                                       "WAVs (energy VAD)"),
+    ("respond",): ("trainer.respond", "respond_main", "run a checkpoint micro-turn by micro-turn and write its audio"),
     ("inspect",): ("pipeline.tools.inspect", "inspect_main", "draw one sample as a PNG (dMel, words, labels, frames)"),
     ("report",): ("pipeline.tools.report", "report_main", "write a self-contained HTML report of a dataset"),
     ("split",): ("pipeline.tools.split", "split_main", "split a dataset into train/eval, disjoint by conversation and "
