@@ -97,23 +97,32 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(run_dir, ignore_errors=True)
     convs = conversations_from_dataset(str(out / "eval"), limit=args.eval_conversations)
     budget = args.train_minutes * 60.0
-    t_train = time.monotonic()
-    curve = []
-    for stop in (args.steps // 3, 2 * args.steps // 3, args.steps):
+    trained = 0.0  # seconds spent training (evaluation not counted)
+    curve, step, loss = [], 0, float("nan")
+    marks = sorted({max(args.steps // 3, 1), max(2 * args.steps // 3, 1), args.steps})
+    while True:
+        target = next(m for m in marks if m > step)
+        stop = min(step + 25, target)  # short segments, so the time budget is kept within a segment too
         torch.set_num_threads(args.threads)
+        t0 = time.monotonic()
         records = train(cfg, str(out / "train"), str(run_dir), device="cpu", stop_at=stop, progress=False)
+        trained += time.monotonic() - t0
         step = records[-1]["step"] if records else stop
-        loss = records[-1]["loss"] if records else float("nan")
+        loss = records[-1]["loss"] if records else loss
+        out_of_time = trained > budget
+        if step != target and not out_of_time:
+            continue
         torch.set_num_threads(1)
         t_eval = time.monotonic()
         model = load_model(str(run_dir / "checkpoint.pt"))
         result = evaluate_behaviour(model, convs, pause_ms=args.pause_ms, temperature=args.temperature)
-        curve.append({"step": step, "train_loss": loss, "train_s": time.monotonic() - t_train,
+        curve.append({"step": step, "train_loss": loss, "train_s": trained,
                       "model": result["systems"]["model"], "timing_ms": result["timing_ms"]})
-        print(f"[{time.monotonic() - t_start:6.0f} s] step {step}: loss {loss:.3f}; eval took "
-              f"{time.monotonic() - t_eval:.0f} s", flush=True)
-        t_train += time.monotonic() - t_eval  # the budget counts training time only
-        if time.monotonic() - t_train > budget and stop != args.steps:
+        print(f"[{time.monotonic() - t_start:6.0f} s] step {step}: loss {loss:.3f}; {trained:.0f} s of training; "
+              f"eval took {time.monotonic() - t_eval:.0f} s", flush=True)
+        if step >= args.steps:
+            break
+        if out_of_time:
             print(f"training budget of {args.train_minutes} min spent at step {step}: stopping here")
             break
 
