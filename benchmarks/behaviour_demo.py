@@ -25,8 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-CURVE_ROWS = ("speak_f1", "yield_takeover_1s", "yield_median_latency_s", "pause_handling", "interruption_stop_1s",
-              "backchannels_per_min")
+CURVE_ROWS = (
+    "speak_f1",
+    "yield_takeover_1s",
+    "yield_median_latency_s",
+    "pause_handling",
+    "interruption_stop_1s",
+    "backchannels_per_min",
+)
 
 
 def make_bundles(out: Path, conversations: int, seeds: list[int]) -> tuple[Path, Path]:
@@ -81,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    print(f"[{time.monotonic() - t_start:6.0f} s] synthesising {args.conversations} conversations (seeds {seeds})",
-          flush=True)
+    print(
+        f"[{time.monotonic() - t_start:6.0f} s] synthesising {args.conversations} conversations (seeds {seeds})",
+        flush=True,
+    )
     train_b, eval_b = make_bundles(out / "bundles", args.conversations, seeds)
     for name, src in (("train", train_b), ("eval", eval_b)):
         shutil.rmtree(out / name, ignore_errors=True)
@@ -90,9 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[{time.monotonic() - t_start:6.0f} s] datasets written: {out / 'train'}, {out / 'eval'}", flush=True)
 
     base = preset("tiny")
-    cfg = dataclasses.replace(base, name="behaviour-demo", steps=args.steps, log_interval=10,
-                              checkpoint_interval=max(args.steps // 3, 1),
-                              data=dataclasses.replace(base.data, frame_patches=0, context_microturns=args.context))
+    cfg = dataclasses.replace(
+        base,
+        name="behaviour-demo",
+        steps=args.steps,
+        log_interval=10,
+        checkpoint_interval=max(args.steps // 3, 1),
+        data=dataclasses.replace(base.data, frame_patches=0, context_microturns=args.context),
+    )
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     convs = conversations_from_dataset(str(out / "eval"), limit=args.eval_conversations)
@@ -116,10 +129,20 @@ def main(argv: list[str] | None = None) -> int:
         t_eval = time.monotonic()
         model = load_model(str(run_dir / "checkpoint.pt"))
         result = evaluate_behaviour(model, convs, pause_ms=args.pause_ms, temperature=args.temperature)
-        curve.append({"step": step, "train_loss": loss, "train_s": trained,
-                      "model": result["systems"]["model"], "timing_ms": result["timing_ms"]})
-        print(f"[{time.monotonic() - t_start:6.0f} s] step {step}: loss {loss:.3f}; {trained:.0f} s of training; "
-              f"eval took {time.monotonic() - t_eval:.0f} s", flush=True)
+        curve.append(
+            {
+                "step": step,
+                "train_loss": loss,
+                "train_s": trained,
+                "model": result["systems"]["model"],
+                "timing_ms": result["timing_ms"],
+            }
+        )
+        print(
+            f"[{time.monotonic() - t_start:6.0f} s] step {step}: loss {loss:.3f}; {trained:.0f} s of training; "
+            f"eval took {time.monotonic() - t_eval:.0f} s",
+            flush=True,
+        )
         if step >= args.steps:
             break
         if out_of_time:

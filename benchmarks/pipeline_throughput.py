@@ -56,7 +56,6 @@ CONVERSATION_S = 300
 LONG_CONVERSATION_S = 3_600
 """The single long conversation of the memory check: 60 minutes."""
 STARTUP_CONVERSATION_S = 1
-DEFAULT_LHOTSE_PYTHON = "/tmp/bench-venv/bin/python"
 RSS_TARGET_BYTES = 2 * 1024**3
 VOCAB = (
     "yes",
@@ -468,13 +467,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--skip-long", action="store_true", help="skip the 60-minute single-conversation memory check")
     ap.add_argument(
         "--lhotse-python",
-        default=DEFAULT_LHOTSE_PYTHON,
-        help=f"python of a venv with lhotse installed (default {DEFAULT_LHOTSE_PYTHON})",
+        default=None,
+        help="python of a separate venv with lhotse installed, e.g. /tmp/bench-venv/bin/python (see "
+        "benchmarks/README.md; default: none, the Lhotse comparison is skipped)",
     )
-    ap.add_argument("--skip-align", action="store_true",
-                    help="do not measure the align stage (pocketsphinx on espeak-ng demo conversations)")
-    ap.add_argument("--align-conversations", type=int, default=2,
-                    help="demo conversations (~30 s each, two speakers) for the align stage (default 2)")
+    ap.add_argument(
+        "--skip-align",
+        action="store_true",
+        help="do not measure the align stage (pocketsphinx on espeak-ng demo conversations)",
+    )
+    ap.add_argument(
+        "--align-conversations",
+        type=int,
+        default=2,
+        help="demo conversations (~30 s each, two speakers) for the align stage (default 2)",
+    )
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (corpus and outputs)")
     ap.add_argument("--seed", type=int, default=0, help="corpus random seed (default 0)")
@@ -605,13 +612,15 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
     lhotse: dict[int, float] = {}
     if args.skip_lhotse:
         _say("\nLhotse (b): skipped (--skip-lhotse)")
-    elif not Path(args.lhotse_python).exists():
+    elif args.lhotse_python is None or not Path(args.lhotse_python).exists():
         _say(
-            f"\nLhotse (b): skipped, {args.lhotse_python} does not exist. Create it (outside the project venv) with\n"
+            f"\nLhotse (b): skipped, no --lhotse-python ({args.lhotse_python or 'not given'}). Create one (outside "
+            "the project venv) with\n"
             "  python3 -m venv /tmp/bench-venv && /tmp/bench-venv/bin/pip install torch==2.13.0 && "
             "/tmp/bench-venv/bin/pip install lhotse soundfile urllib3 lilcom\n"
             "(torch first: the CPU wheel on local disk; a plain `pip install lhotse` would pull a multi-GB CUDA "
-            "torch; lhotse 1.33 imports urllib3 without declaring it) or pass --lhotse-python."
+            "torch; lhotse 1.33 imports urllib3 without declaring it), then pass "
+            "--lhotse-python /tmp/bench-venv/bin/python."
         )
     else:
         script = work / "lhotse_child.py"
@@ -699,8 +708,10 @@ def _align_stage(root: Path, count: int, seed: int) -> dict:
     report = evaluate(convs, backend, mode="text")
     cpu_s = time.process_time() - cpu  # includes decoding, which `align_wall_s` does not: a lower bound per CPU-s
     f = report.figures()
-    _say(f"  {report.audio_s:.0f} s aligned, {f['audio_s_per_wall_s']} conv-s/s; "
-         f"{100 * f['same_microturn']:.1f} % of words in the correct micro-turn")
+    _say(
+        f"  {report.audio_s:.0f} s aligned, {f['audio_s_per_wall_s']} conv-s/s; "
+        f"{100 * f['same_microturn']:.1f} % of words in the correct micro-turn"
+    )
     return {"conversations": count, "audio_s": report.audio_s, "wall_s": report.align_wall_s, "cpu_s": cpu_s}
 
 

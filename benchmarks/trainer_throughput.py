@@ -49,12 +49,20 @@ def bench(impl: str, args: argparse.Namespace, batches: list[dict], device: torc
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     slots = sum(batches[i % len(batches)]["kind"].numel() for i in range(args.warmup, args.warmup + args.steps))
-    active = sum(int(active_slots(batches[i % len(batches)]).sum())
-                 for i in range(args.warmup, args.warmup + args.steps))
+    active = sum(
+        int(active_slots(batches[i % len(batches)]).sum()) for i in range(args.warmup, args.warmup + args.steps)
+    )
     total = sum(times)
-    result = {"impl": impl, "config": args.config, "device": str(device), "steps": args.steps,
-              "tokens_per_s": slots / total, "active_tokens_per_s": active / total,
-              "ms_per_step_median": 1000 * sorted(times)[len(times) // 2], "threads": torch.get_num_threads()}
+    result = {
+        "impl": impl,
+        "config": args.config,
+        "device": str(device),
+        "steps": args.steps,
+        "tokens_per_s": slots / total,
+        "active_tokens_per_s": active / total,
+        "ms_per_step_median": 1000 * sorted(times)[len(times) // 2],
+        "threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         flops = 6 * active_parameters(model) * active / total
         result.update(active_params=active_parameters(model), mfu=flops / (args.peak_tflops * 1e12))
@@ -69,8 +77,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed optimiser steps per implementation (default: 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default: 3)")
     p.add_argument("--device", default="cpu", help="cpu | cuda (default: cpu)")
-    p.add_argument("--peak-tflops", type=float, default=989.0,
-                   help="peak dense bf16 TFLOP/s for MFU (default: 989, H100 SXM)")
+    p.add_argument(
+        "--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s for MFU (default: 989, H100 SXM)"
+    )
     args = p.parse_args()
     device = torch.device(args.device)
     impls = args.impls or [i for i in MOE_IMPLS if i != "triton" or device.type == "cuda"]

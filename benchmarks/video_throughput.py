@@ -40,19 +40,56 @@ print(json.dumps({{"seconds": probe.end_s, "wall": wall, "frames": frames.info["
 
 
 def loop_video(source: Path, minutes: float, out: Path) -> Path:
-    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json",
-                                       str(source)], capture_output=True, check=True, text=True).stdout)
+    probe = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(source)],
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    )
     loops = max(0, math.ceil(minutes * 60 / float(probe["format"]["duration"])) - 1)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(source), "-t",
-                    str(minutes * 60), "-c", "copy", str(out)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-stream_loop",
+            str(loops),
+            "-i",
+            str(source),
+            "-t",
+            str(minutes * 60),
+            "-c",
+            "copy",
+            str(out),
+        ],
+        check=True,
+    )
     return out
 
 
 def floor_seconds(path: Path, width: int = 320, height: int = 240) -> float:
     t = time.perf_counter()
-    proc = subprocess.Popen(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-vf",
-                             f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}",
-                             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+    )
     while proc.stdout.read(1 << 20):
         pass
     proc.wait()
@@ -60,16 +97,18 @@ def floor_seconds(path: Path, width: int = 320, height: int = 240) -> float:
 
 
 def child(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the long video in minutes")
-    parser.add_argument("--short-minutes", type=float, default=5.0, help="length of the short video for the "
-                                                                          "memory comparison, minutes")
+    parser.add_argument(
+        "--short-minutes", type=float, default=5.0, help="length of the short video for the memory comparison, minutes"
+    )
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="clip to loop (any video file)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,12 +120,16 @@ def main() -> int:
     secs = ours["seconds"]
     print(f"video: {args.source.name} looped to {secs / 60:.1f} min; output 320x240, 1 frame per 200 ms")
     print(f"floor (ffmpeg -> raw RGB 320x240, all frames): {secs / floor:8.1f} video-s per wall-s ({floor:.1f} s)")
-    print(f"microturn (fps filter + JPEG per micro-turn):  {secs / ours['wall']:8.1f} video-s per wall-s "
-          f"({ours['wall']:.1f} s, {ours['frames']} frames, {ours['jpeg_mb']:.1f} MB of JPEG)")
+    print(
+        f"microturn (fps filter + JPEG per micro-turn):  {secs / ours['wall']:8.1f} video-s per wall-s "
+        f"({ours['wall']:.1f} s, {ours['frames']} frames, {ours['jpeg_mb']:.1f} MB of JPEG)"
+    )
     print(f"time ratio microturn / floor: {ours['wall'] / floor:.2f}x (target <= 1.5x)")
-    print(f"peak RSS: {short['peak_rss_mb']:.0f} MB for {short['seconds'] / 60:.0f} min, "
-          f"{ours['peak_rss_mb']:.0f} MB for {secs / 60:.0f} min (JPEGs spooled to a temporary file: "
-          f"{short['jpeg_mb']:.0f} vs {ours['jpeg_mb']:.0f} MB)")
+    print(
+        f"peak RSS: {short['peak_rss_mb']:.0f} MB for {short['seconds'] / 60:.0f} min, "
+        f"{ours['peak_rss_mb']:.0f} MB for {secs / 60:.0f} min (JPEGs spooled to a temporary file: "
+        f"{short['jpeg_mb']:.0f} vs {ours['jpeg_mb']:.0f} MB)"
+    )
     return 0
 
 

@@ -1,7 +1,7 @@
 """Batch-invariant matmul, RMSNorm and log-softmax in Triton, and the switch that makes the trainer use them.
 
-    TRITON_INTERPRET=1 python -m pytest -q tests/kernels/test_batch_invariant.py    # CPU, interpreter
-    python benchmarks/batch_invariant_matmul.py                                      # GPU timing vs cuBLAS
+    TRITON_INTERPRET=1 python -m pytest -q tests/kernels/test_kernels_batch_invariant.py    # CPU, interpreter
+    python benchmarks/batch_invariant_matmul.py                                              # GPU timing vs cuBLAS
 
 A result is batch-invariant when a row's output is bitwise the same whatever other rows share the batch. Library
 kernels lose this by choosing tile sizes, split-K or reduction strategies from the batch size. Here every choice

@@ -1,7 +1,7 @@
 """SwiGLU MoE experts in Triton: routes sorted by expert, grouped GEMMs that gather token rows inside the kernel.
 
-    TRITON_INTERPRET=1 python -m pytest -q tests/kernels/test_moe.py    # CPU, interpreter
-    python benchmarks/moe_kernels.py                                     # GPU timings
+    TRITON_INTERPRET=1 python -m pytest -q tests/kernels/test_kernels_moe.py    # CPU, interpreter
+    python benchmarks/moe_kernels.py                                             # GPU timings
 
 Legend: T tokens, D model dim, E experts, F ffn dim, K top-k slots per token, R = T * K routes (sorted by expert),
 B row blocks of the grouped GEMM (each inside one expert). Same maths as `kernels.reference.moe_ffn_loop`:
@@ -705,25 +705,3 @@ def moe_ffn(
         y_TD, (T, D), dtype of x_TD.
     """
     return MoEFFN.apply(x_TD, topk_idx_TK, topk_weight_TK, w1_EFD, w2_EDF, w3_EFD)
-
-
-def _implementations() -> dict:
-    from kernels import reference
-
-    return {"loop": reference.moe_ffn_loop, "grouped": reference.moe_ffn_grouped, "triton": moe_ffn}
-
-
-MOE_IMPL_NAMES = ("loop", "grouped", "triton")
-
-
-def get_moe_impl(name: str):
-    """The MoE expert function for a `--moe-impl` choice; all share `moe_ffn`'s signature.
-
-    loop: one torch matmul chain per expert (reference). grouped: sorted routes, torch matmuls on contiguous
-    expert slices (deterministic, not batch-invariant). triton: this module (deterministic, batch-invariant forward;
-    needs CUDA or TRITON_INTERPRET=1).
-    """
-    impls = _implementations()
-    if name not in impls:
-        raise ValueError(f"unknown MoE implementation {name!r}; choose one of {', '.join(MOE_IMPL_NAMES)}")
-    return impls[name]

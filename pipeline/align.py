@@ -22,14 +22,11 @@ from pipeline.aligners import AlignerBackend, AlignerError, interpolate, refine_
 from pipeline.aligners.diarize import DiarizationError, Diarizer, split_streams
 from pipeline.decode import DecodedConversation
 from pipeline.grid import Interval, speech_intervals
+from pipeline.rejects import AlignError
 from pipeline.speakers import match_tracks
 from pipeline.video import VideoFrames
 from schemas.bundle import Conversation, Track, Word
 from schemas.units import samples_to_seconds, seconds_to_samples
-
-
-class AlignError(ValueError):
-    """A transcript that does not fit its audio; the message is the rejected list's reason."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,8 +47,9 @@ class AlignedConversation:
     alignment: Mapping[str, object] = dataclasses.field(default_factory=dict)  # what made the words (manifest)
 
 
-def _split_mixed(conv: Conversation, streams: dict[str, np.ndarray],
-                 diarizer: Diarizer | None) -> tuple[Conversation, dict[str, np.ndarray], str]:
+def _split_mixed(
+    conv: Conversation, streams: dict[str, np.ndarray], diarizer: Diarizer | None
+) -> tuple[Conversation, dict[str, np.ndarray], str]:
     """A single-track recording split into one stream per speaker, by the RTTM or by diarization."""
     (mixture,) = streams.values()
     if conv.segments is not None:
@@ -59,19 +57,23 @@ def _split_mixed(conv: Conversation, streams: dict[str, np.ndarray],
     elif diarizer is not None:
         segments, how = diarizer(mixture), diarizer.model
     else:
-        raise AlignError("a single mixed track needs speaker turns: give an 'rttm' or set --diarize_model to a "
-                         "local pyannote diarization pipeline")
+        raise AlignError(
+            "needs_speaker_turns",
+            "a single mixed track needs speaker turns: give an 'rttm' or set --diarize_model to a "
+            "local pyannote diarization pipeline",
+        )
     try:
         split = dict(split_streams(mixture, segments))
     except DiarizationError as e:
-        raise AlignError(str(e)) from None
+        raise AlignError("diarization_failed", str(e)) from None
     (track,) = conv.tracks
     tracks = tuple(Track(speaker=sp, path=track.path, channel=track.channel) for sp in split)
     return dataclasses.replace(conv, tracks=tracks, segments=tuple(segments)), split, how
 
 
-def _words_from_backend(conv: Conversation, streams: Mapping[str, np.ndarray], backend: AlignerBackend,
-                        config: AlignConfig) -> tuple[tuple[Word, ...], dict[str, int], int]:
+def _words_from_backend(
+    conv: Conversation, streams: Mapping[str, np.ndarray], backend: AlignerBackend, config: AlignConfig
+) -> tuple[tuple[Word, ...], dict[str, int], int]:
     """Transcribe (no text) or align (text without times) every speaker's stream.
 
     Returns:
@@ -80,7 +82,10 @@ def _words_from_backend(conv: Conversation, streams: Mapping[str, np.ndarray], b
     if texts is not None:
         unknown = sorted(set(texts) - set(conv.speakers))
         if unknown:
-            raise AlignError(f"'text' names speakers {unknown} without an audio track (tracks: {list(conv.speakers)})")
+            raise AlignError(
+                "unknown_speaker",
+                f"'text' names speakers {unknown} without an audio track (tracks: {list(conv.speakers)})",
+            )
     words: list[Word] = []
     for speaker in conv.speakers:
         pcm = streams[speaker]
@@ -90,19 +95,33 @@ def _words_from_backend(conv: Conversation, streams: Mapping[str, np.ndarray], b
             else:
                 found, source = backend.align(pcm, tokenize(texts.get(speaker, ""))), "aligned"
         except AlignerError as e:
-            raise AlignError(f"{backend.name} on speaker {speaker}: {e}") from None
+            raise AlignError("aligner_failed", f"{backend.name} on speaker {speaker}: {e}") from None
         found = interpolate(found, duration_s=samples_to_seconds(len(pcm)))
         if config.refine_boundaries:
             found = refine_boundaries(pcm, found)
-        words.extend(Word(text=w.text, start_s=w.start_s, end_s=w.end_s, speaker=speaker, source=source,
-                          score=w.score if w.aligned else None) for w in found)
+        words.extend(
+            Word(
+                text=w.text,
+                start_s=w.start_s,
+                end_s=w.end_s,
+                speaker=speaker,
+                source=source,
+                score=w.score if w.aligned else None,
+            )
+            for w in found
+        )
     unaligned = sum(w.score is None for w in words)
     counts = {f"{'asr' if texts is None else 'aligned'}:{backend.model}": len(words) - unaligned}
     return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker))), counts, unaligned
 
 
-def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig(), *, backend: AlignerBackend | None = None,
-          diarizer: Diarizer | None = None) -> AlignedConversation:
+def align(
+    decoded: DecodedConversation,
+    config: AlignConfig = AlignConfig(),
+    *,
+    backend: AlignerBackend | None = None,
+    diarizer: Diarizer | None = None,
+) -> AlignedConversation:
     """Check and place the transcript; see the module docstring.
 
     Args:
@@ -121,57 +140,88 @@ def align(decoded: DecodedConversation, config: AlignConfig = AlignConfig(), *, 
         conv, streams, alignment["diarization"] = _split_mixed(conv, streams, diarizer)
     if conv.words is None and backend is None:
         if conv.texts is not None:
-            raise AlignError("the bundle gives 'text' without times: set --aligner (pocketsphinx, whisperx or "
-                             "faster-whisper) to align it")
+            raise AlignError(
+                "needs_aligner",
+                "the bundle gives 'text' without times: set --aligner (pocketsphinx, whisperx or "
+                "faster-whisper) to align it",
+            )
         if conv.segments is None:
-            raise AlignError("no transcript: give 'words' (with times) or an 'rttm' with speaker turns, or set "
-                             "--aligner to transcribe")
+            raise AlignError(
+                "no_transcript",
+                "no transcript: give 'words' (with times) or an 'rttm' with speaker turns, or set "
+                "--aligner to transcribe",
+            )
     if any(t.speaker is None for t in conv.tracks):
         try:
             names = match_tracks(streams, conv.segments or ())
         except ValueError as e:
-            raise AlignError(f"cannot match tracks to RTTM speakers: {e}") from None
-        tracks = tuple(Track(speaker=names[f"track{i}"], path=t.path, channel=t.channel)
-                       for i, t in enumerate(conv.tracks))
+            raise AlignError("track_match_failed", f"cannot match tracks to RTTM speakers: {e}") from None
+        tracks = tuple(
+            Track(speaker=names[f"track{i}"], path=t.path, channel=t.channel) for i, t in enumerate(conv.tracks)
+        )
         streams = {names[k]: v for k, v in streams.items()}
         conv = dataclasses.replace(conv, tracks=tracks)
     speakers = conv.speakers
     if len(speakers) < 2:
-        raise AlignError(f"a conversation needs at least two speakers with tracks; found {list(speakers)}")
+        raise AlignError(
+            "too_few_speakers", f"a conversation needs at least two speakers with tracks; found {list(speakers)}"
+        )
     duration_s = samples_to_seconds(decoded.num_samples)
     if conv.words is None and backend is not None:
-        words, alignment["words"], alignment["unaligned_words"] = _words_from_backend(conv, streams, backend,
-                                                                                       config)
+        words, alignment["words"], alignment["unaligned_words"] = _words_from_backend(conv, streams, backend, config)
         conv = dataclasses.replace(conv, words=words)
     elif conv.words is not None:
-        alignment["words"] = {f"{source}:given": n for source, n in
-                              sorted(Counter(w.source for w in conv.words).items())}
+        alignment["words"] = {
+            f"{source}:given": n for source, n in sorted(Counter(w.source for w in conv.words).items())
+        }
     if conv.words is not None:
         unknown = sorted({w.speaker for w in conv.words} - set(speakers))
         if unknown:
-            raise AlignError(f"the transcript has words of speakers {unknown} without an audio track "
-                             f"(tracks: {list(speakers)})")
+            raise AlignError(
+                "unknown_speaker",
+                f"the transcript has words of speakers {unknown} without an audio track (tracks: {list(speakers)})",
+            )
         late = [w for w in conv.words if w.end_s > duration_s + config.word_end_tolerance_s]
         if late:
             raise AlignError(
+                "words_past_end",
                 f"{len(late)} word(s) end after the audio ends ({duration_s:.3f} s), first {late[0].text!r} at "
-                f"{late[0].end_s:.3f} s: the transcript does not belong to this audio or the audio is cut short"
+                f"{late[0].end_s:.3f} s: the transcript does not belong to this audio or the audio is cut short",
             )
-        words = tuple(dataclasses.replace(w, end_s=min(w.end_s, duration_s), start_s=min(w.start_s, duration_s))
-                      for w in conv.words)
+        words = tuple(
+            dataclasses.replace(w, end_s=min(w.end_s, duration_s), start_s=min(w.start_s, duration_s))
+            for w in conv.words
+        )
         conv = dataclasses.replace(conv, words=words)
     if conv.segments is not None:
         unknown = sorted({s.speaker for s in conv.segments} - set(speakers))
         if unknown:
-            raise AlignError(f"the RTTM has speakers {unknown} without an audio track (tracks: {list(speakers)})")
-        late = [s for s in conv.segments if seconds_to_samples(s.end_s) > decoded.num_samples
-                + seconds_to_samples(config.word_end_tolerance_s)]
+            raise AlignError(
+                "unknown_speaker", f"the RTTM has speakers {unknown} without an audio track (tracks: {list(speakers)})"
+            )
+        late = [
+            s
+            for s in conv.segments
+            if seconds_to_samples(s.end_s) > decoded.num_samples + seconds_to_samples(config.word_end_tolerance_s)
+        ]
         if late:
-            raise AlignError(f"{len(late)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)")
+            raise AlignError(
+                "segments_past_end", f"{len(late)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)"
+            )
     unknown = sorted({a.speaker for a in conv.annotations} - set(speakers))
     if unknown:
-        raise AlignError(f"annotations name speakers {unknown} without an audio track (tracks: {list(speakers)})")
-    speech = {s: speech_intervals(s, words=conv.words, segments=None if conv.words is not None else conv.segments)
-              for s in speakers}
-    return AlignedConversation(conversation=conv, streams=streams, num_samples=decoded.num_samples, speech=speech,
-                               video=decoded.video, alignment=alignment)
+        raise AlignError(
+            "unknown_speaker", f"annotations name speakers {unknown} without an audio track (tracks: {list(speakers)})"
+        )
+    speech = {
+        s: speech_intervals(s, words=conv.words, segments=None if conv.words is not None else conv.segments)
+        for s in speakers
+    }
+    return AlignedConversation(
+        conversation=conv,
+        streams=streams,
+        num_samples=decoded.num_samples,
+        speech=speech,
+        video=decoded.video,
+        alignment=alignment,
+    )

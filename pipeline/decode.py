@@ -1,6 +1,6 @@
 """Decode a conversation's tracks to 16 kHz mono float32 PCM, one array per speaker.
 
-    python -c "from pipeline.decode import decode_file; print(decode_file('x.wav')[0].shape)"
+    python -c "from pipeline.decode import decode_file as d; print(d('../shared/fixtures/ami-seriously/mixture.wav')[0].shape)"
 
 WAV and FLAC are decoded in-process at their native rate (soundfile); everything else through ffmpeg-python
 (ffprobe for the native rate and channels, ffmpeg to s16le on a pipe). Every input then goes through the same
@@ -18,25 +18,22 @@ import math
 import wave
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import ffmpeg
 import numpy as np
 import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.rejects import DecodeError
+from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
-from schemas.units import SAMPLE_RATE_HZ
+from schemas.units import SAMPLE_RATE_HZ, num_microturns
 
 logger = logging.getLogger(__name__)
 
 IN_PROCESS_EXTENSIONS = (".wav", ".flac")
 RESAMPLE_BLOCK_S = 30
 """Resampling works on blocks of this many seconds of input (bounded memory; fixed, so results are reproducible)."""
-
-
-class DecodeError(ValueError):
-    """An audio file that cannot be used; the message is the rejected list's reason."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +44,7 @@ class DecodedConversation:
     streams: Mapping[str, np.ndarray]
     num_samples: int
     track_samples: Mapping[str, int]  # decoded length of each speaker's own track, before padding
-    video: Any = None  # pipeline.video.VideoFrames when the bundle has a video
+    video: VideoFrames | None = None  # frames on the micro-turn grid when the bundle has a video
 
 
 def _is_local(path: str) -> bool:
@@ -68,7 +65,8 @@ def _check_wav_header(source: str | io.BytesIO, decoded_frames: int, path: str) 
         return  # not plain PCM (float, extensible): nothing to compare against
     if decoded_frames < header_frames:
         raise DecodeError(
-            f"{path}: truncated WAV: the header announces {header_frames} frames but only {decoded_frames} are there"
+            "truncated_wav",
+            f"{path}: truncated WAV: the header announces {header_frames} frames but only {decoded_frames} are there",
         )
 
 
@@ -81,9 +79,11 @@ def _read_in_process(path: str) -> tuple[np.ndarray, int]:
         dtype = "int16" if info.subtype == "PCM_16" else "float32"
         data, rate = sf.read(source, dtype=dtype, always_2d=True)
     except sf.LibsndfileError as e:
-        raise DecodeError(f"{path}: not decodable, corrupt or truncated audio ({e.error_string})") from None
+        raise DecodeError(
+            "undecodable_audio", f"{path}: not decodable, corrupt or truncated audio ({e.error_string})"
+        ) from None
     except RuntimeError as e:  # libsndfile decoder errors, e.g. 'flac decoder lost sync' on a truncated FLAC
-        raise DecodeError(f"{path}: corrupt or truncated audio: {e}") from None
+        raise DecodeError("corrupt_audio", f"{path}: corrupt or truncated audio: {e}") from None
     if path.lower().endswith(".wav"):
         if not isinstance(source, str):
             source.seek(0)
@@ -98,10 +98,12 @@ def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
         probe = ffmpeg.probe(path) if local else ffmpeg.probe("pipe:", input=payload)
     except ffmpeg.Error as e:
         message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
-        raise DecodeError(f"{path}: not decodable audio (ffprobe: {' '.join(message) or 'failed'})") from None
+        raise DecodeError(
+            "undecodable_audio", f"{path}: not decodable audio (ffprobe: {' '.join(message) or 'failed'})"
+        ) from None
     audio = [s for s in probe.get("streams", []) if s.get("codec_type") == "audio"]
     if not audio:
-        raise DecodeError(f"{path}: the file has no audio stream")
+        raise DecodeError("no_audio_stream", f"{path}: the file has no audio stream")
     stream = audio[0]
     rate, channels = int(stream["sample_rate"]), int(stream["channels"])
     node = ffmpeg.input("pipe:" if payload is not None else path)
@@ -113,9 +115,11 @@ def _read_with_ffmpeg(path: str) -> tuple[np.ndarray, int]:
         )
     except ffmpeg.Error as e:
         stderr = e.stderr.decode("utf-8", "replace").strip()[-300:] if e.stderr else "no message"
-        raise DecodeError(f"{path}: ffmpeg could not decode it: {stderr}") from None
+        raise DecodeError("undecodable_audio", f"{path}: ffmpeg could not decode it: {stderr}") from None
     if err.strip():
-        raise DecodeError(f"{path}: corrupt or truncated audio: {err.decode('utf-8', 'replace').strip()[-300:]}")
+        raise DecodeError(
+            "corrupt_audio", f"{path}: corrupt or truncated audio: {err.decode('utf-8', 'replace').strip()[-300:]}"
+        )
     data = np.frombuffer(out, dtype=np.int16).reshape(-1, channels)
     return data, rate
 
@@ -146,7 +150,7 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
         y = torchaudio.functional.resample(chunk, rate_hz, SAMPLE_RATE_HZ).numpy()
         skip = (start - lo) // orig * new
         take = min(block // orig * new, target - written)
-        out[written:written + take] = y[skip:skip + take]
+        out[written : written + take] = y[skip : skip + take]
         written += take
     return out
 
@@ -160,15 +164,15 @@ def decode_file(path: str) -> tuple[np.ndarray, int]:
         DecodeError: missing, empty, not audio, truncated or corrupt.
     """
     if not FileSystems.exists(path):
-        raise DecodeError(f"{path}: file does not exist")
+        raise DecodeError("missing_file", f"{path}: file does not exist")
     if FileSystems.match([path])[0].metadata_list[0].size_in_bytes == 0:
-        raise DecodeError(f"{path}: the file is empty (0 bytes)")
+        raise DecodeError("empty_file", f"{path}: the file is empty (0 bytes)")
     if path.lower().endswith(IN_PROCESS_EXTENSIONS):
         data, rate = _read_in_process(path)
     else:
         data, rate = _read_with_ffmpeg(path)
     if data.shape[0] == 0:
-        raise DecodeError(f"{path}: the file holds no audio samples")
+        raise DecodeError("empty_audio", f"{path}: the file holds no audio samples")
     return data, rate
 
 
@@ -178,7 +182,7 @@ def _to_float(channel: np.ndarray) -> np.ndarray:
     return channel.astype(np.float32, copy=False)
 
 
-def _with_video_tracks(conv: Conversation, probe: Any) -> Conversation:
+def _with_video_tracks(conv: Conversation, probe: VideoProbe) -> Conversation:
     """Make a video bundle's streams explicit: its own audio (or silence) as `audio_speaker` when no tracks are
     given, and a silent model when only one speaker is left."""
     tracks = list(conv.tracks)
@@ -193,7 +197,7 @@ def _with_video_tracks(conv: Conversation, probe: Any) -> Conversation:
     return dataclasses.replace(conv, tracks=tuple(tracks), model_speakers=model_speakers)
 
 
-def _video_origin(conv: Conversation, probe: Any) -> float:
+def _video_origin(conv: Conversation, probe: VideoProbe) -> float:
     """The video time that is conversation time 0 (see pipeline.video)."""
     if conv.video.offset_s is not None:
         return conv.video.offset_s
@@ -203,7 +207,7 @@ def _video_origin(conv: Conversation, probe: Any) -> float:
     return 0.0
 
 
-def decode_conversation(conv: Conversation, video_config: Any = None) -> DecodedConversation:
+def decode_conversation(conv: Conversation, video_config: VideoConfig | None = None) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
     its video, if any, onto the micro-turn grid.
 
@@ -212,12 +216,10 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
     Raises:
         DecodeError: for the first unusable file or a channel map that does not match a file.
     """
-    from pipeline.video import VideoConfig, probe_video, video_frames
-
     probe = None
     if conv.video is not None:
         if not FileSystems.exists(conv.video.path):
-            raise DecodeError(f"{conv.video.path}: file does not exist")
+            raise DecodeError("missing_file", f"{conv.video.path}: file does not exist")
         probe = probe_video(conv.video.path)
         conv = _with_video_tracks(conv, probe)
     streams: dict[str, np.ndarray] = {}
@@ -242,8 +244,9 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
                     mono = _to_float(data[:, 0])
             elif channel >= channels:
                 raise DecodeError(
+                    "bad_channel_map",
                     f"{path}: channel map asks for channel {channel} (speaker {speaker}) but the file has "
-                    f"{channels} channel(s); channels are numbered from 0"
+                    f"{channels} channel(s); channels are numbered from 0",
                 )
             else:
                 mono = _to_float(data[:, channel])
@@ -258,9 +261,11 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
     elif probe is not None:
         num_samples = max(0, round((probe.end_s - origin) * SAMPLE_RATE_HZ))
     else:
-        raise DecodeError("the bundle has neither audio tracks nor a video")
+        raise DecodeError("no_media", "the bundle has neither audio tracks nor a video")
     if num_samples == 0:
-        raise DecodeError("the conversation is empty: no audio samples and no video after its start")
+        raise DecodeError(
+            "empty_conversation", "the conversation is empty: no audio samples and no video after its start"
+        )
     for speaker in silent:
         streams[speaker] = np.zeros(num_samples, dtype=np.float32)
         track_samples[speaker] = 0
@@ -269,12 +274,16 @@ def decode_conversation(conv: Conversation, video_config: Any = None) -> Decoded
             streams[speaker] = np.concatenate([pcm, np.zeros(num_samples - len(pcm), dtype=np.float32)])
     video = None
     if probe is not None:
-        from schemas.units import num_microturns
-
-        video = video_frames(conv.video.path, origin_s=origin, num_microturns=num_microturns(num_samples),
-                             config=video_config or VideoConfig(), probe=probe)
+        video = video_frames(
+            conv.video.path,
+            origin_s=origin,
+            num_microturns=num_microturns(num_samples),
+            config=video_config or VideoConfig(),
+            probe=probe,
+        )
         video.info["audio_samples"] = num_samples
         # a video that runs on after the audio is cut at the audio's end; say by how much
         video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin - num_samples / SAMPLE_RATE_HZ), 6)
-    return DecodedConversation(conversation=conv, streams=streams, num_samples=num_samples,
-                               track_samples=track_samples, video=video)
+    return DecodedConversation(
+        conversation=conv, streams=streams, num_samples=num_samples, track_samples=track_samples, video=video
+    )

@@ -14,6 +14,8 @@ n_bits=4)`), which computes, per frame:
 4. `log10`, clipped to [-7, 2];
 5. the nearest of 16 levels `-7 + 0.6 i` (i = 0..15), ties to the lower level (`argmin` semantics).
 
+The parameters (hop, window, FFT size, mel range, floors, clip range, levels) live in schemas/dmel.py.
+
 Grid: the PCM is zero-padded to a whole number of micro-turns (3200 samples each) before the centred STFT, and only
 frames 0 .. 16 K - 1 are kept (the centred STFT makes one extra final frame), so frame f is centred at sample 200 f
 and micro-turn k owns frames 16 k .. 16 k + 15. Digital silence gives code 1 in every channel (log10 mel is about
@@ -34,63 +36,42 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported inside the functions: the job's coordinator never loads it
     import torch
 
-from schemas.units import (
+from schemas.dmel import (
+    CENTRE_PAD_SAMPLES,
     DMEL_CHANNELS,
     DMEL_LEVELS,
     FRAMES_PER_MICROTURN,
     HOP_SAMPLES,
-    SAMPLE_RATE_HZ,
-    SAMPLES_PER_MICROTURN,
-    num_microturns,
+    LEVELS,
+    LOG10_MAX,
+    LOG10_MIN,
+    MEL_FLOOR,
+    N_FFT,
+    POWER_FLOOR,
+    WIN_SAMPLES,
+    mel_filterbank,
 )
+from schemas.units import SAMPLES_PER_MICROTURN, num_microturns
 
 logger = logging.getLogger(__name__)
 
-WIN_SAMPLES = 800
-"""Hann window length: 50 ms at 16 kHz."""
-N_FFT = 1024
-"""FFT size; torch.stft centres the 800-sample window in it."""
-CENTRE_PAD_SAMPLES = N_FFT // 2
-"""`center=True` reflect-pads this many samples on each side, so frame f is centred at sample 200 f."""
-MEL_FMIN_HZ = 80.0
-MEL_FMAX_HZ = 7600.0
-POWER_FLOOR = 1e-10
-"""Floor on |X|^2 before the square root: decides the codes of digital silence."""
-MEL_FLOOR = 1e-10
-"""Floor on the mel energies before log10 (as the reference; inactive after POWER_FLOOR)."""
-LOG10_MIN = -7.0
-LOG10_MAX = 2.0
 DEFAULT_CHUNK_FRAMES = 125 * FRAMES_PER_MICROTURN
 """2,000 frames (25 s of audio) per STFT chunk, ~40 MB of temporaries. Chosen by a sweep on 10 minutes of noise
 (2 CPU threads): 500-4,000 frames run at the same speed, 16,000 is 2x slower and 24,000 up to 6x slower (large
 temporaries are fresh mmaps whose pages fault in on every chunk)."""
-
-# The reference builds its levels in float64 as -7 + i * round(9 / 15, 4) and casts them to float32.
-_LEVELS_F64 = LOG10_MIN + np.arange(DMEL_LEVELS) * np.round((LOG10_MAX - LOG10_MIN) / (DMEL_LEVELS - 1), 4)
-LEVELS = _LEVELS_F64.astype(np.float32)
-"""The 16 level values, in log10 units: LEVELS[code] for code 0..15."""
 
 _window: torch.Tensor | None = None
 _mel_fbank: torch.Tensor | None = None
 
 
 def _constants() -> tuple[torch.Tensor, torch.Tensor]:
-    import torch
-    import torchaudio
-
     """The Hann window (800,) and the mel filterbank (513 frequency bins, 80 channels), float32, built once."""
+    import torch
+
     global _window, _mel_fbank
     if _window is None or _mel_fbank is None:
         _window = torch.hann_window(WIN_SAMPLES, dtype=torch.float32)
-        _mel_fbank = torchaudio.functional.melscale_fbanks(
-            n_freqs=N_FFT // 2 + 1,
-            f_min=MEL_FMIN_HZ,
-            f_max=MEL_FMAX_HZ,
-            n_mels=DMEL_CHANNELS,
-            sample_rate=SAMPLE_RATE_HZ,
-            norm="slaney",
-            mel_scale="slaney",
-        ).to(torch.float32)
+        _mel_fbank = mel_filterbank()
     return _window, _mel_fbank
 
 
@@ -204,23 +185,3 @@ def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> 
             mel = torch.maximum(magnitude.T @ mel_fbank, torch.tensor(MEL_FLOOR))  # (frames, 80)
             codes[f0:f1] = _quantise(mel.log10()).numpy()
     return codes
-
-
-def dmel_dequantise(codes: np.ndarray) -> np.ndarray:
-    """Level values of dMel codes, in log10 mel-energy units (-7.0, -6.4, ..., 2.0).
-
-    Args:
-        codes: integer array of any shape, values in 0..15 (e.g. (frames, 80) from `dmel_codes`).
-
-    Returns:
-        float32 array of the same shape.
-
-    Raises:
-        ValueError: a code is outside 0..15 or `codes` is not an integer array.
-    """
-    codes = np.asarray(codes)
-    if not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be integers in 0..{DMEL_LEVELS - 1}, got dtype {codes.dtype}")
-    if codes.size and (codes.min() < 0 or codes.max() >= DMEL_LEVELS):
-        raise ValueError(f"codes must be in 0..{DMEL_LEVELS - 1}, got range {codes.min()}..{codes.max()}")
-    return LEVELS[codes]

@@ -41,15 +41,17 @@ def merge(intervals: Iterable[Interval], *, max_gap: int = 0) -> list[Interval]:
     return out
 
 
-def speech_intervals(speaker: str, *, words: Sequence[Word] | None, segments: Sequence[Segment] | None) -> list[
-        Interval]:
+def speech_intervals(
+    speaker: str, *, words: Sequence[Word] | None, segments: Sequence[Segment] | None
+) -> list[Interval]:
     """The speaker's speech: the union of their word intervals, or of their segments when there are no words."""
     if words is not None:
         return merge(word_interval(w) for w in words if w.speaker == speaker)
     if segments is not None:
         return merge(
             Interval(start=seconds_to_samples(s.start_s), end=seconds_to_samples(s.end_s))
-            for s in segments if s.speaker == speaker
+            for s in segments
+            if s.speaker == speaker
         )
     return []
 
@@ -63,8 +65,12 @@ def activity(intervals: Sequence[Interval], num_microturns: int) -> np.ndarray:
     ends = np.array([i.end for i in intervals], dtype=np.int64)
     before = np.concatenate([[0], np.cumsum(ends - starts)])  # covered samples before interval i
     idx = np.searchsorted(starts, bounds, side="right") - 1
-    covered = np.where(idx >= 0, before[np.maximum(idx, 0)] + np.clip(bounds - starts[np.maximum(idx, 0)], 0,
-                                                                        (ends - starts)[np.maximum(idx, 0)]), 0)
+    covered = np.where(
+        idx >= 0,
+        before[np.maximum(idx, 0)]
+        + np.clip(bounds - starts[np.maximum(idx, 0)], 0, (ends - starts)[np.maximum(idx, 0)]),
+        0,
+    )
     return (np.diff(covered) / SAMPLES_PER_MICROTURN).astype(np.float32)
 
 

@@ -1,11 +1,17 @@
-"""The Beam job: input bundles -> micro-turn shards + index.parquet + manifest.json + rejected.parquet.
+"""The Beam job: input bundles -> micro-turn shards + index/ + manifest.json + rejected.parquet.
 
     microturn run --input demo-out/bundles --output /tmp/ds --direct_num_workers 2 \
         --direct_running_mode multi_processing
 
-Steps (each a named Beam transform; every failure goes to a tagged `rejected` output with its stage and reason):
+Steps (each a named Beam transform; every failure goes to a tagged `rejected` output with its stage, kind and reason):
 ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
--> Featurise -> Label -> WindowAndWritePart -> GroupByShard -> WriteShard -> WriteTables.
+-> Featurise -> Label -> WindowAndWritePart -> (PartBytes -> NumBuckets) -> GroupByBucket -> WriteShards
+(each shard, then its index file) -> MergeSummaries -> WriteManifest; AllRejected -> WriteRejected.
+
+The write stage grows with the corpus: the number of shard buckets is derived from the total bytes of all parts
+(`--shard_size_mb`; a sum, constant memory) unless `--num_shards` fixes it, a conversation's bucket is a stable
+hash of its id, a bucket whose parts exceed the target is cut into several shards in key order, and the manifest
+is merged from small per-shard summaries (a CombineGlobally): no step holds the dataset's index rows.
 
 Without --runner the job runs on Beam's local FnApiRunner, constructed here on purpose: Beam's DirectRunner
 would first try the Prism runner, which downloads a binary. Other runners (Dataflow, Flink, Spark) are used as
@@ -15,7 +21,7 @@ Beam normally does when --runner names them.
 from __future__ import annotations
 
 import logging
-import posixpath
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,30 +32,38 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
-from pipeline.align import AlignConfig, AlignedConversation, AlignError, align
+from pipeline.align import AlignConfig, AlignedConversation, align
 from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
-from pipeline.decode import DecodedConversation, DecodeError, decode_conversation
+from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
-from pipeline.manifest import config_hash, write_tables
+from pipeline.manifest import (
+    ManifestCombineFn,
+    config_hash,
+    shard_summary,
+    write_index_file,
+    write_manifest,
+    write_rejected,
+)
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import InputRef, list_inputs, load_conversation
-from pipeline.rejects import Rejection
+from pipeline.rejects import Rejection, StageError
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
 from pipeline.write import (
     PartInfo,
     finished_part,
     finished_shard,
-    read_json,
-    save_shard_info,
+    parts_digest,
+    plan_shards,
+    write_json,
     write_part,
     write_shard,
 )
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
-from schemas.tables import MANIFEST_FILE
+from schemas.tables import INDEX_DIR, index_file_name, read_manifest
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
@@ -57,11 +71,14 @@ REJECTED = "rejected"
 NAMESPACE = "microturn"
 
 
-def _reject(stage: str, origin: str, reason: str, conversation_id: str | None = None) -> TaggedOutput:
+def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: str | None = None) -> TaggedOutput:
+    """The rejected output for one input; counted in Beam counters ``rejected_{stage}`` and ``rejected_{stage}_{kind}``
+    (kind: one of pipeline.rejects.KINDS)."""
+    rejection = Rejection(input=origin, stage=stage, kind=kind, reason=reason, conversation_id=conversation_id)
     Metrics.counter(NAMESPACE, f"rejected_{stage}").inc()
-    logger.warning("rejected %s at %s: %s", origin, stage, reason)
-    return TaggedOutput(REJECTED, Rejection(input=origin, stage=stage, reason=reason,
-                                            conversation_id=conversation_id))
+    Metrics.counter(NAMESPACE, f"rejected_{stage}_{kind}").inc()
+    logger.warning("rejected %s at %s (%s): %s", origin, stage, kind, reason)
+    return TaggedOutput(REJECTED, rejection)
 
 
 class ReadFn(beam.DoFn):
@@ -69,7 +86,7 @@ class ReadFn(beam.DoFn):
         try:
             conv = load_conversation(ref)
         except BundleError as e:
-            yield _reject("read", ref.origin, str(e))
+            yield _reject("read", ref.origin, e.kind, str(e))
             return
         yield conv.id, conv
 
@@ -80,8 +97,13 @@ def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
     ordered = sorted(convs, key=lambda c: c.origin)
     yield ordered[0]
     for c in ordered[1:]:
-        yield _reject("read", c.origin, f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
-                      conv_id)
+        yield _reject(
+            "read",
+            c.origin,
+            "duplicate_id",
+            f"duplicate conversation id {conv_id!r}, already given by {ordered[0].origin}",
+            conv_id,
+        )
 
 
 class ResumeFn(beam.DoFn):
@@ -101,11 +123,12 @@ class ResumeFn(beam.DoFn):
 
 class StageFn(beam.DoFn):
     """One pipeline stage over a conversation: `apply` does the work; any failure of one input becomes a rejection
-    with the stage and a readable reason (an unexpected error also logs its traceback), so one bad file never
-    stops the job."""
+    with the stage, a kind and a readable reason (a BundleError or StageError gives its own kind; any other
+    exception is kind ``unexpected_error`` and logs its traceback), so one bad file never stops the job."""
 
     stage = ""
     torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
+    reraise: tuple[type[BaseException], ...] = ()  # failures of the machinery, not of the input: fail the bundle
 
     def setup(self) -> None:
         if self.torch_threads > 0:
@@ -119,14 +142,16 @@ class StageFn(beam.DoFn):
     def process(self, element: Any) -> Iterator[Any]:
         try:
             result = self.apply(element)
-        except (BundleError, DecodeError, AlignError) as e:
+        except self.reraise:
+            raise
+        except (BundleError, StageError) as e:
             conv = _conversation_of(element)
-            yield _reject(self.stage, conv.origin, str(e), conv.id)
+            yield _reject(self.stage, conv.origin, e.kind, str(e), conv.id)
             return
         except Exception as e:  # noqa: BLE001 - dead-letter output: the input is rejected with its reason
             conv = _conversation_of(element)
             logger.exception("unexpected error at %s on %s", self.stage, conv.origin)
-            yield _reject(self.stage, conv.origin, f"unexpected {type(e).__name__}: {e}", conv.id)
+            yield _reject(self.stage, conv.origin, "unexpected_error", f"unexpected {type(e).__name__}: {e}", conv.id)
             return
         yield result
 
@@ -199,49 +224,81 @@ def part_path(work_dir: str, conversation_id: str) -> str:
 
 
 class WritePartFn(StageFn):
-    stage = "write"
+    """Cut a conversation's windows and write them to its part. An OSError (the output file system failing) fails
+    the bundle, so that the runner retries it, instead of rejecting the input."""
 
-    def __init__(self, work_dir: str, config: WindowConfig, num_shards: int) -> None:
-        self.work_dir, self.config, self.num_shards = work_dir, config, num_shards
+    stage = "write"
+    reraise = (OSError,)
+
+    def __init__(self, work_dir: str, config: WindowConfig) -> None:
+        self.work_dir, self.config = work_dir, config
 
     def apply(self, labelled: LabelledConversation) -> PartInfo:
         aligned = labelled.aligned
         conv = aligned.conversation
         summary = {
-            "conversation_id": conv.id, "conversation_key": sanitise_id(conv.id),
-            "duration_s": aligned.num_samples / SAMPLE_RATE_HZ, "speakers": list(conv.speakers),
-            "source": conv.source, "licence": conv.licence,
+            "conversation_id": conv.id,
+            "conversation_key": sanitise_id(conv.id),
+            "duration_s": aligned.num_samples / SAMPLE_RATE_HZ,
+            "speakers": list(conv.speakers),
+            "source": conv.source,
+            "licence": conv.licence,
             "video": None if aligned.video is None else aligned.video.info,
             "alignment": dict(aligned.alignment),
             "turn_taking": turn_taking_counts(labelled.events, overlap_intervals(aligned.speech)),
         }
-        part = write_part(cut_windows(labelled, self.config), path=part_path(self.work_dir, conv.id),
-                          conversation_id=conv.id, conversation_key=sanitise_id(conv.id),
-                          shard=shard_for(conv.id, self.num_shards), summary=summary)
+        part = write_part(
+            cut_windows(labelled, self.config),
+            path=part_path(self.work_dir, conv.id),
+            conversation_id=conv.id,
+            conversation_key=sanitise_id(conv.id),
+            summary=summary,
+        )
         Metrics.counter(NAMESPACE, "conversations_written").inc()
-        Metrics.counter(NAMESPACE, "samples_written").inc(len(part.rows))
-        logger.info("wrote %d samples of %s", len(part.rows), conv.id)
+        Metrics.counter(NAMESPACE, "samples_written").inc(part.samples)
+        logger.info("wrote %d samples of %s", part.samples, conv.id)
         return part
 
 
-class WriteShardFn(beam.DoFn):
-    def __init__(self, output: str, work_dir: str) -> None:
-        self.output, self.work_dir = output, work_dir
+BUCKET_FILL = 0.75
+"""Derived bucket count: the mean bucket holds 3/4 of --shard_size_mb; a bucket over the target is split."""
 
-    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[Any]:
-        shard, parts = item
-        name = shard_name(shard)
+
+def num_buckets(total_bytes: int, shard_bytes: int, num_shards: int | None) -> int:
+    """Shard buckets: `num_shards` when given, else enough that buckets average BUCKET_FILL of the target size
+    (so that few overflow and get split), at least 1."""
+    if num_shards is not None:
+        return num_shards
+    return max(1, math.ceil(total_bytes / (shard_bytes * BUCKET_FILL)))
+
+
+class WriteShardsFn(beam.DoFn):
+    """One bucket's parts -> its shard(s), each followed by its index file; yields each shard's small summary.
+    A shard finished by an earlier run from the same parts (its sidecar in the work directory) is kept."""
+
+    def __init__(self, output: str, work_dir: str, target_bytes: int | None) -> None:
+        self.output, self.work_dir, self.target_bytes = output, work_dir, target_bytes
+
+    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[dict[str, Any]]:
+        bucket, parts = item
+        for split, group in enumerate(plan_shards(parts, self.target_bytes)):
+            yield self._write(shard_name(bucket, split), group)
+
+    def _write(self, name: str, parts: Sequence[PartInfo]) -> dict[str, Any]:
         sidecar = f"{self.work_dir}/shards/{name}.json"
-        done = finished_shard(f"{self.output}/{name}", sidecar)
-        if done is not None:
+        shard_path, index_path = f"{self.output}/{name}", f"{self.output}/{index_file_name(name)}"
+        digest = parts_digest(parts)
+        done = finished_shard([shard_path, index_path], sidecar)
+        if done is not None and done.get("parts_sha256") == digest:
             Metrics.counter(NAMESPACE, "shards_reused").inc()
             logger.info("shard %s was finished by an earlier run; kept", name)
-            yield done
-            return
-        info = write_shard(parts, path=f"{self.output}/{name}")
-        save_shard_info(sidecar, info)
+            return done
+        info = write_shard(parts, path=shard_path)
+        write_index_file(index_path, info.rows)
+        summary = shard_summary(info, parts_sha256=digest)
+        write_json(sidecar, summary)
         logger.info("wrote %s: %d samples, %d bytes", name, len(info.rows), info.size_bytes)
-        yield info
+        return summary
 
 
 def local_runner(options: PipelineOptions) -> Any:
@@ -264,40 +321,89 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     return fn
 
 
-def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> None:
-    """Add the job's transforms to `p`."""
+def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> dict[str, Any]:
+    """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
+    written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict)."""
     output = opts.output.rstrip("/")
     work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
-    read = (p | "ListInputs" >> beam.Create(list(refs))
-            | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok"))
-    deduped = (read.ok | "GroupById" >> beam.GroupByKey()
-               | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok"))
+    read = (
+        p | "ListInputs" >> beam.Create(list(refs)) | "Read" >> beam.ParDo(ReadFn()).with_outputs(REJECTED, main="ok")
+    )
+    deduped = (
+        read.ok | "GroupById" >> beam.GroupByKey() | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok")
+    )
     resumed = deduped.ok | "Resume" >> beam.ParDo(ResumeFn(work_dir)).with_outputs("done", main="todo")
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
     decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
     aligned = decoded.ok | "Align" >> beam.ParDo(
-        _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)).with_outputs(
-        REJECTED, main="ok")
+        _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)
+    ).with_outputs(REJECTED, main="ok")
     featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        _threads(WritePartFn(work_dir, windows, opts.num_shards), opts)).with_outputs(REJECTED, main="ok")
-    shards = ((parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
-              | "KeyByShard" >> beam.Map(lambda part: (part.shard, part))
-              | "GroupByShard" >> beam.GroupByKey()
-              | "WriteShard" >> beam.ParDo(WriteShardFn(output, work_dir)))
-    rejected = ((read[REJECTED], deduped[REJECTED], decoded[REJECTED], aligned[REJECTED], featured[REJECTED],
-                 labelled[REJECTED], parts[REJECTED])
-                | "AllRejected" >> beam.Flatten())
+        _threads(WritePartFn(work_dir, windows), opts)
+    ).with_outputs(REJECTED, main="ok")
+    all_parts = (parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
+    target = int(config["shard_size_mb"] * 1_000_000)
+    override = config["num_shards"]
+    buckets = (
+        all_parts
+        | "PartBytes" >> beam.Map(lambda part: part.size_bytes)
+        | "TotalBytes" >> beam.CombineGlobally(sum)
+        | "NumBuckets" >> beam.Map(num_buckets, target, override)
+    )
+    shards = (
+        all_parts
+        | "KeyByBucket" >> beam.Map(lambda part, n: (shard_for(part.conversation_id, n), part), AsSingleton(buckets))
+        | "GroupByBucket" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShardsFn(output, work_dir, None if override is not None else target))
+    )
+    rejected = (
+        read[REJECTED],
+        deduped[REJECTED],
+        decoded[REJECTED],
+        aligned[REJECTED],
+        featured[REJECTED],
+        labelled[REJECTED],
+        parts[REJECTED],
+    ) | "AllRejected" >> beam.Flatten()
+    rejected_summary = (
+        rejected
+        | "RejectedList" >> beam.combiners.ToList()
+        | "WriteRejected" >> beam.Map(lambda rejects: write_rejected(output, rejects))
+    )
+    totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     num_inputs = len(refs)
-    (p | "Once" >> beam.Create([None])
-       | "WriteTables" >> beam.Map(
-            lambda _, shard_list, reject_list: write_tables(output, shards=shard_list, rejected=reject_list,
-                                                            num_inputs=num_inputs, config=config),
-            AsSingleton(shards | "ShardList" >> beam.combiners.ToList()),
-            AsSingleton(rejected | "RejectedList" >> beam.combiners.ToList())))
+    manifest = (
+        p
+        | "Once" >> beam.Create([None])
+        | "WriteManifest"
+        >> beam.Map(
+            lambda _, merged, rejects: write_manifest(
+                output, totals=merged, rejected=rejects, num_inputs=num_inputs, config=config
+            ),
+            AsSingleton(totals),
+            AsSingleton(rejected_summary),
+        )
+    )
+    return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
+
+
+def sweep_temporary_files(output: str) -> int:
+    """Delete the hidden temporary files (pipeline.write.temp_name) that failed or killed attempts left in the
+    dataset directory and its index; returns how many. Call it only when no writer is running."""
+    found = [
+        m.path
+        for pattern in (f"{output}/.*.partial", f"{output}/{INDEX_DIR}/.*.partial")
+        for result in FileSystems.match([pattern])
+        for m in result.metadata_list
+    ]
+    if found:
+        FileSystems.delete(found)
+    return len(found)
 
 
 def _counter(result: Any, name: str) -> int:
@@ -329,11 +435,17 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     build(p, opts, refs, config)
     result = p.run()
     result.wait_until_finish()
+    swept = sweep_temporary_files(output)
+    if swept:
+        logger.info("removed %d temporary file(s) left by failed attempts", swept)
     reused = {name: _counter(result, name) for name in ("parts_reused", "shards_reused")}
     if any(reused.values()):
-        logger.info("resumed %d finished conversation(s) and %d finished shard(s) from an earlier run",
-                    reused["parts_reused"], reused["shards_reused"])
-    manifest = read_json(posixpath.join(output, MANIFEST_FILE))
+        logger.info(
+            "resumed %d finished conversation(s) and %d finished shard(s) from an earlier run",
+            reused["parts_reused"],
+            reused["shards_reused"],
+        )
+    manifest = read_manifest(output)
     if not opts.keep_work and FileSystems.exists(f"{output}/{WORK_DIR}"):
         FileSystems.delete([f"{output}/{WORK_DIR}"])
     return manifest

@@ -66,8 +66,9 @@ class Event:
 FLOOR_CHANGES = ("interruption", "takeover", "yield")
 
 
-def ipus(speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Sequence[Segment] | None,
-         config: LabelConfig) -> list[Ipu]:
+def ipus(
+    speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Sequence[Segment] | None, config: LabelConfig
+) -> list[Ipu]:
     """Every speaker's IPUs, sorted by (start, end, speaker)."""
     gap = seconds_to_samples(config.ipu_gap_s)
     out = []
@@ -75,8 +76,11 @@ def ipus(speakers: Sequence[str], *, words: Sequence[Word] | None, segments: Seq
         if words is not None:
             spans = [word_interval(w) for w in words if w.speaker == speaker]
         else:
-            spans = [Interval(start=seconds_to_samples(s.start_s), end=seconds_to_samples(s.end_s))
-                     for s in segments or () if s.speaker == speaker]
+            spans = [
+                Interval(start=seconds_to_samples(s.start_s), end=seconds_to_samples(s.end_s))
+                for s in segments or ()
+                if s.speaker == speaker
+            ]
         for iv in merge(spans, max_gap=gap):
             n = None if words is None else sum(1 for s in spans if iv.start <= s.start and s.end <= iv.end)
             out.append(Ipu(speaker=speaker, start=iv.start, end=iv.end, num_words=n))
@@ -112,8 +116,9 @@ def detect_events(units: Sequence[Ipu], config: LabelConfig) -> list[Event]:
     return events
 
 
-def perspective_labels(events: Sequence[Event], *, output_speaker: str, input_activity: np.ndarray,
-                       output_activity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def perspective_labels(
+    events: Sequence[Event], *, output_speaker: str, input_activity: np.ndarray, output_activity: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-micro-turn labels for the perspective in which `output_speaker` plays the model.
 
     Args:
@@ -134,9 +139,12 @@ def perspective_labels(events: Sequence[Event], *, output_speaker: str, input_ac
         if by_output == of_output:
             continue  # between two input-side parties
         name = {
-            ("backchannel", False): "backchannel", ("backchannel", True): "output_backchannel",
-            ("interruption", False): "interruption", ("interruption", True): "output_interruption",
-            ("yield", False): "yield_to_input", ("yield", True): "yield_to_output",
+            ("backchannel", False): "backchannel",
+            ("backchannel", True): "output_backchannel",
+            ("interruption", False): "interruption",
+            ("interruption", True): "output_interruption",
+            ("yield", False): "yield_to_input",
+            ("yield", True): "yield_to_output",
         }.get((e.kind, by_output))
         mt = min(e.start // SAMPLES_PER_MICROTURN, k - 1)
         if name is not None:

@@ -60,8 +60,9 @@ def list_inputs(input_path: str) -> list[InputRef]:
         refs = []
         for i, line in enumerate(read_text(input_path).splitlines(), 1):
             if line.strip():
-                refs.append(InputRef(kind="manifest_line", origin=f"{input_path}:{i}", path=input_path, line=i,
-                                     text=line))
+                refs.append(
+                    InputRef(kind="manifest_line", origin=f"{input_path}:{i}", path=input_path, line=i, text=line)
+                )
         return refs
 
     root = input_path.rstrip("/")
@@ -101,28 +102,27 @@ def load_conversation(ref: InputRef) -> Conversation:
     """Parse one input into a Conversation (reads its transcript files).
 
     Raises:
-        BundleError: with a readable reason (malformed JSON, missing fields, unreadable transcript ...).
+        BundleError: with a kind (schemas.bundle.BUNDLE_KINDS) and a readable reason (malformed JSON, missing
+            fields, unreadable transcript ...).
     """
     try:
         if ref.kind == "bundle":
             try:
                 obj = json.loads(read_text(ref.path))
             except json.JSONDecodeError as e:
-                raise BundleError(f"bundle.json is not valid JSON: {e}") from None
-            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin,
-                                          read_text=read_text)
+                raise BundleError("malformed_json", f"bundle.json is not valid JSON: {e}") from None
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
         if ref.kind == "manifest_line":
             try:
                 obj = json.loads(ref.text)
             except json.JSONDecodeError as e:
-                raise BundleError(f"manifest line is not valid JSON: {e}") from None
-            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin,
-                                          read_text=read_text)
+                raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
+            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read_text)
         if ref.kind == "moshi":
             return moshi_conversation(wav_path=ref.audio[0], json_text=read_text(ref.path), origin=ref.origin)
         if ref.kind == "speaker_files":
             tracks = tuple(Track(speaker=posixpath.splitext(posixpath.basename(p))[0], path=p) for p in ref.audio)
             return Conversation(id=posixpath.basename(ref.path), origin=ref.origin, tracks=tracks)
     except (OSError, UnicodeDecodeError) as e:
-        raise BundleError(f"cannot read a file of the bundle: {e}") from None
-    raise BundleError(f"unknown input kind {ref.kind!r}")
+        raise BundleError("unreadable_file", f"cannot read a file of the bundle: {e}") from None
+    raise BundleError("unknown_input", f"unknown input kind {ref.kind!r}")

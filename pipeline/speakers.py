@@ -27,7 +27,7 @@ def _active_frames(segments: Sequence[Segment], speaker: str, num_frames: int) -
     for s in segments:
         if s.speaker == speaker:
             a = seconds_to_samples(s.start_s) // FRAME_SAMPLES
-            active[a: -(-seconds_to_samples(s.end_s) // FRAME_SAMPLES)] = True
+            active[a : -(-seconds_to_samples(s.end_s) // FRAME_SAMPLES)] = True
     return active
 
 
@@ -53,8 +53,10 @@ def match_tracks(streams: Mapping[str, np.ndarray], segments: Sequence[Segment])
     active = {sp: _active_frames(segments, sp, n) for sp in speakers}
     for sp, mask in active.items():
         if not mask.any() or mask.all():
-            raise ValueError(f"speaker {sp} talks {'never' if not mask.any() else 'all the time'} inside the audio: "
-                             "cannot tell which track is theirs")
+            raise ValueError(
+                f"speaker {sp} talks {'never' if not mask.any() else 'all the time'} inside the audio: "
+                "cannot tell which track is theirs"
+            )
     score = np.zeros((len(tracks), len(speakers)))
     for i, t in enumerate(tracks):
         frames = streams[t][: n * FRAME_SAMPLES].reshape(n, FRAME_SAMPLES).astype(np.float64)
@@ -62,8 +64,10 @@ def match_tracks(streams: Mapping[str, np.ndarray], segments: Sequence[Segment])
         for j, sp in enumerate(speakers):
             score[i, j] = log_energy[active[sp]].mean() - log_energy[~active[sp]].mean()
     if len(tracks) <= MAX_EXHAUSTIVE:
-        best = max(itertools.permutations(range(len(speakers))),
-                   key=lambda perm: sum(score[i, perm[i]] for i in range(len(tracks))))
+        best = max(
+            itertools.permutations(range(len(speakers))),
+            key=lambda perm: sum(score[i, perm[i]] for i in range(len(tracks))),
+        )
         return {tracks[i]: speakers[best[i]] for i in range(len(tracks))}
     out, free = {}, set(range(len(speakers)))
     for i in np.argsort(-score.max(axis=1)):

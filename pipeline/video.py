@@ -1,6 +1,6 @@
 """Video on the micro-turn grid: one frame per 200 ms, the last one shown before the micro-turn ends (DESIGN §3).
 
-    python -c "from pipeline.video import probe_video; print(probe_video('clip.mp4'))"
+    python -c "import pipeline.video as v; print(v.probe_video('../shared/fixtures/videos/one-by-one-person-detection.mp4'))"
 
 How frames are chosen: ffmpeg's fps filter with ``round=down`` and ``start_time`` at the conversation's time 0 maps
 an input frame with presentation time t to output slot floor(5 t) and emits for slot k the last input frame mapped
@@ -29,7 +29,7 @@ from typing import Any
 import ffmpeg
 import numpy as np
 
-from pipeline.decode import DecodeError
+from pipeline.rejects import DecodeError
 from schemas.frames import PATCH
 from schemas.units import MICROTURN_S
 
@@ -44,8 +44,10 @@ class VideoConfig:
 
     def __post_init__(self) -> None:
         if self.width % PATCH or self.height % PATCH or self.width <= 0 or self.height <= 0:
-            raise ValueError(f"video size {self.width}x{self.height} must be positive multiples of {PATCH} "
-                             "(e.g. --video_width 320 --video_height 240)")
+            raise ValueError(
+                f"video size {self.width}x{self.height} must be positive multiples of {PATCH} "
+                "(e.g. --video_width 320 --video_height 240)"
+            )
         if not 1 <= self.jpeg_quality <= 95:
             raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
 
@@ -128,20 +130,28 @@ def probe_video(path: str) -> VideoProbe:
         DecodeError: not a media file, or no video stream.
     """
     try:
-        probe = ffmpeg.probe(path, select_streams="v:0",
-                             show_entries="packet=pts_time,duration_time:stream=index,codec_type,width,height,"
-                                          "r_frame_rate,avg_frame_rate:stream_side_data=rotation:stream_tags=rotate")
+        probe = ffmpeg.probe(
+            path,
+            select_streams="v:0",
+            show_entries="packet=pts_time,duration_time:stream=index,codec_type,width,height,"
+            "r_frame_rate,avg_frame_rate:stream_side_data=rotation:stream_tags=rotate",
+        )
         streams_all = ffmpeg.probe(path)["streams"]
     except ffmpeg.Error as e:
         message = e.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] if e.stderr else []
-        raise DecodeError(f"{path}: not a readable media file (ffprobe: {' '.join(message) or 'failed'})") from None
+        raise DecodeError(
+            "undecodable_video", f"{path}: not a readable media file (ffprobe: {' '.join(message) or 'failed'})"
+        ) from None
     if not probe.get("streams"):
-        raise DecodeError(f"{path}: the file has no video stream")
+        raise DecodeError("no_video_stream", f"{path}: the file has no video stream")
     stream = probe["streams"][0]
-    pts = [(float(p["pts_time"]), float(p.get("duration_time") or 0.0)) for p in probe.get("packets", [])
-           if p.get("pts_time") not in (None, "N/A")]
+    pts = [
+        (float(p["pts_time"]), float(p.get("duration_time") or 0.0))
+        for p in probe.get("packets", [])
+        if p.get("pts_time") not in (None, "N/A")
+    ]
     if not pts:
-        raise DecodeError(f"{path}: the video stream has no packets with timestamps")
+        raise DecodeError("no_video_timestamps", f"{path}: the video stream has no packets with timestamps")
     pts.sort()
     rotation = 0
     for side in stream.get("side_data_list", []):
@@ -156,8 +166,13 @@ def probe_video(path: str) -> VideoProbe:
     if last_d <= 0 and len(pts) > 1:
         last_d = float(np.median(steps))
     return VideoProbe(
-        first_pts_s=pts[0][0], end_s=last_t + last_d, packets=len(pts), width=int(stream["width"]),
-        height=int(stream["height"]), rotation=rotation, variable_frame_rate=vfr,
+        first_pts_s=pts[0][0],
+        end_s=last_t + last_d,
+        packets=len(pts),
+        width=int(stream["width"]),
+        height=int(stream["height"]),
+        rotation=rotation,
+        variable_frame_rate=vfr,
         audio_first_pts_s=_first_pts(path, "a:0") if has_audio else None,
     )
 
@@ -170,8 +185,9 @@ def _jpeg(frame: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def video_frames(path: str, *, origin_s: float, num_microturns: int, config: VideoConfig,
-                 probe: VideoProbe | None = None) -> VideoFrames:
+def video_frames(
+    path: str, *, origin_s: float, num_microturns: int, config: VideoConfig, probe: VideoProbe | None = None
+) -> VideoFrames:
     """Decode the frames of micro-turns 0..num_microturns-1, conversation time 0 being `origin_s` of the file.
 
     Raises:
@@ -206,7 +222,7 @@ def video_frames(path: str, *, origin_s: float, num_microturns: int, config: Vid
         process.stderr.close()
         process.wait()
     if len(jpegs) == 0 and end_k > 0 and first_k < num_microturns:
-        raise DecodeError(f"{path}: ffmpeg decoded no video frame: {stderr[-300:] or 'no message'}")
+        raise DecodeError("no_video_frames", f"{path}: ffmpeg decoded no video frame: {stderr[-300:] or 'no message'}")
     while len(jpegs) < num_microturns:
         jpegs.append(None)
     info = {

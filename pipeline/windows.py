@@ -9,14 +9,12 @@ with masked micro-turns so every sample has the same shapes.
 
 from __future__ import annotations
 
-import io
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import soundfile as sf
 
 from pipeline.align import AlignedConversation
 from pipeline.features import dmel_codes
@@ -24,12 +22,19 @@ from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_labels
 from pipeline.speakers import input_roles
 from schemas.bundle import sanitise_id
-from schemas.frames import encode_frames
-from schemas.sample import LABEL_BITS
-from schemas.shard import FORMAT_VERSION, encode_array, encode_json, sample_key
+from schemas.dmel import FRAMES_PER_MICROTURN
+from schemas.sample import (
+    LABEL_BITS,
+    MicroTurnSample,
+    SampleAnnotation,
+    SampleMeta,
+    SampleSpeakers,
+    SampleVideo,
+    SampleWord,
+)
+from schemas.shard import FORMAT_VERSION, sample_key
 from schemas.tables import LABEL_COUNT_COLUMNS
 from schemas.units import (
-    FRAMES_PER_MICROTURN,
     SAMPLE_RATE_HZ,
     SAMPLES_PER_MICROTURN,
     num_microturns,
@@ -72,12 +77,6 @@ def output_speakers(labelled: LabelledConversation, config: WindowConfig) -> lis
     return allowed[:1] if config.perspectives == "first" else allowed
 
 
-def _flac(pcm: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, pcm, SAMPLE_RATE_HZ, format="FLAC", subtype="PCM_16")
-    return buf.getvalue()
-
-
 def _window(array: np.ndarray, start: int, stop: int, length: int) -> np.ndarray:
     part = array[start:stop]
     if len(part) == length:
@@ -98,21 +97,27 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         user, others = input_roles(output, aligned.speech)
         assert user is not None  # align() guarantees two speakers
         input_side = merge([iv for s in (user, *others) for iv in aligned.speech[s]])
-        labels, floor = perspective_labels(labelled.events, output_speaker=output,
-                                           input_activity=activity(input_side, k_total),
-                                           output_activity=act[output])
+        labels, floor = perspective_labels(
+            labelled.events,
+            output_speaker=output,
+            input_activity=activity(input_side, k_total),
+            output_activity=act[output],
+        )
         others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
         dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
-        audio = {"input": aligned.streams[user], "output": aligned.streams[output]}
+        streams = {"input": aligned.streams[user], "output": aligned.streams[output]}
         if others:
             mix = np.sum([aligned.streams[s] for s in others], axis=0, dtype=np.float32)
             dmel["others"] = dmel_codes(mix)
-            audio["others"] = mix
+            streams["others"] = mix
         act_all = np.stack([act[user], others_act, act[output]], axis=1)
         stream_of = {user: "input", output: "output", **{s: "others" for s in others}}
         placed = sorted(
-            ((word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
-             for w in conv.words or () if w.speaker in stream_of),
+            (
+                (word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
+                for w in conv.words or ()
+                if w.speaker in stream_of
+            ),
             key=lambda item: (item[0], item[1].start_s, item[1].end_s, item[1].speaker, item[1].text),
         )
         placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
@@ -120,86 +125,135 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         for window in range(-(-k_total // w_len)):
             a, b = window * w_len, min((window + 1) * w_len, k_total)
             t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-            words = [
-                {"text": w.text, "stream": stream_of[w.speaker], "speaker": w.speaker,
-                 "start_s": round(w.start_s - t0, 6), "end_s": round(w.end_s - t0, 6), "microturn": mt - a,
-                 "source": w.source, "score": w.score}
-                for mt, w in placed[bisect_left(placed_mt, a): bisect_left(placed_mt, b)]
-            ]
+            words = tuple(
+                SampleWord(
+                    text=w.text,
+                    stream=stream_of[w.speaker],
+                    speaker=w.speaker,
+                    start_s=round(w.start_s - t0, 6),
+                    end_s=round(w.end_s - t0, 6),
+                    microturn=mt - a,
+                    source=w.source,
+                    score=w.score,
+                )
+                for mt, w in placed[bisect_left(placed_mt, a) : bisect_left(placed_mt, b)]
+            )
             t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-            spans = [
-                {"label": an.label, "stream": stream_of[an.speaker], "speaker": an.speaker,
-                 "start_microturn": max(0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1)
-                                        - a),
-                 "end_microturn": min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
-                 "start_s": round(an.start_s - t0, 6), "end_s": round(an.end_s - t0, 6)}
-                for an in conv.annotations if an.speaker in stream_of and an.start_s < t1 and an.end_s > t0
-            ]
+            spans = tuple(
+                SampleAnnotation(
+                    label=an.label,
+                    stream=stream_of[an.speaker],
+                    speaker=an.speaker,
+                    start_microturn=max(
+                        0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1) - a
+                    ),
+                    end_microturn=min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
+                    start_s=round(an.start_s - t0, 6),
+                    end_s=round(an.end_s - t0, 6),
+                )
+                for an in conv.annotations
+                if an.speaker in stream_of and an.start_s < t1 and an.end_s > t0
+            )
             key = sample_key(conv_key, perspective, window)
             valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
             last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
-            meta = {
-                "format_version": FORMAT_VERSION, "key": key, "conversation_id": conv.id,
-                "conversation_key": conv_key, "perspective": perspective, "window": window,
-                "start_microturn": a, "num_microturns": b - a, "window_microturns": w_len,
-                "last_valid_samples": last_valid, "conversation_samples": aligned.num_samples,
-                "speakers": {"input": user, "others": list(others), "output": output},
-                "streams": sorted(dmel), "language": conv.language, "source": conv.source,
-                "licence": conv.licence, "split": conv.split,
-                "word_sources": dict(sorted(Counter(w["source"] for w in words).items())),
-                "tags": dict(conv.tags),
-                "video": None if aligned.video is None else {
-                    "frames": sum(aligned.video.jpegs.present()[a:b]),
-                    "audio_video_offset_s": aligned.video.info["audio_video_offset_s"],
-                },
-            }
+            meta = SampleMeta(
+                format_version=FORMAT_VERSION,
+                key=key,
+                conversation_id=conv.id,
+                conversation_key=conv_key,
+                perspective=perspective,
+                window=window,
+                start_microturn=a,
+                num_microturns=b - a,
+                window_microturns=w_len,
+                last_valid_samples=last_valid,
+                conversation_samples=aligned.num_samples,
+                speakers=SampleSpeakers(input=user, others=tuple(others), output=output),
+                streams=tuple(sorted(dmel)),
+                language=conv.language,
+                source=conv.source,
+                licence=conv.licence,
+                split=conv.split,
+                word_sources=dict(sorted(Counter(w.source for w in words).items())),
+                tags=dict(conv.tags),
+                video=None
+                if aligned.video is None
+                else SampleVideo(
+                    frames=sum(aligned.video.jpegs.present()[a:b]),
+                    audio_video_offset_s=aligned.video.info["audio_video_offset_s"],
+                ),
+            )
             mask = np.zeros(w_len, dtype=np.uint8)
             mask[: b - a] = 1
-            win_labels = _window(labels, a, b, w_len)
-            members = {
-                "meta.json": encode_json(meta),
-                "words.json": encode_json(words),
-                "annotations.json": encode_json(spans),
-                "activity.npy": encode_array(_window(act_all, a, b, w_len)),
-                "labels.npy": encode_array(win_labels),
-                "floor.npy": encode_array(_window(floor, a, b, w_len)),
-                "mask.npy": encode_array(mask),
+            win_dmel = {
+                name: _window(codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1]), a, b, w_len)
+                for name, codes in dmel.items()
             }
-            for name, codes in dmel.items():
-                per_mt = codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1])
-                members[f"{name}.dmel.npy"] = encode_array(_window(per_mt, a, b, w_len))
-            if aligned.video is not None:
-                jpegs = aligned.video.jpegs[a:b] + [None] * (w_len - (b - a))
-                members["frames.mjpeg"], index = encode_frames(jpegs)
-                members["frames.index.npy"] = encode_array(index)
+            audio = None
             if config.keep_audio:
-                for name, pcm in audio.items():
-                    chunk = pcm[a * SAMPLES_PER_MICROTURN: b * SAMPLES_PER_MICROTURN]
-                    members[f"{name}.flac"] = _flac(_window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN))
-            row = _row(meta, words, win_labels[: b - a], valid_samples)
-            row["annotations"] = sorted({sp["label"] for sp in spans})
-            yield Sample(key=key, members=members, row=row)
+                audio = {}
+                for name, pcm in streams.items():
+                    chunk = pcm[a * SAMPLES_PER_MICROTURN : b * SAMPLES_PER_MICROTURN]
+                    audio[name] = _window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN)
+            record = MicroTurnSample(
+                meta=meta,
+                input_dmel=win_dmel["input"],
+                output_dmel=win_dmel["output"],
+                others_dmel=win_dmel.get("others"),
+                activity=_window(act_all, a, b, w_len),
+                labels=_window(labels, a, b, w_len),
+                floor=_window(floor, a, b, w_len),
+                mask=mask,
+                words=words,
+                annotations=spans,
+                frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
+                audio=audio,
+            )
+            yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
 
 
-def _row(meta: Mapping, words: list, labels: np.ndarray, valid_samples: int) -> dict:
+def _row(record: MicroTurnSample, valid_samples: int) -> dict:
+    """The sample's index.parquet row (schemas.tables.INDEX_SCHEMA) without shard and offset."""
+    meta = record.meta
+    labels = record.labels[: meta.num_microturns]
     speech_in = (labels & LABEL_BITS["input_speech"]) > 0
     speech_out = (labels & LABEL_BITS["output_speech"]) > 0
     counts = {
-        "n_input_speech": speech_in.sum(), "n_output_speech": speech_out.sum(),
-        "n_overlap": (speech_in & speech_out).sum(), "n_silence": (~speech_in & ~speech_out).sum(),
-        **{f"n_{name}": ((labels & LABEL_BITS[name]) > 0).sum() for name in (
-            "backchannel", "interruption", "yield_to_input", "yield_to_output", "output_backchannel",
-            "output_interruption")},
+        "n_input_speech": speech_in.sum(),
+        "n_output_speech": speech_out.sum(),
+        "n_overlap": (speech_in & speech_out).sum(),
+        "n_silence": (~speech_in & ~speech_out).sum(),
+        **{
+            f"n_{name}": ((labels & LABEL_BITS[name]) > 0).sum()
+            for name in (
+                "backchannel",
+                "interruption",
+                "yield_to_input",
+                "yield_to_output",
+                "output_backchannel",
+                "output_interruption",
+            )
+        },
     }
     assert set(counts) == set(LABEL_COUNT_COLUMNS)
-    speakers = meta["speakers"]
     return {
-        "key": meta["key"], "conversation_id": meta["conversation_id"], "perspective": meta["perspective"],
-        "window": meta["window"], "start_microturn": meta["start_microturn"],
-        "num_microturns": meta["num_microturns"], "duration_s": valid_samples / SAMPLE_RATE_HZ,
-        "output_speaker": speakers["output"], "input_speaker": speakers["input"],
-        "other_speakers": list(speakers["others"]), "word_count": len(words),
+        "key": meta.key,
+        "conversation_id": meta.conversation_id,
+        "perspective": meta.perspective,
+        "window": meta.window,
+        "start_microturn": meta.start_microturn,
+        "num_microturns": meta.num_microturns,
+        "duration_s": valid_samples / SAMPLE_RATE_HZ,
+        "output_speaker": meta.speakers.output,
+        "input_speaker": meta.speakers.input,
+        "other_speakers": list(meta.speakers.others),
+        "word_count": len(record.words),
         **{k: int(v) for k, v in counts.items()},
-        "language": meta["language"], "source": meta["source"], "licence": meta["licence"], "split": meta["split"],
-        "tags": dict(meta["tags"]),
+        "language": meta.language,
+        "source": meta.source,
+        "licence": meta.licence,
+        "split": meta.split,
+        "tags": dict(meta.tags),
+        "annotations": sorted({a.label for a in record.annotations}),
     }

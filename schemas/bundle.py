@@ -61,8 +61,42 @@ MOSHI_MAIN_SPEAKER = "SPEAKER_MAIN"
 """moshi-finetune labels the model (left channel) SPEAKER_MAIN; every other label is the user (right channel)."""
 
 
+BUNDLE_KINDS = (
+    "malformed_json",  # bundle.json, a manifest line or a words file is not valid JSON
+    "not_an_object",  # the bundle is not a JSON object
+    "unsupported_version",  # bundle_version this reader does not know
+    "no_id",  # the bundle has no 'id'
+    "no_tracks",  # no 'tracks' list (and no video)
+    "bad_track",  # a track without 'path', or a channel that is not a non-negative integer
+    "duplicate_speaker",  # a speaker named by two tracks
+    "unnamed_tracks",  # tracks without 'speaker' and no RTTM to match them against
+    "bad_video",  # 'video' is neither a path nor an object with 'path'
+    "bad_number",  # a time or score that is not a finite number
+    "bad_word",  # a word that is not {text, start, end, speaker} with 0 <= start <= end and a known source
+    "bad_transcript",  # a transcript that is not a list of words
+    "bad_rttm",  # an RTTM line that is not a SPEAKER record, or negative times
+    "bad_text",  # 'text' that is not {speaker: text or {"path": file}}
+    "words_and_text",  # both 'words' and 'text'
+    "bad_tags",  # 'tags' that are not string values
+    "bad_annotation",  # an annotation without label, speaker, start, end, or with bad times
+    "unreadable_file",  # a file of the bundle (bundle.json, transcript, RTTM, text) cannot be read
+    "unknown_input",  # an input layout the reader does not know
+)
+"""Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
+
+
 class BundleError(ValueError):
-    """A bundle that cannot be used; the message is the readable reason that goes to the rejected list."""
+    """A bundle that cannot be used: `kind` (one of BUNDLE_KINDS) for counting, the message as the readable reason
+    that goes to the rejected list."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        if kind not in BUNDLE_KINDS:
+            raise ValueError(f"unknown BundleError kind {kind!r}; expected one of {BUNDLE_KINDS}")
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple:  # pickles with both arguments (the default would pass the message only)
+        return type(self), (self.kind, str(self))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,25 +183,27 @@ def _finite(value: Any, what: str) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise BundleError(f"{what} is not a number: {value!r}") from None
+        raise BundleError("bad_number", f"{what} is not a number: {value!r}") from None
     if not math.isfinite(out):
-        raise BundleError(f"{what} is not finite: {value!r}")
+        raise BundleError("bad_number", f"{what} is not finite: {value!r}")
     return out
 
 
 def _word(obj: Any, index: int) -> Word:
     if not isinstance(obj, Mapping):
-        raise BundleError(f"word #{index} is not an object: {obj!r:.80}")
+        raise BundleError("bad_word", f"word #{index} is not an object: {obj!r:.80}")
     for key in ("text", "start", "end", "speaker"):
         if key not in obj:
-            raise BundleError(f"word #{index} has no {key!r}: {dict(obj)!r:.120}")
+            raise BundleError("bad_word", f"word #{index} has no {key!r}: {dict(obj)!r:.120}")
     start = _finite(obj["start"], f"word #{index} start")
     end = _finite(obj["end"], f"word #{index} end")
     if start < 0 or end < start:
-        raise BundleError(f"word #{index} {obj['text']!r} has start {start} s and end {end} s (need 0 <= start <= end)")
+        raise BundleError(
+            "bad_word", f"word #{index} {obj['text']!r} has start {start} s and end {end} s (need 0 <= start <= end)"
+        )
     source = str(obj.get("source", "human"))
     if source not in WORD_SOURCES:
-        raise BundleError(f"word #{index} has source {source!r}; expected one of {WORD_SOURCES}")
+        raise BundleError("bad_word", f"word #{index} has source {source!r}; expected one of {WORD_SOURCES}")
     score = obj.get("score")
     return Word(
         text=str(obj["text"]),
@@ -186,13 +222,13 @@ def parse_words(obj: Any) -> tuple[Word, ...]:
         items = []
         for i, row in enumerate(obj["alignments"]):
             if not (isinstance(row, Sequence) and len(row) == 3 and isinstance(row[1], Sequence) and len(row[1]) == 2):
-                raise BundleError(f"alignment #{i} is not [word, [start, end], speaker]: {row!r:.80}")
+                raise BundleError("bad_word", f"alignment #{i} is not [word, [start, end], speaker]: {row!r:.80}")
             items.append({"text": row[0], "start": row[1][0], "end": row[1][1], "speaker": row[2]})
         obj = items
     elif isinstance(obj, Mapping) and "words" in obj:
         obj = obj["words"]
     if not isinstance(obj, list):
-        raise BundleError(f"transcript is not a list of words: {type(obj).__name__}")
+        raise BundleError("bad_transcript", f"transcript is not a list of words: {type(obj).__name__}")
     words = [_word(w, i) for i, w in enumerate(obj)]
     return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker)))
 
@@ -202,7 +238,7 @@ def parse_words_json(text: str) -> tuple[Word, ...]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BundleError(f"transcript is not valid JSON: {e}") from None
+        raise BundleError("malformed_json", f"transcript is not valid JSON: {e}") from None
     return parse_words(obj)
 
 
@@ -214,11 +250,11 @@ def parse_rttm(text: str) -> tuple[Segment, ...]:
         if not parts or parts[0].startswith("#"):
             continue
         if parts[0] != "SPEAKER" or len(parts) < 8:
-            raise BundleError(f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
+            raise BundleError("bad_rttm", f"RTTM line {lineno} is not a SPEAKER record: {line!r:.80}")
         onset = _finite(parts[3], f"RTTM line {lineno} onset")
         duration = _finite(parts[4], f"RTTM line {lineno} duration")
         if onset < 0 or duration < 0:
-            raise BundleError(f"RTTM line {lineno} has negative onset or duration")
+            raise BundleError("bad_rttm", f"RTTM line {lineno} has negative onset or duration")
         segments.append(Segment(start_s=onset, end_s=onset + duration, speaker=parts[7]))
     return tuple(sorted(segments, key=lambda s: (s.start_s, s.end_s, s.speaker)))
 
@@ -231,9 +267,7 @@ def _join(base: str, path: str) -> str:
     return posixpath.normpath(posixpath.join(base, path))
 
 
-def conversation_from_dict(
-    obj: Any, *, base: str, origin: str, read_text: Callable[[str], str]
-) -> Conversation:
+def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Callable[[str], str]) -> Conversation:
     """Build a Conversation from a bundle object (bundle.json or a manifest line).
 
     Args:
@@ -245,39 +279,44 @@ def conversation_from_dict(
         BundleError: with a readable reason when anything is missing or malformed.
     """
     if not isinstance(obj, Mapping):
-        raise BundleError(f"bundle is not a JSON object: {type(obj).__name__}")
+        raise BundleError("not_an_object", f"bundle is not a JSON object: {type(obj).__name__}")
     version = obj.get("bundle_version", BUNDLE_VERSION)
     if version != BUNDLE_VERSION:
-        raise BundleError(f"bundle_version {version!r} is not supported (this reader knows {BUNDLE_VERSION})")
+        raise BundleError(
+            "unsupported_version", f"bundle_version {version!r} is not supported (this reader knows {BUNDLE_VERSION})"
+        )
     if "id" not in obj or not str(obj["id"]).strip():
-        raise BundleError("bundle has no 'id'")
+        raise BundleError("no_id", "bundle has no 'id'")
     video = None
     if "video" in obj:
         spec = obj["video"]
         if isinstance(spec, str):
             spec = {"path": spec}
         if not isinstance(spec, Mapping) or "path" not in spec:
-            raise BundleError("'video' must be a path or an object with 'path'")
+            raise BundleError("bad_video", "'video' must be a path or an object with 'path'")
         offset = spec.get("offset_s")
-        video = VideoSpec(path=_join(base, str(spec["path"])),
-                          offset_s=None if offset is None else _finite(offset, "video offset_s"),
-                          audio_speaker=str(spec.get("audio_speaker", "user")))
+        video = VideoSpec(
+            path=_join(base, str(spec["path"])),
+            offset_s=None if offset is None else _finite(offset, "video offset_s"),
+            audio_speaker=str(spec.get("audio_speaker", "user")),
+        )
     raw_tracks = obj.get("tracks", [] if video is not None else None)
     if not isinstance(raw_tracks, list) or (not raw_tracks and video is None):
-        raise BundleError("bundle has no 'tracks' list (needed unless it has a 'video')")
+        raise BundleError("no_tracks", "bundle has no 'tracks' list (needed unless it has a 'video')")
     tracks = []
     for i, t in enumerate(raw_tracks):
         if not isinstance(t, Mapping) or "path" not in t:
-            raise BundleError(f"track #{i} has no 'path'")
+            raise BundleError("bad_track", f"track #{i} has no 'path'")
         channel = t.get("channel")
         if channel is not None and (not isinstance(channel, int) or channel < 0):
-            raise BundleError(f"track #{i} channel must be a non-negative integer, got {channel!r}")
+            raise BundleError("bad_track", f"track #{i} channel must be a non-negative integer, got {channel!r}")
         speaker = t.get("speaker")
-        tracks.append(Track(speaker=None if speaker is None else str(speaker), path=_join(base, str(t["path"])),
-                            channel=channel))
+        tracks.append(
+            Track(speaker=None if speaker is None else str(speaker), path=_join(base, str(t["path"])), channel=channel)
+        )
     named = [t.speaker for t in tracks if t.speaker is not None]
     if len(set(named)) != len(named):
-        raise BundleError(f"speakers repeat across tracks: {named}")
+        raise BundleError("duplicate_speaker", f"speakers repeat across tracks: {named}")
 
     words = None
     if "words" in obj:
@@ -290,32 +329,50 @@ def conversation_from_dict(
     if "text" in obj:
         spec = obj["text"]
         if not isinstance(spec, Mapping) or not spec:
-            raise BundleError("'text' must be an object {speaker: text or {\"path\": file}}")
+            raise BundleError("bad_text", "'text' must be an object {speaker: text or {\"path\": file}}")
         texts = {}
         for speaker, value in spec.items():
             if isinstance(value, Mapping) and isinstance(value.get("path"), str):
                 value = read_text(_join(base, value["path"]))
             if not isinstance(value, str):
-                raise BundleError(f"text of speaker {speaker!r} must be a string or {{\"path\": file}}")
+                raise BundleError("bad_text", f'text of speaker {speaker!r} must be a string or {{"path": file}}')
             texts[str(speaker)] = value
         if words is not None:
-            raise BundleError("give either 'words' (with times) or 'text' (without), not both")
+            raise BundleError("words_and_text", "give either 'words' (with times) or 'text' (without), not both")
     if len(tracks) > 1 and len(named) < len(tracks) and (segments is None or named):  # one track: diarized
-        raise BundleError("tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed")
+        raise BundleError(
+            "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
+        )
     model_speakers = obj.get("model_speakers")
     tags = obj.get("tags", {})
     if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
-        raise BundleError("'tags' must be an object of string values")
+        raise BundleError("bad_tags", "'tags' must be an object of string values")
     annotations = []
     for i, a in enumerate(obj.get("annotations", [])):
         if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
-            raise BundleError(f"annotation #{i} needs label, speaker, start and end")
+            raise BundleError("bad_annotation", f"annotation #{i} needs label, speaker, start and end")
         start, end = _finite(a["start"], f"annotation #{i} start"), _finite(a["end"], f"annotation #{i} end")
         if start < 0 or end < start:
-            raise BundleError(f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)")
+            raise BundleError(
+                "bad_annotation", f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)"
+            )
         annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
-    known = {"id", "bundle_version", "tracks", "words", "rttm", "model_speakers", "language", "source", "licence",
-             "split", "tags", "annotations", "video", "text"}
+    known = {
+        "id",
+        "bundle_version",
+        "tracks",
+        "words",
+        "rttm",
+        "model_speakers",
+        "language",
+        "source",
+        "licence",
+        "split",
+        "tags",
+        "annotations",
+        "video",
+        "text",
+    }
     return Conversation(
         id=str(obj["id"]),
         origin=origin,
@@ -341,8 +398,14 @@ def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Convers
     Speakers become ``main`` (left channel, the model) and ``user`` (right channel)."""
     words = parse_words_json(json_text)
     words = tuple(
-        Word(text=w.text, start_s=w.start_s, end_s=w.end_s, score=w.score, source=w.source,
-             speaker="main" if w.speaker == MOSHI_MAIN_SPEAKER else "user")
+        Word(
+            text=w.text,
+            start_s=w.start_s,
+            end_s=w.end_s,
+            score=w.score,
+            source=w.source,
+            speaker="main" if w.speaker == MOSHI_MAIN_SPEAKER else "user",
+        )
         for w in words
     )
     stem = posixpath.splitext(posixpath.basename(wav_path))[0]
@@ -363,7 +426,7 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         if path is None:
             return None
         if base and path.startswith(base.rstrip("/") + "/"):
-            return path[len(base.rstrip("/")) + 1:]
+            return path[len(base.rstrip("/")) + 1 :]
         return path
 
     out: dict[str, Any] = {
@@ -380,8 +443,18 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
     }
     if conv.words is not None:
         out["words"] = [
-            {k: v for k, v in (("text", w.text), ("start", w.start_s), ("end", w.end_s), ("speaker", w.speaker),
-                               ("score", w.score), ("source", w.source)) if v is not None}
+            {
+                k: v
+                for k, v in (
+                    ("text", w.text),
+                    ("start", w.start_s),
+                    ("end", w.end_s),
+                    ("speaker", w.speaker),
+                    ("score", w.score),
+                    ("source", w.source),
+                )
+                if v is not None
+            }
             for w in conv.words
         ]
     if conv.texts is not None:
@@ -389,13 +462,21 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
     if conv.model_speakers is not None:
         out["model_speakers"] = list(conv.model_speakers)
     if conv.video is not None:
-        out["video"] = {k: v for k, v in (("path", rel(conv.video.path)), ("offset_s", conv.video.offset_s),
-                                          ("audio_speaker", conv.video.audio_speaker)) if v is not None}
+        out["video"] = {
+            k: v
+            for k, v in (
+                ("path", rel(conv.video.path)),
+                ("offset_s", conv.video.offset_s),
+                ("audio_speaker", conv.video.audio_speaker),
+            )
+            if v is not None
+        }
     if conv.tags:
         out["tags"] = dict(conv.tags)
     if conv.annotations:
-        out["annotations"] = [{"label": a.label, "speaker": a.speaker, "start": a.start_s, "end": a.end_s}
-                              for a in conv.annotations]
+        out["annotations"] = [
+            {"label": a.label, "speaker": a.speaker, "start": a.start_s, "end": a.end_s} for a in conv.annotations
+        ]
     out.update(conv.extra)
     return out
 

@@ -37,7 +37,7 @@ def decode_frames(mjpeg: bytes, index: np.ndarray) -> tuple[np.ndarray, np.ndarr
         if length == 0:
             frames.append(None)
             continue
-        img = np.asarray(Image.open(io.BytesIO(mjpeg[offset: offset + length])).convert("RGB"))
+        img = np.asarray(Image.open(io.BytesIO(mjpeg[offset : offset + length])).convert("RGB"))
         shape = img.shape
         frames.append(img)
     if shape is None:

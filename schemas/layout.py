@@ -20,8 +20,8 @@ before it (`attendable`), so the output of micro-turn k sees all input up to the
 
 Text: words are UTF-8 bytes joined by one space, in (micro-turn, start) order; more than S - 1 bytes in one
 micro-turn are cut (counted in `Packed.text_bytes_cut`). A micro-turn without words still gets END: "say nothing
-now" is a prediction too. dMel codes are dequantised here with the same 16 levels as `pipeline/features.py`
-(-7 + 0.6 i in log10 units; `schemas` may not import `pipeline`, tests check that the two agree).
+now" is a prediction too. dMel codes are dequantised with the 16 levels of schemas/dmel.py (-7 + 0.6 i in log10
+units), the levels pipeline/features.py quantises to.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, LEVELS, dequantise_dmel
 from schemas.frames import patchify as frames_patchify
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 
 CHUNK, IN_DMEL, PATCH, IN_TEXT, SPEAK, OUT_TEXT, OUT_DMEL = range(7)
 SLOT_KINDS = ("chunk", "in_dmel", "patch", "in_text", "speak", "out_text", "out_dmel")
@@ -48,10 +48,6 @@ TEXT_VOCAB = 258
 
 PATCH_PX = 40
 """Frame patches are 40x40 pixels, RGB."""
-
-# Same construction as pipeline/features.py LEVELS (float64 -7 + i * round(9 / 15, 4), cast to float32).
-DMEL_LEVELS_LOG10 = (-7.0 + np.arange(DMEL_LEVELS) * np.round(9.0 / (DMEL_LEVELS - 1), 4)).astype(np.float32)
-"""dMel code -> log10 mel level."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,14 +95,6 @@ class Packed:
     target_text: np.ndarray  # (N,) bool: an OUT_TEXT slot that is a loss target (bytes and TEXT_END)
     target_dmel: np.ndarray  # (N,) bool: an OUT_DMEL slot of a real micro-turn
     text_bytes_cut: int  # text bytes dropped because a micro-turn had more than text_slots - 1
-
-
-def dequantise_dmel(codes: np.ndarray) -> np.ndarray:
-    """dMel codes (any shape, integers 0..15) -> float32 log10 mel levels of the same shape."""
-    codes = np.asarray(codes)
-    if codes.size and (codes.min() < 0 or codes.max() >= DMEL_LEVELS):
-        raise ValueError(f"dMel codes must be in 0..{DMEL_LEVELS - 1}, got {codes.min()}..{codes.max()}")
-    return DMEL_LEVELS_LOG10[codes]
 
 
 def patchify(frame_HWC: np.ndarray) -> np.ndarray:
@@ -176,7 +164,7 @@ def pack(
     if output_logmel is None:
         logmel = dequantise_dmel(out_dmel)
     else:
-        logmel = span(np.asarray(output_logmel, dtype=np.float32), fill=float(DMEL_LEVELS_LOG10[0]))
+        logmel = span(np.asarray(output_logmel, dtype=np.float32), fill=float(LEVELS[0]))
 
     slots = microturn_slots(spec)
     per = len(slots)

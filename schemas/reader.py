@@ -2,13 +2,14 @@
 
     python -c "from schemas.reader import iter_samples; print(next(iter(iter_samples('demo-out/dataset')))['__key__'])"
 
-Nothing is ever unpickled: .npy members are loaded with allow_pickle=False, JSON with json, FLAC with soundfile.
+Members are decoded one by one with the decoders of the sample record (schemas/sample.py: MEMBERS), so a partial
+sample (e.g. the trainer's synthetic one, without meta) reads too; `schemas.validate` checks whole samples with
+`MicroTurnSample.from_members`. Nothing is ever unpickled: .npy members are loaded with allow_pickle=False, JSON with
+json, FLAC with soundfile.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import posixpath
 from collections.abc import Iterator
 from typing import Any
@@ -17,24 +18,9 @@ import numpy as np
 import webdataset as wds
 
 from schemas.frames import decode_frames, patchify
-from schemas.shard import decode_array, decode_json
-from schemas.tables import MANIFEST_FILE
-
-
-def decode_member(name: str, data: bytes) -> Any:
-    """Decode one member by its extension (the part of the name after the key)."""
-    if name.endswith(".npy"):
-        return decode_array(data)
-    if name.endswith(".json"):
-        return decode_json(data)
-    if name.endswith(".mjpeg"):
-        return data  # decoded together with frames.index.npy in decode_sample
-    if name.endswith(".flac"):
-        import soundfile as sf
-
-        pcm, _ = sf.read(io.BytesIO(data), dtype="float32")
-        return pcm
-    raise ValueError(f"no decoder for member {name!r}; known: .npy, .json, .flac")
+from schemas.sample import decode_member  # the reader's public per-member decoder
+from schemas.shard import decode_array
+from schemas.tables import read_manifest
 
 
 def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool = False) -> dict[str, Any]:
@@ -70,13 +56,13 @@ def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool 
 
 def shard_urls(dataset: str) -> list[str]:
     """The shard paths of a dataset, from its manifest, in name order."""
-    with open(posixpath.join(dataset, MANIFEST_FILE), encoding="utf-8") as f:
-        manifest = json.load(f)
+    manifest = read_manifest(dataset)
     return [posixpath.join(dataset, s["name"]) for s in manifest["shards"]]
 
 
-def dataset(dataset_dir: str, *, as_torch: bool = False, shardshuffle: bool | int = False,
-            patches: bool = False) -> wds.WebDataset:
+def dataset(
+    dataset_dir: str, *, as_torch: bool = False, shardshuffle: bool | int = False, patches: bool = False
+) -> wds.WebDataset:
     """A webdataset pipeline over the dataset's shards yielding decoded samples (errors are re-raised)."""
     urls = shard_urls(dataset_dir)
     if not urls:

@@ -1,8 +1,9 @@
-"""Shard layout: sample keys, member names and codecs, shard naming (DESIGN.md §5).
+"""Shard layout: sample keys, member codecs, shard naming (DESIGN.md §5).
 
     python -c "from schemas.shard import shard_for; print(shard_for('demo-0001', 8))"
 
-Members are encoded here and decoded in schemas/reader.py with explicit decoders (never pickle). The tar itself is
+The members of a sample and their encoding are the record in schemas/sample.py (`MicroTurnSample.to_members` /
+`from_members`), which uses the codecs here: .npy without pickle, canonical JSON, 16-bit FLAC. The tar itself is
 written by webdataset's TarWriter (pipeline/write.py) with fixed member headers.
 """
 
@@ -15,28 +16,12 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: shards sized by --shard_size_mb (a bucket that overflows is split: shard-NNNNN_SS.tar), index per shard."""
 SHARD_PATTERN = "shard-{index:05d}.tar"
+SPLIT_PATTERN = "shard-{index:05d}_{split:02d}.tar"
 FIXED_MTIME = 0.0
 """Member header mtime, so shards are byte-reproducible."""
-
-ARRAY_MEMBERS = {
-    "input.dmel.npy": (np.uint8, 3),
-    "others.dmel.npy": (np.uint8, 3),
-    "output.dmel.npy": (np.uint8, 3),
-    "activity.npy": (np.float32, 2),
-    "labels.npy": (np.uint8, 1),
-    "floor.npy": (np.int16, 1),
-    "mask.npy": (np.uint8, 1),
-    "frames.index.npy": (np.int64, 2),
-}
-"""Array members and their (dtype, ndim)."""
-JSON_MEMBERS = ("meta.json", "words.json", "annotations.json")
-AUDIO_MEMBERS = ("input.flac", "others.flac", "output.flac")
-VIDEO_MEMBERS = ("frames.mjpeg", "frames.index.npy")
-REQUIRED_MEMBERS = ("meta.json", "words.json", "annotations.json", "input.dmel.npy", "output.dmel.npy", "activity.npy",
-                    "labels.npy",
-                    "floor.npy", "mask.npy")
 
 
 def sample_key(conversation_key: str, perspective: str, window: int) -> str:
@@ -54,8 +39,12 @@ def shard_for(conversation_id: str, num_shards: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_shards
 
 
-def shard_name(index: int) -> str:
-    return SHARD_PATTERN.format(index=index)
+def shard_name(index: int, split: int = 0) -> str:
+    """`shard-NNNNN.tar` for bucket `index`; a bucket split into several shards (pipeline/write.py plan_shards)
+    names its further ones `shard-NNNNN_SS.tar` (split SS >= 1), which sort right after it."""
+    if split == 0:
+        return SHARD_PATTERN.format(index=index)
+    return SPLIT_PATTERN.format(index=index, split=split)
 
 
 def encode_array(array: np.ndarray) -> bytes:
@@ -76,3 +65,20 @@ def encode_json(obj: Any) -> bytes:
 
 def decode_json(data: bytes) -> Any:
     return json.loads(data.decode("utf-8"))
+
+
+def encode_flac(pcm: np.ndarray, sample_rate_hz: int) -> bytes:
+    """16-bit FLAC bytes of mono float PCM in [-1, 1]."""
+    import soundfile as sf  # imported here: most readers never need it
+
+    buf = io.BytesIO()
+    sf.write(buf, pcm, sample_rate_hz, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_flac(data: bytes) -> np.ndarray:
+    """FLAC bytes -> float32 PCM (n,) in [-1, 1]."""
+    import soundfile as sf
+
+    pcm, _ = sf.read(io.BytesIO(data), dtype="float32")
+    return pcm

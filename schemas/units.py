@@ -1,4 +1,4 @@
-"""The one place for seconds <-> samples <-> dMel frames <-> micro-turns.
+"""The one place for seconds <-> samples <-> micro-turns (dMel frames: schemas/dmel.py).
 
     python -c "from schemas.units import num_microturns; print(num_microturns(16_001))"  # -> 6
 
@@ -14,15 +14,6 @@ SAMPLE_RATE_HZ = 16_000
 MICROTURN_S = 0.2
 SAMPLES_PER_MICROTURN = 3_200
 """200 ms at 16 kHz."""
-
-HOP_SAMPLES = 200
-"""dMel hop: 12.5 ms at 16 kHz."""
-
-FRAMES_PER_MICROTURN = SAMPLES_PER_MICROTURN // HOP_SAMPLES
-"""16 dMel frames per micro-turn."""
-
-DMEL_CHANNELS = 80
-DMEL_LEVELS = 16
 
 
 def seconds_to_samples(seconds: float) -> int:

@@ -2,28 +2,39 @@
 
     microturn validate demo-out/dataset
 
-Checks: manifest present and readable; every shard's sha256 and size; index.parquet schema, unique keys, and
-index rows == shard samples (same keys, shard, byte offsets); every sample's members, dtypes, shapes and code
-ranges; meta agreeing with the arrays; per conversation and perspective, windows contiguous and the micro-turn
-count equal to ceil(samples / 3200); counts (inputs = written + rejected) and the rejected list.
+Checks: manifest present and readable; every shard's sha256 and size, and (shards sized by shard_size_mb) no shard
+over the target unless it holds a single conversation; the index (index/, one file per shard, schemas/tables.py):
+one file per listed shard and none other, its schema, unique keys, and each file's rows == its shard's samples
+(same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
+through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
+conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
+(inputs = written + rejected) and the rejected list.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tarfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 
-from schemas.shard import ARRAY_MEMBERS, REQUIRED_MEMBERS, decode_array, decode_json
-from schemas.tables import INDEX_FILE, INDEX_SCHEMA, MANIFEST_FILE, REJECTED_FILE, REJECTED_SCHEMA
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, num_microturns
+from schemas.dmel import DMEL_LEVELS
+from schemas.sample import MicroTurnSample, SampleMeta
+from schemas.tables import (
+    INDEX_DIR,
+    INDEX_SCHEMA,
+    MANIFEST_FILE,
+    REJECTED_FILE,
+    REJECTED_SCHEMA,
+    index_file_name,
+    read_index,
+    read_manifest,
+    read_rejected,
+)
+from schemas.units import num_microturns
 
 
 @dataclass
@@ -61,49 +72,30 @@ def _sha256(path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> dict[str, Any] | None:
+def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> SampleMeta | None:
+    """Decode the sample through its record (members, dtypes, shapes), then check values and meta agreement."""
     try:
-        meta = decode_json(members["meta.json"])
-        words = decode_json(members["words.json"])
-        arrays = {name: decode_array(members[name]) for name in ARRAY_MEMBERS if name in members}
-    except (ValueError, KeyError) as e:
-        report.add(f"{key}: a member does not decode: {e}")
+        sample = MicroTurnSample.from_members(members)
+    except ValueError as e:
+        report.add(f"{key}: {e}")
         return None
-    w = meta.get("window_microturns")
-    for name, arr in arrays.items():
-        dtype, ndim = ARRAY_MEMBERS[name]
-        if arr.dtype != dtype or arr.ndim != ndim:
-            report.add(f"{key}.{name}: dtype {arr.dtype} ndim {arr.ndim}, expected {np.dtype(dtype)} ndim {ndim}")
-            continue
-        if arr.shape[0] != w:
-            report.add(f"{key}.{name}: {arr.shape[0]} micro-turns, meta says window_microturns={w}")
-        if name.endswith("dmel.npy"):
-            if arr.shape[1:] != (FRAMES_PER_MICROTURN, DMEL_CHANNELS):
-                report.add(f"{key}.{name}: shape {arr.shape}, expected (W, 16, 80)")
-            if arr.size and arr.max() >= DMEL_LEVELS:
-                report.add(f"{key}.{name}: code {int(arr.max())} outside 0..15")
-    mask = arrays.get("mask.npy")
-    if mask is not None:
-        n = int(mask.sum())
-        if n != meta.get("num_microturns") or not (mask[:n] == 1).all() or (mask[n:] != 0).any():
-            report.add(f"{key}: mask is not {meta.get('num_microturns')} ones followed by zeros")
-    act = arrays.get("activity.npy")
-    if act is not None and (act.shape[1:] != (3,) or (act < 0).any() or (act > 1).any()):
-        report.add(f"{key}.activity.npy: shape {act.shape} or values outside [0, 1]")
-    for stream in meta.get("streams", []):
-        if f"{stream}.dmel.npy" not in members:
-            report.add(f"{key}: meta lists stream {stream!r} but {stream}.dmel.npy is missing")
-    index = arrays.get("frames.index.npy")
-    if index is not None:
-        mjpeg = members.get("frames.mjpeg", b"")
-        stored = int((index[:, 1] > 0).sum())
-        if index.shape[1:] != (2,) or (index[:, 0] + index[:, 1] > len(mjpeg)).any() or (index < 0).any():
-            report.add(f"{key}.frames.index.npy: shape {index.shape} or offsets outside frames.mjpeg")
-        elif stored != (meta.get("video") or {}).get("frames"):
-            report.add(f"{key}: {stored} frames stored, meta.video says {(meta.get('video') or {}).get('frames')}")
-        elif mask is not None and (index[:, 1][mask == 0] > 0).any():
+    meta = sample.meta
+    for name, arr in sample.arrays().items():
+        if name.endswith("dmel.npy") and arr.size and arr.max() >= DMEL_LEVELS:
+            report.add(f"{key}.{name}: code {int(arr.max())} outside 0..{DMEL_LEVELS - 1}")
+    mask = sample.mask
+    n = int(mask.sum())
+    if n != meta.num_microturns or not (mask[:n] == 1).all() or (mask[n:] != 0).any():
+        report.add(f"{key}: mask is not {meta.num_microturns} ones followed by zeros")
+    if (sample.activity < 0).any() or (sample.activity > 1).any():
+        report.add(f"{key}.activity.npy: values outside [0, 1]")
+    if sample.frames is not None:
+        stored = sum(1 for jpeg in sample.frames if jpeg)
+        if stored != (meta.video.frames if meta.video is not None else None):
+            report.add(f"{key}: {stored} frames stored, meta.video says {meta.video and meta.video.frames}")
+        elif any(jpeg for jpeg, real in zip(sample.frames, mask, strict=True) if not real):
             report.add(f"{key}: a frame is stored for a padding micro-turn")
-    if any(not (0 <= wd.get("microturn", -1) < meta.get("num_microturns", 0)) for wd in words):
+    if any(not (0 <= w.microturn < meta.num_microturns) for w in sample.words):
         report.add(f"{key}.words.json: a word's micro-turn is outside the window's real micro-turns")
     return meta
 
@@ -131,37 +123,50 @@ def _read_shard(path: str, report: Report) -> dict[str, tuple[int, dict[str, byt
 def validate(dataset_dir: str, *, limit: int = 20) -> Report:
     """Validate the dataset in `dataset_dir` (a local directory); see the module docstring."""
     report = Report(limit=limit)
-    manifest_path = os.path.join(dataset_dir, MANIFEST_FILE)
     try:
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
+        manifest = read_manifest(dataset_dir)
+    except (OSError, ValueError) as e:
         report.add(f"{MANIFEST_FILE}: cannot read: {e}")
         return report
     counts = manifest.get("counts", {})
     if counts.get("inputs") != counts.get("conversations_written", -1) + counts.get("rejected", -1):
-        report.add(f"manifest counts: inputs {counts.get('inputs')} != conversations_written "
-                   f"{counts.get('conversations_written')} + rejected {counts.get('rejected')}")
+        report.add(
+            f"manifest counts: inputs {counts.get('inputs')} != conversations_written "
+            f"{counts.get('conversations_written')} + rejected {counts.get('rejected')}"
+        )
     try:
-        index = pq.read_table(os.path.join(dataset_dir, INDEX_FILE))
-        rejected = pq.read_table(os.path.join(dataset_dir, REJECTED_FILE))
+        index = read_index(dataset_dir, missing_ok=not manifest.get("shards"))  # no shards: no index/ either
+        rejected = read_rejected(dataset_dir)
     except (OSError, ValueError) as e:
-        report.add(f"cannot read {INDEX_FILE} or {REJECTED_FILE}: {e}")
+        report.add(f"cannot read {INDEX_DIR} or {REJECTED_FILE}: {e}")
         return report
     if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
-        report.add(f"{INDEX_FILE}: schema differs from schemas.tables.INDEX_SCHEMA")
+        report.add(f"{INDEX_DIR}: schema differs from schemas.tables.INDEX_SCHEMA")
     if not rejected.schema.equals(REJECTED_SCHEMA, check_metadata=False):
         report.add(f"{REJECTED_FILE}: schema differs from schemas.tables.REJECTED_SCHEMA")
     if rejected.num_rows != counts.get("rejected"):
         report.add(f"{REJECTED_FILE}: {rejected.num_rows} rows, manifest says {counts.get('rejected')}")
     rows = {r["key"]: r for r in index.to_pylist()}
     if len(rows) != index.num_rows:
-        report.add(f"{INDEX_FILE}: keys are not unique")
+        report.add(f"{INDEX_DIR}: keys are not unique")
     if len(rows) != counts.get("samples"):
-        report.add(f"{INDEX_FILE}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
+        report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
 
+    listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
+    index_dir = os.path.join(dataset_dir, INDEX_DIR)
+    present = {
+        f"{INDEX_DIR}/{n}"
+        for n in (os.listdir(index_dir) if os.path.isdir(index_dir) else [])
+        if n.endswith(".parquet")
+    }
+    for name in sorted(listed - present):
+        report.add(f"{name}: the index file of a listed shard is missing")
+    for name in sorted(present - listed):
+        report.add(f"{name}: an index file of no listed shard")
+    config = manifest.get("config", {})
+    target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
     seen: set[str] = set()
-    per_perspective: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    per_perspective: dict[tuple[str, str], list[SampleMeta]] = defaultdict(list)
     for shard in manifest.get("shards", []):
         path = os.path.join(dataset_dir, shard["name"])
         if not os.path.exists(path):
@@ -169,36 +174,41 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
             continue
         digest, size = _sha256(path)
         if digest != shard["sha256"] or size != shard["size_bytes"]:
-            report.add(f"{shard['name']}: sha256/size {digest[:12]}/{size} != manifest {shard['sha256'][:12]}/"
-                       f"{shard['size_bytes']}")
+            report.add(
+                f"{shard['name']}: sha256/size {digest[:12]}/{size} != manifest {shard['sha256'][:12]}/"
+                f"{shard['size_bytes']}"
+            )
+        if target is not None and size > target * 1_000_000 and shard.get("conversations", 0) > 1:
+            report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target} with several conversations")
         samples = _read_shard(path, report)
         if len(samples) != shard.get("samples"):
             report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
+        index_path = os.path.join(dataset_dir, index_file_name(shard["name"]))
+        if os.path.exists(index_path):
+            in_file = pq.read_table(index_path, columns=["key"]).column("key").to_pylist()
+            if sorted(in_file) != sorted(samples) or in_file != sorted(in_file):
+                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
         for key, (offset, members) in samples.items():
             report.samples_checked += 1
             seen.add(key)
-            missing = [m for m in REQUIRED_MEMBERS if m not in members]
-            if missing:
-                report.add(f"{key}: missing members {missing}")
-                continue
             row = rows.get(key)
             if row is None:
-                report.add(f"{key}: in {shard['name']} but not in {INDEX_FILE}")
+                report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
             elif row["shard"] != shard["name"] or row["offset"] != offset:
                 report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
             meta = _check_arrays(key, members, report)
             if meta is not None:
-                if meta.get("key") != key:
-                    report.add(f"{key}: meta.key is {meta.get('key')!r}")
-                per_perspective[(meta["conversation_key"], meta["perspective"])].append(meta)
+                if meta.key != key:
+                    report.add(f"{key}: meta.key is {meta.key!r}")
+                per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
     for key in sorted(set(rows) - seen):
-        report.add(f"{key}: in {INDEX_FILE} but in no shard")
+        report.add(f"{key}: in {INDEX_DIR} but in no shard")
     for (conv, persp), metas in sorted(per_perspective.items()):
-        metas.sort(key=lambda m: m["window"])
-        if [m["window"] for m in metas] != list(range(len(metas))):
+        metas.sort(key=lambda m: m.window)
+        if [m.window for m in metas] != list(range(len(metas))):
             report.add(f"{conv}/{persp}: windows are not 0..{len(metas) - 1}")
-        expected = num_microturns(metas[0]["conversation_samples"])
-        got = sum(m["num_microturns"] for m in metas)
+        expected = num_microturns(metas[0].conversation_samples)
+        got = sum(m.num_microturns for m in metas)
         if got != expected:
             report.add(f"{conv}/{persp}: {got} micro-turns, expected ceil(samples / 3200) = {expected}")
     return report

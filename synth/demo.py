@@ -31,21 +31,16 @@ for an IPU u of s while h holds the floor, m is h's IPU with the latest end amon
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
-
-from schemas.bundle import Conversation, Track, conversation_to_dict
-from schemas.units import MICROTURN_S
-from synth.timeline import Placement, Timeline, place_words
+from synth.bundle_writer import write_bundle
+from synth.planner import BASE_RULES, TimelinePlanner, Utterance
+from synth.timeline import Placement, Timeline
 from synth.tts import TTSBackend, Voice
 
 logger = logging.getLogger(__name__)
@@ -140,22 +135,16 @@ SCRIPTS: tuple[tuple[str, str], ...] = (
     ),
 )
 
-_RULES = {
-    "word_gap_s": (0.04, 0.12),
-    "pause_s": (0.85, 1.3),
-    "yield_gap_s": (0.25, 1.2),
-    "lead_in_s": (0.3, 0.6),
-    "tail_s": 0.5,
-    "onset_margin_s": 0.015,
-    "into_host_s": 0.3,
-    "backchannel_max_s": 0.9,
-    "backchannel_after_s": 0.6,
+DEMO_RULES: dict[str, Any] = {
+    **BASE_RULES,
+    "pause_s": (0.85, 1.3),  # a within-turn pause, and between a speaker's consecutive lines
+    "yield_gap_s": (0.25, 1.2),  # silence before a turn change
     "overlap_after_s": 0.7,
-    "cut_after_onset_s": (0.35, 0.6),
-    "interrupt_into_host_s": 0.15,
-    "interrupter_after_s": 0.3,
-    "own_gap_s": 0.5,
+    "cut_after_onset_s": (0.35, 0.6),  # an interrupted speaker stops this long after the onset
+    "interrupt_slack_s": 0.0,  # (layouts: 2 onset margins)
+    "interrupt_late_choices": True,  # the cut word is drawn from the last two thirds of the candidates
 }
+"""`synth.planner.BASE_RULES` plus the demo's own rules (seconds); see the module docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,85 +170,30 @@ def _parse(script: str) -> list[_Line]:
     return lines
 
 
-@dataclass
-class _Utterance:
-    """One laid-out script line: its words and the pauses between its segments (all in samples)."""
+@dataclass(kw_only=True)
+class _Utterance(Utterance):
+    """One laid-out script line; `attached` once a talk-over or an interruption is placed on it."""
 
-    speaker: str
-    words: list[Placement]
-    ipus: list[tuple[int, int, int, int]]  # (start, end, first word index, last word index)
-    pauses: list[tuple[int, int]]
     attached: bool = False
 
-    @property
-    def end(self) -> int:
-        return self.words[-1].end_sample
 
+class _ScriptPlanner(TimelinePlanner):
+    """Lays out a script line by line; the floor and the line that holds it are tracked here."""
 
-@dataclass
-class _Plan:
-    """A conversation laid out on the sample clock."""
-
-    placements: list[Placement] = field(default_factory=list)
-    events: list[tuple[str, str, str, _Utterance]] = field(default_factory=list)
-    pauses: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Planner:
     def __init__(self, backend: TTSBackend, voices: dict[str, Voice], rng: random.Random) -> None:
-        self.backend = backend
-        self.voices = voices
-        self.rng = rng
-        self.rate = backend.sample_rate_hz
-        self.plan = _Plan()
+        super().__init__(dict.fromkeys(voices, backend), voices, rng, DEMO_RULES)
+        self.placements: list[Placement] = []
+        self.pauses: list[dict[str, Any]] = []
         self.floor: str | None = None
         self.host: _Utterance | None = None
         self.last_end: dict[str, int] = {}
 
-    # --- units -------------------------------------------------------------------------------------------
-    def samples(self, seconds: float) -> int:
-        return int(round(seconds * self.rate))
-
-    def uniform(self, key: str) -> int:
-        lo, hi = _RULES[key]
-        return self.samples(self.rng.uniform(lo, hi))
-
-    def seconds(self, sample: int) -> float:
-        return sample / self.rate
-
-    def off_grid(self, sample: int) -> int:
-        """Move `sample` forward (by < 2 margins) until it is >= the margin away from every 0.2 s boundary."""
-        margin = _RULES["onset_margin_s"]
-        t = sample / self.rate
-        k = round(t / MICROTURN_S)
-        if abs(t - k * MICROTURN_S) < margin:
-            sample = math.ceil((k * MICROTURN_S + margin) * self.rate)
-        return sample
-
-    # --- layout ------------------------------------------------------------------------------------------
     def layout(self, speaker: str, segments: Sequence[Sequence[str]], start: int) -> _Utterance:
-        voice = self.voices[speaker]
-        words: list[Placement] = []
-        ipus: list[tuple[int, int, int, int]] = []
-        pauses: list[tuple[int, int]] = []
-        t = start
-        for s, segment in enumerate(segments):
-            if s:
-                pause = self.uniform("pause_s")
-                pauses.append((t, t + pause))
-                t += pause
-            first = len(words)
-            for i, text in enumerate(segment):
-                if i:
-                    t += self.uniform("word_gap_s")
-                audio = self.backend.synthesize_word(text, voice)
-                words.append(Placement(speaker=speaker, text=text, audio=audio, start_sample=t))
-                t += len(audio)
-            ipus.append((words[first].start_sample, t, first, len(words) - 1))
-        return _Utterance(speaker=speaker, words=words, ipus=ipus, pauses=pauses)
+        u = self.speak(speaker, segments, start, pause_key="pause_s")
+        return _Utterance(speaker=u.speaker, words=u.words, ipus=u.ipus, pauses=u.pauses)
 
     def end(self) -> int:
-        ends = [p.end_sample for p in self.plan.placements]
+        ends = [p.end_sample for p in self.placements]
         if self.host is not None:
             ends.append(self.host.end)
         return max(ends, default=0)
@@ -267,25 +201,13 @@ class _Planner:
     def flush(self) -> None:
         if self.host is None:
             return
-        self.plan.placements.extend(self.host.words)
-        self.plan.pauses.extend(
+        self.placements.extend(self.host.words)
+        self.pauses.extend(
             {"speaker": self.host.speaker, "start_s": self.seconds(a), "end_s": self.seconds(b)}
             for a, b in self.host.pauses
         )
         self.last_end[self.host.speaker] = self.host.end
         self.host = None
-
-    def event(self, kind: str, by: str, of: str, u: _Utterance) -> None:
-        """Record an event made by u's first IPU; its times are read when the plan is finished, because a later
-        interruption may still cut u short."""
-        self.plan.events.append((kind, by, of, u))
-
-    def finished_events(self) -> list[dict[str, Any]]:
-        out = []
-        for kind, by, of, u in self.plan.events:
-            start, end = u.ipus[0][:2]
-            out.append({"type": kind, "by": by, "of": of, "start_s": self.seconds(start), "end_s": self.seconds(end)})
-        return sorted(out, key=lambda e: (e["start_s"], e["by"]))
 
     # --- script lines ------------------------------------------------------------------------------------
     def line(self, line: _Line) -> None:
@@ -333,61 +255,37 @@ class _Planner:
         n = len(probe.words)
         if line.kind == "~":
             kind, after = "backchannel", "backchannel_after_s"
-            if n > 2 or length > self.samples(_RULES["backchannel_max_s"]):
+            if n > 2 or length > self.samples(self.rules["backchannel_max_s"]):
                 raise ValueError(
                     f"backchannel {line.segments} has {n} words and lasts {self.seconds(length):.2f} s; "
-                    f"need <= 2 words and <= {_RULES['backchannel_max_s']} s"
+                    f"need <= 2 words and <= {self.rules['backchannel_max_s']} s"
                 )
         else:
             kind, after = "overlap", "overlap_after_s"
             if n < 3:
                 raise ValueError(f"overlap {line.segments} needs >= 3 words (fewer reads as a backchannel)")
-        slack = self.samples(2 * _RULES["onset_margin_s"])
-        windows = []
-        for start, end, _, _ in host.ipus:
-            lo = max(
-                start + self.samples(_RULES["into_host_s"]), self.last_end.get(s, 0) + self.samples(_RULES["own_gap_s"])
-            )
-            hi = end - self.samples(_RULES[after]) - length - slack
-            if lo <= hi:
-                windows.append((lo, hi))
-        if not windows:
+        onset = self.talk_over_onset(host, length, self.last_end.get(s, 0), after)
+        if onset is None:
             raise ValueError(f"no room for {s}'s {kind} {line.segments} inside {host.speaker}'s line: lengthen it")
-        lo, hi = self.rng.choice(windows)
-        onset = self.off_grid(self.rng.randint(lo, hi))
-        utt = _Utterance(speaker=s, words=[], ipus=[], pauses=[])
-        utt.words = [
+        words = [
             Placement(speaker=s, text=p.text, audio=p.audio, start_sample=p.start_sample + onset) for p in probe.words
         ]
-        utt.ipus = [(onset, onset + length, 0, n - 1)]
-        self.plan.placements.extend(utt.words)
+        utt = _Utterance(speaker=s, words=words, ipus=[(onset, onset + length, 0, n - 1)])
+        self.placements.extend(utt.words)
         self.last_end[s] = utt.end
         self.event(kind, s, host.speaker, utt)
 
     def interruption(self, line: _Line, host: _Utterance) -> None:
         """s starts while the host talks; the host stops 0.32-0.6 s later (rest of the line dropped)."""
         s, h = line.speaker, host.speaker
-        lo_cut, hi_cut = (self.samples(x) for x in _RULES["cut_after_onset_s"])
-        ipu_start = {i: start for start, _, first, last in host.ipus for i in range(first, last + 1)}
-        own = self.last_end.get(s, 0) + self.samples(_RULES["own_gap_s"])
-        choices = []
-        for j in range(2, len(host.words) - 1):  # keep >= 3 words, drop >= 1
-            stop = host.words[j].end_sample
-            lo = max(stop - hi_cut, ipu_start[j] + self.samples(_RULES["interrupt_into_host_s"]), own)
-            hi = stop - lo_cut
-            if lo <= hi:
-                choices.append((j, lo, hi))
-        if not choices:
+        drawn = self.interrupt_onset(host, self.last_end.get(s, 0), self.rules["cut_after_onset_s"])
+        if drawn is None:
             raise ValueError(f"no room for {s} to interrupt {h}'s line: lengthen it")
-        j, lo, hi = self.rng.choice(choices[len(choices) // 3 :])
-        onset = self.off_grid(self.rng.randint(lo, hi))
-        stop = host.words[j].end_sample
-        host.words = host.words[: j + 1]
-        host.pauses = [(a, b) for a, b in host.pauses if b <= stop]
-        host.ipus = [(a, min(b, stop), first, min(last, j)) for a, b, first, last in host.ipus if first <= j]
+        onset, j = drawn
+        stop = self.cut(host, j)
         self.flush()
         utt = self.layout(s, line.segments, onset)
-        if utt.ipus[0][1] < stop + self.samples(_RULES["interrupter_after_s"]):
+        if utt.ipus[0][1] < stop + self.samples(self.rules["interrupter_after_s"]):
             raise ValueError(f"{s}'s interruption {line.segments[0]} is too short to outlast {h}: lengthen it")
         self.event("interruption", s, h, utt)
         self.floor = s
@@ -410,25 +308,16 @@ def plan_script(
         ValueError: the script cannot be laid out under the rules (a line too short to host an event, ...).
     """
     by_id = {v.voice_id: v for v in voices}
-    planner = _Planner(backend, by_id, rng)
+    planner = _ScriptPlanner(backend, by_id, rng)
     for line in _parse(script):
         if line.speaker not in by_id:
             raise ValueError(f"script speaker {line.speaker!r} has no voice (voices: {sorted(by_id)})")
         planner.line(line)
     planner.flush()
-    timeline = place_words(
-        planner.plan.placements,
-        sample_rate_hz=backend.sample_rate_hz,
-        tail_samples=planner.samples(_RULES["tail_s"]),
-        speakers=[v.voice_id for v in voices],
-    )
-    events = planner.finished_events()
-    pauses = sorted(planner.plan.pauses, key=lambda p: (p["start_s"], p["speaker"]))
+    timeline = planner.timeline(planner.placements, [v.voice_id for v in voices])
+    events = planner.planted_events()
+    pauses = sorted(planner.pauses, key=lambda p: (p["start_s"], p["speaker"]))
     return timeline, {"events": events, "pauses": pauses}
-
-
-def _pcm16(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, -1.0, 1.0) * 32767).astype(np.int16)
 
 
 def make_demo_bundles(
@@ -453,7 +342,6 @@ def make_demo_bundles(
         backend = EspeakBackend()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rate = backend.sample_rate_hz
     dirs = []
     for i in range(count):
         title, script = SCRIPTS[(seed + i) % len(SCRIPTS)]
@@ -461,25 +349,13 @@ def make_demo_bundles(
         timeline, planted = plan_script(script, backend=backend, voices=VOICES, rng=rng)
         conv_id = f"demo-{i + 1:04d}"
         bundle_dir = out / conv_id
-        bundle_dir.mkdir(exist_ok=True)
-        base = bundle_dir.as_posix()
-        speakers = [v.voice_id for v in VOICES]
-        if i == STEREO_INDEX:
-            stereo = np.stack([_pcm16(timeline.tracks[s]) for s in speakers], axis=1)
-            sf.write(bundle_dir / "both.flac", stereo, rate, subtype="PCM_16", format="FLAC")
-            tracks = tuple(Track(speaker=s, path=f"{base}/both.flac", channel=c) for c, s in enumerate(speakers))
-        else:
-            for s in speakers:
-                sf.write(bundle_dir / f"{s}.wav", _pcm16(timeline.tracks[s]), rate, subtype="PCM_16", format="WAV")
-            tracks = tuple(Track(speaker=s, path=f"{base}/{s}.wav") for s in speakers)
-        conv = Conversation(
-            id=conv_id,
-            origin=f"{base}/bundle.json",
-            tracks=tracks,
-            words=timeline.words,
-            language="en",
+        write_bundle(
+            bundle_dir,
+            conv_id=conv_id,
+            timeline=timeline,
+            planted=planted,
             source="microturn-demo",
-            licence="CC0-1.0",
+            stereo=i == STEREO_INDEX,
             extra={
                 "synth": {
                     "engine": backend.name,
@@ -489,8 +365,6 @@ def make_demo_bundles(
                 }
             },
         )
-        _write_json(bundle_dir / "bundle.json", conversation_to_dict(conv, base=base))
-        _write_json(bundle_dir / "planted.json", planted)
         logger.info(
             "wrote %s (%s, %.1f s, %d words, %d events)",
             bundle_dir,
@@ -501,7 +375,3 @@ def make_demo_bundles(
         )
         dirs.append(bundle_dir)
     return dirs
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")

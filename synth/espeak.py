@@ -35,8 +35,6 @@ ESPEAK_SAMPLE_RATE_HZ = 22_050
 """espeak-ng's output rate (its formant synthesiser runs at 22,050 Hz)."""
 
 
-
-
 class EspeakBackend:
     """Word-by-word synthesis with the espeak-ng binary.
 
@@ -131,4 +129,3 @@ def _voice_names(listing: str) -> set[str]:
         if len(cols) >= 5:
             names.update((cols[1], cols[3], cols[4], cols[4].rsplit("/", 1)[-1]))
     return names
-

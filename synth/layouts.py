@@ -37,24 +37,22 @@ Timing rules, so that ``pipeline.labels`` (IPU gap 0.3 s, backchannel <= 1 s and
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.bundle import Annotation
-from schemas.units import MICROTURN_S
-from synth.timeline import Placement, Timeline, place_words
+from synth.planner import BASE_RULES, TimelinePlanner, Utterance
+from synth.timeline import Timeline
 from synth.tts import TTSBackend, Voice
 
 USER, MODEL = "user", "model"
 """Speaker ids in every refusal bundle; the model speaker is the bundle's only ``model_speakers`` entry."""
 
 LAYOUTS = ("plain", "barge_in", "backchannel", "escalation", "benign")
-REFUSAL_LAYOUTS = LAYOUTS[:4]
-"""Layouts that need a harmful prompt; ``benign`` needs a benign one."""
+"""All layouts; every one but ``benign`` needs a harmful prompt, ``benign`` a benign one."""
 
 DEFAULT_WEIGHTS = {"plain": 0.3, "barge_in": 0.2, "backchannel": 0.2, "escalation": 0.15, "benign": 0.15}
 
@@ -63,22 +61,15 @@ DEMO_VOICES = {
     MODEL: Voice(voice_id="espeak-gb-f3", engine_voice="en+f3", rate_wpm=180, pitch=70),
 }
 
-RULES = {
-    "word_gap_s": (0.04, 0.12),
-    "sentence_pause_s": (0.5, 0.8),
-    "lead_in_s": (0.3, 0.6),
-    "user_gap_s": (0.3, 1.0),
-    "tail_s": 0.5,
-    "onset_margin_s": 0.015,
-    "into_host_s": 0.3,
-    "backchannel_max_s": 0.9,
-    "backchannel_after_s": 0.6,
-    "interrupt_into_host_s": 0.15,
-    "interrupt_min_words": 3,
-    "interrupter_after_s": 0.3,
-    "own_gap_s": 0.5,
+RULES: dict[str, Any] = {
+    **BASE_RULES,
+    "sentence_pause_s": (0.5, 0.8),  # between the sentences of one turn
+    "user_gap_s": (0.3, 1.0),  # the user's turn starts this long after everybody stopped (the model: `Timing`)
+    "interrupt_slack_s": 2 * BASE_RULES["onset_margin_s"],  # (demo: 0)
+    "interrupt_late_choices": False,  # the cut word is drawn from all candidates (demo: the last two thirds)
 }
-"""Layout rules (seconds); see the module docstring. Fixed: they are margins around the pipeline's thresholds."""
+"""`synth.planner.BASE_RULES` plus the layouts' own rules (seconds); see the module docstring. Fixed: they are
+margins around the pipeline's thresholds (the barge-in cut window is `Timing`'s)."""
 
 # --- phrase banks (all neutral; the harmful part of an example is only the prompt file's placeholder) ----------
 
@@ -203,48 +194,28 @@ def sentences(text: str) -> list[list[str]]:
     return [ws for part in _SENTENCE_END.split(text.strip()) if (ws := speakable_words(part))]
 
 
-@dataclass
-class _Turn:
-    speaker: str
-    text: str
-    label: str | None
-    words: list[Placement]
-    ipus: list[tuple[int, int, int, int]]  # (start, end, first word, last word), samples
-    interrupted: bool = False
+@dataclass(kw_only=True)
+class _Turn(Utterance):
+    """One turn or backchannel: its text as written, and the annotation label of the turn (if any)."""
 
-    @property
-    def start(self) -> int:
-        return self.words[0].start_sample
-
-    @property
-    def end(self) -> int:
-        return self.words[-1].end_sample
+    text: str = ""
+    label: str | None = None
 
 
-@dataclass
-class _Builder:
-    backends: Mapping[str, TTSBackend]
-    voices: Mapping[str, Voice]
-    rng: random.Random
-    timing: Timing
-    rate: int = 0
-    turns: list[_Turn] = field(default_factory=list)
-    backchannels: list[_Turn] = field(default_factory=list)
-    events: list[tuple[str, str, str, _Turn]] = field(default_factory=list)
+class _Builder(TimelinePlanner):
+    """Lays out one conversation turn by turn; turns and backchannels are kept apart for the text twin."""
 
-    def __post_init__(self) -> None:
-        rates = {s: b.sample_rate_hz for s, b in self.backends.items()}
-        if len(set(rates.values())) != 1:
-            raise ValueError(f"all speakers' TTS backends must share one sample rate, got {rates}")
-        self.rate = next(iter(rates.values()))
-
-    # --- units ---------------------------------------------------------------------------------------------
-    def samples(self, seconds: float) -> int:
-        return int(round(seconds * self.rate))
-
-    def uniform(self, key: str) -> int:
-        lo, hi = RULES[key]
-        return self.samples(self.rng.uniform(lo, hi))
+    def __init__(
+        self,
+        backends: Mapping[str, TTSBackend],
+        voices: Mapping[str, Voice],
+        rng: random.Random,
+        timing: Timing,
+    ) -> None:
+        super().__init__(backends, voices, rng, RULES)
+        self.timing = timing
+        self.turns: list[_Turn] = []
+        self.backchannels: list[_Turn] = []
 
     def latency(self) -> int:
         t = self.timing
@@ -253,15 +224,6 @@ class _Builder:
             if t.latency_ms_min <= ms <= t.latency_ms_max:
                 return self.samples(ms / 1000)
         return self.samples(t.latency_ms_mean / 1000)
-
-    def off_grid(self, sample: int) -> int:
-        """Move `sample` forward until it is >= the margin away from every micro-turn boundary."""
-        margin = RULES["onset_margin_s"]
-        t = sample / self.rate
-        k = round(t / MICROTURN_S)
-        if abs(t - k * MICROTURN_S) < margin:
-            sample = math.ceil((k * MICROTURN_S + margin) * self.rate)
-        return sample
 
     def last_end(self, speaker: str | None = None) -> int:
         ends = [u.end for u in [*self.turns, *self.backchannels] if speaker is None or u.speaker == speaker]
@@ -272,22 +234,8 @@ class _Builder:
         segments = sentences(text)
         if not segments:
             raise ValueError(f"{speaker}'s line {text!r} has no speakable word")
-        backend, voice = self.backends[speaker], self.voices[speaker]
-        words: list[Placement] = []
-        ipus = []
-        t = start
-        for s, segment in enumerate(segments):
-            if s:
-                t += self.uniform("sentence_pause_s")
-            first = len(words)
-            for i, word in enumerate(segment):
-                if i:
-                    t += self.uniform("word_gap_s")
-                audio = backend.synthesize_word(word, voice)
-                words.append(Placement(speaker=speaker, text=word, audio=audio, start_sample=t))
-                t += len(audio)
-            ipus.append((words[first].start_sample, t, first, len(words) - 1))
-        return _Turn(speaker=speaker, text=text, label=label, words=words, ipus=ipus)
+        u = self.speak(speaker, segments, start, pause_key="sentence_pause_s")
+        return _Turn(speaker=speaker, words=u.words, ipus=u.ipus, pauses=u.pauses, text=text, label=label)
 
     def say(self, speaker: str, text: str, *, label: str | None = None) -> _Turn:
         """A turn after everybody has stopped: a yield (or the conversation's first turn)."""
@@ -301,7 +249,7 @@ class _Builder:
             holder = self.turns[-1].speaker
             if holder == speaker:
                 raise ValueError(f"{speaker} already holds the floor; a turn must change speaker")
-            self.events.append(("yield", speaker, holder, turn))
+            self.event("yield", speaker, holder, turn)
         self.turns.append(turn)
         return turn
 
@@ -312,83 +260,48 @@ class _Builder:
         for text in options:
             probe = self.layout(speaker, text, 0)
             length, n = probe.end, len(probe.words)
-            if n <= 2 and length <= self.samples(RULES["backchannel_max_s"]) and len(probe.ipus) == 1:
+            if n <= 2 and length <= self.samples(self.rules["backchannel_max_s"]) and len(probe.ipus) == 1:
                 break
         else:
             raise ValueError(
                 f"no backchannel of {list(options)} has <= 2 words and lasts <= "
-                f"{RULES['backchannel_max_s']} s in voice {self.voices[speaker].voice_id!r}"
+                f"{self.rules['backchannel_max_s']} s in voice {self.voices[speaker].voice_id!r}"
             )
-        slack = self.samples(2 * RULES["onset_margin_s"])
-        own = self.last_end(speaker) + self.samples(RULES["own_gap_s"])
-        windows = []
-        for start, end, _, _ in host.ipus:
-            lo = max(start + self.samples(RULES["into_host_s"]), own)
-            hi = end - self.samples(RULES["backchannel_after_s"]) - length - slack
-            if lo <= hi:
-                windows.append((lo, hi))
-        if not windows:
+        onset = self.talk_over_onset(host, length, self.last_end(speaker), "backchannel_after_s")
+        if onset is None:
             return False
-        lo, hi = self.rng.choice(windows)
-        onset = self.off_grid(self.rng.randint(lo, hi))
         turn = self.layout(speaker, text, onset)
         self.backchannels.append(turn)
-        self.events.append(("backchannel", speaker, host.speaker, turn))
+        self.event("backchannel", speaker, host.speaker, turn)
         return True
 
     def barge_in(self, speaker: str, text: str) -> _Turn:
         """`speaker` starts while the current turn's speaker talks; that turn is cut at a word end `stop_ms`
         after the onset (its later words dropped) and the floor changes."""
         host = self.turns[-1]
-        lo_cut, hi_cut = self.samples(self.timing.stop_ms_min / 1000), self.samples(self.timing.stop_ms_max / 1000)
-        ipu_start = {i: start for start, _, first, last in host.ipus for i in range(first, last + 1)}
-        own = self.last_end(speaker) + self.samples(RULES["own_gap_s"])
-        choices = []
-        for j in range(RULES["interrupt_min_words"] - 1, len(host.words) - 1):  # keep >= 3 words, drop >= 1
-            stop = host.words[j].end_sample
-            lo = max(stop - hi_cut, ipu_start[j] + self.samples(RULES["interrupt_into_host_s"]), own)
-            hi = stop - lo_cut - self.samples(2 * RULES["onset_margin_s"])
-            if lo <= hi:
-                choices.append((j, lo, hi))
-        if not choices:
+        cut_s = (self.timing.stop_ms_min / 1000, self.timing.stop_ms_max / 1000)
+        drawn = self.interrupt_onset(host, self.last_end(speaker), cut_s)
+        if drawn is None:
             raise ValueError(f"no room for {speaker} to barge into {host.speaker}'s turn {host.text!r}: lengthen it")
-        j, lo, hi = self.rng.choice(choices)
-        onset = self.off_grid(self.rng.randint(lo, hi))
-        stop = host.words[j].end_sample
-        host.words = host.words[: j + 1]
-        host.ipus = [(a, min(b, stop), first, min(last, j)) for a, b, first, last in host.ipus if first <= j]
-        host.interrupted = True
+        onset, j = drawn
+        stop = self.cut(host, j)
         turn = self.layout(speaker, text, onset)
-        if turn.ipus[0][1] < stop + self.samples(RULES["interrupter_after_s"]):
+        if turn.ipus[0][1] < stop + self.samples(self.rules["interrupter_after_s"]):
             raise ValueError(f"{speaker}'s barge-in {text!r} is too short to outlast {host.speaker}: lengthen it")
-        self.events.append(("interruption", speaker, host.speaker, turn))
+        self.event("interruption", speaker, host.speaker, turn)
         self.turns.append(turn)
         return turn
 
     # --- result --------------------------------------------------------------------------------------------
     def finish(self) -> Planned:
         placements = [p for u in [*self.turns, *self.backchannels] for p in u.words]
-        timeline = place_words(
-            placements, sample_rate_hz=self.rate, tail_samples=self.samples(RULES["tail_s"]), speakers=[USER, MODEL]
-        )
+        timeline = self.timeline(placements, [USER, MODEL])
         annotations = tuple(
             Annotation(label=u.label, speaker=u.speaker, start_s=u.start / self.rate, end_s=u.end / self.rate)
             for u in self.turns
             if u.label is not None
         )
-        events = sorted(
-            (
-                {
-                    "type": kind,
-                    "by": by,
-                    "of": of,
-                    "start_s": u.ipus[0][0] / self.rate,
-                    "end_s": u.ipus[0][1] / self.rate,
-                }
-                for kind, by, of, u in self.events
-            ),
-            key=lambda e: (e["start_s"], e["by"]),
-        )
+        events = self.planted_events()
         timed: list[tuple[int, int, dict[str, Any]]] = []
         for i, u in enumerate(self.turns):
             msg: dict[str, Any] = {"role": "assistant" if u.speaker == MODEL else "user"}

@@ -142,4 +142,3 @@ class PiperBackend:
         if not chunks:
             raise RuntimeError(f"piper produced no audio for {text!r} (voice {voice.engine_voice!r})")
         return np.concatenate(chunks).astype(np.float32)
-

@@ -41,11 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from schemas.bundle import Conversation, Track, conversation_to_dict
+from synth.bundle_writer import write_bundle, write_json
 from synth.layouts import DEFAULT_WEIGHTS, LAYOUTS, MODEL, USER, Timing, plan_layout, sentences
 from synth.tts import TTSBackend, Voice
 
@@ -231,16 +229,8 @@ def make_backends(presets: Sequence[VoicePreset]) -> dict[str, TTSBackend]:
 def _presets(ids: Sequence[str], role: str) -> list[VoicePreset]:
     unknown = [v for v in ids if v not in VOICE_PRESETS]
     if unknown or not ids:
-        raise ValueError(f"--{role}-voices {list(ids)}: unknown or none; choose from {sorted(VOICE_PRESETS)}")
+        raise ValueError(f"--{role}_voices {list(ids)}: unknown or none; choose from {sorted(VOICE_PRESETS)}")
     return [VOICE_PRESETS[v] for v in ids]
-
-
-def _pcm16(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(x, -1.0, 1.0) * 32767).astype(np.int16)
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
 def example_rng(seed: int, index: int) -> random.Random:
@@ -340,7 +330,16 @@ def generate_refusals(
             "user_engine": backends[user.engine].name,
             "model_engine": backends[model.engine].name,
         }
-        _write_bundle(out / "bundles" / conv_id, conv_id, planned, tags)
+        write_bundle(
+            out / "bundles" / conv_id,
+            conv_id=conv_id,
+            timeline=planned.timeline,
+            planted={"events": list(planned.events)},
+            source=SOURCE,
+            model_speakers=(MODEL,),
+            tags=tags,
+            annotations=planned.annotations,
+        )
         twins.append(
             json.dumps(
                 {
@@ -370,7 +369,7 @@ def generate_refusals(
         },
         "is_refusal": dict(sorted(Counter(t["is_refusal"] for t in done).items())),
     }
-    (out / "summary.json").write_text(_dump(summary), encoding="utf-8")
+    write_json(out / "summary.json", summary)
     wall = time.perf_counter() - t0
     logger.info(
         "%d examples, %.1f s of conversation in %.1f s: %.1f s of audio per wall second",
@@ -407,30 +406,6 @@ def _check_speakable(
     return good
 
 
-def _write_bundle(bundle_dir: Path, conv_id: str, planned: Any, tags: dict[str, str]) -> None:
-    bundle_dir.mkdir(parents=True, exist_ok=True)
-    timeline = planned.timeline
-    base = bundle_dir.as_posix()
-    for s in (USER, MODEL):
-        sf.write(
-            bundle_dir / f"{s}.wav", _pcm16(timeline.tracks[s]), timeline.sample_rate_hz, subtype="PCM_16", format="WAV"
-        )
-    conv = Conversation(
-        id=conv_id,
-        origin=f"{base}/bundle.json",
-        tracks=tuple(Track(speaker=s, path=f"{base}/{s}.wav") for s in (USER, MODEL)),
-        words=timeline.words,
-        language="en",
-        source=SOURCE,
-        licence="CC0-1.0",
-        model_speakers=(MODEL,),
-        tags=tags,
-        annotations=planned.annotations,
-    )
-    (bundle_dir / "bundle.json").write_text(_dump(conversation_to_dict(conv, base=base)), encoding="utf-8")
-    (bundle_dir / "planted.json").write_text(_dump({"events": list(planned.events)}), encoding="utf-8")
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = Timing()
     p = argparse.ArgumentParser(prog="microturn synth refusals", description=__doc__.split("\n\n")[0])
@@ -449,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default espeak)",
     )
     p.add_argument(
-        "--user-voices",
+        "--user_voices",
         nargs="+",
         default=None,
         metavar="VOICE",
@@ -457,7 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {' '.join(DEFAULT_USER_VOICES)})",
     )
     p.add_argument(
-        "--model-voices",
+        "--model_voices",
         nargs="+",
         default=None,
         metavar="VOICE",
@@ -471,49 +446,64 @@ def build_parser() -> argparse.ArgumentParser:
         + " (default %(default)s)",
     )
     p.add_argument(
-        "--latency-ms-mean",
+        "--latency_ms_mean",
         type=float,
         default=d.latency_ms_mean,
         help="model response latency, mean of a normal distribution, milliseconds (default %(default)s)",
     )
     p.add_argument(
-        "--latency-ms-sd",
+        "--latency_ms_sd",
         type=float,
         default=d.latency_ms_sd,
         help="model response latency, standard deviation, milliseconds (default %(default)s)",
     )
     p.add_argument(
-        "--latency-ms-min",
+        "--latency_ms_min",
         type=float,
         default=d.latency_ms_min,
         help="shortest model response latency, milliseconds; draws outside are redrawn (default %(default)s)",
     )
     p.add_argument(
-        "--latency-ms-max",
+        "--latency_ms_max",
         type=float,
         default=d.latency_ms_max,
         help="longest model response latency, milliseconds (default %(default)s)",
     )
     p.add_argument(
-        "--stop-ms-min",
+        "--stop_ms_min",
         type=float,
         default=d.stop_ms_min,
         help="barge-in: earliest the model stops after the user starts, milliseconds (default %(default)s)",
     )
     p.add_argument(
-        "--stop-ms-max",
+        "--stop_ms_max",
         type=float,
         default=d.stop_ms_max,
         help="barge-in: latest the model stops after the user starts, milliseconds; <= 900 so the "
         "pipeline's 1 s interruption window labels it (default %(default)s)",
     )
     p.add_argument(
-        "--backchannels-max",
+        "--backchannels_max",
         type=int,
         default=d.backchannels_max,
         help="most user backchannels during one refusal, count (default %(default)s)",
     )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
+    for flag, kind in (
+        ("--user-voices", None),
+        ("--model-voices", None),
+        ("--latency-ms-mean", float),
+        ("--latency-ms-sd", float),
+        ("--latency-ms-min", float),
+        ("--latency-ms-max", float),
+        ("--stop-ms-min", float),
+        ("--stop-ms-max", float),
+        ("--backchannels-max", int),
+    ):
+        extra = {"type": kind} if kind else {"nargs": "+", "metavar": "VOICE"}
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), **extra, **old)
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", **old)
     return p
 
 

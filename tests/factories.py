@@ -18,8 +18,15 @@ def tone(seconds: float, *, rate: int = 16_000, freq: float = 220.0, amp: float 
     return (amp * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def make_bundle(directory: Path, *, conv_id: str = "conv", seconds: float = 3.0, rate: int = 16_000,
-                words: list[dict] | None = None, fmt: str = "wav") -> Path:
+def make_bundle(
+    directory: Path,
+    *,
+    conv_id: str = "conv",
+    seconds: float = 3.0,
+    rate: int = 16_000,
+    words: list[dict] | None = None,
+    fmt: str = "wav",
+) -> Path:
     """A two-speaker bundle (A.wav, B.wav) with a short exchange; returns the bundle directory."""
     directory.mkdir(parents=True, exist_ok=True)
     for i, speaker in enumerate("AB"):
@@ -30,8 +37,13 @@ def make_bundle(directory: Path, *, conv_id: str = "conv", seconds: float = 3.0,
             {"text": "there", "start": 0.55, "end": 1.00, "speaker": "A"},
             {"text": "hi", "start": 1.45, "end": 1.80, "speaker": "B"},
         ]
-    bundle = {"id": conv_id, "language": "en", "source": "test", "licence": "CC0-1.0",
-              "tracks": [{"speaker": "A", "path": f"A.{fmt}"}, {"speaker": "B", "path": f"B.{fmt}"}],
-              "words": words}
+    bundle = {
+        "id": conv_id,
+        "language": "en",
+        "source": "test",
+        "licence": "CC0-1.0",
+        "tracks": [{"speaker": "A", "path": f"A.{fmt}"}, {"speaker": "B", "path": f"B.{fmt}"}],
+        "words": words,
+    }
     (directory / "bundle.json").write_text(json.dumps(bundle))
     return directory

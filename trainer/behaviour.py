@@ -249,13 +249,23 @@ def table(results: Mapping[str, Mapping[str, Any]], *, data_rate: float | None =
         cells = ["" for _ in names[:-1]] + [f"{data_rate:.2f}"]
         lines.append(f"{'backchannels / min (data labels)':38s}" + "".join(f"{c:>{width + 2}s}" for c in cells))
     first = next(iter(results.values()), {})
-    lines.append(f"({first.get('yields', 0)} yields, {first.get('pauses', 0)} user pauses, "
-                 f"{first.get('user_speech_min', 0.0):.2f} min of user speech)")
+    lines.append(
+        f"({first.get('yields', 0)} yields, {first.get('pauses', 0)} user pauses, "
+        f"{first.get('user_speech_min', 0.0):.2f} min of user speech)"
+    )
     return "\n".join(lines)
 
 
-def evaluate_behaviour(model: Any, convs: Sequence[Any], *, pause_ms: float = 600.0, min_pause_ms: float = 800.0,
-                       temperature: float = 1.0, top_k: int = 0, seed: int = 0) -> dict[str, Any]:
+def evaluate_behaviour(
+    model: Any,
+    convs: Sequence[Any],
+    *,
+    pause_ms: float = 600.0,
+    min_pause_ms: float = 800.0,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Run `model` over the conversations (trainer.respond) and score it beside the baselines and the data.
 
     Returns {"systems": {name: rows}, "data_backchannels_per_min", "timing_ms": {median, p95}, "conversations"}."""
@@ -275,21 +285,33 @@ def evaluate_behaviour(model: Any, convs: Sequence[Any], *, pause_ms: float = 60
         "data": score([r.ref for r in refs], refs, min_pause_ms=min_pause_ms),
     }
     med, p95 = timing_summary(seconds)
-    return {"systems": systems, "data_backchannels_per_min": data_backchannel_rate(refs),
-            "timing_ms": {"median": med, "p95": p95}, "conversations": len(convs)}
+    return {
+        "systems": systems,
+        "data_backchannels_per_min": data_backchannel_rate(refs),
+        "timing_ms": {"median": med, "p95": p95},
+        "conversations": len(convs),
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microturn eval behaviour", description="Run a checkpoint in real time over "
-                                "held-out conversations and score when it speaks, beside always-silent and "
-                                "pause-rule baselines (rows: see trainer/behaviour.py).")
+    p = argparse.ArgumentParser(
+        prog="microturn eval behaviour",
+        description="Run a checkpoint in real time over "
+        "held-out conversations and score when it speaks, beside always-silent and "
+        "pause-rule baselines (rows: see trainer/behaviour.py).",
+    )
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
     p.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
     p.add_argument("--split", default=None, help="split.json from `microturn split`: only its eval conversations")
-    p.add_argument("--pause_ms", type=float, default=600.0, help="pause rule: speak after this much user silence "
-                   "(default 600)")
-    p.add_argument("--min_pause_ms", type=float, default=800.0, help="shortest user pause scored (default 800, as "
-                   "`export fdbench`)")
+    p.add_argument(
+        "--pause_ms", type=float, default=600.0, help="pause rule: speak after this much user silence (default 600)"
+    )
+    p.add_argument(
+        "--min_pause_ms",
+        type=float,
+        default=800.0,
+        help="shortest user pause scored (default 800, as `export fdbench`)",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--top_k", type=int, default=0, help="top-k sampling; 0 = all classes")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -321,8 +343,15 @@ def eval_behaviour_main(argv: Sequence[str]) -> int:
         print("microturn eval behaviour: --data must be a dataset (labels.npy per sample)")
         return 2
     model = load_model(args.checkpoint, args.device)
-    result = evaluate_behaviour(model, convs, pause_ms=args.pause_ms, min_pause_ms=args.min_pause_ms,
-                                temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    result = evaluate_behaviour(
+        model,
+        convs,
+        pause_ms=args.pause_ms,
+        min_pause_ms=args.min_pause_ms,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
     if args.json:
         print(json.dumps(result))
         return 0

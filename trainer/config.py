@@ -1,6 +1,6 @@
 """Trainer configuration: dataclasses with named presets (`tiny` for CPU tests, `small` for one GPU).
 
-    python -c "from trainer.config import preset; print(preset('tiny'))"
+python -c "from trainer.config import preset; print(preset('tiny'))"
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ worker 0 plays the slot that was next: the batch sequence continues exactly wher
 the skipped part of the epoch from the shards (a cost paid once per restart).
 
 Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
-the dataset kept it (`--keep-audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
 """
 
 from __future__ import annotations
@@ -29,18 +29,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchaudio
 import webdataset as wds
 
+from schemas.dmel import (
+    DMEL_CHANNELS,
+    FRAMES_PER_MICROTURN,
+    HOP_SAMPLES,
+    LOG10_MAX,
+    LOG10_MIN,
+    MEL_FLOOR,
+    N_FFT,
+    POWER_FLOOR,
+    WIN_SAMPLES,
+    mel_filterbank,
+)
 from schemas.layout import LayoutSpec, Packed, pack
 from schemas.reader import decode_sample, shard_urls
-from schemas.units import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig
 
 logger = logging.getLogger(__name__)
-
-# Log-mel from raw audio: the same analysis as pipeline/features.py (DESIGN.md §3) before quantisation.
-_N_FFT, _WIN = 1024, 800
 
 
 def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
@@ -53,13 +61,20 @@ def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
     n = window_microturns * SAMPLES_PER_MICROTURN
     x = np.zeros(n, dtype=np.float32)
     x[: min(n, len(pcm))] = pcm[:n]
-    spec = torch.stft(torch.from_numpy(x), _N_FFT, hop_length=HOP_SAMPLES, win_length=_WIN,
-                      window=torch.hann_window(_WIN), center=True, return_complex=True)
-    mag = (spec.real.square() + spec.imag.square()).clamp(min=1e-10).sqrt()  # (513, frames)
-    fb = torchaudio.functional.melscale_fbanks(n_freqs=_N_FFT // 2 + 1, f_min=80.0, f_max=7600.0,
-                                               n_mels=DMEL_CHANNELS, sample_rate=SAMPLE_RATE_HZ, norm="slaney",
-                                               mel_scale="slaney")
-    mel = (mag.T @ fb).clamp(min=1e-10).log10().clamp(-7.0, 2.0)[: window_microturns * FRAMES_PER_MICROTURN]
+    # The same analysis as pipeline/features.py (parameters: schemas/dmel.py), before quantisation.
+    spec = torch.stft(
+        torch.from_numpy(x),
+        N_FFT,
+        hop_length=HOP_SAMPLES,
+        win_length=WIN_SAMPLES,
+        window=torch.hann_window(WIN_SAMPLES),
+        center=True,
+        return_complex=True,
+    )
+    mag = (spec.real.square() + spec.imag.square()).clamp(min=POWER_FLOOR).sqrt()  # (513, frames)
+    fb = mel_filterbank()
+    mel = (mag.T @ fb).clamp(min=MEL_FLOOR).log10().clamp(LOG10_MIN, LOG10_MAX)
+    mel = mel[: window_microturns * FRAMES_PER_MICROTURN]
     return mel.reshape(window_microturns, FRAMES_PER_MICROTURN, DMEL_CHANNELS).numpy()
 
 
@@ -76,15 +91,23 @@ def sample_examples(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Packed]
         logmel = logmel_frames(np.asarray(sample["output.flac"], dtype=np.float32), len(sample["mask.npy"]))
     for first in sample_spans(sample, cfg.context_microturns):
         frames = sample.get("frames")  # decoded by schemas.reader when the dataset has video
-        yield pack(sample, cfg.layout, first=first, count=cfg.context_microturns, output_logmel=logmel,
-                   frames=frames, frame_valid=None if frames is None else np.asarray(sample["frame_mask"], bool))
+        yield pack(
+            sample,
+            cfg.layout,
+            first=first,
+            count=cfg.context_microturns,
+            output_logmel=logmel,
+            frames=frames,
+            frame_valid=None if frames is None else np.asarray(sample["frame_mask"], bool),
+        )
 
 
 def empty_example(spec: LayoutSpec, context: int) -> Packed:
     """A fully masked example: pads the last batch of a stream to a static shape; contributes no loss."""
     z = np.zeros((1, FRAMES_PER_MICROTURN, DMEL_CHANNELS), np.uint8)
-    return pack({"mask.npy": np.zeros(1, np.uint8), "input.dmel.npy": z, "output.dmel.npy": z}, spec, first=0,
-                count=context)
+    return pack(
+        {"mask.npy": np.zeros(1, np.uint8), "input.dmel.npy": z, "output.dmel.npy": z}, spec, first=0, count=context
+    )
 
 
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
@@ -108,9 +131,19 @@ def _seed(*parts: int) -> np.random.Generator:
 class ShardStream(torch.utils.data.IterableDataset):
     """One epoch of batches for one rank; each DataLoader worker serves one slot (see the module docstring)."""
 
-    def __init__(self, urls: list[str], cfg: DataConfig, *, seed: int, epoch: int, rank: int = 0,
-                 world_size: int = 1, shuffle: bool = True, consumed: list[int] | None = None,
-                 next_slot: int = 0) -> None:
+    def __init__(
+        self,
+        urls: list[str],
+        cfg: DataConfig,
+        *,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        consumed: list[int] | None = None,
+        next_slot: int = 0,
+    ) -> None:
         super().__init__()
         self.urls, self.cfg, self.seed, self.epoch = list(urls), cfg, seed, epoch
         self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
@@ -187,8 +220,17 @@ class Loader:
     (None when this rank's share is used up) and `next_epoch` on all ranks together (trainer/train.py).
     """
 
-    def __init__(self, data_dir: str, cfg: DataConfig, *, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 epochs: int | None = None, shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        cfg: DataConfig,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        epochs: int | None = None,
+        shuffle: bool = True,
+    ) -> None:
         self.urls = shard_urls(data_dir)
         if not self.urls:
             raise ValueError(f"{data_dir}: no shards listed in its manifest")
@@ -200,27 +242,45 @@ class Loader:
         self._done = False  # this epoch's batches are used up (set by next_in_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "consumed": list(self.consumed), "next_slot": self.next_slot,
-                "seed": self.seed, "slots": self.slots, "rank": self.rank, "world_size": self.world_size}
+        return {
+            "epoch": self.epoch,
+            "consumed": list(self.consumed),
+            "next_slot": self.next_slot,
+            "seed": self.seed,
+            "slots": self.slots,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("seed", "slots", "rank", "world_size"):
             if int(state[key]) != getattr(self, key):
                 fix = "num_workers" if key == "slots" else key
-                raise ValueError(f"loader state was saved with {key}={state[key]}, this loader has "
-                                 f"{getattr(self, key)}: resume with the same {fix}")
+                raise ValueError(
+                    f"loader state was saved with {key}={state[key]}, this loader has "
+                    f"{getattr(self, key)}: resume with the same {fix}"
+                )
         self.epoch, self.consumed = int(state["epoch"]), list(state["consumed"])
         self.next_slot = int(state["next_slot"])
         self._it, self._done = None, False
 
     def _start(self) -> Iterator[dict[str, torch.Tensor]]:
-        stream = ShardStream(self.urls, self.cfg, seed=self.seed, epoch=self.epoch, rank=self.rank,
-                             world_size=self.world_size, shuffle=self.shuffle, consumed=self.consumed,
-                             next_slot=self.next_slot)
+        stream = ShardStream(
+            self.urls,
+            self.cfg,
+            seed=self.seed,
+            epoch=self.epoch,
+            rank=self.rank,
+            world_size=self.world_size,
+            shuffle=self.shuffle,
+            consumed=self.consumed,
+            next_slot=self.next_slot,
+        )
         if self.cfg.num_workers == 0:
             return iter(stream)
-        return iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers,
-                                                in_order=True))
+        return iter(
+            torch.utils.data.DataLoader(stream, batch_size=None, num_workers=self.cfg.num_workers, in_order=True)
+        )
 
     def __iter__(self) -> Loader:
         return self

@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def evaluate(model: Model, loader: Loader, device: torch.device, *, max_batches: int = 0, seed: int = 0,
-             progress: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: Model, loader: Loader, device: torch.device, *, max_batches: int = 0, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """Target-weighted mean losses over the loader's batches (all of them when max_batches is 0)."""
     model.eval()
     sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "aux": 0.0, "z": 0.0}
@@ -50,9 +51,14 @@ def evaluate(model: Model, loader: Loader, device: torch.device, *, max_batches:
         if max_batches and batches >= max_batches:
             break
     return {
-        "text": sums["text"] / max(n_text, 1), "dmel": sums["dmel"] / max(n_dmel, 1),
-        "flow": sums["flow"] / max(n_dmel, 1), "aux": sums["aux"] / max(n_active, 1),
-        "z": sums["z"] / max(n_active, 1), "targets_text": n_text, "targets_dmel": n_dmel, "batches": batches,
+        "text": sums["text"] / max(n_text, 1),
+        "dmel": sums["dmel"] / max(n_dmel, 1),
+        "flow": sums["flow"] / max(n_dmel, 1),
+        "aux": sums["aux"] / max(n_active, 1),
+        "z": sums["z"] / max(n_active, 1),
+        "targets_text": n_text,
+        "targets_dmel": n_dmel,
+        "batches": batches,
     }
 
 
@@ -60,24 +66,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn eval", description="Per-head losses of a checkpoint on shards.")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
     p.add_argument("--data", required=True, help="dataset directory (manifest.json + shard-*.tar), ideally held out")
-    p.add_argument("--max-batches", type=int, default=0, help="stop after this many batches (default: 0 = all)")
-    p.add_argument("--batch-size", type=int, help="examples per batch (default: the checkpoint's)")
-    p.add_argument("--moe-impl", choices=sorted(MOE_IMPLS), help="MoE implementation (default: the checkpoint's)")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
+    p.add_argument("--max_batches", type=int, default=0, help="stop after this many batches (default: 0 = all)")
+    p.add_argument("--batch_size", type=int, help="examples per batch (default: the checkpoint's)")
+    p.add_argument("--moe_impl", choices=sorted(MOE_IMPLS), help="MoE implementation (default: the checkpoint's)")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
+    for flag in ("--max-batches", "--batch-size", "--num-workers"):
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int, **old)
+    p.add_argument("--moe-impl", dest="moe_impl", choices=sorted(MOE_IMPLS), **old)
     return p
 
 
 def eval_main(argv: list[str]) -> int:
     """`microturn eval`: print per-head losses of --checkpoint on --data; returns 0."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dev = pick_device(args.device)
     state = checkpoint.load(args.checkpoint, map_location=dev)
     cfg = TrainConfig.from_dict(state["config"])
-    data = dataclasses.replace(cfg.data, num_workers=args.num_workers,
-                               batch_size=args.batch_size or cfg.data.batch_size)
+    data = dataclasses.replace(
+        cfg.data, num_workers=args.num_workers, batch_size=args.batch_size or cfg.data.batch_size
+    )
     cfg = dataclasses.replace(cfg, data=data, moe_impl=args.moe_impl or cfg.moe_impl)
     model = Model(cfg).to(dev)
     model.load_state_dict(state["model"])

@@ -53,8 +53,11 @@ MIN_SPEECH_S, MIN_SILENCE_S, SPEECH_PAD_S = 0.25, 0.1, 0.03
 TURN_DURATION_S = 1.0
 """Their `turn_duration_threshold`."""
 
-TASKS = {"pause_handling": "pause.json", "smooth_turn_taking": "turn_taking.json",
-         "user_interruption": "interrupt.json"}
+TASKS = {
+    "pause_handling": "pause.json",
+    "smooth_turn_taking": "turn_taking.json",
+    "user_interruption": "interrupt.json",
+}
 """v1 task folder -> the task file of a clip."""
 
 
@@ -93,7 +96,7 @@ def score_clip(task: str, task_json: list[dict], pcm: np.ndarray, sr: int = SAMP
     offset = 0.0
     if task == "user_interruption":
         offset = float(task_json[0]["timestamp"][1])
-        pcm = np.asarray(pcm)[int(offset * sr):]
+        pcm = np.asarray(pcm)[int(offset * sr) :]
     segments = [(a + offset, b + offset) for a, b in energy_vad(pcm, sr)]
     tor = take_turn(segments)
     latency = None
@@ -139,31 +142,44 @@ def evaluate_fdbench(clips: str, responses: str) -> dict[str, Any]:
                 lats.append(r["latency_s"])
         if missing:
             logger.warning("%s: %d clips without a response (e.g. %s)", task, len(missing), missing[0])
-        out[task] = {"clips": len(tors), "missing": len(missing),
-                     "take_over_rate": float(np.mean(tors)) if tors else None,
-                     "mean_latency_s": float(np.mean(lats)) if lats else None,
-                     "median_latency_s": float(np.median(lats)) if lats else None}
+        out[task] = {
+            "clips": len(tors),
+            "missing": len(missing),
+            "take_over_rate": float(np.mean(tors)) if tors else None,
+            "mean_latency_s": float(np.mean(lats)) if lats else None,
+            "median_latency_s": float(np.median(lats)) if lats else None,
+        }
     return out
 
 
 def render(result: dict[str, Any]) -> str:
     lines = [f"{'task':20s}{'clips':>7s}{'missing':>9s}{'TOR':>8s}{'mean lat (s)':>14s}{'median lat (s)':>16s}"]
-    hint = {"pause_handling": "(lower is better)", "smooth_turn_taking": "(higher is better)",
-            "user_interruption": "(higher is better)"}
+    hint = {
+        "pause_handling": "(lower is better)",
+        "smooth_turn_taking": "(higher is better)",
+        "user_interruption": "(higher is better)",
+    }
     for task, r in result.items():
+
         def f(v: float | None, fmt: str) -> str:
             return "-" if v is None else fmt.format(v)
-        lines.append(f"{task:20s}{r['clips']:>7d}{r['missing']:>9d}{f(r['take_over_rate'], '{:.3f}'):>8s}"
-                     f"{f(r['mean_latency_s'], '{:.2f}'):>14s}{f(r['median_latency_s'], '{:.2f}'):>16s}  "
-                     f"{hint[task]}")
+
+        lines.append(
+            f"{task:20s}{r['clips']:>7d}{r['missing']:>9d}{f(r['take_over_rate'], '{:.3f}'):>8s}"
+            f"{f(r['mean_latency_s'], '{:.2f}'):>14s}{f(r['median_latency_s'], '{:.2f}'):>16s}  "
+            f"{hint[task]}"
+        )
     return "\n".join(lines)
 
 
 def eval_fdbench_main(argv: Sequence[str]) -> int:
     """`microturn eval fdbench`: print Full-Duplex-Bench v1 take-over rates and latencies; returns 0."""
-    p = argparse.ArgumentParser(prog="microturn eval fdbench", description="Full-Duplex-Bench v1 take-over rate "
-                                "and latency of response WAVs (pause handling, smooth turn-taking, user "
-                                "interruption), energy VAD (see trainer/fdbench_eval.py).")
+    p = argparse.ArgumentParser(
+        prog="microturn eval fdbench",
+        description="Full-Duplex-Bench v1 take-over rate "
+        "and latency of response WAVs (pause handling, smooth turn-taking, user "
+        "interruption), energy VAD (see trainer/fdbench_eval.py).",
+    )
     p.add_argument("--clips", required=True, help="directory written by `microturn export fdbench`")
     p.add_argument("--responses", required=True, help="directory of {v1/task/clip}/output.wav responses")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS
 from schemas.layout import TEXT_END
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS
 
 TEXT_CLASSES = TEXT_END + 1
 """Bytes 0..255 and TEXT_END (TEXT_PAD is never a target)."""

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS
 from schemas.layout import IN_DMEL, IN_TEXT, OUT_DMEL, OUT_TEXT, PATCH, PATCH_PX, SLOT_KINDS, TEXT_VOCAB
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS
 from trainer.config import TrainConfig
 from trainer.heads import DmelHead, FlowHead, TextHead
 from trainer.moe import MoE
@@ -212,5 +212,10 @@ def parameter_counts(model: Model) -> dict[str, int]:
     tables = model.dmel_emb.numel() + model.others_emb.numel() + model.text_emb.weight.numel()
     tables += model.kind_emb.weight.numel()
     active = total - experts * (m.experts - m.top_k) // m.experts
-    return {"total": total, "experts": experts, "embedding": tables, "active": active,
-            "active_non_embedding": active - tables}
+    return {
+        "total": total,
+        "experts": experts,
+        "embedding": tables,
+        "active": active,
+        "active_non_embedding": active - tables,
+    }

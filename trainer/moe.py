@@ -92,7 +92,11 @@ class MoE(nn.Module):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_TD.dtype
         with torch.autocast(device_type=device, enabled=False):  # one explicit dtype for every implementation
             y_TD = get_impl(self.impl)(
-                x_TD.to(dtype), idx_TK, weight_TK.to(dtype),
-                self.w1_EFD.to(dtype), self.w2_EDF.to(dtype), self.w3_EFD.to(dtype),
+                x_TD.to(dtype),
+                idx_TK,
+                weight_TK.to(dtype),
+                self.w1_EFD.to(dtype),
+                self.w2_EDF.to(dtype),
+                self.w3_EFD.to(dtype),
             )
         return y_TD.to(x_TD.dtype), stats

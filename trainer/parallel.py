@@ -1,6 +1,6 @@
 """Data parallelism: one process per rank (torchrun), gradients summed with an explicit all-reduce.
 
-    torchrun --standalone --nproc_per_node 2 -m trainer.train --data demo-out/dataset --out runs/tiny-dp --device cpu
+    torchrun --standalone --nproc_per_node 2 -m microturn_cli train --data demo-out/dataset --out runs/tiny-dp
 
 `init_from_env` starts the process group when torchrun's RANK / WORLD_SIZE / LOCAL_RANK are set (gloo on CPU, nccl
 on CUDA) and is a no-op otherwise, so a single process needs no launcher. Every loss of a step is divided by the
@@ -50,8 +50,11 @@ def current() -> World:
     """This process's place among the ranks of the initialised process group (rank 0 of 1 without one)."""
     if not (dist.is_available() and dist.is_initialized()):
         return World()
-    return World(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                 local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return World(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+    )
 
 
 def init_from_env(device: str = "auto") -> bool:
@@ -65,8 +68,10 @@ def init_from_env(device: str = "auto") -> bool:
         return False
     for key in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if key not in os.environ:
-            raise ValueError(f"WORLD_SIZE={world_size} but {key} is not set: launch with torchrun "
-                             "(torchrun --standalone --nproc_per_node N -m trainer.train ...)")
+            raise ValueError(
+                f"WORLD_SIZE={world_size} but {key} is not set: launch with torchrun "
+                "(torchrun --standalone --nproc_per_node N -m microturn_cli train ...)"
+            )
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if cuda:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))

@@ -12,15 +12,29 @@ attend over), so the cost of a micro-turn does not grow with the conversation. P
 (RoPE depends only on their differences). A full-sequence forward pass on the same tokens gives the same logits
 (tests/trainer/test_respond.py); the same seed gives the same output.
 
-Per conversation, OUT/{conversation}_{perspective}/ gets: words.json (the generated words; a word's time is the
-start of the micro-turn whose text holds it, the placement the layout uses for model words), decisions.json (per
-micro-turn speech activity of the generated frames and speak/silent, trainer/vocode.py), model.wav (generated dMel
--> InverseMelScale + GriffinLim, 16 kHz) and dialogue.wav (left user, right model). The measured wall time per
-micro-turn (model work only, no audio synthesis) is printed as median and p95: real time needs < 200 ms.
+Outputs. Per conversation and perspective, the folder OUT/{conversation_key}_{perspective}/ gets:
 
-Inputs: a dataset directory (manifest.json), a directory of input bundles (run through the pipeline into a temporary
-dataset first), or a `microturn export fdbench` directory (clips.jsonl): then each clip's input.wav is the user side
-and the model's audio is written as OUT/<task path>/<clip>/output.wav, the file Full-Duplex-Bench scores.
+- words.json: the generated words, a JSON list of {"text": str, "microturn": int, "start_s": float, "end_s": float};
+  a word's time is the micro-turn whose text slots hold it (start_s = microturn * 0.2 s, end_s = start_s + 0.2 s,
+  seconds from the conversation start), the placement the layout uses for model words;
+- decisions.json: per micro-turn {"microturn", "start_s", "activity" (speech fraction 0..1 of the generated
+  frames, trainer/vocode.py), "speak" (bool: activity > 0)};
+- model.wav (generated dMel -> least-squares inverse mel + Griffin-Lim, 16 kHz mono PCM_16) and dialogue.wav
+  (stereo: left user, right model).
+
+And per conversation of a dataset, OUT/{conversation_key}.json, the response file `microturn eval proactive` reads
+(`--responses OUT`): {"conversation_id": str (the bundle id as given), "perspective": str, "words": [{"text": str,
+"start": float, "end": float}]}, the same words and times (seconds from the conversation start) as words.json. A
+conversation with several perspectives gets the file of the first perspective in name order (a dataset written
+with `model_speakers` in the bundle or `--perspectives first` has one). Full-Duplex-Bench clips get no such file.
+
+The measured wall time per micro-turn (model work only, no audio synthesis) is printed as median and p95: real
+time needs < 200 ms.
+
+Inputs: a dataset directory or URL (its manifest.json reads with schemas.tables.read_manifest), a directory of
+input bundles (run through the pipeline into a temporary dataset first), or a `microturn export fdbench` directory
+(clips.jsonl): then each clip's input.wav is the user side and the model's audio is written as
+OUT/<task path>/<clip>/output.wav, the file Full-Duplex-Bench scores.
 """
 
 from __future__ import annotations
@@ -41,15 +55,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 from schemas.layout import OUT_DMEL, OUT_TEXT, PATCH, SPEAK, TEXT_END, TEXT_PAD, microturn_slots, pack
-from schemas.units import (
-    DMEL_CHANNELS,
-    DMEL_LEVELS,
-    FRAMES_PER_MICROTURN,
-    MICROTURN_S,
-    SAMPLE_RATE_HZ,
-    SAMPLES_PER_MICROTURN,
-)
+from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 from trainer.config import TrainConfig
 from trainer.model import Model, rope
 
@@ -68,6 +76,9 @@ class Conversation:
     frames: np.ndarray | None = None
     frame_valid: np.ndarray | None = None
     fdbench_out: str | None = None  # relative folder of an exported clip
+    conversation_id: str | None = None  # the bundle id (dataset conversations only)
+    conversation_key: str | None = None  # its key-safe form, the name of the response file
+    perspective: str | None = None
 
     @property
     def microturns(self) -> int:
@@ -90,9 +101,19 @@ class Generated:
         for k, row in enumerate(self.text):
             data = bytes(int(t) for t in row if t < 256)
             for w in data.decode("utf-8", errors="replace").split():
-                out.append({"text": w, "microturn": k, "start_s": round(k * MICROTURN_S, 3),
-                            "end_s": round((k + 1) * MICROTURN_S, 3)})
+                out.append(
+                    {
+                        "text": w,
+                        "microturn": k,
+                        "start_s": round(k * MICROTURN_S, 3),
+                        "end_s": round((k + 1) * MICROTURN_S, 3),
+                    }
+                )
         return out
+
+    def timed_words(self) -> list[dict[str, Any]]:
+        """The words as `microturn eval proactive` reads them: {text, start, end} (seconds)."""
+        return [{"text": w["text"], "start": w["start_s"], "end": w["end_s"]} for w in self.words()]
 
 
 def sample_logits(logits: torch.Tensor, *, temperature: float, top_k: int, generator: torch.Generator) -> torch.Tensor:
@@ -144,8 +165,9 @@ class Streamer:
         return ang.cos().to(device), ang.sin().to(device)
 
     @torch.no_grad()
-    def feed(self, batch: dict[str, torch.Tensor], positions: torch.Tensor, microturns: torch.Tensor,
-             store: torch.Tensor) -> torch.Tensor:
+    def feed(
+        self, batch: dict[str, torch.Tensor], positions: torch.Tensor, microturns: torch.Tensor, store: torch.Tensor
+    ) -> torch.Tensor:
         """Run T new slots (a one-example batch as `Model.embed` reads it, in slot order) through the model.
 
         Args:
@@ -183,8 +205,14 @@ class Streamer:
         return model.norm(x)
 
 
-def _slot_batch(packed: Any, idx: np.ndarray, per: int, q: int, override_text: dict[int, int] | None = None,
-                override_dmel: dict[int, np.ndarray] | None = None) -> dict[str, torch.Tensor]:
+def _slot_batch(
+    packed: Any,
+    idx: np.ndarray,
+    per: int,
+    q: int,
+    override_text: dict[int, int] | None = None,
+    override_dmel: dict[int, np.ndarray] | None = None,
+) -> dict[str, torch.Tensor]:
     """The `Model.embed` inputs of packed slots `idx` (absolute indices), patches of the PATCH slots among them."""
     kind = packed.kind[idx]
     text = packed.text[idx].astype(np.int64)
@@ -194,8 +222,11 @@ def _slot_batch(packed: Any, idx: np.ndarray, per: int, q: int, override_text: d
             text[j] = override_text[int(i)]
         if override_dmel and int(i) in override_dmel:
             dmel[j] = override_dmel[int(i)]
-    patch_idx = [(int(i) // per) * q + int(np.sum(packed.kind[(int(i) // per) * per: int(i)] == PATCH))
-                 for i in idx if packed.kind[i] == PATCH]
+    patch_idx = [
+        (int(i) // per) * q + int(np.sum(packed.kind[(int(i) // per) * per : int(i)] == PATCH))
+        for i in idx
+        if packed.kind[i] == PATCH
+    ]
     patches = packed.patches[patch_idx] if patch_idx else np.zeros((0, 3, 40, 40), np.uint8)
     return {
         "kind": torch.from_numpy(kind.astype(np.int64))[None],
@@ -210,13 +241,22 @@ def _slot_batch(packed: Any, idx: np.ndarray, per: int, q: int, override_text: d
 
 def pack_conversation(conv: Conversation, cfg: TrainConfig) -> Any:
     """The whole conversation in the §6 layout (the output side as the data has it; `generate` replaces it)."""
-    return pack(conv.sample, cfg.data.layout, first=0, count=conv.microturns, frames=conv.frames,
-                frame_valid=conv.frame_valid)
+    return pack(
+        conv.sample, cfg.data.layout, first=0, count=conv.microturns, frames=conv.frames, frame_valid=conv.frame_valid
+    )
 
 
 @torch.no_grad()
-def generate(model: Model, conv: Conversation, *, temperature: float = 1.0, top_k: int = 0, seed: int = 0,
-             window: int | None = None, trace: bool = False) -> Generated:
+def generate(
+    model: Model,
+    conv: Conversation,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    seed: int = 0,
+    window: int | None = None,
+    trace: bool = False,
+) -> Generated:
     """Generate the model side of `conv` micro-turn by micro-turn (see the module docstring).
 
     Args:
@@ -243,8 +283,9 @@ def generate(model: Model, conv: Conversation, *, temperature: float = 1.0, top_
     traced: list[tuple[int, torch.Tensor]] = []
     pending: tuple[int, np.ndarray] | None = None  # last dMel frame of the previous micro-turn, fed with the next input
 
-    def run(idx: list[int], store: list[bool], text: dict[int, int] | None = None,
-            dmel: dict[int, np.ndarray] | None = None) -> torch.Tensor:
+    def run(
+        idx: list[int], store: list[bool], text: dict[int, int] | None = None, dmel: dict[int, np.ndarray] | None = None
+    ) -> torch.Tensor:
         a = np.asarray(idx, dtype=np.int64)
         batch = _slot_batch(packed, a, per, q, text, dmel)
         return streamer.feed(batch, torch.from_numpy(a), torch.from_numpy(a // per), torch.tensor(store))
@@ -265,8 +306,11 @@ def generate(model: Model, conv: Conversation, *, temperature: float = 1.0, top_
             logits = model.text_head.proj(h)
             if trace:
                 traced.append((slot, logits.float().cpu()))
-            tok = TEXT_END if j == s - 1 else int(sample_logits(logits, temperature=temperature, top_k=top_k,
-                                                                 generator=gen))
+            tok = (
+                TEXT_END
+                if j == s - 1
+                else int(sample_logits(logits, temperature=temperature, top_k=top_k, generator=gen))
+            )
             out_text[k, j] = tok
             if tok == TEXT_END:
                 last = base + text_at + s - 1
@@ -307,10 +351,14 @@ def full_sequence(model: Model, conv: Conversation, gen: Generated) -> dict[str,
     attendable = packed.attendable.reshape(k_total, per).copy()
     attendable[:, slots == OUT_TEXT] = gen.text != TEXT_PAD
     attendable[:, slots == OUT_DMEL] = True
-    packed = dataclasses.replace(packed, text=text.reshape(-1), dmel=dmel.reshape(-1, DMEL_CHANNELS),
-                                 attendable=attendable.reshape(-1),
-                                 target_text=(attendable & (slots == OUT_TEXT)[None]).reshape(-1),
-                                 target_dmel=(attendable & (slots == OUT_DMEL)[None]).reshape(-1))
+    packed = dataclasses.replace(
+        packed,
+        text=text.reshape(-1),
+        dmel=dmel.reshape(-1, DMEL_CHANNELS),
+        attendable=attendable.reshape(-1),
+        target_text=(attendable & (slots == OUT_TEXT)[None]).reshape(-1),
+        target_dmel=(attendable & (slots == OUT_DMEL)[None]).reshape(-1),
+    )
     return collate([packed])
 
 
@@ -329,7 +377,10 @@ def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, li
         groups[(meta["conversation_key"], meta["perspective"])].append(sample)
     out = []
     for (ckey, persp), samples in sorted(groups.items()):
-        out.append(join_windows(f"{ckey}_{persp}", samples))
+        conv = join_windows(f"{ckey}_{persp}", samples)
+        meta = conv.sample["meta.json"]
+        conv.conversation_id, conv.conversation_key, conv.perspective = meta["conversation_id"], ckey, persp
+        out.append(conv)
         if limit and len(out) >= limit:
             break
     return out
@@ -344,8 +395,14 @@ def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
     for s in samples:
         meta = s["meta.json"]
         n, first = meta["num_microturns"], meta["start_microturn"]
-        for member in ("input.dmel.npy", "output.dmel.npy", "others.dmel.npy", "activity.npy", "labels.npy",
-                       "floor.npy"):
+        for member in (
+            "input.dmel.npy",
+            "output.dmel.npy",
+            "others.dmel.npy",
+            "activity.npy",
+            "labels.npy",
+            "floor.npy",
+        ):
             if member in s:
                 parts[member].append(np.asarray(s[member])[:n])
         if "input.flac" in s:
@@ -364,9 +421,13 @@ def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
     sample["words.json"] = words
     sample["meta.json"] = samples[0]["meta.json"]
     pcm = np.concatenate(parts["input.flac"]) if parts.get("input.flac") else None
-    return Conversation(name=name, sample=sample, user_pcm=pcm,
-                        frames=np.concatenate(frames) if frames else None,
-                        frame_valid=np.concatenate(frame_valid) if frame_valid else None)
+    return Conversation(
+        name=name,
+        sample=sample,
+        user_pcm=pcm,
+        frames=np.concatenate(frames) if frames else None,
+        frame_valid=np.concatenate(frame_valid) if frame_valid else None,
+    )
 
 
 def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversation]:
@@ -394,20 +455,42 @@ def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversa
                 for part in json.load(f):
                     for item in part.get("item", []):
                         a, b = (float(x) for x in item["timestamp"])
-                        words.append({"text": item["text"], "stream": "input", "start_s": a, "end_s": b,
-                                      "microturn": min(int(b / MICROTURN_S), k - 1)})
+                        words.append(
+                            {
+                                "text": item["text"],
+                                "stream": "input",
+                                "start_s": a,
+                                "end_s": b,
+                                "microturn": min(int(b / MICROTURN_S), k - 1),
+                            }
+                        )
         rel = os.path.relpath(root, clips_dir)
-        sample = {"input.dmel.npy": codes, "output.dmel.npy": np.zeros_like(codes), "mask.npy": np.ones(k, np.uint8),
-                  "words.json": words}
+        sample = {
+            "input.dmel.npy": codes,
+            "output.dmel.npy": np.zeros_like(codes),
+            "mask.npy": np.ones(k, np.uint8),
+            "words.json": words,
+        }
         out.append(Conversation(name=rel.replace(os.sep, "__"), sample=sample, user_pcm=pcm, fdbench_out=rel))
         if limit and len(out) >= limit:
             break
     return out
 
 
+def is_dataset(path: str) -> bool:
+    """Whether `path` (a directory or URL) is a written dataset: its manifest reads."""
+    from schemas.tables import read_manifest
+
+    try:
+        read_manifest(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def load_inputs(path: str, *, limit: int = 0, keep: set[str] | None = None) -> list[Conversation]:
     """Conversations from a dataset, an fdbench export, or a bundles directory (run through the pipeline first)."""
-    if os.path.exists(os.path.join(path, "manifest.json")):
+    if is_dataset(path):
         return conversations_from_dataset(path, keep=keep, limit=limit)
     if os.path.exists(os.path.join(path, "clips.jsonl")):
         return conversations_from_clips(path, limit=limit)
@@ -433,7 +516,8 @@ def load_model(checkpoint_path: str, device: str = "cpu") -> Model:
 
 
 def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int = 0) -> dict[str, Any]:
-    """Write words.json, decisions.json, model.wav, dialogue.wav (or output.wav for an fdbench clip)."""
+    """Write words.json, decisions.json, model.wav, dialogue.wav (or output.wav for an fdbench clip), and for a
+    dataset conversation out_dir/{conversation_key}.json unless an earlier perspective wrote it (module docstring)."""
     import soundfile as sf
 
     from trainer.vocode import dmel_to_audio, frame_activity, stereo
@@ -452,11 +536,30 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     sf.write(os.path.join(folder, "dialogue.wav"), stereo(user_pcm, model_pcm), SAMPLE_RATE_HZ, subtype="PCM_16")
     with open(os.path.join(folder, "words.json"), "w", encoding="utf-8") as f:
         json.dump(gen.words(), f, indent=1, ensure_ascii=False)
-    decisions = [{"microturn": k, "start_s": round(k * MICROTURN_S, 3), "activity": round(float(a), 4),
-                  "speak": bool(a > 0)} for k, a in enumerate(act)]
+    decisions = [
+        {"microturn": k, "start_s": round(k * MICROTURN_S, 3), "activity": round(float(a), 4), "speak": bool(a > 0)}
+        for k, a in enumerate(act)
+    ]
     with open(os.path.join(folder, "decisions.json"), "w", encoding="utf-8") as f:
         json.dump(decisions, f, indent=1)
+    if conv.conversation_key is not None:
+        write_response_file(conv, gen, out_dir)
     return {"folder": folder, "words": len(gen.words()), "speak_share": float((act > 0).mean()) if len(act) else 0.0}
+
+
+def write_response_file(conv: Conversation, gen: Generated, out_dir: str) -> str | None:
+    """Write out_dir/{conversation_key}.json for `microturn eval proactive` (module docstring) unless it holds
+    another perspective of the conversation already; returns its path, or None when left as it was."""
+    path = os.path.join(out_dir, f"{conv.conversation_key}.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f).get("perspective")
+        if earlier is not None and earlier != conv.perspective and earlier < str(conv.perspective):
+            return None
+    obj = {"conversation_id": conv.conversation_id, "perspective": conv.perspective, "words": gen.timed_words()}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False)
+    return path
 
 
 def timing_summary(seconds: Sequence[float]) -> tuple[float, float]:
@@ -465,19 +568,28 @@ def timing_summary(seconds: Sequence[float]) -> tuple[float, float]:
     return (float(np.median(a)), float(np.percentile(a, 95))) if a.size else (math.nan, math.nan)
 
 
-def iter_generated(model: Model, convs: Sequence[Conversation], **kwargs: Any) -> Iterator[tuple[Conversation,
-                                                                                                 Generated]]:
+def iter_generated(
+    model: Model, convs: Sequence[Conversation], **kwargs: Any
+) -> Iterator[tuple[Conversation, Generated]]:
     for i, conv in enumerate(convs):
-        yield conv, generate(model, conv, seed=int(kwargs.get("seed", 0)) + i,
-                             **{k: v for k, v in kwargs.items() if k != "seed"})
+        yield (
+            conv,
+            generate(
+                model, conv, seed=int(kwargs.get("seed", 0)) + i, **{k: v for k, v in kwargs.items() if k != "seed"}
+            ),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microturn respond", description="Run a checkpoint micro-turn by micro-turn "
-                                "over conversations and write its words, speak/silent decisions and audio.")
+    p = argparse.ArgumentParser(
+        prog="microturn respond",
+        description="Run a checkpoint micro-turn by micro-turn "
+        "over conversations and write its words, speak/silent decisions and audio.",
+    )
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
-    p.add_argument("--input", required=True, help="dataset directory, bundles directory, or `microturn export "
-                                                  "fdbench` directory")
+    p.add_argument(
+        "--input", required=True, help="dataset directory, bundles directory, or `microturn export fdbench` directory"
+    )
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
     p.add_argument("--top_k", type=int, default=0, help="sample among the k most likely classes; 0 = all")
@@ -503,10 +615,14 @@ def respond_main(argv: Sequence[str]) -> int:
         info = write_outputs(conv, gen, args.out, seed=args.seed)
         all_seconds += gen.seconds
         med, p95 = timing_summary(gen.seconds)
-        print(f"{conv.name}: {conv.microturns} micro-turns, {info['words']} words, speaks in "
-              f"{info['speak_share']:.0%} of micro-turns, {med:.1f} ms median -> {info['folder']}")
+        print(
+            f"{conv.name}: {conv.microturns} micro-turns, {info['words']} words, speaks in "
+            f"{info['speak_share']:.0%} of micro-turns, {med:.1f} ms median -> {info['folder']}"
+        )
     med, p95 = timing_summary(all_seconds)
     verdict = "real time" if p95 < 200 else "NOT real time"
-    print(f"wall time per micro-turn on {args.device} ({torch.get_num_threads()} threads): median {med:.1f} ms, "
-          f"p95 {p95:.1f} ms over {len(all_seconds)} micro-turns ({verdict}: a micro-turn is 200 ms)")
+    print(
+        f"wall time per micro-turn on {args.device} ({torch.get_num_threads()} threads): median {med:.1f} ms, "
+        f"p95 {p95:.1f} ms over {len(all_seconds)} micro-turns ({verdict}: a micro-turn is 200 ms)"
+    )
     return 0

@@ -1,6 +1,6 @@
 """Train the interaction model on micro-turn shards.
 
-    python -m trainer.train --data demo-out/dataset --out runs/tiny
+    microturn train --data demo-out/dataset --out runs/tiny
     torchrun --standalone --nproc_per_node 2 -m trainer.train --data demo-out/dataset --out runs/tiny-dp --device cpu
 
 One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over its targets divided by the number of
@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,16 +75,26 @@ def flow_generator(seed: int, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) % (2**63))
 
 
-def step_losses(model: Model, batches: list[dict[str, torch.Tensor]], cfg: TrainConfig, step: int,
-                device: torch.device, *, backward: bool) -> dict[str, Any]:
+def step_losses(
+    model: Model,
+    batches: list[dict[str, torch.Tensor]],
+    cfg: TrainConfig,
+    step: int,
+    device: torch.device,
+    *,
+    backward: bool,
+) -> dict[str, Any]:
     """Forward (and backward) over this rank's micro-batches of one step; losses normalised by the target counts of
     the step over all ranks. The returned losses and router statistics are those of the whole step (all ranks)."""
     world = parallel.current()
-    n_text, n_dmel, n_active_total = parallel.all_reduce_ints([
-        sum(int(b["target_text"][:, 1:].sum()) for b in batches),
-        sum(int(b["target_dmel"][:, 1:].sum()) for b in batches),
-        sum(int(active_slots(b).sum()) for b in batches),
-    ], device)
+    n_text, n_dmel, n_active_total = parallel.all_reduce_ints(
+        [
+            sum(int(b["target_text"][:, 1:].sum()) for b in batches),
+            sum(int(b["target_dmel"][:, 1:].sum()) for b in batches),
+            sum(int(active_slots(b).sum()) for b in batches),
+        ],
+        device,
+    )
     sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
     load = None
     lc = cfg.loss
@@ -108,8 +117,13 @@ def step_losses(model: Model, batches: list[dict[str, torch.Tensor]], cfg: Train
         flat = parallel.all_reduce_floats([sums[k] for k in keys] + load.flatten().tolist(), device)
         sums.update(zip(keys, flat[: len(keys)], strict=True))
         load = torch.tensor(flat[len(keys) :], dtype=load.dtype).view(load.shape)
-    sums["loss"] = sums["text"] + sums["dmel"] + lc.flow_weight * sums["flow"] + lc.aux_weight * sums["aux"] + \
-        lc.z_weight * sums["z"]
+    sums["loss"] = (
+        sums["text"]
+        + sums["dmel"]
+        + lc.flow_weight * sums["flow"]
+        + lc.aux_weight * sums["aux"]
+        + lc.z_weight * sums["z"]
+    )
     sums.update(n_text=n_text, n_dmel=n_dmel, n_active=n_active_total, load=load)
     return sums
 
@@ -124,8 +138,7 @@ def draw_batches(loader: Loader, count: int, device: torch.device) -> list[dict[
         (ranks_with_data,) = parallel.all_reduce_ints([batch is not None], device)
         if ranks_with_data == 0:
             if fresh_epoch:
-                raise ValueError(f"an epoch of {loader.urls[0]}... gave no batch: the shards hold no real "
-                                 "micro-turns")
+                raise ValueError(f"an epoch of {loader.urls[0]}... gave no batch: the shards hold no real micro-turns")
             loader.next_epoch()
             fresh_epoch = True
             continue
@@ -134,8 +147,15 @@ def draw_batches(loader: Loader, count: int, device: torch.device) -> list[dict[
     return batches
 
 
-def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto", stop_at: int | None = None,
-          progress: bool = True) -> list[dict[str, Any]]:
+def train(
+    cfg: TrainConfig,
+    data_dir: str,
+    out_dir: str,
+    *,
+    device: str = "auto",
+    stop_at: int | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
     written by this call (on rank 0; other ranks return an empty list). Runs data-parallel when a process group is
     initialised (see trainer/parallel.py)."""
@@ -157,12 +177,15 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
         saved = TrainConfig.from_dict(state["config"])
         free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
         if dataclasses.replace(saved, **free) != cfg:
-            raise ValueError(f"{ckpt_path} was written with another config ({saved}); resume with the same flags "
-                             "or use a new --out")
+            raise ValueError(
+                f"{ckpt_path} was written with another config ({saved}); resume with the same flags or use a new --out"
+            )
         loaders = state["loaders"]
         if len(loaders) != world.world_size:
-            raise ValueError(f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
-                             f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)")
+            raise ValueError(
+                f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
+                f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -175,8 +198,13 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
     records: list[dict[str, Any]] = []
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("model: %.2fM parameters, device %s, moe_impl %s, %d rank(s)", n_params / 1e6, dev, cfg.moe_impl,
-                world.world_size)
+    logger.info(
+        "model: %.2fM parameters, device %s, moe_impl %s, %d rank(s)",
+        n_params / 1e6,
+        dev,
+        cfg.moe_impl,
+        world.world_size,
+    )
     bar = tqdm(total=end, initial=step, disable=not (progress and world.is_main), unit="step", dynamic_ncols=True)
     t_last, slots_since = time.perf_counter(), 0
     while step < end:
@@ -198,10 +226,21 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
                 torch.cuda.synchronize()
             now = time.perf_counter()
             record = {
-                "step": step, "epoch": loader.epoch, "lr": lr, "loss": s["loss"], "text": s["text"],
-                "dmel": s["dmel"], "flow": s["flow"], "aux": s["aux"], "z": s["z"], "grad_norm": grad_norm,
-                "router_entropy": s["entropy"], "expert_load": [[round(float(v), 5) for v in row] for row in s["load"]],
-                "targets_text": s["n_text"], "targets_dmel": s["n_dmel"], "active_tokens": s["n_active"],
+                "step": step,
+                "epoch": loader.epoch,
+                "lr": lr,
+                "loss": s["loss"],
+                "text": s["text"],
+                "dmel": s["dmel"],
+                "flow": s["flow"],
+                "aux": s["aux"],
+                "z": s["z"],
+                "grad_norm": grad_norm,
+                "router_entropy": s["entropy"],
+                "expert_load": [[round(float(v), 5) for v in row] for row in s["load"]],
+                "targets_text": s["n_text"],
+                "targets_dmel": s["n_dmel"],
+                "active_tokens": s["n_active"],
                 "tokens_per_s": slots_since / (now - t_last),
             }
             if world.is_main:
@@ -213,14 +252,24 @@ def train(cfg: TrainConfig, data_dir: str, out_dir: str, *, device: str = "auto"
             loaders = parallel.all_gather_objects(loader.state_dict())
             digests = parallel.all_gather_objects(parallel.parameter_digest(model)) if world.distributed else []
             if len(set(digests)) > 1:
-                raise RuntimeError(f"step {step}: the ranks' parameters differ (digests {digests}); data-parallel "
-                                   "replicas must stay identical")
+                raise RuntimeError(
+                    f"step {step}: the ranks' parameters differ (digests {digests}); data-parallel "
+                    "replicas must stay identical"
+                )
             if world.is_main:
-                checkpoint.save(ckpt_path, {
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "config": cfg.to_dict(), "loaders": loaders, "rng": checkpoint.rng_state(),
-                    "rank_digests": digests,
-                })
+                checkpoint.save(
+                    ckpt_path,
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "step": step,
+                        "config": cfg.to_dict(),
+                        "loaders": loaders,
+                        "rng": checkpoint.rng_state(),
+                        "rank_digests": digests,
+                    },
+                )
             parallel.barrier()
     bar.close()
     return records
@@ -240,17 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt and metrics.jsonl; resumes if present")
     p.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset (default: tiny)")
     p.add_argument("--steps", type=int, help="optimiser steps, the length of the LR schedule (default: preset's)")
-    p.add_argument("--stop-at", type=int, help="stop after this optimiser step (checkpoint kept, schedule unchanged)")
-    p.add_argument("--moe-impl", choices=sorted(MOE_IMPLS), help="MoE expert implementation (default: grouped)")
+    p.add_argument("--stop_at", type=int, help="stop after this optimiser step (checkpoint kept, schedule unchanged)")
+    p.add_argument("--moe_impl", choices=sorted(MOE_IMPLS), help="MoE expert implementation (default: grouped)")
     p.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default: 0)")
-    p.add_argument("--batch-size", type=int, help="examples per micro-batch (default: preset's)")
-    p.add_argument("--grad-accum", type=int, help="micro-batches per optimiser step (default: preset's)")
+    p.add_argument("--batch_size", type=int, help="examples per micro-batch (default: preset's)")
+    p.add_argument("--grad_accum", type=int, help="micro-batches per optimiser step (default: preset's)")
     p.add_argument("--lr", type=float, help="peak learning rate, per step (default: preset's)")
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: preset's)")
-    p.add_argument("--log-interval", type=int, help="optimiser steps between metric lines (default: preset's)")
-    p.add_argument("--checkpoint-interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
+    p.add_argument("--num_workers", type=int, help="DataLoader worker processes (default: preset's)")
+    p.add_argument("--log_interval", type=int, help="optimiser steps between metric lines (default: preset's)")
+    p.add_argument("--checkpoint_interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
+    for flag in (
+        "--stop-at",
+        "--batch-size",
+        "--grad-accum",
+        "--num-workers",
+        "--log-interval",
+        "--checkpoint-interval",
+    ):
+        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int, **old)
+    p.add_argument("--moe-impl", dest="moe_impl", choices=sorted(MOE_IMPLS), **old)
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", **old)
     return p
 
 
@@ -260,12 +321,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
     data = {k: getattr(args, k) for k in ("batch_size", "num_workers") if getattr(args, k) is not None}
     optim = {k: getattr(args, k) for k in ("grad_accum", "lr") if getattr(args, k) is not None}
-    for name, value in (("steps", cfg.steps), ("batch_size", data.get("batch_size", 1)),
-                        ("grad_accum", optim.get("grad_accum", 1))):
+    for name, value in (
+        ("steps", cfg.steps),
+        ("batch_size", data.get("batch_size", 1)),
+        ("grad_accum", optim.get("grad_accum", 1)),
+    ):
         if value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data),
-                               optim=dataclasses.replace(cfg.optim, **optim))
+            raise ValueError(f"--{name} must be >= 1, got {value}")
+    return dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, **data), optim=dataclasses.replace(cfg.optim, **optim)
+    )
 
 
 def train_main(argv: list[str]) -> int:
@@ -273,21 +338,17 @@ def train_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     started = parallel.init_from_env(args.device)
-    world = parallel.current()
-    level = logging.INFO if world.is_main else logging.WARNING
-    logging.basicConfig(level=level, format=f"%(asctime)s [rank {world.rank}] %(name)s %(message)s")
     try:
-        records = train(cfg, args.data, args.out, device=args.device, stop_at=args.stop_at,
-                        progress=not args.no_progress)
+        records = train(
+            cfg, args.data, args.out, device=args.device, stop_at=args.stop_at, progress=not args.no_progress
+        )
     finally:
         if started:
             parallel.shutdown()
     if records:
         last = records[-1]
-        print(f"step {last['step']}: loss {last['loss']:.4f} (text {last['text']:.4f}, dmel {last['dmel']:.4f}, "
-              f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}")
+        print(
+            f"step {last['step']}: loss {last['loss']:.4f} (text {last['text']:.4f}, dmel {last['dmel']:.4f}, "
+            f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}"
+        )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(train_main(sys.argv[1:]))

@@ -9,9 +9,9 @@ words, so a 12.5 ms frame counts as speech when its mean log10 mel level over th
 stop inside a word). Calibration on the espeak demo dataset: silent micro-turns of the model stream peak at a mean
 level of -7.0 .. -6.4 (99th percentile about -3), speaking ones at -2.5 .. -1.5; the threshold sits between.
 
-Audio: codes -> log10 mel levels (the pipeline's 16 dequantisation levels) -> mel magnitude -> linear magnitude with
-torchaudio's `InverseMelScale` (least squares on the pipeline's filterbank: 1024-point FFT, 80 Slaney mels,
-80-7600 Hz) -> waveform with `GriffinLim` (hop 200, window 800), 16 kHz.
+Audio: codes -> log10 mel levels (the pipeline's 16 dequantisation levels) -> mel magnitude -> linear magnitude by
+least squares on the pipeline's filterbank (`schemas.dmel.mel_filterbank`: 1024-point FFT, 80 Slaney mels,
+80-7600 Hz; what torchaudio's `InverseMelScale` does) -> waveform with `GriffinLim` (hop 200, window 800), 16 kHz.
 """
 
 from __future__ import annotations
@@ -19,8 +19,16 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.grid import Interval, activity, merge
-from schemas.layout import dequantise_dmel
-from schemas.units import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from schemas.dmel import (
+    DMEL_CHANNELS,
+    FRAMES_PER_MICROTURN,
+    HOP_SAMPLES,
+    N_FFT,
+    WIN_SAMPLES,
+    dequantise_dmel,
+    mel_filterbank,
+)
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
 SPEECH_LEVEL_LOG10 = -4.5
 """A frame is speech when its mean log10 mel level (80 channels) is above this (silence: -7 .. -6.4)."""
@@ -28,16 +36,16 @@ JOIN_GAP_S = 0.15
 """Speech frames separated by less than this (seconds) belong to one interval."""
 GRIFFIN_LIM_ITERS = 32
 
-_N_FFT, _WIN = 1024, 800
-
 
 def speech_intervals(codes_KFC: np.ndarray) -> list[Interval]:
     """Speech intervals (16 kHz samples) of dMel codes (K, 16, 80): frame f covers samples [200 f, 200 (f + 1))."""
     levels = dequantise_dmel(np.asarray(codes_KFC)).reshape(-1, DMEL_CHANNELS).mean(-1)
     voiced = levels > SPEECH_LEVEL_LOG10
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
-    runs = [Interval(start=int(a) * HOP_SAMPLES, end=int(b) * HOP_SAMPLES)
-            for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    runs = [
+        Interval(start=int(a) * HOP_SAMPLES, end=int(b) * HOP_SAMPLES)
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
     return merge(runs, max_gap=int(JOIN_GAP_S * SAMPLE_RATE_HZ))
 
 
@@ -48,7 +56,7 @@ def frame_activity(codes_KFC: np.ndarray) -> np.ndarray:
 
 
 def dmel_to_audio(codes_KFC: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0) -> np.ndarray:
-    """dMel codes (K, 16, 80) -> (K * 3200,) float32 16 kHz PCM in [-1, 1] (InverseMelScale + GriffinLim).
+    """dMel codes (K, 16, 80) -> (K * 3200,) float32 16 kHz PCM in [-1, 1] (inverse mel + GriffinLim).
 
     Frames whose codes are all 0 (digital silence) come out as silence. `seed` fixes Griffin-Lim's random phase."""
     import torch
@@ -59,14 +67,19 @@ def dmel_to_audio(codes_KFC: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, see
     if k == 0:
         return np.zeros(0, np.float32)
     mel = 10.0 ** torch.from_numpy(dequantise_dmel(codes_KFC).reshape(-1, DMEL_CHANNELS).T.copy())  # (80, frames)
-    inverse = torchaudio.transforms.InverseMelScale(n_stft=_N_FFT // 2 + 1, n_mels=DMEL_CHANNELS,
-                                                    sample_rate=SAMPLE_RATE_HZ, f_min=80.0, f_max=7600.0,
-                                                    norm="slaney", mel_scale="slaney")
-    griffin = torchaudio.transforms.GriffinLim(n_fft=_N_FFT, n_iter=n_iter, win_length=_WIN, hop_length=HOP_SAMPLES,
-                                               power=1.0, rand_init=True, length=k * SAMPLES_PER_MICROTURN)
+    fb = mel_filterbank()  # (513, 80)
+    griffin = torchaudio.transforms.GriffinLim(
+        n_fft=N_FFT,
+        n_iter=n_iter,
+        win_length=WIN_SAMPLES,
+        hop_length=HOP_SAMPLES,
+        power=1.0,
+        rand_init=True,
+        length=k * SAMPLES_PER_MICROTURN,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        linear = inverse(mel.float())  # (513, frames)
+        linear = torch.relu(torch.linalg.lstsq(fb.T[None], mel.float()[None], driver="gels").solution[0])  # (513, F)
         linear = torch.cat([linear, linear[:, -1:]], dim=1)  # centred STFT: length / hop + 1 frames
         pcm = griffin(linear).numpy().astype(np.float32)
     quiet = np.repeat(codes_KFC.reshape(-1, DMEL_CHANNELS).max(-1) == 0, HOP_SAMPLES)[: len(pcm)]

@@ -41,8 +41,24 @@ from pipeline.aligners.text import (
 )
 
 __all__ = [
-    "BACKENDS", "NO_ALIGNER", "TWO_LETTER_WORDS", "AlignerBackend", "AlignerConfig", "AlignerError", "StreamWord",
-    "add_aligner_args", "aligner_config", "check_config", "interpolate", "is_partial_word", "load_backend",
-    "match_known_words", "refine_boundaries", "snap_to_speech_runs", "speech_runs", "spoken_form", "tokenize",
+    "BACKENDS",
+    "NO_ALIGNER",
+    "TWO_LETTER_WORDS",
+    "AlignerBackend",
+    "AlignerConfig",
+    "AlignerError",
+    "StreamWord",
+    "add_aligner_args",
+    "aligner_config",
+    "check_config",
+    "interpolate",
+    "is_partial_word",
+    "load_backend",
+    "match_known_words",
+    "refine_boundaries",
+    "snap_to_speech_runs",
+    "speech_runs",
+    "spoken_form",
+    "tokenize",
     "word_error_counts",
 ]

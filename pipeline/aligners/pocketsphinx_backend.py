@@ -35,9 +35,32 @@ BEAMS = (1e-80, 1e-120)
 """Search beams tried in turn. The default 1e-48 loses the path on long streams with long silences (measured on the
 demo speech: speaker B's 34 s track failed at 1e-60 and aligned at 1e-100); wider is slower."""
 _LETTER_PHONES = {
-    "a": "AE", "b": "B", "c": "K", "d": "D", "e": "EH", "f": "F", "g": "G", "h": "HH", "i": "IH", "j": "JH",
-    "k": "K", "l": "L", "m": "M", "n": "N", "o": "AA", "p": "P", "q": "K", "r": "R", "s": "S", "t": "T", "u": "AH",
-    "v": "V", "w": "W", "x": "K S", "y": "Y", "z": "Z",
+    "a": "AE",
+    "b": "B",
+    "c": "K",
+    "d": "D",
+    "e": "EH",
+    "f": "F",
+    "g": "G",
+    "h": "HH",
+    "i": "IH",
+    "j": "JH",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "o": "AA",
+    "p": "P",
+    "q": "K",
+    "r": "R",
+    "s": "S",
+    "t": "T",
+    "u": "AH",
+    "v": "V",
+    "w": "W",
+    "x": "K S",
+    "y": "Y",
+    "z": "Z",
 }
 
 
@@ -72,7 +95,7 @@ def compact_silences(pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             while j < n and silent[j]:
                 j += 1
             if j - i > limit:
-                keep[i + limit // 2: j - limit // 2] = False
+                keep[i + limit // 2 : j - limit // 2] = False
             i = j
         else:
             i += 1
@@ -110,8 +133,12 @@ class PocketsphinxBackend:
         dic = config.pocketsphinx_dict or os.path.join(base, "en-us", "cmudict-en-us.dict")
         self.model = "pocketsphinx:" + (config.pocketsphinx_model or "en-us (wheel)")
         self._hmm, self._dict = hmm, dic
-        self._decoders = {beam: pocketsphinx.Decoder(hmm=hmm, dict=dic, lm=None, loglevel="FATAL", dither=True,
-                                                     seed=1, beam=beam, wbeam=beam, pbeam=beam) for beam in BEAMS}
+        self._decoders = {
+            beam: pocketsphinx.Decoder(
+                hmm=hmm, dict=dic, lm=None, loglevel="FATAL", dither=True, seed=1, beam=beam, wbeam=beam, pbeam=beam
+            )
+            for beam in BEAMS
+        }
         self._transcriber = None
         if config.whisper_model:
             from pipeline.aligners.faster_whisper_backend import FasterWhisperBackend
@@ -120,11 +147,15 @@ class PocketsphinxBackend:
 
     def transcribe(self, pcm: np.ndarray) -> list[StreamWord]:
         if self._transcriber is None:
-            raise AlignerError("the stream has no text and --aligner pocketsphinx only times known text: set "
-                               "--whisper_model to transcribe it first")
+            raise AlignerError(
+                "the stream has no text and --aligner pocketsphinx only times known text: set "
+                "--whisper_model to transcribe it first"
+            )
         heard = self._transcriber.transcribe(pcm)
-        return [StreamWord(text=h.text, start_s=w.start_s, end_s=w.end_s, score=w.score, aligned=w.aligned)
-                for h, w in zip(heard, self.align(pcm, [h.text for h in heard]), strict=True)]
+        return [
+            StreamWord(text=h.text, start_s=w.start_s, end_s=w.end_s, score=w.score, aligned=w.aligned)
+            for h, w in zip(heard, self.align(pcm, [h.text for h in heard]), strict=True)
+        ]
 
     def _pronunciation(self, decoder, form: str) -> str:
         found = decoder.lookup_word(form)
@@ -193,11 +224,12 @@ class PocketsphinxBackend:
         decoder = self._decoders[BEAMS[0]]
         phones = [len(decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
         times: list[tuple[float, float, float | None] | None] = [
-            (first[i].start_s, first[i].end_s, first[i].score) if first[i].aligned else None for i in keep]
+            (first[i].start_s, first[i].end_s, first[i].score) if first[i].aligned else None for i in keep
+        ]
         regions = chunks.speech_regions(pcm)
         by_region = self._share(pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True)
         for r, ks in by_region.items():
-            runs = chunks.runs_in(pcm, regions[r:r + 1])[0]
+            runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
             if len(runs) > 1 and len(ks) > 1:
                 self._share(pcm, runs, ks, names, phones, times, only_changed=True)
         out = list(first)
@@ -207,8 +239,17 @@ class PocketsphinxBackend:
                 out[i] = StreamWord(text=words[i], start_s=t[0], end_s=t[1], score=t[2])
         return out
 
-    def _share(self, pcm: np.ndarray, regions: Sequence[tuple[int, int]], ks: Sequence[int], names: Sequence[str],
-               phones: Sequence[int], times: list, *, only_changed: bool = False) -> dict[int, list[int]]:
+    def _share(
+        self,
+        pcm: np.ndarray,
+        regions: Sequence[tuple[int, int]],
+        ks: Sequence[int],
+        names: Sequence[str],
+        phones: Sequence[int],
+        times: list,
+        *,
+        only_changed: bool = False,
+    ) -> dict[int, list[int]]:
         """Share words `ks` (indices into `names`) over `regions` (`chunks.assign_words`, anchored to `times`) and
         align each region's words on its padded audio, updating `times` (start_s, end_s, score) in place where
         all of a region's words align; where they do not, a short region's words are spread over it by phone count
@@ -226,8 +267,9 @@ class PocketsphinxBackend:
         rate = sum(durations[r] for r in used) / max(sum(phones[k] for k in ks), 1) if used else chunks.PHONE_S
         runs = chunks.runs_in(pcm, regions)
         try:
-            region_of = chunks.assign_words(durations, [phones[k] * rate for k in ks], anchors, runs,
-                                            chunks.loudness(pcm, regions))
+            region_of = chunks.assign_words(
+                durations, [phones[k] * rate for k in ks], anchors, runs, chunks.loudness(pcm, regions)
+            )
         except ValueError as e:
             logger.info("per-region alignment skipped: %s", e)
             return {}
@@ -244,12 +286,20 @@ class PocketsphinxBackend:
             timed = self._align_region(pcm, windows[r], [names[k] for k in group])
             too_long = (regions[r][1] - regions[r][0]) / SAMPLE_RATE_HZ > chunks.SPREAD_MAX_S_PER_WORD * len(group)
             if timed is None and too_long:
-                logger.debug("region %.2f-%.2f s: its %d words did not all align; kept the times of the level above",
-                             regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ, len(group))
+                logger.debug(
+                    "region %.2f-%.2f s: its %d words did not all align; kept the times of the level above",
+                    regions[r][0] / SAMPLE_RATE_HZ,
+                    regions[r][1] / SAMPLE_RATE_HZ,
+                    len(group),
+                )
                 continue
             if timed is None:  # the region is theirs but the aligner cannot say where: shared by expected duration
-                logger.debug("region %.2f-%.2f s: its %d words did not all align; spread by their phone counts",
-                             regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ, len(group))
+                logger.debug(
+                    "region %.2f-%.2f s: its %d words did not all align; spread by their phone counts",
+                    regions[r][0] / SAMPLE_RATE_HZ,
+                    regions[r][1] / SAMPLE_RATE_HZ,
+                    len(group),
+                )
                 edges = np.cumsum([0.0] + [float(phones[k]) for k in group])
                 a, b = regions[r][0] / SAMPLE_RATE_HZ, regions[r][1] / SAMPLE_RATE_HZ
                 for n, k in enumerate(group):
@@ -264,7 +314,7 @@ class PocketsphinxBackend:
         """Word segments of `names` on `pcm[window]` (frames from the 10 ms frame that holds window[0]), or None
         when not every word aligns."""
         lo, hi = window
-        raw = _to_int16(pcm[lo - lo % 160:hi]).tobytes()
+        raw = _to_int16(pcm[lo - lo % 160 : hi]).tobytes()
         for decoder in self._decoders.values():
             timed = self._align_once(decoder, raw, names)
             if timed is not None and len(timed) == len(names):
@@ -287,7 +337,7 @@ class PocketsphinxBackend:
                 break
             timed = None
             for beam, decoder in self._decoders.items():
-                timed = self._align_once(decoder, samples[offset * 160:].tobytes(), names[done:])
+                timed = self._align_once(decoder, samples[offset * 160 :].tobytes(), names[done:])
                 if timed:
                     break
                 logger.info("pocketsphinx lost the alignment path at beam %g; retrying wider", beam)
@@ -299,13 +349,17 @@ class PocketsphinxBackend:
                 i = keep[done]
                 first = min(offset + seg.start_frame, len(frame_of) - 1)
                 last = min(offset + seg.end_frame, len(frame_of) - 1)
-                cut = np.flatnonzero(np.diff(frame_of[first:last + 1]) > 1)
+                cut = np.flatnonzero(np.diff(frame_of[first : last + 1]) > 1)
                 if cut.size:  # the word spans a shortened silence: keep its longest piece of sound
                     bounds = [first, *(first + cut + 1).tolist(), last + 1]
                     first, stop = max(zip(bounds, bounds[1:], strict=False), key=lambda ab: ab[1] - ab[0])
                     last = stop - 1
-                out[i] = StreamWord(text=words[i], start_s=frame_of[first] * FRAME_S,
-                                    end_s=(frame_of[last] + 1) * FRAME_S, score=_score(seg))
+                out[i] = StreamWord(
+                    text=words[i],
+                    start_s=frame_of[first] * FRAME_S,
+                    end_s=(frame_of[last] + 1) * FRAME_S,
+                    score=_score(seg),
+                )
                 done += 1
             offset += timed[-1].end_frame + 1
         if skipped:

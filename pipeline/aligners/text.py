@@ -34,7 +34,8 @@ def spoken_form(token: str) -> str:
 _VOWELS = set("aeiou")
 TWO_LETTER_WORDS = frozenset(
     "ah am an as at aw ax ay be by do eh go ha he hi hm ho if in is it la ma me mm my no of oh ok on or ow oy pa "
-    "so to uh um up us we ya ye yo".split())
+    "so to uh um up us we ya ye yo".split()
+)
 """Two-letter words said in their own right: never taken for a cut-off start of the next word ("so some")."""
 
 
@@ -48,8 +49,13 @@ def is_partial_word(form: str, next_form: str) -> bool:
         return False
     if len(form) == 1 and form not in _VOWELS:
         return True
-    return (len(form) == 2 and form not in TWO_LETTER_WORDS and next_form.startswith(form) and len(next_form) > 2
-            and next_form[len(form)].isalpha())
+    return (
+        len(form) == 2
+        and form not in TWO_LETTER_WORDS
+        and next_form.startswith(form)
+        and len(next_form) > 2
+        and next_form[len(form)].isalpha()
+    )
 
 
 def word_error_counts(ref: Sequence[str], hyp: Sequence[str]) -> tuple[int, list[tuple[int, int]]]:

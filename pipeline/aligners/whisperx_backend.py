@@ -61,25 +61,37 @@ class WhisperXBackend:
         self.config = config
         self._whisperx = whisperx
         self._align_model, self._metadata = whisperx.load_align_model(
-            config.language, config.device, model_name=config.align_model, model_cache_only=True)
+            config.language, config.device, model_name=config.align_model, model_cache_only=True
+        )
         self.model = f"whisperx:{model_label(config.align_model)}"
         self._asr = None
         if config.whisper_model:
-            self._asr = whisperx.load_model(config.whisper_model, config.device, compute_type=config.compute_type,
-                                            language=config.language, vad_method="pyannote", local_files_only=True)
+            self._asr = whisperx.load_model(
+                config.whisper_model,
+                config.device,
+                compute_type=config.compute_type,
+                language=config.language,
+                vad_method="pyannote",
+                local_files_only=True,
+            )
             self.model = f"whisperx:{model_label(config.whisper_model)}+{model_label(config.align_model)}"
 
     def _align_segments(self, pcm: np.ndarray, segments: list[dict]) -> list[dict]:
-        result = self._whisperx.align(segments, self._align_model, self._metadata,
-                                      np.ascontiguousarray(pcm, dtype=np.float32), self.config.device)
+        result = self._whisperx.align(
+            segments, self._align_model, self._metadata, np.ascontiguousarray(pcm, dtype=np.float32), self.config.device
+        )
         return [w for seg in result["segments"] for w in seg.get("words", [])]
 
     def transcribe(self, pcm: np.ndarray) -> list[StreamWord]:
         if self._asr is None:
-            raise AlignerError("the stream has no text and --aligner whisperx was given no --whisper_model to "
-                               "transcribe it")
-        result = self._asr.transcribe(np.ascontiguousarray(pcm, dtype=np.float32),
-                                      batch_size=self.config.batch_size, language=self.config.language)
+            raise AlignerError(
+                "the stream has no text and --aligner whisperx was given no --whisper_model to transcribe it"
+            )
+        result = self._asr.transcribe(
+            np.ascontiguousarray(pcm, dtype=np.float32),
+            batch_size=self.config.batch_size,
+            language=self.config.language,
+        )
         segments = [s for s in result["segments"] if s["text"].strip()]
         if not segments:
             return []
@@ -104,8 +116,14 @@ class WhisperXBackend:
         for text, w in zip(words, aligned, strict=True):
             if "start" in w and "end" in w and w["start"] is not None:
                 start = min(max(float(w["start"]), 0.0), duration_s)
-                out.append(StreamWord(text=text, start_s=start, end_s=min(max(float(w["end"]), start), duration_s),
-                                      score=None if w.get("score") is None else round(float(w["score"]), 4)))
+                out.append(
+                    StreamWord(
+                        text=text,
+                        start_s=start,
+                        end_s=min(max(float(w["end"]), start), duration_s),
+                        score=None if w.get("score") is None else round(float(w["score"]), 4),
+                    )
+                )
             else:
                 out.append(StreamWord(text=text, start_s=0.0, end_s=0.0, aligned=False))
         return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,11 +60,18 @@ class AlignReport:
             return round(float(np.percentile(x, q)), 1) if x.size else float("nan")
 
         return {
-            "mode": self.mode, "backend": self.backend, "model": self.model, "conversations": self.conversations,
-            "ref_words": self.ref_words, "matched_words": self.matched_words,
-            "unaligned_words": self.unaligned_words, "wer": round(self.wer, 4),
-            "start_median_ms": pct(self.start_error_ms, 50), "start_p95_ms": pct(self.start_error_ms, 95),
-            "end_median_ms": pct(self.end_error_ms, 50), "end_p95_ms": pct(self.end_error_ms, 95),
+            "mode": self.mode,
+            "backend": self.backend,
+            "model": self.model,
+            "conversations": self.conversations,
+            "ref_words": self.ref_words,
+            "matched_words": self.matched_words,
+            "unaligned_words": self.unaligned_words,
+            "wer": round(self.wer, 4),
+            "start_median_ms": pct(self.start_error_ms, 50),
+            "start_p95_ms": pct(self.start_error_ms, 95),
+            "end_median_ms": pct(self.end_error_ms, 50),
+            "end_p95_ms": pct(self.end_error_ms, 95),
             "same_microturn": round(self.same_microturn, 4),
             "within_one_microturn": round(self.within_one_microturn, 4),
             "audio_s_per_wall_s": round(self.audio_s / self.align_wall_s, 2) if self.align_wall_s else float("nan"),
@@ -73,17 +79,20 @@ class AlignReport:
 
     def render(self) -> str:
         f = self.figures()
-        return "\n".join([
-            f"eval-align  mode={f['mode']}  backend={f['backend']}  model={f['model']}",
-            f"  conversations {f['conversations']}, reference words {f['ref_words']}, matched {f['matched_words']}, "
-            f"interpolated {f['unaligned_words']}",
-            f"  WER                       {100 * f['wer']:.1f} %",
-            f"  start error median / p95  {f['start_median_ms']} / {f['start_p95_ms']} ms",
-            f"  end error   median / p95  {f['end_median_ms']} / {f['end_p95_ms']} ms",
-            f"  words in the correct micro-turn  {100 * f['same_microturn']:.1f} %  "
-            f"(within one: {100 * f['within_one_microturn']:.1f} %)",
-            f"  align throughput          {f['audio_s_per_wall_s']} audio s per wall s (CPU)",
-        ])
+        return "\n".join(
+            [
+                f"eval-align  mode={f['mode']}  backend={f['backend']}  model={f['model']}",
+                f"  conversations {f['conversations']}, reference words {f['ref_words']}, "
+                f"matched {f['matched_words']}, "
+                f"interpolated {f['unaligned_words']}",
+                f"  WER                       {100 * f['wer']:.1f} %",
+                f"  start error median / p95  {f['start_median_ms']} / {f['start_p95_ms']} ms",
+                f"  end error   median / p95  {f['end_median_ms']} / {f['end_p95_ms']} ms",
+                f"  words in the correct micro-turn  {100 * f['same_microturn']:.1f} %  "
+                f"(within one: {100 * f['within_one_microturn']:.1f} %)",
+                f"  align throughput          {f['audio_s_per_wall_s']} audio s per wall s (CPU)",
+            ]
+        )
 
 
 def strip_times(conv: Conversation, mode: str) -> Conversation:
@@ -100,8 +109,9 @@ def _microturn(t: float) -> int:
     return seconds_to_samples(t) // SAMPLES_PER_MICROTURN
 
 
-def evaluate(convs: Sequence[Conversation], backend: AlignerBackend, *, mode: str,
-             config: AlignConfig | None = None) -> AlignReport:
+def evaluate(
+    convs: Sequence[Conversation], backend: AlignerBackend, *, mode: str, config: AlignConfig | None = None
+) -> AlignReport:
     """Run the align stage on `convs` (with true words) after `strip_times`, and compare."""
     config = config or AlignConfig()
     start_err, end_err, same, near = [], [], 0, 0
@@ -130,44 +140,69 @@ def evaluate(convs: Sequence[Conversation], backend: AlignerBackend, *, mode: st
                 same += d_start == 0 and d_end == 0
                 near += d_start <= 1 and d_end <= 1
     matched = len(start_err)
-    return AlignReport(mode=mode, backend=backend.name, model=backend.model, conversations=len(convs), ref_words=ref_n,
-                       matched_words=matched, unaligned_words=unaligned, wer=edits / max(ref_n, 1),
-                       start_error_ms=np.array(start_err), end_error_ms=np.array(end_err),
-                       same_microturn=same / max(matched, 1), within_one_microturn=near / max(matched, 1),
-                       audio_s=audio_s, align_wall_s=wall_s)
+    return AlignReport(
+        mode=mode,
+        backend=backend.name,
+        model=backend.model,
+        conversations=len(convs),
+        ref_words=ref_n,
+        matched_words=matched,
+        unaligned_words=unaligned,
+        wer=edits / max(ref_n, 1),
+        start_error_ms=np.array(start_err),
+        end_error_ms=np.array(end_err),
+        same_microturn=same / max(matched, 1),
+        within_one_microturn=near / max(matched, 1),
+        audio_s=audio_s,
+        align_wall_s=wall_s,
+    )
 
 
-def demo_conversations(directory: str | Path, *, count: int, seed: int) -> list[Conversation]:
-    from synth.demo import make_demo_bundles
-
-    make_demo_bundles(directory, count=count, seed=seed)
+def load_conversations(directory: str | Path) -> list[Conversation]:
+    """Every input bundle under `directory` (bundles written with true word times, e.g. by `microturn demo`)."""
     return [load_conversation(r) for r in list_inputs(str(directory))]
 
 
-def eval_align_main(argv: list[str]) -> int:
-    """``microturn eval-align``: see the module docstring. Returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="microturn eval-align", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", default=None,
-                        help="bundles with true word times (default: generate --count demo conversations)")
-    parser.add_argument("--count", type=int, default=2, help="demo conversations to generate (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="demo generator seed (default 0)")
-    parser.add_argument("--mode", choices=("text", "audio", "both"), default="both",
-                        help="text: align known text; audio: transcribe and align; both (default)")
+    parser.add_argument(
+        "--input",
+        default=None,
+        help="bundles with true word times (`microturn eval-align` without it first writes --count "
+        "demo conversations to a temporary directory and measures on those)",
+    )
+    parser.add_argument(
+        "--count", type=int, default=2, help="demo conversations to write when --input is not given (default 2)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="demo generator seed, without --input (default 0)")
+    parser.add_argument(
+        "--mode",
+        choices=("text", "audio", "both"),
+        default="both",
+        help="text: align known text; audio: transcribe and align; both (default)",
+    )
     add_aligner_args(parser)
+    return parser
+
+
+def eval_align_main(argv: list[str]) -> int:
+    """``microturn eval-align`` on the bundles of --input (the CLI supplies demo bundles without it); see the module
+    docstring. Returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     config = aligner_config(args)
     if config.backend == "none":
         parser.error("choose a backend with --aligner (pocketsphinx, faster-whisper or whisperx)")
-    with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
-        convs = ([load_conversation(r) for r in list_inputs(args.input)] if args.input
-                 else demo_conversations(tmp, count=args.count, seed=args.seed))
-        backend = load_backend(config)
-        assert backend is not None
-        align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
-        modes = ("text", "audio") if args.mode == "both" else (args.mode,)
-        for mode in modes:
-            if mode == "audio" and not config.whisper_model:
-                print(f"eval-align  mode=audio  backend={backend.name}: skipped (transcription needs --whisper_model)")
-                continue
-            print(evaluate(convs, backend, mode=mode, config=align_config).render())
+    if args.input is None:
+        parser.error("--input is required here; `microturn eval-align` without it writes demo bundles first")
+    convs = load_conversations(args.input)
+    backend = load_backend(config)
+    assert backend is not None
+    align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
+    modes = ("text", "audio") if args.mode == "both" else (args.mode,)
+    for mode in modes:
+        if mode == "audio" and not config.whisper_model:
+            print(f"eval-align  mode=audio  backend={backend.name}: skipped (transcription needs --whisper_model)")
+            continue
+        print(evaluate(convs, backend, mode=mode, config=align_config).render())
     return 0

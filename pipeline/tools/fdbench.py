@@ -67,36 +67,22 @@ import itertools
 import json
 import logging
 import os
-import posixpath
+import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import soundfile as sf
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline.tools.inspect import load_sample
 from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_events, ipus
-from pipeline.tools.split import add_split_arguments, load_split, read_index_rows, split_dataset
+from pipeline.tools.inspect import load_sample
+from pipeline.tools.split import add_split_arguments, load_split, split_dataset
 from schemas.bundle import Segment, Word
-from schemas.tables import MANIFEST_FILE
+from schemas.tables import read_index_rows, read_manifest
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
 
 logger = logging.getLogger(__name__)
-
-TASKS = {
-    ("v1", "backchannel"): None,
-    ("v1", "pause_handling"): "pause.json",
-    ("v1", "smooth_turn_taking"): "turn_taking.json",
-    ("v1", "user_interruption"): "interrupt.json",
-    ("v1_5", "user_interruption"): "metadata.json",
-    ("v1_5", "user_backchannel"): "metadata.json",
-    ("v1_5", "talking_to_other"): "metadata.json",
-    ("v1_5", "background_speech"): "metadata.json",
-}
-"""(version folder, task) -> the task's timing file (v1.0 backchannel has none: its ground truth is
-ICC_GT_FILE)."""
 
 ICC_GT_FILE = "icc_gt_distribution.json"
 """v1.0 backchannel ground truth, {clip folder: distribution}; their eval_backchannel.py opens it from its cwd."""
@@ -439,8 +425,7 @@ def write_clip(
 
 def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConfig = ExportConfig()) -> list[dict]:
     """Write the clips of the split's eval conversations under `out`; return the clips.jsonl rows."""
-    with FileSystems.open(posixpath.join(dataset, MANIFEST_FILE)) as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+    manifest = read_manifest(dataset)
     if not manifest["config"].get("windows", {}).get("keep_audio"):
         raise ValueError(
             f"{dataset} was written without --keep_audio: Full-Duplex-Bench's input.wav is the user's "
@@ -599,7 +584,7 @@ def export_fdbench_main(argv: Sequence[str]) -> int:
         )
         rows = export_fdbench(args.dataset, args.out, split=split, config=config)
     except ValueError as e:
-        print(f"error: {e}")
+        print(f"microturn export fdbench: error: {e}", file=sys.stderr)
         return 2
     counts: dict[str, int] = defaultdict(int)
     for r in rows:

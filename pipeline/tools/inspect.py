@@ -17,18 +17,19 @@ import argparse
 import logging
 import math
 import posixpath
+import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.dmel import FRAMES_PER_MICROTURN
 from schemas.reader import decode_sample
 from schemas.sample import LABEL_BITS
-from schemas.tables import INDEX_FILE
-from schemas.units import FRAMES_PER_MICROTURN, MICROTURN_S
+from schemas.tables import INDEX_DIR, read_index
+from schemas.units import MICROTURN_S
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,11 @@ class SampleNotFound(KeyError):
 
 
 def load_sample(dataset: str, key: str) -> dict[str, Any]:
-    """Read one sample's members by key, using index.parquet's shard and byte offset (no scan of other shards)."""
-    with FileSystems.open(posixpath.join(dataset, INDEX_FILE)) as f:
-        index = pq.read_table(f, columns=["key", "shard", "offset"], filters=[("key", "=", key)]).to_pylist()
+    """Read one sample's members by key, using the index's shard and byte offset (no scan of other shards)."""
+    index = read_index(dataset, columns=["key", "shard", "offset"], filters=[("key", "=", key)]).to_pylist()
     if not index:
         raise SampleNotFound(
-            f"{key!r} is not in {dataset}/{INDEX_FILE}; keys look like "
+            f"{key!r} is not in {dataset}/{INDEX_DIR}/; keys look like "
             "'{conversation}_{perspective}_{window:05d}' (see `microturn validate` or the index)"
         )
     row = index[0]
@@ -235,7 +235,7 @@ def inspect_main(argv: Sequence[str]) -> int:
         "thumbnails when the sample has frames.",
     )
     parser.add_argument("dataset", help="dataset directory (the job's --output)")
-    parser.add_argument("key", help="sample key, '{conversation}_{perspective}_{window:05d}' (see index.parquet)")
+    parser.add_argument("key", help="sample key, '{conversation}_{perspective}_{window:05d}' (see the index)")
     parser.add_argument("--out", required=True, help="path of the PNG file to write")
     parser.add_argument("--width_px", type=int, default=3000, help="picture width in pixels (default 3000)")
     parser.add_argument("--height_px", type=int, default=1400, help="picture height in pixels (default 1400)")
@@ -253,7 +253,7 @@ def inspect_main(argv: Sequence[str]) -> int:
     try:
         sample = load_sample(args.dataset, args.key)
     except SampleNotFound as e:
-        print(f"error: {e.args[0]}")
+        print(f"microturn inspect: error: {e.args[0]}", file=sys.stderr)
         return 2
     render_sample(
         sample,

@@ -4,10 +4,10 @@
     microturn report demo-out/dataset --compare other/dataset --out compare.html
 
 The page has no network resources and no script: tables and inline SVG bar charts only. It shows hours,
-conversations, samples, perspectives, shards, languages, sources and licences (from index.parquet), inputs rejected
-by stage and reason (rejected.parquet), interaction label counts, and the turn-taking statistics of manifest.json:
-floor-transfer offsets, gaps and overlap durations on 200 ms bins (bin b covers [0.2 b, 0.2 (b+1)) s), and event
-rates (backchannels, interruptions, overlaps, yields per minute of conversation).
+conversations, samples, perspectives, shards, languages, sources and licences (from the index), inputs rejected
+by stage and kind, with an example reason each (rejected.parquet), interaction label counts, and the turn-taking
+statistics of manifest.json: floor-transfer offsets, gaps and overlap durations on 200 ms bins (bin b covers
+[0.2 b, 0.2 (b+1)) s), and event rates (backchannels, interruptions, overlaps, yields per minute of conversation).
 
 With --compare, each distribution is normalised to shares and both datasets are drawn on the same axes, with the
 Jensen-Shannon divergence (base 2, so 0 = same distribution, 1 = disjoint support) of each. Figures are also
@@ -26,10 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
-
-from schemas.tables import INDEX_FILE, MANIFEST_FILE, REJECTED_FILE
+from schemas.tables import read_index_rows, read_manifest, read_rejected
 
 BIN_S = 0.2
 DISTRIBUTIONS = {
@@ -45,23 +42,11 @@ COLOURS = ("#3467a8", "#d1812b")
 # ---------------------------------------------------------------------------------------------------- reading
 
 
-def _read_json(path: str) -> Any:
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
-
-
-def _read_parquet(path: str) -> list[dict]:
-    if not FileSystems.exists(path):
-        return []
-    with FileSystems.open(path) as f:
-        return pq.read_table(f).to_pylist()
-
-
 def summarise(dataset: str) -> dict[str, Any]:
     """Every figure of the report for one dataset (plain JSON-able data)."""
-    manifest = _read_json(posixpath.join(dataset, MANIFEST_FILE))
-    rows = _read_parquet(posixpath.join(dataset, INDEX_FILE))
-    rejected = _read_parquet(posixpath.join(dataset, REJECTED_FILE))
+    manifest = read_manifest(dataset)
+    rows = read_index_rows(dataset, missing_ok=True)
+    rejected = read_rejected(dataset, missing_ok=True).to_pylist()
     counts = manifest["counts"]
     # conversation hours per source/licence/language: each conversation once (its first perspective's windows)
     first_persp: dict[str, str] = {}
@@ -89,7 +74,10 @@ def summarise(dataset: str) -> dict[str, Any]:
         }
         for (s, lic, lang), g in sorted(groups.items())
     ]
-    by_reason = Counter((r["stage"], r["reason"]) for r in rejected)
+    by_kind = Counter((r["stage"], r.get("kind") or "unknown") for r in rejected)  # no kind: written before kinds
+    example = {}
+    for r in sorted(rejected, key=lambda r: r["input"]):
+        example.setdefault((r["stage"], r.get("kind") or "unknown"), r["reason"])
     tt = manifest.get("turn_taking", {})
     return {
         "dataset": dataset,
@@ -102,9 +90,9 @@ def summarise(dataset: str) -> dict[str, Any]:
         "shards": counts["shards"],
         "rejected": counts["rejected"],
         "sources": sources,
-        "rejected_by_reason": [
-            {"stage": st, "reason": re, "count": n}
-            for (st, re), n in sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        "rejected_by_kind": [
+            {"stage": st, "kind": kind, "count": n, "example": example[(st, kind)]}
+            for (st, kind), n in sorted(by_kind.items(), key=lambda kv: (-kv[1], kv[0]))
         ],
         "label_counts": dict(manifest.get("label_counts", {})),
         "distributions": {name: {int(b): int(n) for b, n in tt.get(name, {}).items()} for name in DISTRIBUTIONS},
@@ -285,14 +273,19 @@ def _section_tables(s: Mapping[str, Any], side: int) -> str:
         "<h3>Sources and licences</h3>",
         _table(["source", "licence", "language", "conversations", "samples", "hours"], src_rows),
     ]
-    parts.append("<h3>Rejected inputs by reason</h3>")
-    if s["rejected_by_reason"]:
+    parts.append("<h3>Rejected inputs by stage and kind</h3>")
+    if s["rejected_by_kind"]:
         parts.append(
             _table(
-                ["stage", "reason", "inputs"],
+                ["stage", "kind", "inputs", "example reason"],
                 [
-                    [r["stage"], r["reason"], _metric("rejected_reason", r["count"], str(r["count"]), side)]
-                    for r in s["rejected_by_reason"]
+                    [
+                        r["stage"],
+                        r["kind"],
+                        _metric(f"rejected:{r['stage']}:{r['kind']}", r["count"], str(r["count"]), side),
+                        r["example"],
+                    ]
+                    for r in s["rejected_by_kind"]
                 ],
             )
         )
@@ -441,7 +434,7 @@ def report_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="microturn report",
         description="Write a self-contained HTML report of a dataset (no network resources): hours, "
-        "conversations, samples, perspectives, sources and licences, rejected inputs by reason, and "
+        "conversations, samples, perspectives, sources and licences, rejected inputs by stage and kind, and "
         "turn-taking distributions on 200 ms bins; with --compare, two datasets side by side with the "
         "Jensen-Shannon divergence of each distribution.",
     )

@@ -23,15 +23,12 @@ import argparse
 import hashlib
 import json
 import logging
-import posixpath
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
-
-from schemas.tables import INDEX_FILE
+from schemas.tables import read_index_rows
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +56,8 @@ class Split:
         return "eval" if conversation_id in set(self.eval) else "train"
 
 
-def read_index_rows(dataset: str) -> list[dict]:
-    with FileSystems.open(posixpath.join(dataset, INDEX_FILE)) as f:
-        return pq.read_table(f).to_pylist()
-
-
 def conversations_from_index(rows: Iterable[Mapping]) -> list[ConversationInfo]:
-    """One ConversationInfo per conversation of index.parquet rows. The duration is counted once per conversation
+    """One ConversationInfo per conversation of index rows. The duration is counted once per conversation
     (from its first perspective), not once per perspective."""
     by_conv: dict[str, list[Mapping]] = defaultdict(list)
     for r in rows:
@@ -161,7 +153,7 @@ def split_dataset(dataset: str, *, eval_fraction: float = 0.1, seed: int = 0, sp
     """The split of a written dataset as the JSON object that split.json holds."""
     convs = conversations_from_index(read_index_rows(dataset))
     if not convs:
-        raise ValueError(f"{dataset}: index.parquet has no samples")
+        raise ValueError(f"{dataset}: the index has no samples")
     split = split_conversations(convs, eval_fraction=eval_fraction, seed=seed, speaker_scope=speaker_scope)
     by_id = {c.conversation_id: c for c in convs}
 
@@ -224,7 +216,7 @@ def split_main(argv: Sequence[str]) -> int:
             args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
         )
     except ValueError as e:
-        print(f"error: {e}")
+        print(f"microturn split: error: {e}", file=sys.stderr)
         return 2
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True)

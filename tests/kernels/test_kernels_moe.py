@@ -131,11 +131,3 @@ def test_launcher_rejects_bad_inputs(device):
         moe.moe_ffn(x_TD[None], idx_TK, weight_TK, w1, w2, w3)
     with pytest.raises(ValueError, match="int32 or int64"):
         moe.prepare_routes(idx_TK.float(), num_experts=E)
-
-
-def test_get_moe_impl():
-    assert moe.get_moe_impl("triton") is moe.moe_ffn
-    assert moe.get_moe_impl("loop") is reference.moe_ffn_loop
-    assert moe.get_moe_impl("grouped") is reference.moe_ffn_grouped
-    with pytest.raises(ValueError, match="choose one of loop, grouped, triton"):
-        moe.get_moe_impl("fast")

@@ -61,10 +61,16 @@ def test_each_text_is_paired_with_its_speaker_by_alignment(text_speakers: dict[s
 
 
 def test_ami_texts_are_aligned_inside_their_speakers_turns(text_speakers: dict[str, str], tmp_path: Path) -> None:
-    bundle = {"id": "ami-seriously", "language": "en", "rttm": str(AMI / "mixture.rttm"),
-              "tracks": [{"speaker": SOURCES[i], "path": str(AMI / "sources" / f"source{i}.wav")} for i in range(4)],
-              "text": {speaker: {"path": str(AMI / "text" / f"mixture.{label}.words_joined.txt")}
-                       for label, speaker in text_speakers.items()}}
+    bundle = {
+        "id": "ami-seriously",
+        "language": "en",
+        "rttm": str(AMI / "mixture.rttm"),
+        "tracks": [{"speaker": SOURCES[i], "path": str(AMI / "sources" / f"source{i}.wav")} for i in range(4)],
+        "text": {
+            speaker: {"path": str(AMI / "text" / f"mixture.{label}.words_joined.txt")}
+            for label, speaker in text_speakers.items()
+        },
+    }
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bundle.json").write_text(json.dumps(bundle))
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--aligner", "pocketsphinx"])
@@ -85,11 +91,18 @@ def test_ami_texts_are_aligned_inside_their_speakers_turns(text_speakers: dict[s
     # across a shortened silence. No word of this conversational speech lasts 2.5 s.
     assert longest_s <= 2.5
     turns = parse_rttm((AMI / "mixture.rttm").read_text())
-    inside = sum(any(t.speaker == speaker and t.start_s - TOLERANCE_S <= start_s and end_s <= t.end_s + TOLERANCE_S
-                     for t in turns) for (speaker, start_s, _), end_s in words.items())
+    inside = sum(
+        any(
+            t.speaker == speaker and t.start_s - TOLERANCE_S <= start_s and end_s <= t.end_s + TOLERANCE_S
+            for t in turns
+        )
+        for (speaker, start_s, _), end_s in words.items()
+    )
     share = inside / len(words)
-    print(f"AMI: {inside}/{len(words)} aligned words ({100 * share:.1f} %) inside their speaker's RTTM turns "
-          f"(+-{TOLERANCE_S} s)")
+    print(
+        f"AMI: {inside}/{len(words)} aligned words ({100 * share:.1f} %) inside their speaker's RTTM turns "
+        f"(+-{TOLERANCE_S} s)"
+    )
     # Measured 94.8 % (217/229; 93.9 % before per-region alignment). Most misses are the RTTM's, not the aligner's:
     # FEE013 says "button or something like that" in the first 1.9 s, audible on source1, where the RTTM gives her
     # no turn. Words spread evenly over each track would score about the speakers' talk-time share (~35 %); 0.85

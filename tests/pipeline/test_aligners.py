@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.align import AlignError, align
+from pipeline.align import align
 from pipeline.aligners import (
     AlignerConfig,
     StreamWord,
@@ -25,6 +25,7 @@ from pipeline.aligners import (
 )
 from pipeline.decode import decode_conversation
 from pipeline.read import list_inputs, load_conversation
+from pipeline.rejects import AlignError
 from schemas.bundle import Conversation
 
 from ..factories import FIXTURES
@@ -67,14 +68,17 @@ def test_word_error_counts_matches_by_spoken_form() -> None:
 
 
 def test_interpolate_places_unaligned_words_between_their_neighbours() -> None:
-    words = [StreamWord(text="a", start_s=1.0, end_s=1.2, score=0.9),
-             StreamWord(text="b", start_s=0, end_s=0, aligned=False),
-             StreamWord(text="c", start_s=0, end_s=0, aligned=False),
-             StreamWord(text="d", start_s=2.0, end_s=2.5, score=0.8),
-             StreamWord(text="e", start_s=0, end_s=0, aligned=False)]
+    words = [
+        StreamWord(text="a", start_s=1.0, end_s=1.2, score=0.9),
+        StreamWord(text="b", start_s=0, end_s=0, aligned=False),
+        StreamWord(text="c", start_s=0, end_s=0, aligned=False),
+        StreamWord(text="d", start_s=2.0, end_s=2.5, score=0.8),
+        StreamWord(text="e", start_s=0, end_s=0, aligned=False),
+    ]
     out = interpolate(words, duration_s=3.0)
-    assert [t for w in out for t in (w.start_s, w.end_s)] == pytest.approx([1.0, 1.2, 1.2, 1.6, 1.6, 2.0, 2.0, 2.5,
-                                                                             2.5, 3.0])
+    assert [t for w in out for t in (w.start_s, w.end_s)] == pytest.approx(
+        [1.0, 1.2, 1.2, 1.6, 1.6, 2.0, 2.0, 2.5, 2.5, 3.0]
+    )
     assert [w.aligned for w in out] == [True, False, False, True, False] and out[1].score is None
 
 
@@ -92,8 +96,10 @@ def test_words_owning_speech_runs_snap_to_them_with_the_release_burst_of_a_final
     pcm[4000:8000] = tone[4000:8000]  # word 1: 0.25-0.5 s
     pcm[9000:9400] = tone[9000:9400]  # its release burst after a 62 ms closure: 0.5625-0.5875 s
     pcm[12000:16000] = tone[12000:16000]  # word 2: 0.75-1.0 s
-    words = [StreamWord(text="trip", start_s=0.26, end_s=0.45, score=0.5),  # the aligner cut the burst off
-             StreamWord(text="up", start_s=0.45, end_s=0.98, score=0.5)]  # and started the next word too early
+    words = [
+        StreamWord(text="trip", start_s=0.26, end_s=0.45, score=0.5),  # the aligner cut the burst off
+        StreamWord(text="up", start_s=0.45, end_s=0.98, score=0.5),
+    ]  # and started the next word too early
     out = refine_boundaries(pcm, words)
     assert [(w.start_s, w.end_s) for w in out] == [(0.25, 0.5875), (0.75, 1.0)]
 
@@ -127,8 +133,9 @@ def test_missing_models_fail_early_naming_the_option(tmp_path: Path) -> None:
     assert load_backend(AlignerConfig()) is None
 
 
-def test_offline_punkt_serves_whisperx_sentence_splitter_without_download(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_punkt_serves_whisperx_sentence_splitter_without_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nltk
     from nltk.data import load as nltk_load
 
@@ -191,13 +198,23 @@ def _tiny_wav2vec2(directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefghijklmnopqrstuvwxyz'")}}
     (directory / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
-                                     word_delimiter_token="|")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(directory / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
     processor = Wav2Vec2Processor(feature_extractor=Wav2Vec2FeatureExtractor(sampling_rate=16_000), tokenizer=tokenizer)
-    config = Wav2Vec2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=4, pad_token_id=0, do_stable_layer_norm=True,
-                            feat_extract_norm="layer")
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        pad_token_id=0,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
     import torch
 
     torch.manual_seed(0)
@@ -222,8 +239,7 @@ def test_whisperx_wav2vec2_path_runs_end_to_end_with_a_tiny_random_model(demo: C
 
 
 @needs_whisper
-def test_whisperx_transcribes_with_vad_and_aligns_with_a_tiny_random_model(demo: Conversation,
-                                                                            tmp_path: Path) -> None:
+def test_whisperx_transcribes_with_vad_and_aligns_with_a_tiny_random_model(demo: Conversation, tmp_path: Path) -> None:
     model_dir = _tiny_wav2vec2(tmp_path / "w2v2")
     backend = load_backend(AlignerConfig(backend="whisperx", align_model=model_dir, whisper_model=WHISPER))
     decoded = decode_conversation(demo)
@@ -271,32 +287,59 @@ def _tiny_pyannote_pipeline(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
 
     def save(model: torch.nn.Module, name: str) -> str:
-        checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                      "pytorch-lightning_version": lightning.__version__}
+        checkpoint = {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        }
         model.on_save_checkpoint(checkpoint)  # pyannote's own metadata (versions, specifications)
         torch.save(checkpoint, root / name)
         return str(root / name)
 
-    seg = PyanNet(sincnet={"stride": 10}, lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True,
-                                                "monolithic": True, "dropout": 0.0},
-                  linear={"hidden_size": 16, "num_layers": 1})
-    seg.specifications = Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME,
-                                        duration=5.0, classes=["s1", "s2", "s3"], powerset_max_classes=2,
-                                        permutation_invariant=True)
+    seg = PyanNet(
+        sincnet={"stride": 10},
+        lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True, "monolithic": True, "dropout": 0.0},
+        linear={"hidden_size": 16, "num_layers": 1},
+    )
+    seg.specifications = Specifications(
+        problem=Problem.MONO_LABEL_CLASSIFICATION,
+        resolution=Resolution.FRAME,
+        duration=5.0,
+        classes=["s1", "s2", "s3"],
+        powerset_max_classes=2,
+        permutation_invariant=True,
+    )
     seg.build()
     emb = WeSpeakerResNet34()
     emb.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=3.0)
     (root / "plda").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
-    np.savez(root / "plda" / "xvec_transform.npz", mean1=np.zeros(256), mean2=np.zeros(16),
-             lda=rng.standard_normal((256, 16)))
+    np.savez(
+        root / "plda" / "xvec_transform.npz",
+        mean1=np.zeros(256),
+        mean2=np.zeros(16),
+        lda=rng.standard_normal((256, 16)),
+    )
     np.savez(root / "plda" / "plda.npz", mu=np.zeros(16), tr=np.eye(16), psi=np.linspace(2.0, 1.0, 16))
-    config = {"version": "3.1.0", "pipeline": {"name": "pyannote.audio.pipelines.SpeakerDiarization", "params": {
-        "segmentation": save(seg, "segmentation.ckpt"), "embedding": save(emb, "embedding.ckpt"),
-        "clustering": "AgglomerativeClustering", "embedding_batch_size": 4, "segmentation_batch_size": 4,
-        "embedding_exclude_overlap": True, "plda": {"checkpoint": str(root), "subfolder": "plda"}}},
-        "params": {"clustering": {"method": "centroid", "min_cluster_size": 1, "threshold": 0.7},
-                   "segmentation": {"min_duration_off": 0.0}}}
+    config = {
+        "version": "3.1.0",
+        "pipeline": {
+            "name": "pyannote.audio.pipelines.SpeakerDiarization",
+            "params": {
+                "segmentation": save(seg, "segmentation.ckpt"),
+                "embedding": save(emb, "embedding.ckpt"),
+                "clustering": "AgglomerativeClustering",
+                "embedding_batch_size": 4,
+                "segmentation_batch_size": 4,
+                "embedding_exclude_overlap": True,
+                "plda": {"checkpoint": str(root), "subfolder": "plda"},
+            },
+        },
+        "params": {
+            "clustering": {"method": "centroid", "min_cluster_size": 1, "threshold": 0.7},
+            "segmentation": {"min_duration_off": 0.0},
+        },
+    }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     return root
 

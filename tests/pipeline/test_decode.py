@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.decode import DecodeError, decode_conversation, decode_file, resample_to_16k
+from pipeline.decode import decode_conversation, decode_file, resample_to_16k
 from pipeline.features import dmel_codes
+from pipeline.rejects import DECODE_KINDS, DecodeError
 from schemas.bundle import Conversation, Track
 
 from ..factories import tone
@@ -85,15 +86,55 @@ def test_bad_files_are_rejected_with_a_reason(bad_files: dict[str, Path], name: 
         decode_file(str(bad_files[name]))
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("truncated", "truncated_wav"),
+        ("truncated_flac", "undecodable_audio"),  # libsndfile cannot open it: it cannot tell cut from corrupt
+        ("empty", "empty_file"),
+        ("not_audio", "undecodable_audio"),
+        ("missing", "missing_file"),
+    ],
+)
+def test_bad_files_are_rejected_with_a_kind(bad_files: dict[str, Path], name: str, kind: str) -> None:
+    with pytest.raises(DecodeError) as e:
+        decode_file(str(bad_files[name]))
+    assert e.value.kind == kind and kind in DECODE_KINDS
+    assert str(bad_files[name]) in str(e.value)  # the readable reason still names the file
+
+
+def test_decode_error_kinds_are_checked() -> None:
+    with pytest.raises(ValueError, match="unknown DecodeError kind 'no_such_kind'"):
+        DecodeError("no_such_kind", "x")
+    import pickle
+
+    back = pickle.loads(pickle.dumps(DecodeError("truncated_wav", "a.wav: truncated WAV")))
+    assert (back.kind, str(back)) == ("truncated_wav", "a.wav: truncated WAV")
+
+
 def test_channel_map_is_checked_and_tracks_are_padded(tmp_path: Path) -> None:
     stereo = tmp_path / "s.wav"
     sf.write(stereo, np.stack([tone(1.0), tone(1.0, freq=400)], axis=1), 16_000)
     short = tmp_path / "b.wav"
     sf.write(short, tone(0.5), 16_000)
-    ok = decode_conversation(Conversation(id="x", origin="o", tracks=(
-        Track(speaker="A", path=str(stereo), channel=1), Track(speaker="B", path=str(short)))))
+    ok = decode_conversation(
+        Conversation(
+            id="x",
+            origin="o",
+            tracks=(Track(speaker="A", path=str(stereo), channel=1), Track(speaker="B", path=str(short))),
+        )
+    )
     assert ok.num_samples == 16_000 and ok.track_samples == {"A": 16_000, "B": 8_000}
     assert len(ok.streams["B"]) == 16_000 and not ok.streams["B"][8_000:].any()
-    with pytest.raises(DecodeError, match="channel map asks for channel 2 .* has 2 channel"):
-        decode_conversation(Conversation(id="x", origin="o", tracks=(
-            Track(speaker="A", path=str(stereo), channel=0), Track(speaker="B", path=str(stereo), channel=2))))
+    with pytest.raises(DecodeError, match="channel map asks for channel 2 .* has 2 channel") as e:
+        decode_conversation(
+            Conversation(
+                id="x",
+                origin="o",
+                tracks=(
+                    Track(speaker="A", path=str(stereo), channel=0),
+                    Track(speaker="B", path=str(stereo), channel=2),
+                ),
+            )
+        )
+    assert e.value.kind == "bad_channel_map"

@@ -15,8 +15,9 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from pipeline.features import LEVELS, dmel_codes, dmel_dequantise
-from schemas.units import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from pipeline.features import dmel_codes
+from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, LEVELS, dequantise_dmel
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
 dmel = pytest.importorskip("dmel", reason="the reference `dmel` package is in the dev extra")
 
@@ -130,12 +131,12 @@ def test_codes_are_uint8_in_range_and_clip_at_both_ends() -> None:
 
 
 def test_dequantise_gives_level_values() -> None:
-    np.testing.assert_allclose(dmel_dequantise(np.arange(16)), -7.0 + 0.6 * np.arange(16), atol=1e-6)
-    values = dmel_dequantise(np.array([[0, 15], [1, 8]], dtype=np.uint8))
+    np.testing.assert_allclose(dequantise_dmel(np.arange(16)), -7.0 + 0.6 * np.arange(16), atol=1e-6)
+    values = dequantise_dmel(np.array([[0, 15], [1, 8]], dtype=np.uint8))
     assert values.dtype == np.float32 and values.shape == (2, 2)
     assert values[0, 1] == np.float32(2.0) and values[1, 1] == LEVELS[8]
     with pytest.raises(ValueError, match="0..15"):
-        dmel_dequantise(np.array([16]))
+        dequantise_dmel(np.array([16]))
 
 
 def test_rejects_bad_input() -> None:

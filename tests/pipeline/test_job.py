@@ -22,11 +22,14 @@ from schemas.validate import validate
 
 from ..factories import make_bundle, tone
 
-OUTPUT_FILES = ("index.parquet", "manifest.json", "rejected.parquet")
-
 
 def _outputs(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
+    """Every output file (shards, index/ files, tables) by relative path; the work directory aside."""
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and "_work" not in p.relative_to(directory).parts
+    }
 
 
 def test_grid_exactness_for_durations_on_and_off_the_200ms_grid(tmp_path: Path) -> None:
@@ -40,8 +43,9 @@ def test_grid_exactness_for_durations_on_and_off_the_200ms_grid(tmp_path: Path) 
         for stream in ("input", "output"):
             assert s[f"{stream}.dmel.npy"].shape == (4, 16, 80)
         assert s["mask.npy"].sum() == meta["num_microturns"]
-        per_conv[(meta["conversation_id"], meta["perspective"])] = per_conv.get(
-            (meta["conversation_id"], meta["perspective"]), 0) + meta["num_microturns"]
+        per_conv[(meta["conversation_id"], meta["perspective"])] = (
+            per_conv.get((meta["conversation_id"], meta["perspective"]), 0) + meta["num_microturns"]
+        )
         for w in s["words.json"]:
             t = w["end_s"] if w["stream"] == "input" else w["start_s"]
             assert w["microturn"] == int(round(t * 16000)) // 3200  # §3: user words by end, model words by start
@@ -86,8 +90,12 @@ def test_every_input_is_written_or_rejected_with_a_reason(tmp_path: Path) -> Non
     make_bundle(root / "good1", conv_id="good1")
     make_bundle(root / "good2", conv_id="good2", seconds=4.0)
     expect = _bad_inputs(root)
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "run", "--input", str(root), "--output",
-                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "run", "--input", str(root), "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     c = manifest["counts"]
@@ -99,6 +107,28 @@ def test_every_input_is_written_or_rejected_with_a_reason(tmp_path: Path) -> Non
         assert words in by_dir[name]["reason"], (name, by_dir[name])
     assert by_dir["truncated"]["stage"] == "decode" and by_dir["late"]["stage"] == "align"
     assert by_dir["badjson"]["stage"] == "read"
+    kinds = {
+        "truncated": ("decode", "truncated_wav"),
+        "empty": ("decode", "empty_file"),
+        "notaudio": ("decode", "undecodable_audio"),
+        "late": ("align", "words_past_end"),
+        "badjson": ("read", "malformed_json"),
+        "channels": ("decode", "bad_channel_map"),
+        "missing": ("decode", "missing_file"),
+        "zdup": ("read", "duplicate_id"),
+    }
+    assert {name: (r["stage"], r["kind"]) for name, r in by_dir.items()} == kinds
+    assert manifest["rejected_by"] == {
+        "align": {"words_past_end": 1},
+        "read": {"duplicate_id": 1, "malformed_json": 1},
+        "decode": {
+            "bad_channel_map": 1,
+            "empty_file": 1,
+            "missing_file": 1,
+            "truncated_wav": 1,
+            "undecodable_audio": 1,
+        },
+    }
     keys = {s["meta.json"]["conversation_id"] for s in iter_samples(str(tmp_path / "out"))}
     assert keys == {"good1", "good2"}
     assert validate(str(tmp_path / "out")).ok
@@ -116,8 +146,9 @@ def test_jsonl_manifest_and_moshi_layout(tmp_path: Path) -> None:
     moshi = tmp_path / "moshi"
     moshi.mkdir()
     sf.write(moshi / "talk.wav", np.stack([tone(2.0), tone(2.0, freq=500)], axis=1), 24_000)
-    (moshi / "talk.json").write_text(json.dumps({"alignments": [
-        ["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]}))
+    (moshi / "talk.json").write_text(
+        json.dumps({"alignments": [["hello", [0.1, 0.5], "SPEAKER_MAIN"], ["yes", [0.9, 1.2], "SPEAKER_0"]]})
+    )
     m = run(["--input", str(moshi), "--output", str(tmp_path / "out2")])
     assert m["counts"]["samples"] == 1  # model_speakers = main only
     (s,) = list(iter_samples(str(tmp_path / "out2")))
@@ -136,11 +167,21 @@ def many_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_same_bytes_with_one_worker_two_processes_and_a_rerun(many_bundles: Path, tmp_path: Path) -> None:
     base = ["--input", str(many_bundles), "--num_shards", "3"]
     run([*base, "--output", str(tmp_path / "one")])
-    run([*base, "--output", str(tmp_path / "two"), "--direct_num_workers", "2",
-         "--direct_running_mode", "multi_processing"])
+    run(
+        [
+            *base,
+            "--output",
+            str(tmp_path / "two"),
+            "--direct_num_workers",
+            "2",
+            "--direct_running_mode",
+            "multi_processing",
+        ]
+    )
     run([*base, "--output", str(tmp_path / "again")])
     one = _outputs(tmp_path / "one")
     assert len([n for n in one if n.endswith(".tar")]) == 3
+    assert len([n for n in one if n.startswith("index/")]) == 3
     assert _outputs(tmp_path / "two") == one
     assert _outputs(tmp_path / "again") == one
 
@@ -159,8 +200,9 @@ def test_killed_job_resumes_to_identical_output(long_bundles: Path, tmp_path: Pa
     ref = subprocess.run([*base, "--output", str(tmp_path / "ref")], capture_output=True, timeout=300)
     assert ref.returncode == 0
     out = tmp_path / "out"
-    proc = subprocess.Popen([*base, "--output", str(out)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*base, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if len(list(out.glob("_work/*/parts/*.tar.json"))) >= 3:
@@ -188,12 +230,28 @@ def test_tags_reach_the_index_and_annotations_the_samples(tmp_path: Path) -> Non
     obj["annotations"] = [{"label": "refusal", "speaker": "B", "start": 1.45, "end": 1.8}]
     (b / "bundle.json").write_text(json.dumps(obj))
     run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--window_microturns", "5"])
-    rows = pq.read_table(tmp_path / "out" / "index.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "out" / "index").to_pylist()
     assert all(dict(r["tags"]) == obj["tags"] for r in rows)
     assert sorted((r["perspective"], r["window"], r["annotations"]) for r in rows) == [
-        ("A", 0, []), ("A", 1, ["refusal"]), ("B", 0, []), ("B", 1, ["refusal"])]
-    spans = {s["meta.json"]["perspective"]: s["annotations.json"] for s in iter_samples(str(tmp_path / "out"))
-             if s["meta.json"]["window"] == 1}
-    assert spans["B"] == [{"label": "refusal", "stream": "output", "speaker": "B", "start_microturn": 2,
-                           "end_microturn": 4, "start_s": 0.45, "end_s": 0.8}]
+        ("A", 0, []),
+        ("A", 1, ["refusal"]),
+        ("B", 0, []),
+        ("B", 1, ["refusal"]),
+    ]
+    spans = {
+        s["meta.json"]["perspective"]: s["annotations.json"]
+        for s in iter_samples(str(tmp_path / "out"))
+        if s["meta.json"]["window"] == 1
+    }
+    assert spans["B"] == [
+        {
+            "label": "refusal",
+            "stream": "output",
+            "speaker": "B",
+            "start_microturn": 2,
+            "end_microturn": 4,
+            "start_s": 0.45,
+            "end_s": 0.8,
+        }
+    ]
     assert spans["A"][0]["stream"] == "input"

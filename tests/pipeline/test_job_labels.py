@@ -9,9 +9,12 @@ from schemas.reader import iter_samples
 from schemas.sample import LABEL_BITS
 
 PLANTED_TO_LABEL = {  # (planted type, by the model?) -> label name in that perspective
-    ("backchannel", False): "backchannel", ("backchannel", True): "output_backchannel",
-    ("interruption", False): "interruption", ("interruption", True): "output_interruption",
-    ("yield", False): "yield_to_input", ("yield", True): "yield_to_output",
+    ("backchannel", False): "backchannel",
+    ("backchannel", True): "output_backchannel",
+    ("interruption", False): "interruption",
+    ("interruption", True): "output_interruption",
+    ("yield", False): "yield_to_input",
+    ("yield", True): "yield_to_output",
 }
 
 
@@ -47,7 +50,7 @@ def test_labels_equal_planted_events_in_every_perspective(demo_dataset: Path) ->
         for w in words:
             row = 0 if w["speaker"] == model else 1
             a, b = int(round(w["start"] * 16000)), int(round(w["end"] * 16000))
-            both[row, a // 3200: -(-b // 3200)] = True
+            both[row, a // 3200 : -(-b // 3200)] = True
         got = (labels & LABEL_BITS["input_speech"] > 0) & (labels & LABEL_BITS["output_speech"] > 0)
         assert np.array_equal(got, both[0] & both[1]), (conv_id, model)
         assert np.array_equal(act[:, 2] > 0, both[0]) and np.array_equal(act[:, 0] > 0, both[1])

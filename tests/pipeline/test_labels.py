@@ -25,7 +25,9 @@ def test_yield_backchannel_interruption_overlap_takeover() -> None:
     assert kinds([u("A", 0, 4), u("B", 2.0, 6)]) == [("takeover", "B", "A")]  # A goes on > 1 s after B starts
     # after an interruption B holds the floor: A's short reply is then A's backchannel of B
     assert kinds([u("A", 0, 4), u("B", 3.5, 8), u("A", 5, 5.5, words=1)]) == [
-        ("interruption", "B", "A"), ("backchannel", "A", "B")]
+        ("interruption", "B", "A"),
+        ("backchannel", "A", "B"),
+    ]
 
 
 def test_ipus_join_words_across_short_gaps_and_count_them() -> None:
@@ -50,6 +52,7 @@ def test_perspective_labels_and_time_to_floor_change() -> None:
 
 
 def test_overlap_intervals() -> None:
-    got = overlap_intervals({"A": [Interval(start=0, end=100)], "B": [Interval(start=50, end=150)],
-                             "C": [Interval(start=200, end=300)]})
+    got = overlap_intervals(
+        {"A": [Interval(start=0, end=100)], "B": [Interval(start=50, end=150)], "C": [Interval(start=200, end=300)]}
+    )
     assert got == [Interval(start=50, end=100)]

@@ -26,8 +26,9 @@ def test_tracks_match_the_rttm_speaker_who_makes_them_loudest() -> None:
     k = len(streams["track0"]) // 3200
     energy = np.stack([(streams[f"track{i}"][: k * 3200].reshape(k, 3200) ** 2).mean(axis=1) for i in range(4)])
     for track, speaker in mapping.items():
-        steps = sorted({m for s in segments if s.speaker == speaker for m in range(int(s.start_s / 0.2),
-                                                                                      int(s.end_s / 0.2))})
+        steps = sorted(
+            {m for s in segments if s.speaker == speaker for m in range(int(s.start_s / 0.2), int(s.end_s / 0.2))}
+        )
         loudest = np.bincount(energy[:, steps].argmax(axis=0), minlength=4)
         assert loudest.argmax() == int(track[-1]), (speaker, loudest)
 
@@ -39,7 +40,11 @@ def test_unequal_counts_are_an_error() -> None:
 
 
 def test_user_is_the_most_talkative_other_party() -> None:
-    speech = {"M": [Interval(start=0, end=10)], "A": [Interval(start=0, end=5)], "B": [Interval(start=0, end=7)],
-              "C": [Interval(start=0, end=7)]}
+    speech = {
+        "M": [Interval(start=0, end=10)],
+        "A": [Interval(start=0, end=5)],
+        "B": [Interval(start=0, end=7)],
+        "C": [Interval(start=0, end=7)],
+    }
     assert input_roles("M", speech) == ("B", ("A", "C"))  # B and C tie: smallest id
     assert input_roles("B", speech) == ("M", ("A", "C"))

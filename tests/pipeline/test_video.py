@@ -13,9 +13,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from pipeline.decode import DecodeError, decode_conversation
+from pipeline.decode import decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.job import run
+from pipeline.rejects import DecodeError
 from pipeline.video import VideoConfig, probe_video
 from schemas.bundle import Conversation, Track, VideoSpec
 from schemas.reader import iter_samples
@@ -57,16 +58,44 @@ def sync_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]
     audio = np.zeros(int((SECONDS + VIDEO_OFFSET_S) * rate), np.float32)
     for t in conv_times:
         s = round(t * rate)
-        audio[s: s + 32] = 0.9  # a 2 ms click
+        audio[s : s + 32] = 0.9  # a 2 ms click
     sf.write(d / "clicks.wav", audio, rate, subtype="PCM_16")
-    subprocess.run([
-        "ffmpeg", "-v", "error", "-y", "-itsoffset", str(VIDEO_OFFSET_S),
-        "-f", "lavfi", "-i", f"color=c=black:s=64x48:r={FPS_NUM}/{FPS_DEN}:d={SECONDS}",
-        "-i", str(d / "clicks.wav"),
-        "-filter_complex", f"[0:v]drawbox=x=0:y=0:w=64:h=48:color=white:t=fill:enable='{enable}'[v]",
-        "-map", "[v]", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-g", "300", "-fps_mode",
-        "passthrough", "-c:a", "pcm_s16le", "-output_ts_offset", str(CONTAINER_START_S), str(d / "clip.mov"),
-    ], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-itsoffset",
+            str(VIDEO_OFFSET_S),
+            "-f",
+            "lavfi",
+            "-i",
+            f"color=c=black:s=64x48:r={FPS_NUM}/{FPS_DEN}:d={SECONDS}",
+            "-i",
+            str(d / "clicks.wav"),
+            "-filter_complex",
+            f"[0:v]drawbox=x=0:y=0:w=64:h=48:color=white:t=fill:enable='{enable}'[v]",
+            "-map",
+            "[v]",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "300",
+            "-fps_mode",
+            "passthrough",
+            "-c:a",
+            "pcm_s16le",
+            "-output_ts_offset",
+            str(CONTAINER_START_S),
+            str(d / "clip.mov"),
+        ],
+        check=True,
+    )
     return d / "clip.mov", flashes
 
 
@@ -93,7 +122,7 @@ def test_flashes_and_clicks_land_in_the_micro_turn_the_contract_names(sync_clip:
     codes = dmel_codes(decoded.streams["user"]).reshape(-1, 16, 80).astype(np.int32)
     loudest = codes.sum(axis=2)  # (K, 16) summed over channels
     for k in expected:
-        window = loudest[k - 1: k + 2]  # the micro-turn before, the one, the one after
+        window = loudest[k - 1 : k + 2]  # the micro-turn before, the one, the one after
         assert np.unravel_index(window.argmax(), window.shape)[0] == 1, k
 
 
@@ -105,15 +134,31 @@ def _mk(tmp: Path, name: str, ffmpeg_args: list[str]) -> Path:
 
 def test_odd_inputs_are_masked_or_rejected(tmp_path: Path) -> None:
     # variable frame rate: frames at 0, 0.5, 0.6, 1.3 s ... select() keeps a VFR subset of a 10 fps source
-    vfr = _mk(tmp_path, "vfr.mkv", ["-f", "lavfi", "-i", "testsrc=s=64x48:r=10:d=3",
-                                    "-vf", "select='not(between(n,1,4))*not(between(n,7,12))'", "-fps_mode", "vfr",
-                                    "-c:v", "libx264", "-preset", "ultrafast"])
+    vfr = _mk(
+        tmp_path,
+        "vfr.mkv",
+        [
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=64x48:r=10:d=3",
+            "-vf",
+            "select='not(between(n,1,4))*not(between(n,7,12))'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
+    )
     probe = probe_video(str(vfr))
     assert probe.variable_frame_rate
     audio = tmp_path / "a.wav"
     sf.write(audio, np.zeros(16_000 * 4, np.float32), 16_000)  # audio longer than the video: masked at the end
-    conv = Conversation(id="v", origin="t", tracks=(Track(speaker="user", path=str(audio)),),
-                        video=VideoSpec(path=str(vfr)), words=())
+    conv = Conversation(
+        id="v", origin="t", tracks=(Track(speaker="user", path=str(audio)),), video=VideoSpec(path=str(vfr)), words=()
+    )
     d = decode_conversation(conv, SMALL)
     present = [j is not None for j in d.video.jpegs]
     assert len(present) == 20 and all(present[:15]) and not any(present[15:])
@@ -121,31 +166,45 @@ def test_odd_inputs_are_masked_or_rejected(tmp_path: Path) -> None:
     assert d.video.info["video_beyond_audio_s"] == 0.0
     short_audio = tmp_path / "short.wav"
     sf.write(short_audio, np.zeros(16_000, np.float32), 16_000)  # 1 s of audio, 3 s of video: cut and reported
-    cut = decode_conversation(Conversation(id="v", origin="t", tracks=(Track(speaker="user", path=str(short_audio)),),
-                                           video=VideoSpec(path=str(vfr)), words=()), SMALL)
+    cut = decode_conversation(
+        Conversation(
+            id="v",
+            origin="t",
+            tracks=(Track(speaker="user", path=str(short_audio)),),
+            video=VideoSpec(path=str(vfr)),
+            words=(),
+        ),
+        SMALL,
+    )
     assert len(cut.video.jpegs) == 5 and cut.video.info["video_beyond_audio_s"] == pytest.approx(2.0, abs=0.11)
 
     plain = _mk(tmp_path, "plain.mp4", ["-f", "lavfi", "-i", "testsrc=s=64x48:r=10:d=1", "-c:v", "libx264"])
     rotated = _mk(tmp_path, "rot.mp4", ["-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90"])
-    r = decode_conversation(Conversation(id="r", origin="t", tracks=(), video=VideoSpec(path=str(rotated)),
-                                         words=()), SMALL)
+    r = decode_conversation(
+        Conversation(id="r", origin="t", tracks=(), video=VideoSpec(path=str(rotated)), words=()), SMALL
+    )
     assert r.video.info["rotation_deg"] in (90, -90, 270) and r.video.info["source_size"] == [64, 48]
     assert all(j is not None for j in r.video.jpegs)  # ffmpeg turned the frames upright, then scaled and cropped
 
     audio_only = _mk(tmp_path, "sound.mp4", ["-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac"])
-    with pytest.raises(DecodeError, match="no video stream"):
+    with pytest.raises(DecodeError, match="no video stream") as no_video:
         decode_conversation(Conversation(id="a", origin="t", tracks=(), video=VideoSpec(path=str(audio_only))))
+    assert no_video.value.kind == "no_video_stream"
 
-    good = _mk(tmp_path, "good.mp4", ["-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=4", "-c:v", "libx264",
-                                      "-preset", "ultrafast", "-g", "10"])
+    good = _mk(
+        tmp_path,
+        "good.mp4",
+        ["-f", "lavfi", "-i", "testsrc=s=64x48:r=25:d=4", "-c:v", "libx264", "-preset", "ultrafast", "-g", "10"],
+    )
     corrupt = tmp_path / "corrupt.mp4"
     data = bytearray(good.read_bytes())
     rng = np.random.default_rng(0)
     for pos in rng.integers(len(data) // 3, len(data) - 2000, 40):
         data[pos] ^= 0xFF  # damaged frames in the middle
     corrupt.write_bytes(bytes(data))
-    c = decode_conversation(Conversation(id="c", origin="t", tracks=(), video=VideoSpec(path=str(corrupt)),
-                                         words=()), SMALL)
+    c = decode_conversation(
+        Conversation(id="c", origin="t", tracks=(), video=VideoSpec(path=str(corrupt)), words=()), SMALL
+    )
     # ffmpeg conceals the damaged macroblocks: frames keep their times (nothing shifts), one entry per micro-turn,
     # and the decoder's complaints are counted in the manifest
     assert len(c.video.jpegs) == math.ceil(c.num_samples / 3200) == 20 and all(c.video.jpegs.present())
@@ -160,9 +219,17 @@ def test_real_footage_end_to_end_one_frame_per_micro_turn(tmp_path: Path) -> Non
     inputs = sorted(FOOTAGE.glob("asl_gestures/*.mkv"))[:3] + [FOOTAGE / "one-by-one-person-detection.mp4"]
     for clip in inputs:
         (tmp_path / "in" / clip.stem).mkdir(parents=True)
-        (tmp_path / "in" / clip.stem / "bundle.json").write_text(json.dumps(
-            {"id": clip.stem, "video": str(clip), "words": [], "licence": "CC-BY-4.0",
-             "source": "Intel IoT devkit sample-videos"}))
+        (tmp_path / "in" / clip.stem / "bundle.json").write_text(
+            json.dumps(
+                {
+                    "id": clip.stem,
+                    "video": str(clip),
+                    "words": [],
+                    "licence": "CC-BY-4.0",
+                    "source": "Intel IoT devkit sample-videos",
+                }
+            )
+        )
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")])
     assert manifest["counts"]["conversations_written"] == len(inputs)
     frames, microturns = {}, {}

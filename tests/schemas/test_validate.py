@@ -26,15 +26,18 @@ def copy(demo_dataset: Path, tmp_path: Path) -> Path:
 
 
 def test_good_dataset_passes_and_cli_exits_zero(demo_dataset: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "validate", str(demo_dataset / "dataset")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "validate", str(demo_dataset / "dataset")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("OK: 18 samples checked")
 
 
 def test_reader_returns_numpy_or_torch_with_explicit_decoders(demo_dataset: Path) -> None:
     samples = list(iter_samples(str(demo_dataset / "dataset")))
-    index = pq.read_table(demo_dataset / "dataset" / "index.parquet").to_pylist()
-    assert sorted(s["__key__"] for s in samples) == [r["key"] for r in index]
+    index = pq.read_table(demo_dataset / "dataset" / "index").to_pylist()  # the index/ directory as one table
+    assert sorted(s["__key__"] for s in samples) == sorted(r["key"] for r in index)
     s = samples[0]
     assert s["input.dmel.npy"].dtype == np.uint8 and s["input.dmel.npy"].shape == (150, 16, 80)
     assert isinstance(s["meta.json"], dict) and isinstance(s["words.json"], list)
@@ -68,17 +71,19 @@ def test_a_flipped_code_and_a_bad_sha_are_reported(copy: Path) -> None:
     text = report.render()
     assert not report.ok
     assert "code 16 outside 0..15" in text and "sha256/size" in text
-    proc = subprocess.run([sys.executable, "-m", "microturn_cli", "validate", str(copy)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microturn_cli", "validate", str(copy)], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "FAILED" in proc.stdout
 
 
 def test_index_and_counts_must_agree_with_the_shards(copy: Path) -> None:
-    table = pq.read_table(copy / "index.parquet")
-    pq.write_table(table.slice(1), copy / "index.parquet")  # drop a row
+    first = sorted((copy / "index").glob("*.parquet"))[0]
+    pq.write_table(pq.read_table(first).slice(1), first)  # drop a row
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["counts"]["inputs"] += 1
     (copy / "manifest.json").write_text(json.dumps(manifest))
     text = validate(str(copy)).render()
-    assert "in a shard but not in index.parquet" in text or "but not in index.parquet" in text
+    assert "but not in index" in text
+    assert f"index/{first.name}: rows are not" in text
     assert "inputs 6 != conversations_written 5 + rejected 0" in text

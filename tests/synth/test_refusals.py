@@ -1,6 +1,6 @@
 """Spoken refusals end to end: example prompts -> bundles -> the Beam job -> shards -> reader, labels checked.
 
-Also: byte-identical output for the same prompts and seed, the text twin, the summary, tags in index.parquet,
+Also: byte-identical output for the same prompts and seed, the text twin, the summary, tags in the index,
 and per-line errors for bad prompt files.
 """
 
@@ -125,7 +125,7 @@ def test_every_layout_reaches_the_shards_with_its_labels(refusal_dataset) -> Non
 
 def test_tags_and_annotations_reach_the_index(refusal_dataset) -> None:
     root, _ = refusal_dataset
-    rows = pq.read_table(root / "dataset" / "index.parquet").to_pylist()
+    rows = pq.read_table(root / "dataset" / "index").to_pylist()
     assert rows
     for r in rows:
         tags = dict(r["tags"])

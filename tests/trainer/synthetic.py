@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 from schemas.shard import FIXED_MTIME, encode_array, encode_json
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, MICROTURN_S
+from schemas.units import MICROTURN_S
 
 VOCAB = ("yes", "no", "okay", "right", "hello", "sure", "well", "so", "uh", "mm")
 
@@ -36,14 +37,23 @@ def make_sample(rng: np.random.Generator, window: int) -> dict[str, bytes]:
     for k in range(window):
         for stream in ("input", "output"):
             if rng.random() < 0.5:
-                words.append({"microturn": k, "stream": stream, "start_s": round(k * MICROTURN_S, 3),
-                              "text": VOCAB[int(rng.integers(len(VOCAB)))]})
-    return {"mask.npy": encode_array(mask), "input.dmel.npy": encode_array(input_dmel.astype(np.uint8)),
-            "output.dmel.npy": encode_array(output_dmel.astype(np.uint8)), "words.json": encode_json(words)}
+                words.append(
+                    {
+                        "microturn": k,
+                        "stream": stream,
+                        "start_s": round(k * MICROTURN_S, 3),
+                        "text": VOCAB[int(rng.integers(len(VOCAB)))],
+                    }
+                )
+    return {
+        "mask.npy": encode_array(mask),
+        "input.dmel.npy": encode_array(input_dmel.astype(np.uint8)),
+        "output.dmel.npy": encode_array(output_dmel.astype(np.uint8)),
+        "words.json": encode_json(words),
+    }
 
 
-def write_dataset(directory: str | Path, *, seed: int = 0, samples: int = 4, window: int = 24,
-                  shards: int = 2) -> str:
+def write_dataset(directory: str | Path, *, seed: int = 0, samples: int = 4, window: int = 24, shards: int = 2) -> str:
     """Write `samples` windows of `window` micro-turns round-robin into `shards` shards + manifest.json.
 
     Returns: the SHA-256 of the shards' bytes (in name order), which only the arguments determine.

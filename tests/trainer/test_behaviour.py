@@ -1,6 +1,6 @@
 """Behaviour scoring on planted per-micro-turn streams (trainer/behaviour.py).
 
-    PYTHONPATH=. python -m pytest -q tests/trainer/test_behaviour.py
+PYTHONPATH=. python -m pytest -q tests/trainer/test_behaviour.py
 """
 
 from __future__ import annotations

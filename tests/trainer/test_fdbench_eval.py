@@ -1,6 +1,6 @@
 """Full-Duplex-Bench v1 scoring of response WAVs: a good and a bad response set score differently.
 
-    PYTHONPATH=. python -m pytest -q tests/trainer/test_fdbench_eval.py
+PYTHONPATH=. python -m pytest -q tests/trainer/test_fdbench_eval.py
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ CLIP_S = 8.0
 def speech(a: float, b: float, seed: int = 0) -> np.ndarray:
     """A clip-long track with noise 'speech' (-14 dBFS) in [a, b) seconds, silence elsewhere."""
     x = np.zeros(int(CLIP_S * SR), np.float32)
-    x[int(a * SR): int(b * SR)] = np.random.default_rng(seed).normal(0, 0.2, int(b * SR) - int(a * SR))
+    x[int(a * SR) : int(b * SR)] = np.random.default_rng(seed).normal(0, 0.2, int(b * SR) - int(a * SR))
     return x
 
 
 def write_clips(root: Path) -> None:
-    tasks = {"pause_handling": ("pause.json", [{"text": "[PAUSE]", "timestamp": [3.0, 4.5]}]),
-             "smooth_turn_taking": ("turn_taking.json", [{"text": "[TURN-TAKING]", "timestamp": [3.0, 8.0]}]),
-             "user_interruption": ("interrupt.json", [{"context": "a", "interrupt": "b", "timestamp": [4.0, 5.0]}])}
+    tasks = {
+        "pause_handling": ("pause.json", [{"text": "[PAUSE]", "timestamp": [3.0, 4.5]}]),
+        "smooth_turn_taking": ("turn_taking.json", [{"text": "[TURN-TAKING]", "timestamp": [3.0, 8.0]}]),
+        "user_interruption": ("interrupt.json", [{"context": "a", "interrupt": "b", "timestamp": [4.0, 5.0]}]),
+    }
     for task, (name, obj) in tasks.items():
         for i in range(2):
             d = root / "v1" / task / f"c{i}"

@@ -43,15 +43,26 @@ def test_tiny_loss_curve_matches_the_stored_one(tmp_path):
     records = run_curve(str(tmp_path / "data"), str(tmp_path / "run"))
     curve = {key: [r[key] for r in records] for key in KEYS}
     if os.environ.get(REGEN_ENV):
-        CURVE_FILE.write_text(json.dumps({
-            "about": "tests/trainer/test_loss_curve.py: tiny preset, first steps on write_dataset(seed=0); "
-                     f"regenerate with {REGEN_ENV}=1",
-            "dataset_sha256": digest, "steps": STEPS, "torch": torch.__version__, **curve,
-        }, indent=1) + "\n", encoding="utf-8")
+        CURVE_FILE.write_text(
+            json.dumps(
+                {
+                    "about": "tests/trainer/test_loss_curve.py: tiny preset, first steps on write_dataset(seed=0); "
+                    f"regenerate with {REGEN_ENV}=1",
+                    "dataset_sha256": digest,
+                    "steps": STEPS,
+                    "torch": torch.__version__,
+                    **curve,
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
         pytest.skip(f"wrote {CURVE_FILE}")
     stored = json.loads(CURVE_FILE.read_text(encoding="utf-8"))
     assert digest == stored["dataset_sha256"], (
-        f"the synthetic dataset changed: fix tests/trainer/synthetic.py or regenerate the curve ({REGEN_ENV}=1)")
+        f"the synthetic dataset changed: fix tests/trainer/synthetic.py or regenerate the curve ({REGEN_ENV}=1)"
+    )
     assert len(records) == stored["steps"] == STEPS
     for key in KEYS:
         assert curve[key] == pytest.approx(stored[key], rel=RTOL), key

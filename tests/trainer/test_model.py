@@ -12,8 +12,10 @@ from trainer.config import DataConfig, ModelConfig, TrainConfig
 from trainer.data import collate
 from trainer.model import HMLPStem, Model, attention_mask
 
-TINY = TrainConfig(model=ModelConfig(dim=32, layers=2, heads=2, experts=3, top_k=2, ffn_dim=32, stem_dim=32),
-                   data=DataConfig(context_microturns=3, batch_size=2, frame_patches=6, text_slots=4))
+TINY = TrainConfig(
+    model=ModelConfig(dim=32, layers=2, heads=2, experts=3, top_k=2, ffn_dim=32, stem_dim=32),
+    data=DataConfig(context_microturns=3, batch_size=2, frame_patches=6, text_slots=4),
+)
 
 
 def test_stem_on_random_patches_keeps_samples_apart():
@@ -40,11 +42,16 @@ def test_attention_mask_is_causal_over_attendable_slots():
 def _sample(seed: int, frames: bool) -> tuple[dict, np.ndarray | None]:
     rng = np.random.default_rng(seed)
     w = 3
-    words = [{"text": "hey", "stream": "output", "microturn": 1, "start_s": 0.2, "end_s": 0.3},
-             {"text": "yo", "stream": "input", "microturn": 0, "start_s": 0.0, "end_s": 0.1}]
-    sample = {"input.dmel.npy": rng.integers(0, 16, (w, 16, 80), dtype=np.uint8),
-              "output.dmel.npy": rng.integers(0, 16, (w, 16, 80), dtype=np.uint8),
-              "mask.npy": np.ones(w, np.uint8), "words.json": words}
+    words = [
+        {"text": "hey", "stream": "output", "microturn": 1, "start_s": 0.2, "end_s": 0.3},
+        {"text": "yo", "stream": "input", "microturn": 0, "start_s": 0.0, "end_s": 0.1},
+    ]
+    sample = {
+        "input.dmel.npy": rng.integers(0, 16, (w, 16, 80), dtype=np.uint8),
+        "output.dmel.npy": rng.integers(0, 16, (w, 16, 80), dtype=np.uint8),
+        "mask.npy": np.ones(w, np.uint8),
+        "words.json": words,
+    }
     video = rng.integers(0, 256, (w, 80, 120, 3), dtype=np.uint8) if frames else None
     return sample, video
 

@@ -35,17 +35,34 @@ LOSS_RTOL = 1e-5
 
 def _torchrun(args: list[str]) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "trainer.train", "--device", "cpu", "--no-progress", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "microturn_cli",
+        "train",
+        "--device",
+        "cpu",
+        "--no-progress",
+        *args,
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
 
 
 def _reference(data: str, out: Path, *, steps: int, batch_size: int, grad_accum: int) -> list[dict]:
     cfg = preset("tiny")
-    cfg = dataclasses.replace(cfg, steps=steps, log_interval=1,
-                              data=dataclasses.replace(cfg.data, batch_size=batch_size, num_workers=2),
-                              optim=dataclasses.replace(cfg.optim, grad_accum=grad_accum))
+    cfg = dataclasses.replace(
+        cfg,
+        steps=steps,
+        log_interval=1,
+        data=dataclasses.replace(cfg.data, batch_size=batch_size, num_workers=2),
+        optim=dataclasses.replace(cfg.optim, grad_accum=grad_accum),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun rank (OMP_NUM_THREADS=1)
     try:
@@ -82,8 +99,24 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(demo_dataset, tm
     """2 ranks x 1 micro-batch of 2 examples == 1 process x 2 micro-batches, 4 steps."""
     steps, bs = 4, 2
     ref_records = _reference(demo_dataset, tmp_path / "ref", steps=steps, batch_size=bs, grad_accum=2)
-    _torchrun(["--data", demo_dataset, "--out", str(tmp_path / "dp"), "--steps", str(steps), "--batch-size", str(bs),
-               "--grad-accum", "1", "--num-workers", "0", "--log-interval", "1"])
+    _torchrun(
+        [
+            "--data",
+            demo_dataset,
+            "--out",
+            str(tmp_path / "dp"),
+            "--steps",
+            str(steps),
+            "--batch-size",
+            str(bs),
+            "--grad-accum",
+            "1",
+            "--num-workers",
+            "0",
+            "--log-interval",
+            "1",
+        ]
+    )
     _compare(tmp_path / "ref", tmp_path / "dp", ref_records)
 
 
@@ -93,8 +126,22 @@ def test_short_rank_pads_and_resume_keeps_every_rank_loader(one_sample_dataset, 
     steps, bs = 7, 8
     ref_records = _reference(one_sample_dataset, tmp_path / "ref", steps=steps, batch_size=bs, grad_accum=1)
     assert ref_records[-1]["epoch"] >= 1  # the run crosses an epoch boundary
-    args = ["--data", one_sample_dataset, "--out", str(tmp_path / "dp"), "--steps", str(steps), "--batch-size",
-            str(bs), "--grad-accum", "1", "--num-workers", "0", "--log-interval", "1"]
+    args = [
+        "--data",
+        one_sample_dataset,
+        "--out",
+        str(tmp_path / "dp"),
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(bs),
+        "--grad-accum",
+        "1",
+        "--num-workers",
+        "0",
+        "--log-interval",
+        "1",
+    ]
     _torchrun([*args, "--stop-at", "3"])
     assert checkpoint.load(tmp_path / "dp" / checkpoint.CHECKPOINT_FILE)["step"] == 3
     _torchrun(args)

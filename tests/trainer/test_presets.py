@@ -13,8 +13,13 @@ from trainer.train import flow_generator
 
 from .synthetic import write_dataset
 
-SMALL_COUNTS = {"total": 113_137_169, "experts": 100_663_296, "embedding": 1_446_400, "active": 37_639_697,
-                "active_non_embedding": 36_193_297}
+SMALL_COUNTS = {
+    "total": 113_137_169,
+    "experts": 100_663_296,
+    "embedding": 1_446_400,
+    "active": 37_639_697,
+    "active_non_embedding": 36_193_297,
+}
 """Parameter counts of the small preset (D 512, 8 layers, 8 experts of F 1024, top-2): 113.1M in all, 37.6M active
 per token (36.2M without the lookup tables)."""
 
@@ -33,8 +38,13 @@ def test_small_preset_counts_and_one_training_step(tmp_path):
     batch = next(Loader(str(tmp_path / "data"), data))
     out = model(batch, flow_generator(0, 0, 0))
     assert out["n_text"] > 0 and out["n_dmel"] > 0
-    loss = (out["text"] / out["n_text"] + out["dmel"] / out["n_dmel"] + out["flow"] / out["n_dmel"]
-            + cfg.loss.aux_weight * out["aux"] + cfg.loss.z_weight * out["z"])
+    loss = (
+        out["text"] / out["n_text"]
+        + out["dmel"] / out["n_dmel"]
+        + out["flow"] / out["n_dmel"]
+        + cfg.loss.aux_weight * out["aux"]
+        + cfg.loss.z_weight * out["z"]
+    )
     loss.backward()
     assert torch.isfinite(loss)
     grads = {n: p.grad for n, p in model.named_parameters()}

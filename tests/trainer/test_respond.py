@@ -1,6 +1,6 @@
 """Streaming inference: the KV-cache path equals a full-sequence forward pass; outputs are deterministic and written.
 
-    PYTHONPATH=. python -m pytest -q tests/trainer/test_respond.py
+PYTHONPATH=. python -m pytest -q tests/trainer/test_respond.py
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 from schemas.layout import OUT_DMEL, OUT_TEXT, TEXT_END, TEXT_PAD, microturn_slots
-from schemas.units import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, SAMPLES_PER_MICROTURN
+from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig, ModelConfig, TrainConfig
 from trainer.model import Model
-from trainer.respond import Conversation, full_sequence, generate, sample_logits, write_outputs
+from trainer.respond import Conversation, full_sequence, generate, sample_logits, write_outputs, write_response_file
 
 
 @pytest.fixture(autouse=True)
@@ -31,19 +32,27 @@ def one_thread():
 
 def tiny_model(frame_patches: int = 4, text_slots: int = 5, context: int = 4, seed: int = 0) -> Model:
     torch.manual_seed(seed)
-    cfg = TrainConfig(model=ModelConfig(dim=32, layers=2, heads=2, experts=4, top_k=2, ffn_dim=48, stem_dim=16),
-                      data=DataConfig(context_microturns=context, frame_patches=frame_patches, text_slots=text_slots),
-                      moe_impl="loop")
+    cfg = TrainConfig(
+        model=ModelConfig(dim=32, layers=2, heads=2, experts=4, top_k=2, ffn_dim=48, stem_dim=16),
+        data=DataConfig(context_microturns=context, frame_patches=frame_patches, text_slots=text_slots),
+        moe_impl="loop",
+    )
     return Model(cfg).eval()
 
 
 def conversation(k: int, *, frames: bool, seed: int = 0) -> Conversation:
     rng = np.random.default_rng(seed)
     codes = rng.integers(0, DMEL_LEVELS, size=(k, FRAMES_PER_MICROTURN, DMEL_CHANNELS), dtype=np.uint8)
-    words = [{"text": "hello", "stream": "input", "start_s": 0.0, "end_s": 0.3, "microturn": 1},
-             {"text": "yes", "stream": "output", "start_s": 0.4, "end_s": 0.5, "microturn": 2}]
-    sample = {"input.dmel.npy": codes, "output.dmel.npy": np.zeros_like(codes), "mask.npy": np.ones(k, np.uint8),
-              "words.json": words}
+    words = [
+        {"text": "hello", "stream": "input", "start_s": 0.0, "end_s": 0.3, "microturn": 1},
+        {"text": "yes", "stream": "output", "start_s": 0.4, "end_s": 0.5, "microturn": 2},
+    ]
+    sample = {
+        "input.dmel.npy": codes,
+        "output.dmel.npy": np.zeros_like(codes),
+        "mask.npy": np.ones(k, np.uint8),
+        "words.json": words,
+    }
     conv = Conversation(name="c", sample=sample, user_pcm=rng.normal(0, 0.1, k * SAMPLES_PER_MICROTURN))
     if frames:  # 2 x 2 patches of 40 px; no frame on screen in micro-turn 0
         conv.frames = rng.integers(0, 256, size=(k, 80, 80, 3), dtype=np.uint8)
@@ -116,3 +125,25 @@ def test_write_outputs(tmp_path) -> None:
     mono, _ = sf.read(folder / "model.wav")
     assert mono.shape == (3 * SAMPLES_PER_MICROTURN,) and np.abs(mono).max() > 0
     assert info["folder"] == str(folder)
+
+
+def test_response_file_is_what_eval_proactive_reads(tmp_path) -> None:
+    """OUT/{conversation_key}.json: {conversation_id, perspective, words: [{text, start, end}]}, one per
+    conversation (the first perspective in name order); fdbench clips and the folder files are unaffected."""
+    model = tiny_model(frame_patches=0)
+    conv = conversation(3, frames=False)
+    gen = generate(model, conv, seed=0)
+    gen.text[2, :4] = [ord("o"), ord("k"), ord(" "), TEXT_END]
+    gen.text[2, 4:] = TEXT_PAD
+    write_outputs(conv, gen, str(tmp_path))
+    assert not list(tmp_path.glob("*.json"))  # no conversation id: no response file
+    b = dataclasses.replace(conv, name="conv-1_b", conversation_id="conv 1", conversation_key="conv-1", perspective="b")
+    write_outputs(b, gen, str(tmp_path))
+    response = json.loads((tmp_path / "conv-1.json").read_text())
+    assert response["conversation_id"] == "conv 1" and response["perspective"] == "b"
+    assert {"text": "ok", "start": 0.4, "end": 0.6} in response["words"]
+    assert all(set(w) == {"text", "start", "end"} for w in response["words"])
+    a = dataclasses.replace(b, name="conv-1_a", perspective="a")
+    assert write_response_file(a, gen, str(tmp_path)) == str(tmp_path / "conv-1.json")
+    assert write_response_file(b, gen, str(tmp_path)) is None  # "a" comes first and stays
+    assert json.loads((tmp_path / "conv-1.json").read_text())["perspective"] == "a"

@@ -46,9 +46,14 @@ def _strip(record: dict) -> dict:
 def test_resume_is_bit_exact(demo_dataset, tmp_path):
     """6 steps straight == 3 steps, checkpoint, a fresh process state, 3 more: losses and parameters bit for bit."""
     cfg = preset("tiny")  # with fewer patch slots and examples per batch, to keep the test short
-    cfg = dataclasses.replace(cfg, steps=6, log_interval=1, checkpoint_interval=100,
-                              data=dataclasses.replace(cfg.data, num_workers=2, batch_size=2, frame_patches=8),
-                              optim=dataclasses.replace(cfg.optim, grad_accum=2, warmup_steps=2))
+    cfg = dataclasses.replace(
+        cfg,
+        steps=6,
+        log_interval=1,
+        checkpoint_interval=100,
+        data=dataclasses.replace(cfg.data, num_workers=2, batch_size=2, frame_patches=8),
+        optim=dataclasses.replace(cfg.optim, grad_accum=2, warmup_steps=2),
+    )
     straight = train(cfg, demo_dataset, str(tmp_path / "a"), device="cpu", progress=False)
     head = train(cfg, demo_dataset, str(tmp_path / "b"), device="cpu", stop_at=3, progress=False)
     torch.manual_seed(1234)  # the restart must not depend on the state the process happens to be in
@@ -72,12 +77,40 @@ def test_resume_is_bit_exact(demo_dataset, tmp_path):
 
 def test_cli_entry_points(one_sample_dataset, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--data", one_sample_dataset, "--out", str(out), "--config", "tiny", "--steps", "2", "--seed", "1",
-            "--moe-impl", "loop", "--no-progress", "--device", "cpu"]
+    args = [
+        "--data",
+        one_sample_dataset,
+        "--out",
+        str(out),
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "--moe-impl",
+        "loop",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert train_main(args) == 0
     assert (out / "checkpoint.pt").exists() and len((out / "metrics.jsonl").read_text().splitlines()) == 1
-    assert eval_main(["--checkpoint", str(out / "checkpoint.pt"), "--data", one_sample_dataset,
-                      "--max-batches", "2", "--device", "cpu"]) == 0
+    assert (
+        eval_main(
+            [
+                "--checkpoint",
+                str(out / "checkpoint.pt"),
+                "--data",
+                one_sample_dataset,
+                "--max-batches",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "text  cross-entropy" in printed and "dmel  cross-entropy" in printed and "flow" in printed
     with pytest.raises(ValueError, match="another config|same flags"):

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.aligners import AlignerConfig, load_backend
-from pipeline.tools.eval_align import demo_conversations, eval_align_main, evaluate, strip_times
+from pipeline.tools.eval_align import eval_align_main, evaluate, load_conversations, strip_times
+from schemas.bundle import Conversation
+from synth.demo import make_demo_bundles
+
+
+def demo_conversations(directory: Path, *, count: int, seed: int) -> list[Conversation]:
+    make_demo_bundles(directory, count=count, seed=seed)
+    return load_conversations(directory)
 
 
 def test_strip_times_keeps_text_or_nothing(tmp_path: Path) -> None:
@@ -33,8 +40,6 @@ def test_pocketsphinx_meets_the_timing_targets_on_demo_speech(tmp_path: Path) ->
 
 
 def test_eval_align_cli_prints_the_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from synth.demo import make_demo_bundles
-
     make_demo_bundles(tmp_path / "bundles", count=1, seed=1)
     assert eval_align_main(["--input", str(tmp_path / "bundles"), "--aligner", "pocketsphinx", "--mode", "both"]) == 0
     out = capsys.readouterr().out
@@ -42,6 +47,18 @@ def test_eval_align_cli_prints_the_figures(tmp_path: Path, capsys: pytest.Captur
     assert "mode=audio  backend=pocketsphinx: skipped (transcription needs --whisper_model)" in out
 
 
-def test_eval_align_requires_a_backend() -> None:
+def test_eval_align_requires_a_backend_and_input(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        eval_align_main(["--aligner", "none"])
+        eval_align_main(["--aligner", "none", "--input", "x"])
+    assert "choose a backend" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        eval_align_main(["--aligner", "pocketsphinx"])  # demo bundles are the CLI's job, not this module's
+    assert "--input is required" in capsys.readouterr().err
+
+
+def test_microturn_eval_align_writes_demo_bundles_without_input(capsys: pytest.CaptureFixture[str]) -> None:
+    from microturn_cli import main
+
+    assert main(["eval-align", "--aligner", "pocketsphinx", "--mode", "text", "--count", "1", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "eval-align  mode=text  backend=pocketsphinx" in out and "conversations 1," in out

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pipeline.job import run
 from pipeline.tools.fdbench import ExportConfig, export_fdbench, export_fdbench_main
 from pipeline.tools.inspect import load_sample
-from pipeline.job import run
 from pipeline.tools.split import split_dataset
 
 SR = 16_000
@@ -192,12 +192,16 @@ def test_events_are_the_planted_ones(demo_dataset: Path, exported) -> None:
             ), row
 
 
-def test_export_needs_keep_audio(demo_dataset: Path, tmp_path: Path) -> None:
+def test_export_needs_keep_audio(demo_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dataset = str(demo_dataset / "dataset")
     split = split_dataset(dataset, eval_fraction=0.3, speaker_scope="conversation")
     with pytest.raises(ValueError, match="--keep_audio"):
         export_fdbench(dataset, str(tmp_path / "x"), split=split)
+    capsys.readouterr()
     assert export_fdbench_main([dataset, "--out", str(tmp_path / "y"), "--speaker_scope", "conversation"]) == 2
+    printed = capsys.readouterr()
+    assert "microturn export fdbench: error:" in printed.err and "--keep_audio" in printed.err
+    assert "error" not in printed.out  # errors go to stderr
 
 
 def test_backchannel_ground_truth_follows_eval_backchannel(exported) -> None:

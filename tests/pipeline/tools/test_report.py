@@ -75,7 +75,7 @@ def test_report_holds_the_figures_of_the_dataset(demo_dataset: Path, tmp_path: P
     assert "microturn-demo" in page and "CC0-1.0" in page
     assert 'data-metric="rejected_none"' in page
     # turn-taking distributions: one series of bars each; every gap is a yield, so the gap bars sum to the yields
-    index = pq.read_table(dataset / "index.parquet").to_pylist()
+    index = pq.read_table(dataset / "index").to_pylist()
     assert sum(r["n_interruption"] for r in index) == int(m[("label:interruption", 0)])
     for dist in ("floor_transfer_offset_bins", "gap_bins", "overlap_bins"):
         bars = _bars(page, dist)
@@ -97,10 +97,11 @@ def test_report_compares_two_datasets_with_jensen_shannon(
     assert abs(float(m[("hours", 1)]) - want["hours"]) < 1e-5
     rejected = pq.read_table(small_dataset / "rejected.parquet").to_pylist()
     assert len(rejected) == 1 and int(m[("rejected", 1)]) == 1
-    assert int(m[("rejected_reason", 1)]) == 1
+    assert rejected[0]["kind"] == "no_tracks"
+    assert int(m[("rejected:read:no_tracks", 1)]) == 1  # the distribution by stage and kind
     import html
 
-    assert html.escape(rejected[0]["reason"], quote=True) in page
+    assert html.escape(rejected[0]["reason"], quote=True) in page  # as the kind's example reason
     for dist in ("floor_transfer_offset_bins", "gap_bins", "overlap_bins"):
         bars = _bars(page, dist)
         bins = sorted({b for _, b in bars})
