@@ -10,8 +10,8 @@ stop inside a word). Calibration on the espeak demo dataset: silent micro-turns 
 level of -7.0 .. -6.4 (99th percentile about -3), speaking ones at -2.5 .. -1.5; the threshold sits between.
 
 Audio: codes -> log10 mel levels (the pipeline's 16 dequantisation levels) -> mel magnitude -> linear magnitude by
-least squares on the pipeline's filterbank (`schemas.dmel.mel_filterbank`: 1024-point FFT, 80 Slaney mels,
-80-7600 Hz; what torchaudio's `InverseMelScale` does) -> waveform with `GriffinLim` (hop 200, window 800), 16 kHz.
+torchaudio's `InverseMelScale` (least squares on the pipeline's filterbank: 1024-point FFT, 80 Slaney mels,
+80-7600 Hz, the parameters of `schemas.dmel`) -> waveform with `GriffinLim` (hop 200, window 800), 16 kHz.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from schemas.dmel import (
     DMEL_CHANNELS,
     FRAMES_PER_MICROTURN,
     HOP_SAMPLES,
+    MEL_FMAX_HZ,
+    MEL_FMIN_HZ,
     N_FFT,
     WIN_SAMPLES,
     dequantise_dmel,
-    mel_filterbank,
 )
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
@@ -67,7 +68,16 @@ def dmel_to_audio(codes_KFC: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, see
     if k == 0:
         return np.zeros(0, np.float32)
     mel = 10.0 ** torch.from_numpy(dequantise_dmel(codes_KFC).reshape(-1, DMEL_CHANNELS).T.copy())  # (80, frames)
-    fb = mel_filterbank()  # (513, 80)
+    inverse_mel = torchaudio.transforms.InverseMelScale(
+        n_stft=N_FFT // 2 + 1,
+        n_mels=DMEL_CHANNELS,
+        sample_rate=SAMPLE_RATE_HZ,
+        f_min=MEL_FMIN_HZ,
+        f_max=MEL_FMAX_HZ,
+        norm="slaney",
+        mel_scale="slaney",
+        driver="gels",
+    )
     griffin = torchaudio.transforms.GriffinLim(
         n_fft=N_FFT,
         n_iter=n_iter,
@@ -79,7 +89,7 @@ def dmel_to_audio(codes_KFC: np.ndarray, *, n_iter: int = GRIFFIN_LIM_ITERS, see
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        linear = torch.relu(torch.linalg.lstsq(fb.T[None], mel.float()[None], driver="gels").solution[0])  # (513, F)
+        linear = inverse_mel(mel.float())  # (513, F)
         linear = torch.cat([linear, linear[:, -1:]], dim=1)  # centred STFT: length / hop + 1 frames
         pcm = griffin(linear).numpy().astype(np.float32)
     quiet = np.repeat(codes_KFC.reshape(-1, DMEL_CHANNELS).max(-1) == 0, HOP_SAMPLES)[: len(pcm)]
