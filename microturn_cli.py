@@ -191,9 +191,35 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_eval(argv: list[str]) -> int:
-    from trainer.evaluate import eval_main
+    """`microturn eval`: per-head losses; its --help also names the two-word `eval ...` commands."""
+    from trainer.evaluate import build_parser, eval_main
 
+    if any(a in ("-h", "--help") for a in argv):
+        parser = build_parser()
+        others = [(w, text) for w, (_, text) in COMMANDS.items() if len(w) > 1 and w[0] == "eval"]
+        parser.epilog = "other eval commands (each prints its own --help): " + "; ".join(
+            f"`microturn {' '.join(w)}`: {text}" for w, text in others
+        )
+        parser.parse_args(argv)  # prints the help and exits
     return eval_main(argv)
+
+
+def cmd_eval_behaviour(argv: list[str]) -> int:
+    from trainer.behaviour import eval_behaviour_main
+
+    return eval_behaviour_main(argv)
+
+
+def cmd_eval_fdbench(argv: list[str]) -> int:
+    from trainer.fdbench_eval import eval_fdbench_main
+
+    return eval_fdbench_main(argv)
+
+
+def cmd_respond(argv: list[str]) -> int:
+    from trainer.respond import respond_main
+
+    return respond_main(argv)
 
 
 def cmd_inspect(argv: list[str]) -> int:
@@ -310,9 +336,15 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
         "synthesise two-party demo conversations with espeak-ng, run the job on them, validate, and print a summary",
     ),
     ("train",): (cmd_train, "train the interaction model on micro-turn shards"),
+    ("eval", "behaviour"): (
+        cmd_eval_behaviour,
+        "score a checkpoint's turn-taking against the dataset's labels, beside baselines",
+    ),
+    ("eval", "fdbench"): (cmd_eval_fdbench, "Full-Duplex-Bench v1 metrics of response WAVs (energy VAD)"),
     ("eval",): (cmd_eval, "print a checkpoint's per-head losses on held-out shards"),
     ("eval", "proactive"): (cmd_eval_proactive, "score a model's timed words against a dataset's proactive targets"),
     ("eval-align",): (cmd_eval_align, "measure word alignment against known timings"),
+    ("respond",): (cmd_respond, "run a checkpoint micro-turn by micro-turn and write its words and audio"),
     ("inspect",): (cmd_inspect, "draw one sample as a PNG (dMel, words, labels, frames)"),
     ("report",): (cmd_report, "write a self-contained HTML report of a dataset"),
     ("split",): (cmd_split, "split a dataset into train/eval, disjoint by conversation and speaker"),

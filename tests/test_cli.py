@@ -92,3 +92,12 @@ def test_underscore_flags_are_listed_and_hyphen_aliases_are_not(capsys: pytest.C
             main([*words, "--help"])
         out = capsys.readouterr().out
         assert f"--{flag}" in out and f"--{flag.replace('_', '-')}" not in out
+
+
+def test_eval_help_names_the_two_word_eval_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["eval", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: microturn eval ") and "--max_batches" in out
+    assert "`microturn eval behaviour`" in out and "`microturn eval fdbench`" in out

@@ -158,18 +158,12 @@ class Model(nn.Module):
             x = x.index_put((patch_pos[0][sel], patch_pos[1][sel]), emb_MD.to(x.dtype), accumulate=True)
         return x
 
-    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict:
-        """Summed losses and target counts of one micro-batch, plus router statistics.
-
-        Returns: text, dmel, flow (summed losses, fp32 scalars), n_text, n_dmel (ints), aux, z (means over layers),
-        load (layers, E) and entropy (mean over layers), detached.
-        """
-        attendable = batch["attendable"]
-        t_text, t_dmel = batch["target_text"], batch["target_dmel"]
-        pred_text, pred_dmel = t_text[:, 1:], t_dmel[:, 1:]  # hidden at i - 1 predicts slot i
+    def trunk(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """Final-norm hidden states of every slot, (B, N, D), and per-layer router statistics (a full-sequence
+        pass; trainer/respond.py computes the same hidden states incrementally with a KV cache)."""
         active = active_slots(batch)
         x = self.embed(batch)
-        allowed = attention_mask(attendable)  # as an additive float mask, converted once instead of per layer
+        allowed = attention_mask(batch["attendable"])  # as an additive float mask, converted once, not per layer
         allowed = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed, float("-inf"))
         stats = []
         m = self.cfg.model
@@ -177,7 +171,18 @@ class Model(nn.Module):
         for block in self.blocks:
             x, s = block(x, allowed, rope_NH, active)
             stats.append(s)
-        h = self.norm(x)[:, :-1]
+        return self.norm(x), stats
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict:
+        """Summed losses and target counts of one micro-batch, plus router statistics.
+
+        Returns: text, dmel, flow (summed losses, fp32 scalars), n_text, n_dmel (ints), aux, z (means over layers),
+        load (layers, E) and entropy (mean over layers), detached.
+        """
+        t_text, t_dmel = batch["target_text"], batch["target_dmel"]
+        pred_text, pred_dmel = t_text[:, 1:], t_dmel[:, 1:]  # hidden at i - 1 predicts slot i
+        h, stats = self.trunk(batch)
+        h = h[:, :-1]
         text = self.text_head(h[pred_text], batch["text"][:, 1:][pred_text])
         dmel = self.dmel_head(h[pred_dmel], batch["dmel"][:, 1:][pred_dmel])
         lc = self.cfg.loss
@@ -189,7 +194,7 @@ class Model(nn.Module):
             "flow": flow,
             "n_text": int(pred_text.sum()),
             "n_dmel": int(pred_dmel.sum()),
-            "n_active": int(active.sum()),
+            "n_active": int(active_slots(batch).sum()),
             "aux": torch.stack([s["aux"] for s in stats]).mean(),
             "z": torch.stack([s["z"] for s in stats]).mean(),
             "load": torch.stack([s["load_E"] for s in stats]),
