@@ -25,6 +25,7 @@ import soundfile as sf
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
+from pipeline.streams import map_streams
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.units import SAMPLE_RATE_HZ, num_microturns
@@ -207,9 +208,12 @@ def _video_origin(conv: Conversation, probe: VideoProbe) -> float:
     return 0.0
 
 
-def decode_conversation(conv: Conversation, video_config: VideoConfig | None = None) -> DecodedConversation:
+def decode_conversation(
+    conv: Conversation, video_config: VideoConfig | None = None, *, threads: int = 1
+) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
-    its video, if any, onto the micro-turn grid.
+    its video, if any, onto the micro-turn grid. Up to `threads` tracks are resampled at a time (pipeline.streams;
+    the same samples for any value).
 
     Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later); tracks without a
     path are digital silence as long as the conversation.
@@ -230,6 +234,13 @@ def decode_conversation(conv: Conversation, video_config: VideoConfig | None = N
             silent.append(track.speaker or f"track{i}")
             continue
         by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
+    pending: list[tuple[str, np.ndarray, int]] = []  # (speaker, mono at its rate, rate), resampled `threads` at a time
+
+    def resample_pending() -> None:
+        done = map_streams(lambda job: resample_to_16k(job[1], job[2]), pending, threads=threads)
+        streams.update((speaker, pcm) for (speaker, _, _), pcm in zip(pending, done, strict=True))
+        pending.clear()
+
     for path, tracks in by_path.items():
         data, rate = decode_file(path)
         channels = data.shape[1]
@@ -250,8 +261,11 @@ def decode_conversation(conv: Conversation, video_config: VideoConfig | None = N
                 )
             else:
                 mono = _to_float(data[:, channel])
-            streams[speaker] = resample_to_16k(mono, rate)
+            pending.append((speaker, mono, rate))
+            if len(pending) >= threads:
+                resample_pending()
         del data
+    resample_pending()
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0
     if probe is not None:
