@@ -179,7 +179,9 @@ def decode_file(path: str) -> tuple[np.ndarray, int]:
 
 def _to_float(channel: np.ndarray) -> np.ndarray:
     if channel.dtype == np.int16:
-        return channel.astype(np.float32) / 32768.0
+        out = channel.astype(np.float32)
+        out *= np.float32(1 / 32768)  # exact, as / 32768 is: a power of two, and int16 / 2**15 is never subnormal
+        return out
     return channel.astype(np.float32, copy=False)
 
 

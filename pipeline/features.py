@@ -94,12 +94,20 @@ def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: in
     if 0 <= lo and hi <= n:
         return pcm[lo:hi].copy()
     out = np.zeros(hi - lo, dtype=np.float32)
-    # Map every index to the zero-padded signal z (length N): i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
-    idx = np.arange(lo, hi)
-    idx = np.where(idx < 0, -idx, idx)
-    idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
-    inside = idx < n  # z is zero beyond the real samples
-    out[inside] = pcm[idx[inside]]
+    a, b = max(lo, 0), min(hi, n)  # the real samples in range: copied; z is zero beyond them
+    if a < b:
+        out[a - lo : b - lo] = pcm[a:b]
+    # The reflected ends (at most CENTRE_PAD_SAMPLES each): map each index to the zero-padded signal z (length N),
+    # i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
+    for e0, e1 in ((lo, min(hi, 0)), (max(lo, num_samples_padded), hi)):
+        if e0 < e1:
+            idx = np.arange(e0, e1)
+            idx = np.where(idx < 0, -idx, idx)
+            idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
+            inside = idx < n
+            end = np.zeros(e1 - e0, dtype=np.float32)
+            end[inside] = pcm[idx[inside]]
+            out[e0 - lo : e1 - lo] = end
     return out
 
 

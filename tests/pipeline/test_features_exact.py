@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from pipeline import features
-from schemas.dmel import DMEL_LEVELS, LEVELS
+from schemas.dmel import CENTRE_PAD_SAMPLES, DMEL_LEVELS, LEVELS
+from schemas.units import SAMPLES_PER_MICROTURN
 
 
 def _floats_around(values: np.ndarray, ulps: int) -> torch.Tensor:
@@ -41,3 +42,24 @@ def test_same_codes_on_random_values_extremes_and_shapes() -> None:
     got = features._quantise(edges)
     assert torch.equal(got, features._quantise_by_distance(edges))
     assert got.dtype == torch.uint8 and got[:4].tolist() == [0, 0, 0, 0] and got[4:8].tolist() == [15] * 4
+
+
+def _padded_slice_by_index(pcm: np.ndarray, num_samples_padded: int, start: int, stop: int) -> np.ndarray:
+    """The definition: every sample of the slice mapped to the zero-padded, reflect-padded signal one by one."""
+    idx = np.arange(start, stop) - CENTRE_PAD_SAMPLES
+    idx = np.where(idx < 0, -idx, idx)
+    idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
+    return np.where(idx < len(pcm), pcm[np.minimum(idx, len(pcm) - 1)], np.float32(0)).astype(np.float32)
+
+
+def test_padded_slice_equals_the_index_definition_for_any_range() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        n = int(rng.integers(1, 12_000))
+        padded = -(-max(n, CENTRE_PAD_SAMPLES + 1) // SAMPLES_PER_MICROTURN) * SAMPLES_PER_MICROTURN
+        pcm = rng.standard_normal(n).astype(np.float32)
+        total = padded + 2 * CENTRE_PAD_SAMPLES
+        start = int(rng.integers(0, total))
+        stop = int(rng.integers(start, total + 1))
+        got = features._padded_slice(pcm, padded, start, stop)
+        assert got.dtype == np.float32 and np.array_equal(got, _padded_slice_by_index(pcm, padded, start, stop))
