@@ -28,6 +28,16 @@ What it does, in order (every measured run is a fresh child process, so peak RSS
 
 Throughput is in conversation-seconds per wall-second (a stereo conversation of 60 s counts 60 s, not 120 s).
 The machine may be shared: the load average is printed before and after, and a busy machine lowers every figure.
+
+Two other modes time whole processes (start-up and imports included), interleaved, median of --repeats:
+
+    .venv/bin/python benchmarks/pipeline_throughput.py --moshi --hours 1 --workers 2 --repeats 3
+    .venv/bin/python benchmarks/pipeline_throughput.py --portable --hours 0.25 --workers 2 --repeats 2
+
+--moshi: the moshi-finetune shape (60 s stereo 24 kHz X.wav + X.json pairs built from the AMI fixture tracks),
+`microturn run` at 1 and --workers processes against Lhotse's equivalent at num_jobs 1 and --workers (issue 13.7).
+--portable: `microturn run` on the corpus above through Beam's portable runner (Python job service + EXTERNAL SDK
+worker pool, started here and stopped by PID) with 1 and --workers SDK workers, beside the local runner (issue 12.7).
 """
 
 from __future__ import annotations
