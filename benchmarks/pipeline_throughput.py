@@ -866,18 +866,40 @@ def _cpu_children_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _interleaved(runs: dict[str, tuple[list[str], Path]], repeats: int, env: dict[str, str]) -> dict[str, list]:
+def _tree_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) so far of each process tree rooted at `pids`: every live process's own time plus
+    the roots' reaped children's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for root in pids:
+        for pid in _proc_tree(root):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == root:
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / tick
+
+
+def _interleaved(
+    runs: dict[str, tuple[list[str], Path]], repeats: int, env: dict[str, str], services: Sequence[int] = ()
+) -> dict[str, list]:
     """Each labelled command `repeats` times, interleaved (A B C A B C ...), each into a fresh output directory;
-    returns label -> [(wall s, CPU s), ...]. The load average is printed before every round."""
+    returns label -> [(wall s, CPU s), ...], the CPU of the command's process tree plus that used meanwhile by the
+    process trees of `services` (PIDs of long-running servers the command talks to). The load average is printed
+    before every round."""
     times: dict[str, list] = {label: [] for label in runs}
     for rep in range(repeats):
         _say(f"  round {rep + 1}/{repeats}: {_load()}")
         for label, (argv, out) in runs.items():
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
-            cpu0 = _cpu_children_s()
+            cpu0, service0 = _cpu_children_s(), _tree_cpu_s(services)
             wall = _whole(argv, env)
-            cpu = _cpu_children_s() - cpu0
+            cpu = _cpu_children_s() - cpu0 + _tree_cpu_s(services) - service0
             times[label].append((wall, cpu))
             _say(f"    {label:<44} {wall:6.2f} s wall, {cpu:6.2f} s CPU")
     return times
@@ -1023,7 +1045,8 @@ def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
                 out,
             )
         pool = TreeRss(services[1].pid, interval_s=0.2)
-        times = _interleaved(runs, args.repeats, {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"})
+        env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        times = _interleaved(runs, args.repeats, env, services=[p.pid for p in services])
         pool.stop()
         pool_tree = pool.max_procs
     finally:
@@ -1032,7 +1055,8 @@ def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
     _say(f"\n{_load()}")
     _say(f"Summary, benchmark corpus ({corpus.seconds / 3600:.2f} h), whole `microturn run` processes:")
     _say("  (portable: the job service runs Beam's FnApiRunner with --direct_num_workers SDK workers, each started by")
-    _say(f"  the EXTERNAL pool as its own process; the pool's process tree had at most {pool_tree} processes)")
+    _say(f"  the EXTERNAL pool as its own process; the pool's process tree had at most {pool_tree} processes;")
+    _say("  CPU s counts the job service's and the pool's processes too)")
     _table(times, corpus.seconds)
     return 0
 
