@@ -28,6 +28,16 @@ What it does, in order (every measured run is a fresh child process, so peak RSS
 
 Throughput is in conversation-seconds per wall-second (a stereo conversation of 60 s counts 60 s, not 120 s).
 The machine may be shared: the load average is printed before and after, and a busy machine lowers every figure.
+
+Two other modes time whole processes (start-up and imports included), interleaved, median of --repeats:
+
+    .venv/bin/python benchmarks/pipeline_throughput.py --moshi --hours 1 --workers 2 --repeats 3
+    .venv/bin/python benchmarks/pipeline_throughput.py --portable --hours 0.25 --workers 2 --repeats 2
+
+--moshi: the moshi-finetune shape (60 s stereo 24 kHz X.wav + X.json pairs built from the AMI fixture tracks),
+`microturn run` at 1 and --workers processes against Lhotse's equivalent at num_jobs 1 and --workers (issue 13.7).
+--portable: `microturn run` on the corpus above through Beam's portable runner (Python job service + EXTERNAL SDK
+worker pool, started here and stopped by PID) with 1 and --workers SDK workers, beside the local runner (issue 12.7).
 """
 
 from __future__ import annotations
@@ -482,6 +492,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=2,
         help="demo conversations (~30 s each, two speakers) for the align stage (default 2)",
     )
+    ap.add_argument(
+        "--moshi",
+        action="store_true",
+        help="instead: the moshi-finetune shape (60 s stereo 24 kHz X.wav + X.json from the AMI fixture tracks), "
+        "whole `microturn run` processes at 1 and --workers processes against Lhotse's equivalent (--lhotse-python, "
+        "default this python), interleaved, median of --repeats",
+    )
+    ap.add_argument(
+        "--portable",
+        action="store_true",
+        help="instead: whole `microturn run` processes on the benchmark corpus through Beam's portable runner (Python "
+        "job service + EXTERNAL worker pool) with 1 and --workers SDK workers, beside the local runner",
+    )
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each command for --moshi/--portable (default 3)")
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (corpus and outputs)")
     ap.add_argument("--seed", type=int, default=0, help="corpus random seed (default 0)")
@@ -499,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="microturn-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
+        if args.moshi:
+            return moshi_benchmark(args, work)
+        if args.portable:
+            return portable_benchmark(args, work)
         return _benchmark(args, work)
     finally:
         if args.keep:
@@ -687,6 +715,349 @@ def _benchmark(args: argparse.Namespace, work: Path) -> int:
             f"{align['wall_s']:.1f} s: {align['audio_s'] / align['wall_s']:.1f} conv-s/s, "
             f"{align['audio_s'] / align['cpu_s']:.1f} conv-s/CPU-s ({align['conversations']} demo conversations)"
         )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- whole processes
+
+AMI_SOURCES = Path("/work/shared/fixtures/ami-seriously")
+"""The AMI fixture (4 headset tracks of 60 s, 16 kHz, an RTTM and each speaker's words): the moshi corpus' material."""
+MOSHI_RATE_HZ = 24_000
+MOSHI_CONVERSATION_S = 60
+
+
+def _ami_tracks(fixture: Path) -> list[tuple[np.ndarray, list[tuple[float, float]], list[str]]]:
+    """Each AMI source track at 24 kHz (float32, polyphase 3/2), the RTTM turns of the speaker it belongs to (the
+    speaker whose turns carry most of the track's energy, chosen greedily) and words of one transcript file."""
+    from scipy.signal import resample_poly
+
+    tracks = []
+    for i in range(4):
+        with wave.open(str(fixture / "sources" / f"source{i}.wav")) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        tracks.append(pcm)
+    turns: dict[str, list[tuple[float, float]]] = {}
+    for line in (fixture / "mixture.rttm").read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] == "SPEAKER":
+            turns.setdefault(parts[7], []).append((float(parts[3]), float(parts[3]) + float(parts[4])))
+    energy = {}
+    for k, pcm in enumerate(tracks):
+        for spk, segs in turns.items():
+            mask = np.zeros(len(pcm), dtype=bool)
+            for s, e in segs:
+                mask[int(s * RATE_HZ) : int(e * RATE_HZ)] = True
+            energy[(k, spk)] = float(np.mean(pcm[mask] ** 2)) if mask.any() else 0.0
+    owner: dict[int, str] = {}
+    for (k, spk), _ in sorted(energy.items(), key=lambda kv: -kv[1]):
+        if k not in owner and spk not in owner.values():
+            owner[k] = spk
+    letters = "ABCD"
+    out = []
+    for k, pcm in enumerate(tracks):
+        words = (fixture / "text" / f"mixture.{letters[k]}.words_joined.txt").read_text().split()
+        out.append((resample_poly(pcm, 3, 2).astype(np.float32), turns[owner[k]], words))
+    return out
+
+
+def _track_words(turns: list[tuple[float, float]], vocab: list[str], shift_s: float, speaker: str) -> list[list]:
+    """Words every ~0.3 s through the speaker's turns, the turns moved by `shift_s` (circularly, as the audio is);
+    moshi-finetune alignment rows [text, [start, end], speaker]."""
+    rows, k = [], 0
+    for s, e in turns:
+        s, e = (s + shift_s) % MOSHI_CONVERSATION_S, (e + shift_s) % MOSHI_CONVERSATION_S
+        t = s
+        while e > s and t + 0.25 <= e:
+            rows.append([vocab[k % len(vocab)], [round(t, 3), round(t + 0.25, 3)], speaker])
+            t, k = t + 0.3, k + 1
+    return rows
+
+
+def make_moshi_corpus(root: Path, num_conversations: int, fixture: Path = AMI_SOURCES) -> Corpus:
+    """The moshi-finetune shape: X.wav (stereo 24 kHz 16-bit, 60 s; left = model, right = user) + X.json
+    ({"alignments": [[word, [start, end], "SPEAKER_MAIN" | speaker], ...]}) per conversation, built from the AMI
+    fixture's headset tracks: conversation i pairs two of the four tracks (the six pairs in turn), both rolled by
+    i * 7.3 s (mod 60 s) with a gain per channel, so no two conversations are the same audio."""
+    root.mkdir(parents=True, exist_ok=True)
+    tracks = _ami_tracks(fixture)
+    pairs = [(a, b) for a in range(4) for b in range(4) if a < b]
+    n = MOSHI_RATE_HZ * MOSHI_CONVERSATION_S
+    wavs = []
+    for i in range(num_conversations):
+        a, b = pairs[i % len(pairs)]
+        shift_s = (i * 7.3) % MOSHI_CONVERSATION_S
+        shift = int(shift_s * MOSHI_RATE_HZ)
+        gain = 0.7 + 0.3 * ((i * 0.37) % 1.0)
+        stereo = np.stack([np.roll(tracks[a][0][:n], shift) * gain, np.roll(tracks[b][0][:n], shift) / gain], axis=1)
+        wav = root / f"conv{i:03d}.wav"
+        with wave.open(str(wav), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(MOSHI_RATE_HZ)
+            w.writeframes(np.clip(stereo * 32767, -32768, 32767).astype("<i2").tobytes())
+        rows = _track_words(tracks[a][1], tracks[a][2], shift_s, "SPEAKER_MAIN")
+        rows += _track_words(tracks[b][1], tracks[b][2], shift_s, "SPEAKER_USER")
+        rows.sort(key=lambda r: (r[1][0], r[1][1], r[2]))
+        (root / f"conv{i:03d}.json").write_text(json.dumps({"alignments": rows}))
+        wavs.append(str(wav))
+    return Corpus(root=root, wavs=tuple(wavs), seconds=float(num_conversations * MOSHI_CONVERSATION_S))
+
+
+LHOTSE_WHOLE_CHILD = r"""
+# Lhotse 1.33's idiomatic equivalent of `microturn run` on moshi-finetune pairs, as one whole process (imports
+# included): Recording.from_file -> a MonoCut per channel -> resample to 16 kHz (Fbank's default rate, as microturn
+# does) or not ("rate": 24000: Fbank configured for 24 kHz) -> Fbank(80) stored with lhotse 1.33's default writer
+# (NumpyFilesWriter) -> to_shar(features=numpy).
+import json, multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+
+
+def main():
+    import torch
+    from lhotse import CutSet, Fbank, FbankConfig, Recording, RecordingSet
+    args = json.loads(sys.argv[1])
+    jobs = args["num_jobs"]
+    if jobs > 1:
+        torch.set_num_threads(1)  # as lhotse's CLI does: it warns that num_jobs > 1 with more threads can hang
+    recordings = RecordingSet.from_recordings(Recording.from_file(p, recording_id=os.path.basename(p)[:-4])
+                                              for p in args["wavs"])
+    multi = CutSet.from_manifests(recordings=recordings)
+    cuts = CutSet.from_cuts(mono for cut in multi for mono in cut.to_mono(mono_downmix=False))
+    rate = args["rate"]
+    if rate != recordings[0].sampling_rate:
+        cuts = cuts.resample(rate)
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) if jobs > 1 else nullcontext()
+    with pool as ex:
+        cuts = cuts.compute_and_store_features(extractor=Fbank(FbankConfig(num_mel_bins=80, sampling_rate=rate)),
+                                               storage_path=args["out"] + "/feats", num_jobs=jobs, executor=ex)
+    os.makedirs(args["out"] + "/shar")
+    cuts.to_shar(args["out"] + "/shar", fields={"features": "numpy"}, shard_size=1000)
+    print(json.dumps({"cuts": len(cuts)}))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def _whole(argv: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """Run one whole process (start-up included) to its end; returns its wall seconds."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:6])} ... exited {proc.returncode}:\n{(out + err)[-3000:]}")
+    return wall
+
+
+def _cpu_children_s() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _tree_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) so far of each process tree rooted at `pids`: every live process's own time plus
+    the roots' reaped children's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for root in pids:
+        for pid in _proc_tree(root):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            if pid == root:
+                total += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return total / tick
+
+
+def _interleaved(
+    runs: dict[str, tuple[list[str], Path]], repeats: int, env: dict[str, str], services: Sequence[int] = ()
+) -> dict[str, list]:
+    """Each labelled command `repeats` times, interleaved (A B C A B C ...), each into a fresh output directory;
+    returns label -> [(wall s, CPU s), ...], the CPU of the command's process tree plus that used meanwhile by the
+    process trees of `services` (PIDs of long-running servers the command talks to). The load average is printed
+    before every round."""
+    times: dict[str, list] = {label: [] for label in runs}
+    for rep in range(repeats):
+        _say(f"  round {rep + 1}/{repeats}: {_load()}")
+        for label, (argv, out) in runs.items():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            cpu0, service0 = _cpu_children_s(), _tree_cpu_s(services)
+            wall = _whole(argv, env)
+            cpu = _cpu_children_s() - cpu0 + _tree_cpu_s(services) - service0
+            times[label].append((wall, cpu))
+            _say(f"    {label:<44} {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+    return times
+
+
+def _table(times: dict[str, list], seconds: float) -> None:
+    head = f"run (median of {len(next(iter(times.values())))})"
+    _say(f"  {head:<46} {'wall s':>7} {'CPU s':>7} {'x real time':>12}")
+    for label, ts in times.items():
+        wall = float(np.median([t[0] for t in ts]))
+        cpu = float(np.median([t[1] for t in ts]))
+        _say(f"  {label:<46} {wall:>7.2f} {cpu:>7.2f} {seconds / wall:>12.0f}")
+
+
+def moshi_benchmark(args: argparse.Namespace, work: Path) -> int:
+    """Issue 13.7: the moshi-finetune shape (60 s stereo 24 kHz pairs from the AMI tracks), whole processes, microturn
+    run at 1 and --workers processes against Lhotse at num_jobs 1 and --workers, median of --repeats, interleaved."""
+    num = max(1, round(args.hours * 3600 / MOSHI_CONVERSATION_S))
+    _say(f"moshi-finetune shape, whole processes; python {sys.version.split()[0]}; {_load()}")
+    t = time.perf_counter()
+    corpus = make_moshi_corpus(work / "moshi", num)
+    _say(
+        f"corpus: {num} stereo 24 kHz conversations x {MOSHI_CONVERSATION_S} s = {corpus.seconds / 3600:.2f} h "
+        f"(X.wav + X.json), from {AMI_SOURCES}, made in {time.perf_counter() - t:.1f} s"
+    )
+    lhotse_py = args.lhotse_python or sys.executable
+    script = work / "lhotse_whole.py"
+    script.write_text(LHOTSE_WHOLE_CHILD)
+    runs: dict[str, tuple[list[str], Path]] = {}
+    for n in sorted({1, args.workers}):
+        out = work / f"moshi-mt-{n}"
+        argv = [sys.executable, "-m", "microturn_cli", "run", "--input", str(corpus.root), "--output", str(out)]
+        if n > 1:
+            argv += ["--direct_num_workers", str(n), "--direct_running_mode", "multi_processing"]
+        runs[f"microturn run, {n} process{'es' if n > 1 else ''}"] = (argv, out)
+        for rate in (16_000, MOSHI_RATE_HZ):
+            out = work / f"moshi-lhotse-{n}-{rate}"
+            params = json.dumps({"wavs": list(corpus.wavs), "out": str(out), "num_jobs": n, "rate": rate})
+            runs[f"lhotse, num_jobs {n}, Fbank at {rate // 1000} kHz"] = ([lhotse_py, str(script), params], out)
+    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    times = _interleaved(runs, args.repeats, env)
+    _say(f"\n{_load()}")
+    _say(f"Summary, moshi shape ({corpus.seconds / 3600:.2f} h), whole processes including start-up and imports:")
+    _table(times, corpus.seconds)
+    for n in sorted({1, args.workers}):
+        mt = float(np.median([t[0] for t in times[f"microturn run, {n} process{'es' if n > 1 else ''}"]]))
+        lh = min(float(np.median([t[0] for t in times[f"lhotse, num_jobs {n}, Fbank at {r} kHz"]])) for r in (16, 24))
+        _say(f"  {n} process{'es' if n > 1 else ''}: microturn/lhotse speed {lh / mt:.2f} (against the faster Lhotse)")
+    return 0
+
+
+PORTABLE_MODULES = (
+    ("apache_beam.runners.portability.local_job_service_main", "--port"),
+    ("apache_beam.runners.worker.worker_pool_main", "--service_port"),
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_service(module: str, flag: str, port: int, log: Path) -> subprocess.Popen:
+    """Start a Beam service in its own session (the pool's SDK workers join it) and wait until it listens."""
+    import socket
+
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # the pool runs `python`
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, flag, str(port)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=log.parent,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{module} exited {proc.returncode}: {log.read_text()[-2000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.2)
+    raise RuntimeError(f"{module} did not listen on {port}: {log.read_text()[-2000:]}")
+
+
+def _stop_service(proc: subprocess.Popen) -> None:
+    """SIGTERM then SIGKILL the service's process group (by its PID: the session it leads) and reap it."""
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
+    """Issue 12.7: whole-process `microturn run` on the benchmark corpus (5-minute stereo 16 kHz bundles) through
+    Beam's portable job API (Beam's Python job service + an EXTERNAL SDK worker pool, each its own process) with 1
+    and --workers SDK worker processes, beside the local runner with 1 and --workers; interleaved, median of
+    --repeats. The job service and pool run for the whole benchmark (a cluster's are long-lived), so their own
+    start-up is not counted; each job's submission, SDK worker start and run are."""
+    num = max(2, math.ceil(args.hours * 3600 / CONVERSATION_S))
+    _say(f"portable runner, whole processes; python {sys.version.split()[0]}; {_load()}")
+    t = time.perf_counter()
+    corpus = make_corpus(work / "corpus", num, CONVERSATION_S, args.seed)
+    _say(
+        f"corpus: {num} stereo 16 kHz conversations x 5 min = {corpus.seconds / 3600:.2f} h, made in "
+        f"{time.perf_counter() - t:.1f} s"
+    )
+    job_port, pool_port = _free_port(), _free_port()
+    services = []
+    try:
+        for (module, flag), port in zip(PORTABLE_MODULES, (job_port, pool_port), strict=True):
+            services.append(_start_service(module, flag, port, work / f"{module.rsplit('.', 1)[-1]}.log"))
+        _say(f"job service pid {services[0].pid} on :{job_port}, worker pool pid {services[1].pid} on :{pool_port}")
+        portable = [
+            "--runner", "PortableRunner", "--job_endpoint", f"localhost:{job_port}",
+            "--environment_type", "EXTERNAL", "--environment_config", f"localhost:{pool_port}",
+        ]  # fmt: skip
+        runs: dict[str, tuple[list[str], Path]] = {}
+        for n in sorted({1, args.workers}):
+            base = [sys.executable, "-m", "microturn_cli", "run", "--input", str(corpus.root), "--output"]
+            local = ["--direct_num_workers", str(n)] + (["--direct_running_mode", "multi_processing"] if n > 1 else [])
+            out = work / f"local-{n}"
+            runs[f"local runner, {n} worker{'s' if n > 1 else ''}"] = ([*base, str(out), *local], out)
+            out = work / f"portable-{n}"
+            runs[f"portable runner, {n} SDK worker{'s' if n > 1 else ''}"] = (
+                [*base, str(out), *portable, "--direct_num_workers", str(n)],
+                out,
+            )
+        pool = TreeRss(services[1].pid, interval_s=0.2)
+        env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+        times = _interleaved(runs, args.repeats, env, services=[p.pid for p in services])
+        pool.stop()
+        pool_tree = pool.max_procs
+    finally:
+        for proc in services:
+            _stop_service(proc)
+    _say(f"\n{_load()}")
+    _say(f"Summary, benchmark corpus ({corpus.seconds / 3600:.2f} h), whole `microturn run` processes:")
+    _say("  (portable: the job service runs Beam's FnApiRunner with --direct_num_workers SDK workers, each started by")
+    _say(f"  the EXTERNAL pool as its own process; the pool's process tree had at most {pool_tree} processes;")
+    _say("  CPU s counts the job service's and the pool's processes too)")
+    _table(times, corpus.seconds)
     return 0
 
 

@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
 from pipeline.resample_bounded import MAX_TABLE_VALUES, resample_any_rate, torchaudio_table_values
+from pipeline.streams import map_streams
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.storage import is_local, staged
@@ -189,7 +190,9 @@ def decode_file(path: str) -> tuple[np.ndarray, int]:
 
 def _to_float(channel: np.ndarray) -> np.ndarray:
     if channel.dtype == np.int16:
-        return channel.astype(np.float32) / 32768.0
+        out = channel.astype(np.float32)
+        out *= np.float32(1 / 32768)  # exact, as / 32768 is: a power of two, and int16 / 2**15 is never subnormal
+        return out
     return channel.astype(np.float32, copy=False)
 
 
@@ -232,22 +235,29 @@ def _video_origin(conv: Conversation, probe: VideoProbe) -> float:
     return 0.0
 
 
-def decode_conversation(conv: Conversation, video_config: VideoConfig | None = None) -> DecodedConversation:
+def decode_conversation(
+    conv: Conversation, video_config: VideoConfig | None = None, *, threads: int = 1
+) -> DecodedConversation:
     """Decode `conv` (see _decode_conversation); a video on an object store is staged to a local temporary file
     for ffmpeg first and removed after."""
     if conv.video is None or is_local(conv.video.path):
-        return _decode_conversation(conv, video_config)
+        return _decode_conversation(conv, video_config, threads=threads)
     if not FileSystems.exists(conv.video.path):
         raise DecodeError("missing_file", f"{conv.video.path}: file does not exist")
     with staged(conv.video.path) as local:
-        return _decode_conversation(conv, video_config, video_file=local)
+        return _decode_conversation(conv, video_config, video_file=local, threads=threads)
 
 
 def _decode_conversation(
-    conv: Conversation, video_config: VideoConfig | None = None, *, video_file: str | None = None
+    conv: Conversation,
+    video_config: VideoConfig | None = None,
+    *,
+    video_file: str | None = None,
+    threads: int = 1,
 ) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
-    its video, if any, onto the micro-turn grid.
+    its video, if any, onto the micro-turn grid. Up to `threads` tracks are resampled at a time (pipeline.streams;
+    the same samples for any value).
 
     Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later); tracks without a
     path are digital silence as long as the conversation.
@@ -268,6 +278,13 @@ def _decode_conversation(
             silent.append(track.speaker or f"track{i}")
             continue
         by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
+    pending: list[tuple[str, np.ndarray, int]] = []  # (speaker, mono at its rate, rate), resampled `threads` at a time
+
+    def resample_pending() -> None:
+        done = map_streams(lambda job: resample_to_16k(job[1], job[2]), pending, threads=threads)
+        streams.update((speaker, pcm) for (speaker, _, _), pcm in zip(pending, done, strict=True))
+        pending.clear()
+
     for path, tracks in by_path.items():
         data, rate = decode_file(path)
         channels = data.shape[1]
@@ -288,8 +305,11 @@ def _decode_conversation(
                 )
             else:
                 mono = _to_float(data[:, channel])
-            streams[speaker] = resample_to_16k(_stretch(mono, rate, conv.tracks[i], path), rate)
+            pending.append((speaker, _stretch(mono, rate, conv.tracks[i], path), rate))
+            if len(pending) >= threads:
+                resample_pending()
         del data
+    resample_pending()
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0
     if probe is not None:

@@ -94,24 +94,32 @@ def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: in
     if 0 <= lo and hi <= n:
         return pcm[lo:hi].copy()
     out = np.zeros(hi - lo, dtype=np.float32)
-    # Map every index to the zero-padded signal z (length N): i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
-    idx = np.arange(lo, hi)
-    idx = np.where(idx < 0, -idx, idx)
-    idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
-    inside = idx < n  # z is zero beyond the real samples
-    out[inside] = pcm[idx[inside]]
+    a, b = max(lo, 0), min(hi, n)  # the real samples in range: copied; z is zero beyond them
+    if a < b:
+        out[a - lo : b - lo] = pcm[a:b]
+    # The reflected ends (at most CENTRE_PAD_SAMPLES each): map each index to the zero-padded signal z (length N),
+    # i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
+    for e0, e1 in ((lo, min(hi, 0)), (max(lo, num_samples_padded), hi)):
+        if e0 < e1:
+            idx = np.arange(e0, e1)
+            idx = np.where(idx < 0, -idx, idx)
+            idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
+            inside = idx < n
+            end = np.zeros(e1 - e0, dtype=np.float32)
+            end[inside] = pcm[idx[inside]]
+            out[e0 - lo : e1 - lo] = end
     return out
 
 
-def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
-    import torch
-
+def _quantise_by_distance(log_mel: torch.Tensor) -> torch.Tensor:
     """Clip log10 mel energies to [-7, 2] and take the nearest level; ties go to the lower level (argmin order).
 
     The levels are uniform, so rounding gives the nearest level up to float error; the two neighbours of that guess
     are then compared with the same float32 distances and strict `<` (lower first) as the reference's argmin over
-    all 16, which gives the same codes in a handful of vectorised operations instead of 16 passes.
+    all 16. This is the definition; `_quantise` computes the same codes faster and is checked against it.
     """
+    import torch
+
     x = log_mel.clamp(LOG10_MIN, LOG10_MAX)
     levels = torch.from_numpy(LEVELS)
     step = (LOG10_MAX - LOG10_MIN) / (DMEL_LEVELS - 1)
@@ -125,6 +133,50 @@ def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
         best_idx = torch.where(closer, idx, best_idx)
         best = torch.where(closer, dist, best)
     return best_idx.to(torch.uint8)
+
+
+_thresholds: torch.Tensor | None = None
+
+
+def _ordered(bits: np.ndarray) -> np.ndarray:
+    """float32 bit patterns (int64) -> integers in the floats' order (-0.0 and +0.0 both 0)."""
+    return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
+
+
+def _unordered(keys: np.ndarray) -> np.ndarray:
+    """Inverse of `_ordered`: order keys (int64) -> float32 values."""
+    bits = np.where(keys >= 0, keys, (-keys) | 0x80000000).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def level_thresholds() -> torch.Tensor:
+    """(15,) float32: threshold i is the smallest float32 whose code (`_quantise_by_distance`) is i + 1.
+
+    Between two neighbouring levels the float32 distances to each are monotone in x (rounding is monotone), so
+    each code is one interval of floats and the codes are `bucketize(x, thresholds, right=True)`, exactly. Found
+    by bisection over the floats between each pair of levels (32 steps), once per process."""
+    import torch
+
+    global _thresholds
+    if _thresholds is None:
+        lo = _ordered(LEVELS[:-1].view(np.int32).astype(np.int64))  # code <= i here
+        hi = _ordered(LEVELS[1:].view(np.int32).astype(np.int64))  # code >= i + 1 here
+        want = torch.arange(1, DMEL_LEVELS, dtype=torch.uint8)
+        while (hi - lo > 1).any():
+            mid = (lo + hi) // 2
+            above = (_quantise_by_distance(torch.from_numpy(_unordered(mid))) >= want).numpy()
+            hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+        _thresholds = torch.from_numpy(_unordered(hi).copy())
+    return _thresholds
+
+
+def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
+    """`_quantise_by_distance`'s codes (clip to [-7, 2], nearest of the 16 levels, ties to the lower), in one pass:
+    the number of level thresholds at or below each value. `log_mel` must be finite (it is: a log10 of floored,
+    finite energies)."""
+    import torch
+
+    return torch.bucketize(log_mel, level_thresholds(), right=True).to(torch.uint8)
 
 
 def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:

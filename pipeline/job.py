@@ -29,7 +29,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.pvalue import AsSingleton, TaggedOutput
 
 from pipeline.align import AlignConfig, AlignedConversation, align
@@ -59,6 +59,7 @@ from pipeline.output_guard import (
 from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runners import check_runner, make_pipeline
+from pipeline.streams import auto_stream_threads, map_streams
 from pipeline.video import VideoConfig
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
 from pipeline.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
@@ -144,6 +145,7 @@ class StageFn(WorkerStorageFn):
 
     stage = ""
     torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
+    stream_threads = 1  # threads for a conversation's per-stream work (set by build(): pipeline.streams)
     reraise: tuple[type[BaseException], ...] = ()  # failures of the machinery, not of the input: fail the bundle
 
     def setup(self) -> None:
@@ -194,7 +196,7 @@ class DecodeFn(StageFn):
         self.video = video
 
     def apply(self, conv: Conversation) -> DecodedConversation:
-        return decode_conversation(conv, self.video)
+        return decode_conversation(conv, self.video, threads=self.stream_threads)
 
 
 class AlignFn(StageFn):
@@ -222,7 +224,9 @@ class FeaturiseFn(StageFn):
 
     def apply(self, aligned: AlignedConversation) -> tuple[AlignedConversation, dict]:
         """dMel codes of every speaker's stream."""
-        return aligned, {s: dmel_codes(pcm) for s, pcm in aligned.streams.items()}
+        streams = aligned.streams
+        codes = map_streams(dmel_codes, streams.values(), threads=self.stream_threads)
+        return aligned, dict(zip(streams, codes, strict=True))
 
 
 class LabelFn(StageFn):
@@ -325,6 +329,11 @@ WORK_DIR = "_work"
 
 def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     fn.torch_threads = opts.torch_threads
+    fn.stream_threads = opts.stream_threads or auto_stream_threads(
+        runner=opts.view_as(StandardOptions).runner,
+        num_workers=opts.view_as(DirectOptions).direct_num_workers,
+        running_mode=opts.view_as(DirectOptions).direct_running_mode,
+    )
     return with_storage(fn, opts)
 
 

@@ -82,6 +82,14 @@ class MicroturnOptions(PipelineOptions):
             "default)",
         )
         parser.add_argument(
+            "--stream_threads",
+            type=int,
+            default=0,
+            help="threads per worker for a conversation's per-stream work (resampling, dMel), each stream on one "
+            "thread: outputs are identical for any value (default 0 = auto: every core for Beam's one in-process "
+            "worker, the cores divided among local worker processes, 1 on other runners)",
+        )
+        parser.add_argument(
             "--video_width",
             type=int,
             default=_VIDEO.width,
