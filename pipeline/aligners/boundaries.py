@@ -61,6 +61,11 @@ RUN_MAX_S = 1.5
 RUN_ATTACH_S = 0.15
 """A run no word calls main joins the nearest word's run when the silence between them is at most this (a stop's
 closure is 50-150 ms)."""
+SNAP_MAX_FOREIGN_S = 0.05
+"""A word is not snapped to its run when the aligner spreads it over more than this of other words' main runs: in
+connected speech a run can end inside a word at a stop's closure ("directly nex|t week"), and snapping there cut
+"directly" short and pulled "next" and "week" 130-160 ms early (`eval-align --connected`). Only in connected
+speech: careful words often spread past their own run, and snapping is what puts them right."""
 EDGE_AMPLITUDE_DB = -40.0
 """A snapped word starts at the first sample and ends after the last sample of its run whose magnitude is within this
 many dB of the run's peak: the trimming convention of the TTS words (synth.tts.TRIM_RELATIVE_THRESHOLD, 1 %), which
@@ -77,6 +82,21 @@ def speech_runs(energy: np.ndarray) -> list[tuple[int, int]]:
     voiced = (energy >= local_peak * 10 ** (RUN_THRESHOLD_DB / 10)) & (energy > 1e-10)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _in_connected_speech(pcm: np.ndarray, words: Sequence[StreamWord]) -> list[bool]:
+    """For each word, whether the speech region (`chunks.speech_regions`) its middle falls in is connected speech:
+    fewer speech runs (`chunks.runs_in`) than `chunks.CAREFUL_RUNS_PER_WORD` a word of the region."""
+    from pipeline.aligners import chunks
+
+    regions = chunks.speech_regions(pcm)
+    if not regions:
+        return [False] * len(words)
+    runs = chunks.runs_in(pcm, regions)
+    mids = np.array([(w.start_s + w.end_s) / 2 * SAMPLE_RATE_HZ for w in words])
+    region_of = np.searchsorted(np.array([b for _, b in regions]), mids, side="right")
+    counts = np.bincount(region_of[region_of < len(regions)], minlength=len(regions))
+    return [bool(r < len(regions) and len(runs[r]) < chunks.CAREFUL_RUNS_PER_WORD * counts[r]) for r in region_of]
 
 
 def snap_to_speech_runs(
@@ -118,10 +138,14 @@ def snap_to_speech_runs(
         for r in np.flatnonzero(ov > 0):
             if ov[r] > best_word.get(int(r), (0.0, -1))[0]:
                 best_word[int(r)] = (float(ov[r]), i)
+    connected = _in_connected_speech(pcm, words)
     own: dict[int, list[int]] = {}
     for r, owners in main.items():
         if len(owners) == 1 and (ends[r] - starts[r]) * fs <= RUN_MAX_S:
-            own[owners[0]] = [r]
+            ov = overlaps(words[owners[0]])
+            foreign = sum(float(ov[m]) for m in main if m != r) * fs
+            if foreign <= SNAP_MAX_FOREIGN_S or not connected[owners[0]]:
+                own[owners[0]] = [r]
     owned = sorted((rs[0], i) for i, rs in own.items())
     for r in sorted(best_word):  # a run no word calls main goes to the word whose own run is nearest
         if r in main or not owned:

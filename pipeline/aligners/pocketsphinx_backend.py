@@ -14,6 +14,8 @@ Known text is aligned twice: once on the whole track, then region by region (`pi
 stream's silences decide which words each speech region holds, and each region whose words differ from the first
 pass is aligned on its own audio (measured on the demo speech, --count 2: 98.5 % -> 100 % of words in the correct
 micro-turn; the AMI excerpt: no word stretched across a silence, 93.9 % -> 94.8 % inside the speaker's turns).
+A word the first pass squeezed into the end (start) of a region while the next (previous) region starts (ends) with
+sound no word covers is shared out freely (`_free_squeezed`: a turn's first word said over the other voice).
 """
 
 from __future__ import annotations
@@ -113,6 +115,42 @@ conversations (eval-align, known text): 1e-4 still lost 4 words, 3e-4 none and t
 def _to_int16(pcm: np.ndarray) -> np.ndarray:
     noise = np.random.default_rng(0).standard_normal(len(pcm)) * NOISE_FLOOR_RMS
     return (np.clip(pcm + noise, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+SQUEEZED_SCORE = 1e-3
+"""A first-pass word whose per-frame acoustic density (`_score`) is below this was squeezed into a neighbour's
+sound (the connected-speech set: "right", which starts a turn over the other voice, scored 2e-4 at the end of the
+speaker's previous turn; every correctly placed word there scored above 2e-3): its region is left free when
+the sound across the silence is not accounted for (`_free_squeezed`)."""
+UNCOVERED_S = 0.15
+"""Sound at a region's edge at least this long (a short word) that no first-pass word covers."""
+
+
+def _free_squeezed(
+    anchors: list[int],
+    times: Sequence[tuple[float, float, float | None] | None],
+    regions: Sequence[tuple[int, int]],
+) -> list[int]:
+    """`anchors` with -1 (free) for a word squeezed at the edge of its region: the last (first) of its region's
+    words, with a first-pass score below `SQUEEZED_SCORE`, while the next (previous) region's sound starts (ends)
+    at least `UNCOVERED_S` before (after) any of that region's words does: sound no word accounts for on the other
+    side of the silence."""
+    out = list(anchors)
+    spans = [(t[0], t[1]) if t is not None else None for t in times]
+    for j, (a, t) in enumerate(zip(anchors, times, strict=True)):
+        if a < 0 or t is None or t[2] is None or t[2] >= SQUEEZED_SCORE:
+            continue
+        if (j + 1 == len(anchors) or anchors[j + 1] != a) and a + 1 < len(regions):
+            starts = [s[0] for s, r in zip(spans, anchors, strict=True) if s is not None and r == a + 1]
+            head = regions[a + 1][0] / SAMPLE_RATE_HZ
+            if min(starts, default=regions[a + 1][1] / SAMPLE_RATE_HZ) - head >= UNCOVERED_S:
+                out[j] = -1
+        if (j == 0 or anchors[j - 1] != a) and a > 0:
+            ends = [s[1] for s, r in zip(spans, anchors, strict=True) if s is not None and r == a - 1]
+            tail = regions[a - 1][1] / SAMPLE_RATE_HZ
+            if tail - max(ends, default=regions[a - 1][0] / SAMPLE_RATE_HZ) >= UNCOVERED_S:
+                out[j] = -1
+    return out
 
 
 def _score(seg) -> float:
@@ -227,7 +265,9 @@ class PocketsphinxBackend:
             (first[i].start_s, first[i].end_s, first[i].score) if first[i].aligned else None for i in keep
         ]
         regions = chunks.speech_regions(pcm)
-        by_region = self._share(pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True)
+        by_region = self._share(
+            pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True, free_squeezed=True
+        )
         for r, ks in by_region.items():
             runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
             if len(ks) > 1 and len(runs) >= max(2.0, chunks.CAREFUL_RUNS_PER_WORD * len(ks)):
@@ -249,6 +289,7 @@ class PocketsphinxBackend:
         times: list,
         *,
         only_changed: bool = False,
+        free_squeezed: bool = False,
     ) -> dict[int, list[int]]:
         """Share words `ks` (indices into `names`) over `regions` (`chunks.assign_words`, anchored to `times`) and
         align each region's words on its padded audio, updating `times` (start_s, end_s, score) in place where
@@ -256,12 +297,15 @@ class PocketsphinxBackend:
         (`chunks.SPREAD_MAX_S_PER_WORD`; score None, so counted as interpolated) and a long one's keep their
         times. `only_changed`:
         align only the regions whose words differ from the anchors' (a word split by a stop's closure keeps its
-        times). Returns {region: its words}."""
+        times). `free_squeezed`: words squeezed at a region's edge are not anchored (`_free_squeezed`; regions
+        only, not a careful region's runs, where every word is at an edge). Returns {region: its words}."""
         if len(regions) < 2:
             return {0: list(ks)} if regions else {}
         durations = [(b - a) / SAMPLE_RATE_HZ for a, b in regions]
         spans = [times[k][:2] if times[k] is not None else None for k in ks]
         anchors = chunks.anchor_regions(regions, spans)
+        if free_squeezed:
+            anchors = _free_squeezed(anchors, [times[k] for k in ks], regions)
         used = sorted({a for a in anchors if a >= 0})
         # expected word durations at this stream's own speaking rate: the regions the anchors use, per phone
         rate = sum(durations[r] for r in used) / max(sum(phones[k] for k in ks), 1) if used else chunks.PHONE_S
