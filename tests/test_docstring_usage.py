@@ -89,6 +89,8 @@ def tiny_run(demo_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.mark.parametrize(("module", "command"), CASES, ids=[f"{m}:{i}" for i, (m, _) in enumerate(CASES)])
 def test_usage_line_runs(module: str, command: str, request: pytest.FixtureRequest) -> None:
+    if "../shared/" in command and not (REPO.parent / "shared" / "fixtures").is_dir():
+        pytest.skip("names a file of ../shared/fixtures, which this checkout does not have beside it")
     if "demo-out/" in command:
         command = command.replace("demo-out/", f"{request.getfixturevalue('demo_dataset')}/")
     if "runs/tiny/" in command:
