@@ -30,7 +30,8 @@ from pipeline.aligners.backend import (
     check_config,
     load_backend,
 )
-from pipeline.aligners.boundaries import interpolate, refine_boundaries, snap_to_speech_runs, speech_runs
+from pipeline.aligners.boundaries import interpolate, refine_boundaries, snap_to_speech_runs
+from pipeline.aligners.energy import speech_runs
 from pipeline.aligners.text import (
     TWO_LETTER_WORDS,
     is_partial_word,

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.aligners import chunks
 from pipeline.aligners.backend import StreamWord
+from pipeline.aligners.energy import ENERGY_FRAME_SAMPLES, speech_runs
 from schemas.units import SAMPLE_RATE_HZ
 
 
@@ -42,8 +44,6 @@ def interpolate(words: Sequence[StreamWord], *, duration_s: float) -> list[Strea
     return fixed
 
 
-ENERGY_FRAME_SAMPLES = 80
-"""5 ms energy frames for boundary refinement."""
 REFINE_MAX_SHIFT_S = 0.1
 """A word edge moves at most this far. Sweep on the demo speech (pocketsphinx, faster-whisper): 0.05 leaves
 faster-whisper's late starts, more than 0.1 starts to pull edges into neighbouring crosstalk."""
@@ -52,10 +52,6 @@ REFINE_THRESHOLD_DB = -45.0
 (pocketsphinx, known text): -35 dB cut word tails (end error median 6.5 ms), -45 and -50 dB both gave 3.6 ms."""
 
 
-RUN_THRESHOLD_DB = -45.0
-"""A 5 ms frame belongs to a speech run when its energy is within this many dB of the loudest frame within
-`RUN_CONTEXT_S`; the same margin as `REFINE_THRESHOLD_DB`."""
-RUN_CONTEXT_S = 1.0
 RUN_MAX_S = 1.5
 """A speech run longer than this is not one word (real speech, crosstalk): its words keep the per-word refinement."""
 RUN_ATTACH_S = 0.15
@@ -72,23 +68,9 @@ many dB of the run's peak: the trimming convention of the TTS words (synth.tts.T
 is also a usual "where does the sound start" definition."""
 
 
-def speech_runs(energy: np.ndarray) -> list[tuple[int, int]]:
-    """Runs [a, b) of 5 ms frames that hold speech (see `RUN_THRESHOLD_DB`), separated by at least one quiet frame."""
-    from scipy.ndimage import maximum_filter1d
-
-    if energy.size == 0:
-        return []
-    local_peak = maximum_filter1d(energy, size=int(RUN_CONTEXT_S * SAMPLE_RATE_HZ / ENERGY_FRAME_SAMPLES) | 1)
-    voiced = (energy >= local_peak * 10 ** (RUN_THRESHOLD_DB / 10)) & (energy > 1e-10)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
-
-
 def _in_connected_speech(pcm: np.ndarray, words: Sequence[StreamWord]) -> list[bool]:
     """For each word, whether the speech region (`chunks.speech_regions`) its middle falls in is connected speech:
     fewer speech runs (`chunks.runs_in`) than `chunks.CAREFUL_RUNS_PER_WORD` a word of the region."""
-    from pipeline.aligners import chunks
-
     regions = chunks.speech_regions(pcm)
     if not regions:
         return [False] * len(words)

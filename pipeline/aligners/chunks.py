@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline.aligners.energy import ENERGY_FRAME_SAMPLES, speech_runs
 from schemas.units import SAMPLE_RATE_HZ
 
 FRAME_SAMPLES = 160
@@ -76,9 +77,8 @@ def speech_regions(pcm: np.ndarray) -> list[tuple[int, int]]:
 
 
 def runs_in(pcm: np.ndarray, regions: Sequence[tuple[int, int]]) -> list[list[tuple[int, int]]]:
-    """The speech runs [a, b) in samples (`boundaries.speech_runs`) of each region, merged across pauses shorter than
+    """The speech runs [a, b) in samples (`energy.speech_runs`) of each region, merged across pauses shorter than
     `RUN_GAP_S`: in careful speech one run a word (a stop's closure inside a word can split it too)."""
-    from pipeline.aligners.boundaries import ENERGY_FRAME_SAMPLES, speech_runs
 
     n = len(pcm) // ENERGY_FRAME_SAMPLES
     energy = np.mean(pcm[: n * ENERGY_FRAME_SAMPLES].astype(np.float64).reshape(n, ENERGY_FRAME_SAMPLES) ** 2, axis=1)
