@@ -20,13 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from pipeline_throughput import TreeRss  # the same process-tree RSS sampler (benchmarks/ is sys.path[0])
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE_HZ = 16_000
@@ -67,38 +67,6 @@ def make_corpus(root: Path, count: int, seconds: float, seed: int = 0) -> None:
         (d / "bundle.json").write_text(json.dumps(bundle))
 
 
-def _tree(root_pid: int) -> list[int]:
-    """root_pid and all its descendants (from /proc/*/stat)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root_pid]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 def run_job(input_dir: Path, output_dir: Path, code: Path, workers: int, interval_s: float) -> tuple[float, float]:
     """(peak summed RSS of the job's process tree in MB, wall seconds)."""
     argv = [sys.executable, "-m", "microturn_cli", "run", "--input", str(input_dir), "--output", str(output_dir)]
@@ -107,22 +75,12 @@ def run_job(input_dir: Path, output_dir: Path, code: Path, workers: int, interva
     env = {**os.environ, "PYTHONPATH": f"{code}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
     start = time.monotonic()
     proc = subprocess.Popen(argv, cwd=code, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], sum(_rss_kb(p) for p in _tree(proc.pid)))
-            done.wait(interval_s)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
+    rss = TreeRss(proc.pid, interval_s)
     _, stderr = proc.communicate()
-    done.set()
-    thread.join()
+    rss.stop()
     if proc.returncode != 0:
         raise SystemExit(f"microturn run failed ({proc.returncode}):\n{stderr.decode(errors='replace')[-3000:]}")
-    return peak[0] / 1024, time.monotonic() - start
+    return rss.peak_sum_kb / 1024, time.monotonic() - start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
