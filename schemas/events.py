@@ -40,6 +40,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.shard import record_fields
 from schemas.units import MICROTURN_S, microturn_of_seconds
 
 TASK_TOOLS = ("task_start", "task_send", "task_resolve")
@@ -211,13 +212,7 @@ class SampleEvent:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleEvent:
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"events.json: expected an object, got {type(obj).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing, unknown = [n for n in names if n not in obj], sorted(set(obj) - set(names))
-        if missing or unknown:
-            raise ValueError(f"events.json: missing fields {missing}, unknown fields {unknown}")
-        return cls(**{n: obj[n] for n in names})
+        return cls(**record_fields(cls, obj, "events.json"))
 
 
 def sample_event(event: TimelineEvent, *, window_start: int) -> SampleEvent:

@@ -42,7 +42,7 @@ import numpy as np
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.events import SampleEvent, event_problems
 from schemas.frames import encode_frames
-from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json
+from schemas.shard import decode_array, decode_flac, decode_json, encode_array, encode_flac, encode_json, record_fields
 from schemas.targets import SampleTarget
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
@@ -131,7 +131,7 @@ class SampleSpeakers:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleSpeakers:
-        return cls(**_fields_of(cls, obj, "meta.speakers", others=tuple(obj.get("others", ()))))
+        return cls(**record_fields(cls, obj, "meta.speakers", others=tuple(obj.get("others", ()))))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,7 +146,7 @@ class SampleVideo:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleVideo:
-        return cls(**_fields_of(cls, obj, "meta.video"))
+        return cls(**record_fields(cls, obj, "meta.video"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -162,7 +162,7 @@ class SampleInterruption:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleInterruption:
-        return cls(**_fields_of(cls, obj, "meta.interruptions"))
+        return cls(**record_fields(cls, obj, "meta.interruptions"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,7 +207,7 @@ class SampleMeta:
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleMeta:
         video = obj.get("video")
         return cls(
-            **_fields_of(
+            **record_fields(
                 cls,
                 obj,
                 "meta.json",
@@ -237,7 +237,7 @@ class SampleWord:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleWord:
-        return cls(**_fields_of(cls, obj, "words.json"))
+        return cls(**record_fields(cls, obj, "words.json"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,22 +257,7 @@ class SampleAnnotation:
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleAnnotation:
-        return cls(**_fields_of(cls, obj, "annotations.json"))
-
-
-def _fields_of(cls: type, obj: Mapping[str, Any], where: str, **decoded: Any) -> dict[str, Any]:
-    """The constructor arguments of `cls` from a JSON object; `decoded` replaces nested values.
-
-    Raises:
-        ValueError: `obj` is not an object, or its keys are not exactly the fields of `cls`.
-    """
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing, unknown = [n for n in names if n not in obj], sorted(set(obj) - set(names))
-    if missing or unknown:
-        raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")
-    return {n: decoded[n] if n in decoded else obj[n] for n in names}
+        return cls(**record_fields(cls, obj, "annotations.json"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,10 +9,12 @@ written by webdataset's TarWriter (pipeline/write.py) with fixed member headers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -96,3 +98,19 @@ def decode_flac(data: bytes) -> np.ndarray:
 
     pcm, _ = sf.read(io.BytesIO(data), dtype="float32")
     return pcm
+
+
+def record_fields(cls: type, obj: Mapping[str, Any], where: str, **decoded: Any) -> dict[str, Any]:
+    """The constructor arguments of the dataclass `cls` from a JSON object (a sample member's record); `decoded`
+    replaces nested values. `where` names the member in the message.
+
+    Raises:
+        ValueError: `obj` is not an object, or its keys are not exactly the fields of `cls`.
+    """
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{where}: expected an object, got {type(obj).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    missing, unknown = [n for n in names if n not in obj], sorted(set(obj) - set(names))
+    if missing or unknown:
+        raise ValueError(f"{where}: missing fields {missing}, unknown fields {unknown}")
+    return {n: decoded[n] if n in decoded else obj[n] for n in names}

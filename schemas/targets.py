@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.shard import record_fields
+
 FAMILIES = ("timed", "cue", "visual")
 CATEGORIES = {
     "timed_oneshot": "timed",  # "tell me when N seconds have passed"
@@ -196,13 +198,7 @@ class SampleTarget:
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> SampleTarget:
         """Raises ValueError when `obj` is not an object with exactly these fields."""
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"targets.json: expected an object, got {type(obj).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing, unknown = [n for n in names if n not in obj], sorted(set(obj) - set(names))
-        if missing or unknown:
-            raise ValueError(f"targets.json: missing fields {missing}, unknown fields {unknown}")
-        return cls(**{n: obj[n] for n in names})
+        return cls(**record_fields(cls, obj, "targets.json"))
 
     def problems(self, num_microturns: int) -> list[str]:
         """What is inconsistent: micro-turns outside [0, num_microturns], window order, due micro-turn vs time."""
