@@ -35,6 +35,7 @@ from apache_beam.pvalue import AsSingleton, TaggedOutput
 from pipeline.align import AlignConfig, AlignedConversation, align
 from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
+from pipeline.coders import register_stage_coders
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.input_guard import InputPolicy, policy_from_options, read_input
@@ -61,7 +62,7 @@ from pipeline.rejects import Rejection, StageError
 from pipeline.runners import check_runner, make_pipeline
 from pipeline.streams import auto_stream_threads, map_streams
 from pipeline.video import VideoConfig
-from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
+from pipeline.windows import FeaturisedConversation, LabelledConversation, WindowConfig, cut_windows
 from pipeline.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.write import (
     PartInfo,
@@ -184,9 +185,7 @@ def _conversation_of(element: Any) -> Conversation:
         return element.conversation
     if isinstance(element, AlignedConversation):
         return element.conversation
-    if isinstance(element, tuple):
-        return _conversation_of(element[0])
-    return element.aligned.conversation  # LabelledConversation
+    return element.aligned.conversation  # FeaturisedConversation, LabelledConversation
 
 
 class DecodeFn(StageFn):
@@ -222,11 +221,11 @@ class AlignFn(StageFn):
 class FeaturiseFn(StageFn):
     stage = "featurise"
 
-    def apply(self, aligned: AlignedConversation) -> tuple[AlignedConversation, dict]:
+    def apply(self, aligned: AlignedConversation) -> FeaturisedConversation:
         """dMel codes of every speaker's stream."""
         streams = aligned.streams
         codes = map_streams(dmel_codes, streams.values(), threads=self.stream_threads)
-        return aligned, dict(zip(streams, codes, strict=True))
+        return FeaturisedConversation(aligned=aligned, dmel=dict(zip(streams, codes, strict=True)))
 
 
 class LabelFn(StageFn):
@@ -235,8 +234,8 @@ class LabelFn(StageFn):
     def __init__(self, config: LabelConfig) -> None:
         self.config = config
 
-    def apply(self, item: tuple[AlignedConversation, dict]) -> LabelledConversation:
-        aligned, dmel = item
+    def apply(self, item: FeaturisedConversation) -> LabelledConversation:
+        aligned, dmel = item.aligned, item.dmel
         conv = aligned.conversation
         units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=self.config)
         return LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
@@ -356,13 +355,22 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(work_dir), opts)).with_outputs(
         "done", main="todo"
     )
+    # The stages' outputs are typed so that Beam codes them with StageValueCoder (see pipeline/coders.py).
+    register_stage_coders(DecodedConversation, AlignedConversation, FeaturisedConversation, LabelledConversation)
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
-    decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_outputs(REJECTED, main="ok")
-    aligned = decoded.ok | "Align" >> beam.ParDo(
-        _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)
+    decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_output_types(DecodedConversation).with_outputs(
+        REJECTED, main="ok"
+    )
+    align_fn = _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)
+    aligned = decoded.ok | "Align" >> beam.ParDo(align_fn).with_output_types(AlignedConversation).with_outputs(
+        REJECTED, main="ok"
+    )
+    featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_output_types(
+        FeaturisedConversation
     ).with_outputs(REJECTED, main="ok")
-    featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_outputs(REJECTED, main="ok")
-    labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_outputs(REJECTED, main="ok")
+    labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_output_types(
+        LabelledConversation
+    ).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
         _threads(WritePartFn(work_dir, windows), opts)
     ).with_outputs(REJECTED, main="ok")

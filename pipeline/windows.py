@@ -58,6 +58,14 @@ class WindowConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FeaturisedConversation:
+    """An aligned conversation with the dMel codes of each of its streams (the Featurise stage's output)."""
+
+    aligned: AlignedConversation
+    dmel: Mapping[str, np.ndarray]  # per speaker, uint8 (K*16, 80)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LabelledConversation:
     aligned: AlignedConversation
     dmel: Mapping[str, np.ndarray]  # per speaker, uint8 (K*16, 80)

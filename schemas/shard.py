@@ -23,8 +23,9 @@ FORMAT_VERSION = 2
 """2: shards sized by --shard_size_mb (a bucket that overflows is split: shard-NNNNN_SS.tar), index per shard."""
 SHARD_PATTERN = "shard-{index:05d}.tar"
 SPLIT_PATTERN = "shard-{index:05d}_{split:02d}.tar"
-FIXED_MTIME = 0.0
-"""Member header mtime, so shards are byte-reproducible."""
+FIXED_MTIME = 0
+"""Member header mtime, so shards are byte-reproducible. An int: tarfile writes a float mtime as an extra PAX header
+(~1 KiB) before every member."""
 
 
 def sample_key(conversation_key: str, perspective: str, window: int) -> str:

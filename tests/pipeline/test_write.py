@@ -72,6 +72,7 @@ def test_write_part_then_finished_part_reads_it_back(tmp_path: Path) -> None:
             key, ext = m.name.split(".", 1)
             assert tar.extractfile(m).read() == next(s for s in samples if s.key == key).members[ext]
             assert (m.mtime, m.uname, m.gname, m.mode) == (0, OWNER, OWNER, 0o444)
+            assert m.pax_headers == {}  # an int mtime: no extra PAX header (~1 KiB) before each member
 
 
 def test_finished_part_needs_both_the_tar_and_its_sidecar(tmp_path: Path) -> None:
@@ -110,6 +111,7 @@ def test_write_shard_reads_back_with_webdataset_in_key_order_at_the_recorded_off
         members = tar.getmembers()
     assert [m.name for m in members] == [f"{s.key}.{ext}" for s in expected for ext in sorted(s.members)]
     assert {(m.mtime, m.uname, m.gname, m.mode) for m in members} == {(0, OWNER, OWNER, 0o444)}
+    assert all(m.pax_headers == {} for m in members)
     first_header = {}
     for m in members:
         first_header.setdefault(m.name.split(".", 1)[0], m.offset)
