@@ -45,6 +45,7 @@ from schemas.dmel import (
 )
 from schemas.layout import LayoutSpec, Packed, pack
 from schemas.reader import decode_sample, shard_urls
+from schemas.sample import REQUIRED_MEMBERS
 from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig
 
@@ -178,6 +179,9 @@ class ShardStream(torch.utils.data.IterableDataset):
                 )
                 for raw in source:
                     if by_shard or i % num_global == g:
+                        missing = [m for m in REQUIRED_MEMBERS if m not in raw]
+                        if missing:  # a damaged header makes the tar reader lose members, not fail
+                            raise ValueError(f"sample {raw.get('__key__')!r} lacks {', '.join(missing)}")
                         yield decode_sample(raw)
                     i += 1
             except Exception as e:  # noqa: BLE001 - tar, member or array errors of one shard

@@ -119,8 +119,10 @@ def _corrupt_shard(dataset: Path, tmp_path: Path) -> tuple[Path, str]:
     out = tmp_path / "ds"
     shutil.copytree(dataset, out)
     name = json.loads((dataset / "manifest.json").read_text())["shards"][0]["name"]
+    with tarfile.open(out / name) as tar:
+        second = tar.getmembers()[1].offset  # the second member's header
     data = (out / name).read_bytes()
-    (out / name).write_bytes(data[:700] + b"\x07" * 600 + data[1300:])  # a damaged tar header
+    (out / name).write_bytes(data[:second] + b"\x07" * 512 + data[second + 512 :])  # a damaged tar header
     return out, name
 
 
