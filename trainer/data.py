@@ -45,11 +45,13 @@ from schemas.dmel import (
 )
 from schemas.layout import LayoutSpec, Packed, pack
 from schemas.reader import decode_sample, shard_urls
-from schemas.sample import REQUIRED_MEMBERS
 from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig
 
 logger = logging.getLogger(__name__)
+
+LOADER_MEMBERS = ("mask.npy", "input.dmel.npy", "output.dmel.npy")
+"""Members every sample must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
 
 
 def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
@@ -179,7 +181,7 @@ class ShardStream(torch.utils.data.IterableDataset):
                 )
                 for raw in source:
                     if by_shard or i % num_global == g:
-                        missing = [m for m in REQUIRED_MEMBERS if m not in raw]
+                        missing = [m for m in LOADER_MEMBERS if m not in raw]
                         if missing:  # a damaged header makes the tar reader lose members, not fail
                             raise ValueError(f"sample {raw.get('__key__')!r} lacks {', '.join(missing)}")
                         yield decode_sample(raw)
