@@ -37,7 +37,9 @@ Two other modes time whole processes (start-up and imports included), interleave
 --moshi: the moshi-finetune shape (60 s stereo 24 kHz X.wav + X.json pairs built from the AMI fixture tracks),
 `microturn run` at 1 and --workers processes against Lhotse's equivalent at num_jobs 1 and --workers (issue 13.7).
 --portable: `microturn run` on the corpus above through Beam's portable runner (Python job service + EXTERNAL SDK
-worker pool, started here and stopped by PID) with 1 and --workers SDK workers, beside the local runner (issue 12.7).
+worker pool, started here and stopped by PID) with 1 and --workers stream threads in its one SDK worker (the Python
+job service runs one SDK worker per job: Beam 2.77's FnApiRunner.run_via_runner_api never reads
+--direct_num_workers), beside the local runner with 1 and --workers worker processes (issue 12.7).
 """
 
 from __future__ import annotations
@@ -503,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--portable",
         action="store_true",
         help="instead: whole `microturn run` processes on the benchmark corpus through Beam's portable runner (Python "
-        "job service + EXTERNAL worker pool) with 1 and --workers SDK workers, beside the local runner",
+        "job service + EXTERNAL worker pool) with 1 and --workers stream threads, beside the local runner",
     )
     ap.add_argument("--repeats", type=int, default=3, help="runs of each command for --moshi/--portable (default 3)")
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
@@ -1012,7 +1014,8 @@ def _stop_service(proc: subprocess.Popen) -> None:
 def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
     """Issue 12.7: whole-process `microturn run` on the benchmark corpus (5-minute stereo 16 kHz bundles) through
     Beam's portable job API (Beam's Python job service + an EXTERNAL SDK worker pool, each its own process) with 1
-    and --workers SDK worker processes, beside the local runner with 1 and --workers; interleaved, median of
+    and --workers --stream_threads in the job's one SDK worker, beside the local runner with 1 and --workers worker
+    processes; interleaved, median of
     --repeats. The job service and pool run for the whole benchmark (a cluster's are long-lived), so their own
     start-up is not counted; each job's submission, SDK worker start and run are."""
     num = max(2, math.ceil(args.hours * 3600 / CONVERSATION_S))
@@ -1040,8 +1043,8 @@ def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
             out = work / f"local-{n}"
             runs[f"local runner, {n} worker{'s' if n > 1 else ''}"] = ([*base, str(out), *local], out)
             out = work / f"portable-{n}"
-            runs[f"portable runner, {n} SDK worker{'s' if n > 1 else ''}"] = (
-                [*base, str(out), *portable, "--direct_num_workers", str(n)],
+            runs[f"portable, 1 SDK worker, {n} stream thread{'s' if n > 1 else ''}"] = (
+                [*base, str(out), *portable, "--stream_threads", str(n)],
                 out,
             )
         pool = TreeRss(services[1].pid, interval_s=0.2)
@@ -1054,9 +1057,9 @@ def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
             _stop_service(proc)
     _say(f"\n{_load()}")
     _say(f"Summary, benchmark corpus ({corpus.seconds / 3600:.2f} h), whole `microturn run` processes:")
-    _say("  (portable: the job service runs Beam's FnApiRunner with --direct_num_workers SDK workers, each started by")
-    _say(f"  the EXTERNAL pool as its own process; the pool's process tree had at most {pool_tree} processes;")
-    _say("  CPU s counts the job service's and the pool's processes too)")
+    _say("  (portable: Beam's Python job service runs one SDK worker per job, whatever --direct_num_workers says;")
+    _say("  --stream_threads gives that worker more cores; the EXTERNAL pool's process tree had at most")
+    _say(f"  {pool_tree} processes; CPU s counts the job service's and the pool's processes too)")
     _table(times, corpus.seconds)
     return 0
 
