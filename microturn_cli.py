@@ -75,7 +75,9 @@ def cmd_run(argv: list[str]) -> int:
     print(summary_text(manifest, output))
     if manifest["counts"]["rejected"]:
         print(f"rejected inputs and reasons: {output}/{REJECTED_FILE}")
-    print(f"done in {time.monotonic() - start:.1f} s")
+    elapsed_s = time.monotonic() - start
+    speed = f" ({manifest['hours'] * 3600 / elapsed_s:.0f}x real time)" if manifest["hours"] > 0 else ""
+    print(f"done in {elapsed_s:.1f} s{speed}")
     failed = nothing_written(manifest, output)
     if failed:
         print(f"microturn run: {failed}", file=sys.stderr)

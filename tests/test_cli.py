@@ -101,3 +101,12 @@ def test_eval_help_names_the_two_word_eval_commands(capsys: pytest.CaptureFixtur
     out = " ".join(capsys.readouterr().out.split())
     assert out.startswith("usage: microturn eval ") and "--max_batches" in out
     assert "`microturn eval behaviour`" in out and "`microturn eval fdbench`" in out
+
+
+def test_run_says_how_fast_it_went(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .factories import make_bundle
+
+    make_bundle(tmp_path / "in" / "c", conv_id="c", seconds=2.0)
+    assert main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("done in ") and last.endswith("x real time)"), last
