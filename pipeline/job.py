@@ -6,7 +6,8 @@
 Steps (each a named Beam transform; every failure goes to a tagged `rejected` output with its stage, kind and reason):
 ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
 -> Featurise -> Label -> WindowAndWritePart -> (PartBytes -> NumBuckets) -> GroupByBucket -> WriteShards
-(each shard, then its index file) -> MergeSummaries -> WriteManifest; AllRejected -> WriteRejected.
+(each shard, then its index file) -> MergeSummaries -> WriteManifest; AllRejected -> RejectedRuns (sorted runs of
+bounded size) + CountRejected -> WriteRejected (one merge pass).
 
 The write stage grows with the corpus: the number of shard buckets is derived from the total bytes of all parts
 (`--shard_size_mb`; a sum, constant memory) unless `--num_shards` fixes it, a conversation's bucket is a stable
@@ -46,7 +47,6 @@ from pipeline.manifest import (
     shard_summary,
     write_index_file,
     write_manifest,
-    write_rejected,
 )
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.output_guard import (
@@ -58,6 +58,7 @@ from pipeline.output_guard import (
     remove_work,
 )
 from pipeline.read import InputRef, list_inputs
+from pipeline.rejected_table import RejectedCountsFn, RejectedRunsFn, merge_runs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runners import check_runner, make_pipeline
 from pipeline.streams import auto_stream_threads, map_streams
@@ -401,12 +402,20 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     ) | "AllRejected" >> beam.Flatten()
     flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
+    # rejected.parquet from sorted runs of bounded size (pipeline/rejected_table.py), after every shard (the totals):
+    # a run that fails writing shards leaves no tables
+    runs = rejected | "RejectedRuns" >> beam.ParDo(with_storage(RejectedRunsFn(f"{work_dir}/rejected"), opts))
+    counts = rejected | "CountRejected" >> beam.CombineGlobally(RejectedCountsFn())
     rejected_summary = (
-        rejected
-        | "RejectedList" >> beam.combiners.ToList()
+        runs
+        | "RunPaths" >> beam.combiners.ToList()  # one path per RUN_ROWS rejections
         | "WriteRejected"
-        >> beam.Map(  # after every shard (the totals): a run that fails writing shards leaves no tables
-            lambda rejects, _: configure_worker(flags) or write_rejected(output, rejects), AsSingleton(totals)
+        >> beam.Map(
+            _write_rejected,
+            AsSingleton(counts),
+            AsSingleton(totals),
+            output=output,
+            flags=flags,
         )
     )
     num_inputs = len(refs)
@@ -424,6 +433,15 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         )
     )
     return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
+
+
+def _write_rejected(
+    run_paths: Sequence[str], summary: dict[str, Any], _totals: Any, *, output: str, flags: Sequence[str]
+) -> dict[str, Any]:
+    """Merge the rejections' sorted runs into rejected.parquet; pass the manifest's rejection counts on."""
+    configure_worker(flags)
+    merge_runs(output, run_paths)
+    return summary
 
 
 def sweep_temporary_files(output: str) -> int:

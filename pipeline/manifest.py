@@ -6,8 +6,8 @@ No step holds the dataset's rows: each shard's writer writes that shard's index 
 turns its rows into a small summary (`shard_summary`: counts, hours, label counts, turn-taking bins, alignment
 figures, sha256 and size); `ManifestCombineFn` merges the summaries (a Beam CombineGlobally, associative and
 order-independent: durations are summed as integer nanoseconds, lists are sorted at the end), and `write_manifest`
-writes manifest.json from the merged totals and the rejections' summary (`write_rejected`). `write_tables` does the
-same in one process for a list of ShardInfo (tests, small tools).
+writes manifest.json from the merged totals and the rejections' summary (pipeline/rejected_table.py).
+`write_tables` does the same in one process for a list of ShardInfo (tests, small tools).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.rejected_table import rejected_summary, row_key, write_sorted_rows
 from pipeline.rejects import Rejection
 from pipeline.write import ShardInfo, commit_bytes
 from schemas.shard import FORMAT_VERSION
@@ -33,7 +34,6 @@ from schemas.tables import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
     REJECTED_FILE,
-    REJECTED_SCHEMA,
     index_file_name,
 )
 
@@ -210,25 +210,11 @@ def alignment(totals: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def rejected_by(rejected: Sequence[Rejection]) -> dict[str, dict[str, int]]:
-    """Rejection counts by stage and kind: {stage: {kind: inputs}}, both levels sorted."""
-    by: dict[str, Counter] = {}
-    for r in rejected:
-        by.setdefault(r.stage, Counter())[r.kind] += 1
-    return {stage: dict(sorted(by[stage].items())) for stage in sorted(by)}
-
-
 def write_rejected(output: str, rejected: Sequence[Rejection]) -> dict[str, Any]:
-    """Write rejected.parquet under `output` (sorted by input, stage, reason); return its summary for the manifest.
-    (The rejections are gathered in one list: one small row per rejected input, not per sample.)"""
-    rejects = sorted(rejected, key=lambda r: (r.input, r.stage, r.reason))
-    table = pa.Table.from_pylist([r.to_row() for r in rejects], schema=REJECTED_SCHEMA)
-    commit_bytes(f"{output}/{REJECTED_FILE}", _parquet_bytes(table))
-    return {
-        "rejected": len(rejects),
-        "rejected_by_stage": dict(sorted(Counter(r.stage for r in rejects).items())),
-        "rejected_by": rejected_by(rejects),
-    }
+    """Write rejected.parquet under `output` from a list, in one process (the job writes it from sorted runs instead:
+    pipeline/rejected_table.py; both give the same bytes); return its summary for the manifest."""
+    write_sorted_rows(f"{output}/{REJECTED_FILE}", sorted((r.to_row() for r in rejected), key=row_key))
+    return rejected_summary(Counter((r.stage, r.kind) for r in rejected))
 
 
 def write_manifest(

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import posixpath
+import shutil
 import tarfile
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -104,6 +105,18 @@ def _discard(tmp: str) -> None:
             FileSystems.delete([tmp])
     except OSError:
         pass  # best effort: the job's end sweeps leftover temporary files
+
+
+def commit_file(local_path: str, path: str) -> None:
+    """Copy the local file `local_path` to `path` (any file system) through a temporary name and a rename."""
+    tmp = temp_name(path)
+    try:
+        with open(local_path, "rb") as src, FileSystems.create(tmp) as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        _commit(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
 
 
 def commit_bytes(path: str, data: bytes) -> None:

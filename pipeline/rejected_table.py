@@ -1,0 +1,144 @@
+"""rejected.parquet with bounded memory: the rejections go to sorted run files in the work directory, a few thousand
+rows at a time, and one pass merges the runs into the table; the manifest's counts come from a combiner.
+
+    python -c "from pipeline.rejected_table import RUN_ROWS; print(RUN_ROWS)"  # 20000
+
+No worker holds the job's rejections: a `RejectedRunsFn` keeps at most RUN_ROWS rows before it writes them, sorted,
+as one run (named by the sha256 of its bytes, so a retried bundle leaves the same file); the merge reads every run
+MERGE_BATCH_ROWS rows at a time and writes row groups of ROW_GROUP_ROWS rows. The table is sorted by its full rows
+(input, stage, reason, kind, conversation id), so its bytes depend on the rejections only, not on how a runner
+bundled them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import posixpath
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
+from pipeline.rejects import Rejection
+from pipeline.worker_storage import WorkerStorageFn
+from pipeline.write import commit_bytes, commit_file
+from schemas.tables import REJECTED_FILE, REJECTED_SCHEMA
+
+RUN_ROWS = 20_000
+"""Rejections a worker holds before writing them as a sorted run (a row is a few hundred bytes)."""
+MERGE_BATCH_ROWS = 1_024
+"""Rows read at a time from each run while merging."""
+ROW_GROUP_ROWS = 65_536
+"""Rows per row group of rejected.parquet (fixed, so the bytes do not depend on the runs)."""
+
+
+def row_key(row: Mapping[str, Any]) -> tuple[str, str, str, str, str]:
+    """The table's order: input, stage, reason, kind, conversation id (None first)."""
+    cid = row["conversation_id"]
+    return (row["input"], row["stage"], row["reason"], row["kind"], "" if cid is None else "\x01" + cid)
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist([{f.name: r[f.name] for f in REJECTED_SCHEMA} for r in rows], schema=REJECTED_SCHEMA)
+
+
+def write_sorted_rows(path: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Write rows already in `row_key` order to the Parquet file `path` (a local temporary file first, then copied
+    through a temporary name and renamed); returns the number of rows."""
+    count = 0
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as local:
+        with pq.ParquetWriter(local.name, REJECTED_SCHEMA, compression="zstd") as writer:
+            it = iter(rows)
+            while chunk := list(itertools.islice(it, ROW_GROUP_ROWS)):
+                writer.write_table(_table(chunk), row_group_size=ROW_GROUP_ROWS)
+                count += len(chunk)
+            if count == 0:
+                writer.write_table(_table([]))
+        commit_file(local.name, path)
+    return count
+
+
+def write_run(run_dir: str, rows: list[dict[str, Any]]) -> str:
+    """Sort `rows` and write them as one run under `run_dir`, named by the sha256 of its bytes; returns its path."""
+    rows.sort(key=row_key)
+    buf = pa.BufferOutputStream()
+    pq.write_table(_table(rows), buf, compression="zstd")
+    data = buf.getvalue().to_pybytes()
+    path = posixpath.join(run_dir, f"run-{hashlib.sha256(data).hexdigest()[:24]}.parquet")
+    commit_bytes(path, data)
+    return path
+
+
+def _run_rows(path: str) -> Iterator[dict[str, Any]]:
+    with FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=MERGE_BATCH_ROWS):
+            yield from batch.to_pylist()
+
+
+def merge_runs(output: str, runs: Iterable[str]) -> int:
+    """Merge sorted runs into `output`/rejected.parquet; returns the number of rows."""
+    merged = heapq.merge(*(_run_rows(path) for path in sorted(set(runs))), key=row_key)
+    return write_sorted_rows(posixpath.join(output, REJECTED_FILE), merged)
+
+
+class RejectedRunsFn(WorkerStorageFn):
+    """Rejections -> paths of sorted runs of at most RUN_ROWS rows under `run_dir`."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+
+    def start_bundle(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def process(self, rejection: Rejection) -> Iterator[str]:
+        self.rows.append(rejection.to_row())
+        if len(self.rows) >= RUN_ROWS:
+            yield write_run(self.run_dir, self.rows)
+            self.rows = []
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        if self.rows:
+            yield WindowedValue(write_run(self.run_dir, self.rows), MIN_TIMESTAMP, [GlobalWindow()])
+            self.rows = []
+
+
+def rejected_summary(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    """The manifest's rejection fields from counts by (stage, kind)."""
+    by: dict[str, dict[str, int]] = {}
+    for (stage, kind), n in sorted(counts.items()):
+        by.setdefault(stage, {})[kind] = n
+    return {
+        "rejected": sum(counts.values()),
+        "rejected_by_stage": {stage: sum(kinds.values()) for stage, kinds in by.items()},
+        "rejected_by": by,
+    }
+
+
+class RejectedCountsFn(beam.CombineFn):
+    """Rejections -> counts by (stage, kind) (a few dozen entries whatever the corpus) -> the manifest's fields."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, acc: Counter, rejection: Rejection) -> Counter:
+        acc[(rejection.stage, rejection.kind)] += 1
+        return acc
+
+    def merge_accumulators(self, accs: Iterable[Counter]) -> Counter:
+        out: Counter = Counter()
+        for acc in accs:
+            out.update(acc)
+        return out
+
+    def extract_output(self, acc: Counter) -> dict[str, Any]:
+        return rejected_summary(acc)
