@@ -7,7 +7,7 @@ Steps (each a named Beam transform; every failure goes to a tagged `rejected` ou
 ListInputs -> Read -> Dedupe (by conversation id) -> Resume (reuse parts of an interrupted run) -> Decode -> Align
 -> Featurise -> Label -> WindowAndWritePart -> (PartBytes -> NumBuckets) -> GroupByBucket -> WriteShards
 (each shard, then its index file) -> MergeSummaries -> WriteManifest; AllRejected -> RejectedRuns (sorted runs of
-bounded size) + CountRejected -> WriteRejected (one merge pass).
+bounded size, with their counts) -> WriteRejected (one merge pass).
 
 The write stage grows with the corpus: the number of shard buckets is derived from the total bytes of all parts
 (`--shard_size_mb`; a sum, constant memory) unless `--num_shards` fixes it, a conversation's bucket is a stable
@@ -58,7 +58,7 @@ from pipeline.output_guard import (
     remove_work,
 )
 from pipeline.read import InputRef, list_inputs
-from pipeline.rejected_table import RejectedCountsFn, RejectedRunsFn, merge_runs
+from pipeline.rejected_table import RejectedRunsFn, write_rejected_runs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runners import check_runner, make_pipeline
 from pipeline.streams import auto_stream_threads, map_streams
@@ -404,19 +404,12 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     # rejected.parquet from sorted runs of bounded size (pipeline/rejected_table.py), after every shard (the totals):
     # a run that fails writing shards leaves no tables
-    runs = rejected | "RejectedRuns" >> beam.ParDo(with_storage(RejectedRunsFn(f"{work_dir}/rejected"), opts))
-    counts = rejected | "CountRejected" >> beam.CombineGlobally(RejectedCountsFn())
     rejected_summary = (
-        runs
-        | "RunPaths" >> beam.combiners.ToList()  # one path per RUN_ROWS rejections
+        rejected
+        | "RejectedRuns" >> beam.ParDo(with_storage(RejectedRunsFn(f"{work_dir}/rejected"), opts))
+        | "RunList" >> beam.combiners.ToList()  # one (path, counts) per RUN_ROWS rejections
         | "WriteRejected"
-        >> beam.Map(
-            _write_rejected,
-            AsSingleton(counts),
-            AsSingleton(totals),
-            output=output,
-            flags=flags,
-        )
+        >> beam.Map(lambda runs, _: configure_worker(flags) or write_rejected_runs(output, runs), AsSingleton(totals))
     )
     num_inputs = len(refs)
     manifest = (
@@ -433,15 +426,6 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         )
     )
     return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
-
-
-def _write_rejected(
-    run_paths: Sequence[str], summary: dict[str, Any], _totals: Any, *, output: str, flags: Sequence[str]
-) -> dict[str, Any]:
-    """Merge the rejections' sorted runs into rejected.parquet; pass the manifest's rejection counts on."""
-    configure_worker(flags)
-    merge_runs(output, run_paths)
-    return summary
 
 
 def sweep_temporary_files(output: str) -> int:

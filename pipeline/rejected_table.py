@@ -1,5 +1,5 @@
 """rejected.parquet with bounded memory: the rejections go to sorted run files in the work directory, a few thousand
-rows at a time, and one pass merges the runs into the table; the manifest's counts come from a combiner.
+rows at a time, each with its counts by stage and kind, and one pass merges the runs into the table.
 
     python -c "from pipeline.rejected_table import RUN_ROWS; print(RUN_ROWS)"  # 20000
 
@@ -21,7 +21,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -92,7 +91,7 @@ def merge_runs(output: str, runs: Iterable[str]) -> int:
 
 
 class RejectedRunsFn(WorkerStorageFn):
-    """Rejections -> paths of sorted runs of at most RUN_ROWS rows under `run_dir`."""
+    """Rejections -> (path, counts by (stage, kind)) of sorted runs of at most RUN_ROWS rows under `run_dir`."""
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
@@ -100,16 +99,20 @@ class RejectedRunsFn(WorkerStorageFn):
     def start_bundle(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def process(self, rejection: Rejection) -> Iterator[str]:
+    def process(self, rejection: Rejection) -> Iterator[tuple[str, dict[tuple[str, str], int]]]:
         self.rows.append(rejection.to_row())
         if len(self.rows) >= RUN_ROWS:
-            yield write_run(self.run_dir, self.rows)
-            self.rows = []
+            yield self._flush()
 
     def finish_bundle(self) -> Iterator[WindowedValue]:
         if self.rows:
-            yield WindowedValue(write_run(self.run_dir, self.rows), MIN_TIMESTAMP, [GlobalWindow()])
-            self.rows = []
+            yield WindowedValue(self._flush(), MIN_TIMESTAMP, [GlobalWindow()])
+
+    def _flush(self) -> tuple[str, dict[tuple[str, str], int]]:
+        counts = dict(Counter((r["stage"], r["kind"]) for r in self.rows))
+        path = write_run(self.run_dir, self.rows)
+        self.rows = []
+        return path, counts
 
 
 def rejected_summary(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
@@ -124,21 +127,11 @@ def rejected_summary(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
     }
 
 
-class RejectedCountsFn(beam.CombineFn):
-    """Rejections -> counts by (stage, kind) (a few dozen entries whatever the corpus) -> the manifest's fields."""
-
-    def create_accumulator(self) -> Counter:
-        return Counter()
-
-    def add_input(self, acc: Counter, rejection: Rejection) -> Counter:
-        acc[(rejection.stage, rejection.kind)] += 1
-        return acc
-
-    def merge_accumulators(self, accs: Iterable[Counter]) -> Counter:
-        out: Counter = Counter()
-        for acc in accs:
-            out.update(acc)
-        return out
-
-    def extract_output(self, acc: Counter) -> dict[str, Any]:
-        return rejected_summary(acc)
+def write_rejected_runs(output: str, runs: Iterable[tuple[str, Mapping[tuple[str, str], int]]]) -> dict[str, Any]:
+    """Merge the runs (RejectedRunsFn's outputs) into `output`/rejected.parquet; return the manifest's fields."""
+    runs = list(runs)  # one small entry per RUN_ROWS rejections
+    counts: Counter = Counter()
+    for _, run_counts in runs:
+        counts.update(run_counts)
+    merge_runs(output, [path for path, _ in runs])
+    return rejected_summary(counts)

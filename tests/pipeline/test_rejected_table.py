@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -13,7 +14,7 @@ import pytest
 from pipeline import rejected_table
 from pipeline.job import run
 from pipeline.manifest import write_rejected
-from pipeline.rejected_table import RejectedCountsFn, merge_runs, row_key, write_run
+from pipeline.rejected_table import merge_runs, row_key, write_rejected_runs, write_run
 from pipeline.rejects import Rejection
 
 from ..factories import make_bundle
@@ -50,9 +51,14 @@ def test_runs_merge_to_the_bytes_of_one_sorted_write(tmp_path: Path, monkeypatch
     assert table.metadata.num_row_groups == 7  # ceil(100 / 16)
     rows = table.read().to_pylist()
     assert rows == sorted(rows, key=row_key) and len(rows) == 100
-    combine = RejectedCountsFn()
-    acc = combine.merge_accumulators([combine.add_input(combine.create_accumulator(), r) for r in rejects])
-    assert combine.extract_output(acc) == summary
+    runs = []  # what RejectedRunsFn yields: (path, counts by (stage, kind)) per run
+    for part in (rejects[:30], rejects[30:60], rejects[60:]):
+        counts = dict(Counter((r.stage, r.kind) for r in part))
+        runs.append((write_run(str(tmp_path / "runs"), [r.to_row() for r in part]), counts))
+    assert write_rejected_runs(str(tmp_path / "viaruns"), runs) == summary
+    assert (tmp_path / "viaruns" / "rejected.parquet").read_bytes() == (
+        tmp_path / "one" / "rejected.parquet"
+    ).read_bytes()
     assert summary["rejected"] == 100 and sum(summary["rejected_by_stage"].values()) == 100
 
 
