@@ -86,7 +86,7 @@ def _run_rows(path: str) -> Iterator[dict[str, Any]]:
 
 def merge_runs(output: str, runs: Iterable[str]) -> int:
     """Merge sorted runs into `output`/rejected.parquet; returns the number of rows."""
-    merged = heapq.merge(*(_run_rows(path) for path in sorted(set(runs))), key=row_key)
+    merged = heapq.merge(*(_run_rows(path) for path in sorted(runs)), key=row_key)
     return write_sorted_rows(posixpath.join(output, REJECTED_FILE), merged)
 
 

@@ -87,3 +87,11 @@ def test_the_job_holds_at_most_run_rows_rejections(tmp_path: Path, monkeypatch: 
     assert [Path(r["input"]).parent.name for r in rows] == [f"bad{i}" for i in range(5)]
     assert manifest["counts"]["rejected"] == 5 and manifest["rejected_by"] == {"read": {"malformed_json": 5}}
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["rejected_by_stage"] == {"read": 5}
+
+
+def test_two_runs_with_the_same_rows_both_count(tmp_path: Path) -> None:
+    """Runs are named by their bytes: two bundles with identical rejections write one file, listed twice."""
+    rows = [r.to_row() for r in _rejections(4)]
+    first, second = write_run(str(tmp_path / "runs"), list(rows)), write_run(str(tmp_path / "runs"), list(rows))
+    assert first == second
+    assert merge_runs(str(tmp_path), [first, second]) == 8
