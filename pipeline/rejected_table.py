@@ -4,8 +4,9 @@ rows at a time, each with its counts by stage and kind, and one pass merges the 
     python -c "from pipeline.rejected_table import RUN_ROWS; print(RUN_ROWS)"  # 20000
 
 No worker holds the job's rejections: a `RejectedRunsFn` keeps at most RUN_ROWS rows before it writes them, sorted,
-as one run (named by the sha256 of its bytes, so a retried bundle leaves the same file); the merge reads every run
-MERGE_BATCH_ROWS rows at a time and writes row groups of ROW_GROUP_ROWS rows. The table is sorted by its full rows
+as one run (named by the sha256 of its bytes, so a retried bundle leaves the same file); the merge reads at most
+MAX_FANIN runs at a time (more are merged level by level), MERGE_BATCH_ROWS rows at a time from each, and writes
+row groups of ROW_GROUP_ROWS rows. The table is sorted by its full rows
 (input, stage, reason, kind, conversation id), so its bytes depend on the rejections only, not on how a runner
 bundled them.
 """
@@ -37,6 +38,8 @@ RUN_ROWS = 20_000
 """Rejections a worker holds before writing them as a sorted run (a row is a few hundred bytes)."""
 MERGE_BATCH_ROWS = 1_024
 """Rows read at a time from each run while merging."""
+MAX_FANIN = 64
+"""Runs merged at once: the merge holds at most MAX_FANIN * MERGE_BATCH_ROWS rows whatever the rejections."""
 ROW_GROUP_ROWS = 65_536
 """Rows per row group of rejected.parquet (fixed, so the bytes do not depend on the runs)."""
 
@@ -84,10 +87,23 @@ def _run_rows(path: str) -> Iterator[dict[str, Any]]:
             yield from batch.to_pylist()
 
 
+def _merge(paths: Sequence[str]) -> Iterator[dict[str, Any]]:
+    return heapq.merge(*(_run_rows(path) for path in paths), key=row_key)
+
+
 def merge_runs(output: str, runs: Iterable[str]) -> int:
-    """Merge sorted runs into `output`/rejected.parquet; returns the number of rows."""
-    merged = heapq.merge(*(_run_rows(path) for path in sorted(runs)), key=row_key)
-    return write_sorted_rows(posixpath.join(output, REJECTED_FILE), merged)
+    """Merge sorted runs into `output`/rejected.parquet; returns the number of rows. More than MAX_FANIN runs are
+    first merged MAX_FANIN at a time into runs beside them (named by their inputs), level by level."""
+    runs = sorted(runs)
+    while len(runs) > MAX_FANIN:
+        groups = [runs[i : i + MAX_FANIN] for i in range(0, len(runs), MAX_FANIN)]
+        runs = []
+        for group in groups:
+            name = hashlib.sha256("\n".join(group).encode("utf-8")).hexdigest()[:24]
+            path = posixpath.join(posixpath.dirname(group[0]), f"merged-{name}.parquet")
+            write_sorted_rows(path, _merge(group))
+            runs.append(path)
+    return write_sorted_rows(posixpath.join(output, REJECTED_FILE), _merge(runs))
 
 
 class RejectedRunsFn(WorkerStorageFn):

@@ -95,3 +95,16 @@ def test_two_runs_with_the_same_rows_both_count(tmp_path: Path) -> None:
     first, second = write_run(str(tmp_path / "runs"), list(rows)), write_run(str(tmp_path / "runs"), list(rows))
     assert first == second
     assert merge_runs(str(tmp_path), [first, second]) == 8
+
+
+def test_more_runs_than_the_fan_in_merge_level_by_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rejected_table, "MAX_FANIN", 2)
+    rejects = _rejections(50, seed=3)
+    write_rejected(str(tmp_path / "one"), rejects)
+    runs = [write_run(str(tmp_path / "runs"), [r.to_row() for r in rejects[i : i + 6]]) for i in range(0, 50, 6)]
+    assert len(runs) == 9  # 9 -> 5 -> 3 -> 2 runs, then the table
+    assert merge_runs(str(tmp_path / "merged"), runs) == 50
+    assert (tmp_path / "merged" / "rejected.parquet").read_bytes() == (
+        tmp_path / "one" / "rejected.parquet"
+    ).read_bytes()
+    assert len(list((tmp_path / "runs").glob("merged-*.parquet"))) == 5 + 3 + 2
