@@ -61,12 +61,6 @@ class StageValueCoder(beam.coders.Coder):
     def to_type_hint(self) -> Any:
         return Any
 
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other)
-
-    def __hash__(self) -> int:
-        return hash(type(self))
-
 
 def register_stage_coders(*types: type) -> None:
     """Use StageValueCoder for PCollections whose declared element type is one of `types` (idempotent)."""

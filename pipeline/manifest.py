@@ -13,7 +13,6 @@ writes manifest.json from the merged totals and the rejections' summary (pipelin
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +21,6 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.rejected_table import rejected_summary, row_key, write_sorted_rows
 from pipeline.rejects import Rejection
@@ -35,6 +33,7 @@ from schemas.tables import (
     MANIFEST_VERSION,
     REJECTED_FILE,
     index_file_name,
+    parquet_bytes,
 )
 
 NS_PER_S = 1_000_000_000
@@ -51,17 +50,11 @@ def code_version() -> str:
         return "unknown"
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    return buf.getvalue()
-
-
 def write_index_file(path: str, rows: Iterable[Mapping[str, Any]]) -> None:
     """One shard's index rows (INDEX_SCHEMA), sorted by key, to the Parquet file `path` (temporary name, rename)."""
     ordered = sorted(rows, key=lambda r: r["key"])
     table = pa.Table.from_pylist([{f.name: r[f.name] for f in INDEX_SCHEMA} for r in ordered], schema=INDEX_SCHEMA)
-    commit_bytes(path, _parquet_bytes(table))
+    commit_bytes(path, parquet_bytes(table))
 
 
 BIN_NAMES = ("floor_transfer_offset_bins", "gap_bins", "overlap_bins", "interruption_stop_latency_bins")

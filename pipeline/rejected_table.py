@@ -6,9 +6,8 @@ rows at a time, each with its counts by stage and kind, and one pass merges the 
 No worker holds the job's rejections: a `RejectedRunsFn` keeps at most RUN_ROWS rows before it writes them, sorted,
 as one run (named by the sha256 of its bytes, so a retried bundle leaves the same file); the merge reads at most
 MAX_FANIN runs at a time (more are merged level by level), MERGE_BATCH_ROWS rows at a time from each, and writes
-row groups of ROW_GROUP_ROWS rows. The table is sorted by its full rows
-(input, stage, reason, kind, conversation id), so its bytes depend on the rejections only, not on how a runner
-bundled them.
+row groups of ROW_GROUP_ROWS rows. The table is sorted by its full rows (input, stage, reason, kind, conversation
+id), so its bytes depend on the rejections only, not on how a runner bundled them.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from apache_beam.utils.windowed_value import WindowedValue
 from pipeline.rejects import Rejection
 from pipeline.worker_storage import WorkerStorageFn
 from pipeline.write import commit_bytes, commit_file
-from schemas.tables import REJECTED_FILE, REJECTED_SCHEMA
+from schemas.tables import PARQUET_COMPRESSION, REJECTED_FILE, REJECTED_SCHEMA, parquet_bytes
 
 RUN_ROWS = 20_000
 """Rejections a worker holds before writing them as a sorted run (a row is a few hundred bytes)."""
@@ -59,7 +58,7 @@ def write_sorted_rows(path: str, rows: Iterable[Mapping[str, Any]]) -> int:
     through a temporary name and renamed); returns the number of rows."""
     count = 0
     with tempfile.NamedTemporaryFile(suffix=".parquet") as local:
-        with pq.ParquetWriter(local.name, REJECTED_SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(local.name, REJECTED_SCHEMA, compression=PARQUET_COMPRESSION) as writer:
             it = iter(rows)
             while chunk := list(itertools.islice(it, ROW_GROUP_ROWS)):
                 writer.write_table(_table(chunk), row_group_size=ROW_GROUP_ROWS)
@@ -73,9 +72,7 @@ def write_sorted_rows(path: str, rows: Iterable[Mapping[str, Any]]) -> int:
 def write_run(run_dir: str, rows: list[dict[str, Any]]) -> str:
     """Sort `rows` and write them as one run under `run_dir`, named by the sha256 of its bytes; returns its path."""
     rows.sort(key=row_key)
-    buf = pa.BufferOutputStream()
-    pq.write_table(_table(rows), buf, compression="zstd")
-    data = buf.getvalue().to_pybytes()
+    data = parquet_bytes(_table(rows))
     path = posixpath.join(run_dir, f"run-{hashlib.sha256(data).hexdigest()[:24]}.parquet")
     commit_bytes(path, data)
     return path

@@ -125,6 +125,17 @@ MANIFEST_FIELDS = {
 }
 
 
+PARQUET_COMPRESSION = "zstd"
+"""Compression of every table the job writes (index files, rejected.parquet)."""
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """`table` as Parquet file bytes (PARQUET_COMPRESSION)."""
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf, compression=PARQUET_COMPRESSION)
+    return buf.getvalue().to_pybytes()
+
+
 def _read_parquet(path: str, schema: pa.Schema, *, missing_ok: bool, **kwargs: Any) -> pa.Table:
     if missing_ok and not storage.exists(path):
         return schema.empty_table() if "columns" not in kwargs else schema.empty_table().select(kwargs["columns"])
