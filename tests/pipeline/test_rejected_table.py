@@ -8,6 +8,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,6 +19,7 @@ from pipeline.rejected_table import merge_runs, row_key, write_rejected_runs, wr
 from pipeline.rejects import Rejection
 
 from ..factories import make_bundle
+from ..s3_server import S3Server
 
 
 def _rejections(n: int, seed: int = 0) -> list[Rejection]:
@@ -108,3 +110,25 @@ def test_more_runs_than_the_fan_in_merge_level_by_level(tmp_path: Path, monkeypa
         tmp_path / "one" / "rejected.parquet"
     ).read_bytes()
     assert len(list((tmp_path / "runs").glob("merged-*.parquet"))) == 5 + 3 + 2
+
+
+def test_runs_and_the_merge_on_s3_give_the_local_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_server: S3Server
+) -> None:
+    """Runs written to and merged from s3:// (read back through Beam's S3 file system) give the local table."""
+    monkeypatch.setattr(rejected_table, "RUN_ROWS", 2)
+    root = tmp_path / "in"
+    make_bundle(root / "good", conv_id="good", seconds=2.0)
+    for i in range(5):
+        make_bundle(root / f"bad{i}", conv_id=f"bad{i}")
+        (root / f"bad{i}" / "bundle.json").write_text('{"id": "x", "tracks": [')
+    local = run(["--input", str(root), "--output", str(tmp_path / "out"), "--window_microturns", "4"])
+    s3_in = s3_server.upload_tree(root, "rejected/in")
+    remote_out = f"s3://{s3_server.bucket}/rejected/out"
+    remote = run(["--input", s3_in, "--output", remote_out, "--window_microturns", "4", *s3_server.beam_args()])
+    assert remote["rejected_by"] == local["rejected_by"] == {"read": {"malformed_json": 5}}
+    rows = pq.read_table(pa.BufferReader(s3_server.download_tree("rejected/out")["rejected.parquet"])).to_pylist()
+    assert [r["input"].rsplit("/", 2)[-2] for r in rows] == [f"bad{i}" for i in range(5)]
+    assert [r["reason"] for r in rows] == [
+        r["reason"].replace(str(root), s3_in) for r in pq.read_table(tmp_path / "out" / "rejected.parquet").to_pylist()
+    ]
