@@ -56,7 +56,7 @@ def cmd_run(argv: list[str]) -> int:
     """`microturn run`: the Beam job; every other Beam option passes through. Exits 1 (saying why, with the
     commonest rejection reasons, on stderr) when nothing was written because every input was rejected."""
     from pipeline.job import run
-    from pipeline.outcome import nothing_written
+    from pipeline.runner.outcome import nothing_written
     from schemas.tables import REJECTED_FILE
 
     if any(a in ("-h", "--help") for a in argv):
@@ -87,7 +87,7 @@ def cmd_run(argv: list[str]) -> int:
 def _gander_input(argv: list[str]) -> list[str]:
     """`--input FILE.jsonl` of Gander conversations: import them into OUTPUT/_gander_bundles first (synth may
     synthesise missing assistant speech; the pipeline itself never imports synth) and run on those bundles."""
-    from pipeline.output_guard import GANDER_BUNDLES
+    from pipeline.runner.output_guard import GANDER_BUNDLES
     from synth.gander_import import import_gander, is_gander_file
 
     def value(flag: str) -> tuple[int, str] | None:
@@ -159,7 +159,7 @@ def cmd_demo(argv: list[str]) -> int:
     out = os.path.abspath(args.out)
     bundles, dataset = os.path.join(out, "bundles"), os.path.join(out, "dataset")
     if os.path.exists(dataset):
-        from pipeline.output_guard import is_our_output
+        from pipeline.runner.output_guard import is_our_output
 
         if not is_our_output(dataset):  # never delete a directory the demo did not make
             print(
@@ -207,19 +207,19 @@ def cmd_eval(argv: list[str]) -> int:
 
 
 def cmd_eval_behaviour(argv: list[str]) -> int:
-    from trainer.behaviour import eval_behaviour_main
+    from evals.behaviour import eval_behaviour_main
 
     return eval_behaviour_main(argv)
 
 
 def cmd_eval_fdbench(argv: list[str]) -> int:
-    from trainer.fdbench_eval import eval_fdbench_main
+    from evals.fdbench_score import eval_fdbench_main
 
     return eval_fdbench_main(argv)
 
 
 def cmd_respond(argv: list[str]) -> int:
-    from trainer.respond import respond_main
+    from evals.respond import respond_main
 
     return respond_main(argv)
 
@@ -243,7 +243,7 @@ def cmd_split(argv: list[str]) -> int:
 
 
 def cmd_export_fdbench(argv: list[str]) -> int:
-    from pipeline.tools.fdbench import export_fdbench_main
+    from evals.fdbench_export import export_fdbench_main
 
     return export_fdbench_main(argv)
 
@@ -291,7 +291,7 @@ def cmd_synth_visual(argv: list[str]) -> int:
 
 
 def cmd_eval_proactive(argv: list[str]) -> int:
-    from pipeline.tools.proactive_eval import proactive_eval_main
+    from evals.proactive import proactive_eval_main
 
     return proactive_eval_main(argv)
 

@@ -7,7 +7,7 @@ renamed `s{seed}-demo-NNNN`; every 5th conversation is held out (no conversation
 train and an eval dataset; the `tiny` preset without frame patches (the demo has no video) and with
 `--context` micro-turns per example trains for `--steps` optimiser steps (the cosine schedule's length) or until
 `--train_minutes` are spent, whichever comes first, stopping at steps/3, 2 steps/3 and steps to run
-trainer.behaviour on `--eval_conversations` held-out conversation perspectives. It prints the learning curve (train
+evals.behaviour on `--eval_conversations` held-out conversation perspectives. It prints the learning curve (train
 loss and the behaviour rows per checkpoint) and the final table with the always-silent and pause-rule baselines,
 and writes OUT/result.json. Everything lives under --out (checkpoints included): nothing goes into git. The
 defaults keep the whole run under 30 minutes on 2 CPU cores.
@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from evals.behaviour import evaluate_behaviour, table
+    from evals.respond import conversations_from_dataset
     from pipeline.job import run
-    from trainer.behaviour import evaluate_behaviour, table
+    from trainer.checkpoint import load_model
     from trainer.config import preset
-    from trainer.respond import conversations_from_dataset, load_model
     from trainer.train import train
 
     t_start = time.monotonic()

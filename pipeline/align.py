@@ -21,11 +21,11 @@ import numpy as np
 from pipeline.aligners import AlignerBackend, AlignerError, interpolate, refine_boundaries, tokenize
 from pipeline.aligners.diarize import DiarizationError, Diarizer, split_streams
 from pipeline.decode import DecodedConversation
-from pipeline.grid import Interval, speech_intervals
 from pipeline.rejects import AlignError
 from pipeline.speakers import match_tracks
 from pipeline.video import VideoFrames
 from schemas.bundle import Conversation, Track, Word
+from schemas.grid import Interval, speech_intervals
 from schemas.units import samples_to_seconds, seconds_to_samples
 
 

@@ -27,7 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.rejects import DecodeError
 from pipeline.resample_bounded import MAX_TABLE_VALUES, resample_any_rate, torchaudio_table_values
-from pipeline.streams import map_streams
+from pipeline.runner.streams import map_streams
 from pipeline.video import VideoConfig, VideoFrames, VideoProbe, probe_video, video_frames
 from schemas.bundle import SILENT_MODEL, Conversation, Track
 from schemas.storage import is_local, staged
@@ -256,7 +256,7 @@ def _decode_conversation(
     threads: int = 1,
 ) -> DecodedConversation:
     """Decode every track of `conv` (each file once, even when several tracks are channels of it) to 16 kHz, and
-    its video, if any, onto the micro-turn grid. Up to `threads` tracks are resampled at a time (pipeline.streams;
+    its video, if any, onto the micro-turn grid. Up to `threads` tracks are resampled at a time (pipeline.runner.streams;
     the same samples for any value).
 
     Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later); tracks without a

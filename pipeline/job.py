@@ -14,7 +14,7 @@ The write stage grows with the corpus: the number of shard buckets is derived fr
 hash of its id, a bucket whose parts exceed the target is cut into several shards in key order, and the manifest
 is merged from small per-shard summaries (a CombineGlobally): no step holds the dataset's index rows.
 
-Without --runner the job runs on Beam's local FnApiRunner, constructed on purpose (pipeline/runners.py): Beam's
+Without --runner the job runs on Beam's local FnApiRunner, constructed on purpose (pipeline/runner/runners.py): Beam's
 DirectRunner would first try the Prism runner, which downloads a binary. PortableRunner, Flink, Spark and Dataflow
 are used as Beam normally does when --runner names them; runners that mis-route multi-output ParDos are refused
 at start. Inputs, work directory and output may be on any Beam file system (s3:// with --s3_endpoint_url ...).
@@ -36,10 +36,9 @@ from apache_beam.pvalue import AsSingleton, TaggedOutput
 from pipeline.align import AlignConfig, AlignedConversation, align
 from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
-from pipeline.coders import register_stage_coders
 from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
-from pipeline.input_guard import InputPolicy, policy_from_options, read_input
+from pipeline.inputs.guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
 from pipeline.manifest import (
     ManifestCombineFn,
@@ -49,7 +48,10 @@ from pipeline.manifest import (
     write_manifest,
 )
 from pipeline.options import MicroturnOptions, job_config
-from pipeline.output_guard import (
+from pipeline.read import InputRef, list_inputs
+from pipeline.rejects import Rejection, StageError
+from pipeline.runner.coders import register_stage_coders
+from pipeline.runner.output_guard import (
     OutputError,
     claim_output,
     disk_error,
@@ -57,14 +59,12 @@ from pipeline.output_guard import (
     remove_stale_shards,
     remove_work,
 )
-from pipeline.read import InputRef, list_inputs
-from pipeline.rejected_table import RejectedRunsFn, write_rejected_runs
-from pipeline.rejects import Rejection, StageError
-from pipeline.runners import check_runner, make_pipeline
-from pipeline.streams import auto_stream_threads, map_streams
+from pipeline.runner.rejected_table import RejectedRunsFn, write_rejected_runs
+from pipeline.runner.runners import check_runner, make_pipeline
+from pipeline.runner.streams import auto_stream_threads, map_streams
+from pipeline.runner.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.video import VideoConfig
 from pipeline.windows import FeaturisedConversation, LabelledConversation, WindowConfig, cut_windows
-from pipeline.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.write import (
     PartInfo,
     finished_part,
@@ -147,7 +147,7 @@ class StageFn(WorkerStorageFn):
 
     stage = ""
     torch_threads = 0  # > 0: torch intra-op threads in this worker (set by build() from --torch_threads)
-    stream_threads = 1  # threads for a conversation's per-stream work (set by build(): pipeline.streams)
+    stream_threads = 1  # threads for a conversation's per-stream work (set by build(): pipeline.runner.streams)
     reraise: tuple[type[BaseException], ...] = ()  # failures of the machinery, not of the input: fail the bundle
 
     def setup(self) -> None:
@@ -356,7 +356,7 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(work_dir), opts)).with_outputs(
         "done", main="todo"
     )
-    # The stages' outputs are typed so that Beam codes them with StageValueCoder (see pipeline/coders.py).
+    # The stages' outputs are typed so that Beam codes them with StageValueCoder (see pipeline/runner/coders.py).
     register_stage_coders(DecodedConversation, AlignedConversation, FeaturisedConversation, LabelledConversation)
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
     decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_output_types(DecodedConversation).with_outputs(
@@ -402,7 +402,8 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
     ) | "AllRejected" >> beam.Flatten()
     flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
-    # rejected.parquet from sorted runs of bounded size (pipeline/rejected_table.py), after every shard (the totals):
+    # rejected.parquet from sorted runs of bounded size (pipeline/runner/rejected_table.py), after every shard
+    # (the totals):
     # a run that fails writing shards leaves no tables
     rejected_summary = (
         rejected
@@ -453,7 +454,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
 
     Raises:
         ValueError: bad options or input path; OutputError (a ValueError) when --output is a file, not ours, in use
-            by another job, not writable, or runs out of space (pipeline.output_guard).
+            by another job, not writable, or runs out of space (pipeline.runner.output_guard).
     """
     options = PipelineOptions(argv)
     check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now

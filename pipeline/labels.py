@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.grid import Interval, merge, word_interval
 from schemas.bundle import Segment, Word
+from schemas.grid import Interval, merge, word_interval
 from schemas.sample import LABEL_BITS, SampleInterruption
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, seconds_to_samples
 

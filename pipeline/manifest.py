@@ -6,7 +6,7 @@ No step holds the dataset's rows: each shard's writer writes that shard's index 
 turns its rows into a small summary (`shard_summary`: counts, hours, label counts, turn-taking bins, alignment
 figures, sha256 and size); `ManifestCombineFn` merges the summaries (a Beam CombineGlobally, associative and
 order-independent: durations are summed as integer nanoseconds, lists are sorted at the end), and `write_manifest`
-writes manifest.json from the merged totals and the rejections' summary (pipeline/rejected_table.py).
+writes manifest.json from the merged totals and the rejections' summary (pipeline/runner/rejected_table.py).
 `write_tables` does the same in one process for a list of ShardInfo (tests, small tools).
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 import apache_beam as beam
 import pyarrow as pa
 
-from pipeline.rejected_table import rejected_summary, row_key, write_sorted_rows
 from pipeline.rejects import Rejection
+from pipeline.runner.rejected_table import rejected_summary, row_key, write_sorted_rows
 from pipeline.write import ShardInfo, commit_bytes
 from schemas.shard import FORMAT_VERSION
 from schemas.tables import (
@@ -205,7 +205,7 @@ def alignment(totals: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_rejected(output: str, rejected: Sequence[Rejection]) -> dict[str, Any]:
     """Write rejected.parquet under `output` from a list, in one process (the job writes it from sorted runs instead:
-    pipeline/rejected_table.py; both give the same bytes); return its summary for the manifest."""
+    pipeline/runner/rejected_table.py; both give the same bytes); return its summary for the manifest."""
     write_sorted_rows(f"{output}/{REJECTED_FILE}", sorted((r.to_row() for r in rejected), key=row_key))
     return rejected_summary(Counter((r.stage, r.kind) for r in rejected))
 

@@ -12,9 +12,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.align import AlignConfig
 from pipeline.aligners import add_aligner_args, aligner_config
-from pipeline.input_guard import add_input_guard_args
+from pipeline.inputs.guard import add_input_guard_args
 from pipeline.labels import LabelConfig
-from pipeline.output_guard import add_output_args
+from pipeline.runner.output_guard import add_output_args
 from pipeline.video import VideoConfig
 from pipeline.windows import WindowConfig
 

@@ -4,12 +4,12 @@
 
 Inputs, by what `--input` points at:
 - a ``.jsonl`` file: one bundle object per line (paths relative to the manifest's directory), or moshi-finetune's
-  own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.moshi_index);
+  own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.inputs.moshi);
 - a directory: every ``bundle.json`` under it; every moshi-finetune pair ``X.wav`` + ``X.json``
   (``{"alignments": ...}``); and every directory of plain per-speaker audio files with no bundle.json
   (one conversation per directory, speaker = file stem, no transcript);
 - Lhotse manifests (a directory holding ``{corpus}_recordings_{part}.jsonl.gz`` + ``..._supervisions_...``, or
-  ``cuts*.jsonl.gz``; or a cuts file itself): one conversation per recording or cut (`pipeline.lhotse_input`); the
+  ``cuts*.jsonl.gz``; or a cuts file itself): one conversation per recording or cut (`pipeline.inputs.lhotse`); the
   audio files under such a directory are the manifests' own, not inputs of their own.
 
 Paths go through Beam's FileSystems, so any file system Beam knows (local, gs://, s3://, ...) works.
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.lhotse_input import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse
-from pipeline.moshi_index import is_moshi_index_line, moshi_index_conversation
-from pipeline.safe_read import manifest_lines
+from pipeline.inputs.lhotse import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse
+from pipeline.inputs.moshi import is_moshi_index_line, moshi_index_conversation
+from pipeline.inputs.safe_read import manifest_lines
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
 from schemas.storage import dir_exists
 
@@ -45,7 +45,7 @@ class InputRef:
     origin: str  # what the rejected list calls it
     path: str  # bundle.json, manifest file, moshi .json, or the speaker-files directory
     line: int = 0  # 1-based manifest line
-    text: str = ""  # the manifest line itself (lhotse_*: see pipeline.lhotse_input.LhotseItem)
+    text: str = ""  # the manifest line itself (lhotse_*: see pipeline.inputs.lhotse.LhotseItem)
     audio: tuple[str, ...] = ()  # moshi wav or per-speaker files
 
 
@@ -61,7 +61,7 @@ def read_text(path: str) -> str:
 
 
 def _lhotse_refs(paths: list[str]) -> list[InputRef]:
-    """Inputs from the Lhotse manifests among `paths` (see pipeline.lhotse_input)."""
+    """Inputs from the Lhotse manifests among `paths` (see pipeline.inputs.lhotse)."""
     items = list_lhotse(paths, read_bytes)
     return [InputRef(kind=i.kind, origin=i.origin, path=i.path, line=i.line, text=i.text) for i in items]
 
@@ -82,7 +82,7 @@ def list_inputs(input_path: str) -> list[InputRef]:
     if input_path.endswith(".jsonl"):
         if not FileSystems.exists(input_path):
             raise ValueError(f"--input {input_path}: manifest file does not exist")
-        return [  # a line that is not UTF-8 is one input, rejected by pipeline.input_guard.read_input
+        return [  # a line that is not UTF-8 is one input, rejected by pipeline.inputs.guard.read_input
             InputRef(
                 kind="manifest_line" if text is not None else UNDECODABLE_LINE,
                 origin=f"{input_path}:{i}",
@@ -131,7 +131,7 @@ def list_inputs(input_path: str) -> list[InputRef]:
 
 def load_conversation(ref: InputRef, read: Callable[[str], str] = read_text) -> Conversation:
     """Parse one input into a Conversation (reads its transcript files with `read`; the job passes a bounded,
-    confined reader: pipeline.input_guard.read_input).
+    confined reader: pipeline.inputs.guard.read_input).
 
     Raises:
         BundleError: with a kind (schemas.bundle.BUNDLE_KINDS) and a readable reason (malformed JSON, missing

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from pipeline.safe_text import safe_text
+from pipeline.inputs.safe_text import safe_text
 from schemas.bundle import BUNDLE_KINDS
 
 STAGES = ("read", "decode", "align", "featurise", "label", "write")

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.grid import Interval
 from schemas.bundle import Segment
+from schemas.grid import Interval
 from schemas.units import seconds_to_samples
 
 MAX_EXHAUSTIVE = 8

@@ -19,12 +19,12 @@ import numpy as np
 from pipeline.align import AlignedConversation
 from pipeline.event_windows import perspective_events, window_events
 from pipeline.features import dmel_codes
-from pipeline.grid import activity, merge, word_microturn
 from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
 from pipeline.targets import window_targets
 from schemas.bundle import sanitise_id
 from schemas.dmel import FRAMES_PER_MICROTURN
+from schemas.grid import activity, merge, word_microturn
 from schemas.sample import (
     LABEL_BITS,
     MicroTurnSample,

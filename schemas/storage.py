@@ -21,10 +21,10 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
 
 S3_OPTIONS = {
     # Beam's option name -> the environment variable boto3 reads when the option is not given
@@ -33,6 +33,14 @@ S3_OPTIONS = {
     "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
 }
 COPY_CHUNK_BYTES = 8 << 20
+
+
+def _filesystems() -> Any:
+    """Beam's FileSystems, imported on first use: readers of local datasets (the trainer's data-loader workers)
+    never load Beam."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
 
 
 def is_local(path: str) -> bool:
@@ -54,6 +62,9 @@ def add_storage_args(parser: Any) -> None:
 def configure(options: PipelineOptions | Sequence[str] | None = None, *, export: bool = True) -> None:
     """Point Beam's FileSystems (in this process) at `options` (PipelineOptions or Beam flags; S3 options are what
     matter here); with `export`, the S3 options given are also set as boto3's environment variables."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions, S3Options
+
     if options is None or not isinstance(options, PipelineOptions):
         options = PipelineOptions(list(options or []))
     FileSystems.set_options(options)
@@ -92,7 +103,7 @@ def pop_storage_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _ensure_configured() -> None:
-    if getattr(FileSystems, "_pipeline_options", None) is None:  # Beam's S3 file system needs options to start
+    if getattr(_filesystems(), "_pipeline_options", None) is None:  # Beam's S3 file system needs options to start
         configure(export=False)
 
 
@@ -105,7 +116,7 @@ def open_read(path: str) -> BinaryIO:
     """
     _ensure_configured()
     try:
-        return FileSystems.open(path, mime_type="application/octet-stream", compression_type="uncompressed")
+        return _filesystems().open(path, mime_type="application/octet-stream", compression_type="uncompressed")
     except OSError:
         raise
     except Exception as e:  # noqa: BLE001 - Beam's S3/GCS client errors are not OSErrors; callers expect one
@@ -126,7 +137,7 @@ def read_json(path: str) -> Any:
 def exists(path: str) -> bool:
     """True when `path` is a file (or a local directory)."""
     _ensure_configured()
-    return FileSystems.exists(path)
+    return _filesystems().exists(path)
 
 
 def size(path: str) -> int:
@@ -136,7 +147,7 @@ def size(path: str) -> int:
         FileNotFoundError: when there is no such file.
     """
     _ensure_configured()
-    found = FileSystems.match([path], limits=[1])[0].metadata_list
+    found = _filesystems().match([path], limits=[1])[0].metadata_list
     if not found:
         raise FileNotFoundError(f"no such file: {path}")
     return found[0].size_in_bytes
@@ -146,18 +157,18 @@ def dir_exists(path: str) -> bool:
     """True when `path` is a local directory or, on an object store, when any object lies under `path`/."""
     _ensure_configured()
     if is_local(path):
-        return FileSystems.exists(path)
+        return _filesystems().exists(path)
     root = path.rstrip("/")
-    if FileSystems.exists(root):
+    if _filesystems().exists(root):
         return True
-    return bool(FileSystems.match([root + "/**"], limits=[1])[0].metadata_list)
+    return bool(_filesystems().match([root + "/**"], limits=[1])[0].metadata_list)
 
 
 def list_files(pattern: str) -> list[str]:
     """The files matching the glob `pattern` (``*`` stays within one directory level), sorted; [] when none
     (also when the directory does not exist)."""
     _ensure_configured()
-    found = FileSystems.match([pattern])[0].metadata_list
+    found = _filesystems().match([pattern])[0].metadata_list
     return sorted(m.path for m in found)
 
 
@@ -165,17 +176,17 @@ def delete_files(paths: Sequence[str]) -> None:
     """Delete the files `paths` (local or on an object store)."""
     if paths:
         _ensure_configured()
-        FileSystems.delete(list(paths))
+        _filesystems().delete(list(paths))
 
 
 def delete_dir(path: str) -> None:
     """Delete the directory `path` and everything under it; nothing happens when it does not exist."""
     _ensure_configured()
     if is_local(path):
-        if FileSystems.exists(path):
-            FileSystems.delete([path])
+        if _filesystems().exists(path):
+            _filesystems().delete([path])
     elif dir_exists(path):
-        FileSystems.delete([path.rstrip("/") + "/"])
+        _filesystems().delete([path.rstrip("/") + "/"])
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ for conversations that have targets) each target touching the window is a `Sampl
 window start, and the window micro-turns of its due time and window (pipeline/targets.py cuts them).
 
 Families and their categories are open strings; the generators in synth/ use FAMILIES and the categories in
-CATEGORIES, and the scorer (pipeline/tools/proactive_eval.py) scores by category.
+CATEGORIES, and the scorer (evals/proactive.py) scores by category.
 """
 
 from __future__ import annotations

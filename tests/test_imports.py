@@ -1,4 +1,5 @@
-"""The repository's import graph: no circle anywhere, and the packages import one way (schemas at the bottom).
+"""The repository's import graph: no circle anywhere, and the packages import one way: DESIGN §1's layers, checked by
+`lint-imports` with the contracts in pyproject.toml (schemas at the bottom, evals above the job and the trainer).
 
 Every .py of the repo's own packages (and top-level modules) is parsed with `ast`; each ``import X`` and
 ``from X import Y`` anywhere in it (inside functions too) becomes an edge to the repo module it names (``X.Y`` when Y
@@ -10,10 +11,12 @@ An ``if __name__ == "__main__":`` block is skipped: it runs only when the file i
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOWER_LAYERS_OF_SCHEMAS = ("pipeline", "synth", "trainer", "kernels")
 
 
 def _module_files() -> dict[str, Path]:
@@ -140,17 +143,38 @@ def test_no_import_circle() -> None:
     assert _cycles(import_graph()) == []
 
 
-def test_pipeline_imports_nothing_from_synth() -> None:
-    graph = import_graph()
-    bad = {m: sorted(t for t in targets if _top(t) == "synth") for m, targets in graph.items() if _top(m) == "pipeline"}
-    assert {m: t for m, t in bad.items() if t} == {}
+def _lint_imports(cwd: Path, config: Path, pythonpath: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    exe = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(exe), "--config", str(config), "--no-cache"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
-def test_schemas_import_no_higher_package() -> None:
-    graph = import_graph()
-    bad = {
-        m: sorted(t for t in targets if _top(t) in LOWER_LAYERS_OF_SCHEMAS)
-        for m, targets in graph.items()
-        if _top(m) == "schemas"
+def test_the_layers_of_design_hold() -> None:
+    """DESIGN §1's layers, as the import-linter contracts in pyproject.toml state them."""
+    done = _lint_imports(ROOT, ROOT / "pyproject.toml", ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+def test_a_wrong_import_breaks_a_contract(tmp_path: Path) -> None:
+    """The same contracts on a copy of the package names where the trainer imports the job and schemas imports
+    evals (inside a function): lint-imports fails and names both."""
+    bodies = {
+        "schemas": "def f():\n    import evals.score\n",
+        "pipeline": "",
+        "synth": "",
+        "trainer": "import pipeline.job\n",
+        "kernels": "",
+        "evals": "",
     }
-    assert {m: t for m, t in bad.items() if t} == {}
+    for name, body in bodies.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(body)
+    (tmp_path / "pipeline" / "job.py").write_text("")
+    (tmp_path / "evals" / "score.py").write_text("")
+    done = _lint_imports(tmp_path, ROOT / "pyproject.toml", tmp_path)
+    assert done.returncode != 0
+    assert "pipeline, synth and trainer never import each other BROKEN" in done.stdout
+    assert "schemas is the bottom layer: it imports no other part BROKEN" in done.stdout

@@ -50,3 +50,14 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint without unpickling arbitrary objects."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_model(checkpoint_path: str, device: str = "cpu") -> Any:
+    """A `trainer.model.Model` with the checkpoint's config and weights, in eval mode."""
+    from trainer.config import TrainConfig
+    from trainer.model import Model
+
+    state = load(checkpoint_path, map_location=device)
+    model = Model(TrainConfig.from_dict(state["config"])).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -160,7 +160,7 @@ class Model(nn.Module):
 
     def trunk(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         """Final-norm hidden states of every slot, (B, N, D), and per-layer router statistics (a full-sequence
-        pass; trainer/respond.py computes the same hidden states incrementally with a KV cache)."""
+        pass; trainer/generate.py computes the same hidden states incrementally with a KV cache)."""
         active = active_slots(batch)
         x = self.embed(batch)
         allowed = attention_mask(batch["attendable"])  # as an additive float mask, converted once, not per layer

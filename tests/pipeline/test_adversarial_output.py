@@ -14,7 +14,7 @@ import pytest
 
 import microturn_cli
 from pipeline.job import run
-from pipeline.output_guard import LOCK_FILE, OutputError, claim_output, release_output
+from pipeline.runner.output_guard import LOCK_FILE, OutputError, claim_output, release_output
 from schemas.validate import validate
 
 from ..factories import make_bundle

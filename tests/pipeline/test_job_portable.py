@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.job import run
-from pipeline.runners import check_runner
+from pipeline.runner.runners import check_runner
 
 from ..factories import make_bundle
 from ..s3_server import S3Server, free_ports

@@ -14,7 +14,7 @@ from pipeline.job import _counter, build
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import list_inputs
 from pipeline.rejects import KINDS, STAGES, Rejection
-from pipeline.runners import local_runner
+from pipeline.runner.runners import local_runner
 
 from ..factories import make_bundle
 

@@ -18,7 +18,7 @@ from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from pipeline.job import WORK_DIR, build, run
 from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import list_inputs
-from pipeline.runners import local_runner
+from pipeline.runner.runners import local_runner
 
 from ..factories import make_bundle
 

@@ -1,6 +1,5 @@
 import numpy as np
 
-from pipeline.grid import Interval
 from pipeline.labels import (
     Ipu,
     LabelConfig,
@@ -12,6 +11,7 @@ from pipeline.labels import (
     turn_taking_counts,
 )
 from schemas.bundle import Word
+from schemas.grid import Interval
 from schemas.sample import LABEL_BITS, SampleInterruption
 
 CFG = LabelConfig()

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evals.fdbench_export import export_fdbench_main
 from pipeline.job import run
-from pipeline.tools.fdbench import export_fdbench_main
 from schemas.reader import iter_samples
 from schemas.sample import LABEL_BITS
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.grid import Interval
 from pipeline.speakers import input_roles, match_tracks
 from schemas.bundle import parse_rttm
+from schemas.grid import Interval
 
 from ..factories import FIXTURES
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.tools.proactive_eval import load_conversations, load_responses, score
+from evals.proactive import load_conversations, load_responses, score
 from schemas.reader import iter_samples
 from schemas.tables import read_index_rows
 from schemas.validate import validate
@@ -279,7 +279,7 @@ def test_inspect_and_report_show_targets(family_data: dict[str, Path], tmp_path:
 
 
 def test_responses_from_a_directory_and_number_normalisation(family_data: dict[str, Path], tmp_path: Path) -> None:
-    from pipeline.tools.proactive_eval import tokens
+    from evals.proactive import tokens
 
     truth = load_responses(str(family_data["visual"] / "out" / "truth.jsonl"))
     for conv_id, words in truth.items():  # the layout `microturn respond` writes: <conversation id>.json

@@ -14,7 +14,7 @@ from scipy.spatial.distance import jensenshannon
 from pipeline.tools.report import report_main
 from schemas.reader import iter_samples
 
-from .test_fdbench import keep_audio_subset
+from ...evals.test_fdbench_export import keep_audio_subset
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,287 @@
+"""Run a checkpoint over conversations micro-turn by micro-turn (trainer/generate.py) and write what it generated.
+
+    microturn respond --checkpoint runs/tiny/checkpoint.pt --input demo-out/dataset --out responses --seed 0
+
+Outputs. Per conversation and perspective, the folder OUT/{conversation_key}_{perspective}/ gets:
+
+- words.json: the generated words, a JSON list of {"text": str, "microturn": int, "start_s": float, "end_s": float};
+  a word's time is the micro-turn whose text slots hold it (start_s = microturn * 0.2 s, end_s = start_s + 0.2 s,
+  seconds from the conversation start), the placement the layout uses for model words;
+- decisions.json: per micro-turn {"microturn", "start_s", "activity" (speech fraction 0..1 of the generated
+  frames, evals/vocode.py), "speak" (bool: activity > 0)};
+- model.wav (generated dMel -> least-squares inverse mel + Griffin-Lim, 16 kHz mono PCM_16) and dialogue.wav
+  (stereo: left user, right model).
+
+And per conversation of a dataset, OUT/{conversation_key}.json, the response file `microturn eval proactive` reads
+(`--responses OUT`): {"conversation_id": str (the bundle id as given), "perspective": str, "words": [{"text": str,
+"start": float, "end": float}]}, the same words and times (seconds from the conversation start) as words.json. A
+conversation with several perspectives gets the file of the first perspective in name order (a dataset written
+with `model_speakers` in the bundle or `--perspectives first` has one). Full-Duplex-Bench clips get no such file.
+
+The measured wall time per micro-turn (model work only, no audio synthesis) is printed as median and p95: real
+time needs < 200 ms.
+
+Inputs: a dataset directory or URL (its manifest.json reads with schemas.tables.read_manifest), a directory of
+input bundles (run through the pipeline into a temporary dataset first), or a `microturn export fdbench` directory
+(clips.jsonl): then each clip's input.wav is the user side and the model's audio is written as
+OUT/<task path>/<clip>/output.wav, the file Full-Duplex-Bench scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from trainer.checkpoint import load_model
+from trainer.generate import Conversation, Generated, iter_generated, timing_summary
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, limit: int = 0) -> list[Conversation]:
+    """The dataset's conversations (one per perspective), windows joined in order. `keep`: conversation ids."""
+    from schemas.reader import iter_samples
+
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for sample in iter_samples(dataset):
+        meta = sample["meta.json"]
+        if keep is not None and meta["conversation_id"] not in keep:
+            continue
+        groups[(meta["conversation_key"], meta["perspective"])].append(sample)
+    out = []
+    for (ckey, persp), samples in sorted(groups.items()):
+        conv = join_windows(f"{ckey}_{persp}", samples)
+        meta = conv.sample["meta.json"]
+        conv.conversation_id, conv.conversation_key, conv.perspective = meta["conversation_id"], ckey, persp
+        out.append(conv)
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
+    """Join a conversation's windows (one perspective) into one `Conversation` (real micro-turns only)."""
+    samples = sorted(samples, key=lambda s: s["meta.json"]["window"])
+    parts: dict[str, list[np.ndarray]] = defaultdict(list)
+    words: list[dict] = []
+    frames, frame_valid = [], []
+    for s in samples:
+        meta = s["meta.json"]
+        n, first = meta["num_microturns"], meta["start_microturn"]
+        for member in (
+            "input.dmel.npy",
+            "output.dmel.npy",
+            "others.dmel.npy",
+            "activity.npy",
+            "labels.npy",
+            "floor.npy",
+        ):
+            if member in s:
+                parts[member].append(np.asarray(s[member])[:n])
+        if "input.flac" in s:
+            parts["input.flac"].append(np.asarray(s["input.flac"], np.float32)[: n * SAMPLES_PER_MICROTURN])
+        for w in s.get("words.json", []):
+            w = dict(w)
+            w["microturn"] = int(w["microturn"]) + first
+            w["start_s"] = float(w["start_s"]) + first * MICROTURN_S
+            w["end_s"] = float(w.get("end_s", w["start_s"])) + first * MICROTURN_S
+            words.append(w)
+        if "frames" in s:
+            frames.append(np.asarray(s["frames"])[:n])
+            frame_valid.append(np.asarray(s["frame_mask"], bool)[:n])
+    sample: dict[str, Any] = {m: np.concatenate(v) for m, v in parts.items() if m != "input.flac"}
+    sample["mask.npy"] = np.ones(len(sample["input.dmel.npy"]), np.uint8)
+    sample["words.json"] = words
+    sample["meta.json"] = samples[0]["meta.json"]
+    pcm = np.concatenate(parts["input.flac"]) if parts.get("input.flac") else None
+    return Conversation(
+        name=name,
+        sample=sample,
+        user_pcm=pcm,
+        frames=np.concatenate(frames) if frames else None,
+        frame_valid=np.concatenate(frame_valid) if frame_valid else None,
+    )
+
+
+def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversation]:
+    """Exported Full-Duplex-Bench clips (`microturn export fdbench`): each folder with an input.wav is one
+    conversation whose user side is that audio (dMel as the pipeline computes it) and whose user words come from
+    transcription.json (placed in the micro-turn holding their end, as the pipeline places user words)."""
+    import soundfile as sf
+
+    from pipeline.features import dmel_codes
+
+    out = []
+    for root, _dirs, files in sorted(os.walk(clips_dir)):
+        if "input.wav" not in files:
+            continue
+        pcm, sr = sf.read(os.path.join(root, "input.wav"), dtype="float32")
+        if sr != SAMPLE_RATE_HZ:
+            raise ValueError(f"{root}/input.wav is {sr} Hz; expected {SAMPLE_RATE_HZ}")
+        pcm = pcm if pcm.ndim == 1 else pcm.mean(-1)
+        codes = dmel_codes(pcm).reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+        k = len(codes)
+        words = []
+        tpath = os.path.join(root, "transcription.json")
+        if os.path.exists(tpath):
+            with open(tpath, encoding="utf-8") as f:
+                for part in json.load(f):
+                    for item in part.get("item", []):
+                        a, b = (float(x) for x in item["timestamp"])
+                        words.append(
+                            {
+                                "text": item["text"],
+                                "stream": "input",
+                                "start_s": a,
+                                "end_s": b,
+                                "microturn": min(int(b / MICROTURN_S), k - 1),
+                            }
+                        )
+        rel = os.path.relpath(root, clips_dir)
+        sample = {
+            "input.dmel.npy": codes,
+            "output.dmel.npy": np.zeros_like(codes),
+            "mask.npy": np.ones(k, np.uint8),
+            "words.json": words,
+        }
+        out.append(Conversation(name=rel.replace(os.sep, "__"), sample=sample, user_pcm=pcm, fdbench_out=rel))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def is_dataset(path: str) -> bool:
+    """Whether `path` (a directory or URL) is a written dataset: its manifest reads."""
+    from schemas.tables import read_manifest
+
+    try:
+        read_manifest(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def load_inputs(path: str, *, limit: int = 0, keep: set[str] | None = None) -> list[Conversation]:
+    """Conversations from a dataset, an fdbench export, or a bundles directory (run through the pipeline first)."""
+    if is_dataset(path):
+        return conversations_from_dataset(path, keep=keep, limit=limit)
+    if os.path.exists(os.path.join(path, "clips.jsonl")):
+        return conversations_from_clips(path, limit=limit)
+    from pipeline.job import run
+
+    tmp = tempfile.mkdtemp(prefix="microturn-respond-")
+    logger.info("%s is not a dataset: running the pipeline into %s", path, tmp)
+    run(["--input", path, "--output", os.path.join(tmp, "dataset"), "--keep_audio"])
+    return conversations_from_dataset(os.path.join(tmp, "dataset"), keep=keep, limit=limit)
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int = 0) -> dict[str, Any]:
+    """Write words.json, decisions.json, model.wav, dialogue.wav (or output.wav for an fdbench clip), and for a
+    dataset conversation out_dir/{conversation_key}.json unless an earlier perspective wrote it (module docstring)."""
+    import soundfile as sf
+
+    from evals.vocode import dmel_to_audio, frame_activity, stereo
+
+    act = frame_activity(gen.dmel)
+    model_pcm = dmel_to_audio(gen.dmel, seed=seed)
+    user_pcm = conv.user_pcm if conv.user_pcm is not None else dmel_to_audio(conv.sample["input.dmel.npy"], seed=seed)
+    if conv.fdbench_out is not None:
+        folder = os.path.join(out_dir, conv.fdbench_out)
+        os.makedirs(folder, exist_ok=True)
+        sf.write(os.path.join(folder, "output.wav"), model_pcm[: len(user_pcm)], SAMPLE_RATE_HZ, subtype="PCM_16")
+    else:
+        folder = os.path.join(out_dir, conv.name)
+        os.makedirs(folder, exist_ok=True)
+        sf.write(os.path.join(folder, "model.wav"), model_pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
+    sf.write(os.path.join(folder, "dialogue.wav"), stereo(user_pcm, model_pcm), SAMPLE_RATE_HZ, subtype="PCM_16")
+    with open(os.path.join(folder, "words.json"), "w", encoding="utf-8") as f:
+        json.dump(gen.words(), f, indent=1, ensure_ascii=False)
+    decisions = [
+        {"microturn": k, "start_s": round(k * MICROTURN_S, 3), "activity": round(float(a), 4), "speak": bool(a > 0)}
+        for k, a in enumerate(act)
+    ]
+    with open(os.path.join(folder, "decisions.json"), "w", encoding="utf-8") as f:
+        json.dump(decisions, f, indent=1)
+    if conv.conversation_key is not None:
+        write_response_file(conv, gen, out_dir)
+    return {"folder": folder, "words": len(gen.words()), "speak_share": float((act > 0).mean()) if len(act) else 0.0}
+
+
+def write_response_file(conv: Conversation, gen: Generated, out_dir: str) -> str | None:
+    """Write out_dir/{conversation_key}.json for `microturn eval proactive` (module docstring) unless it holds
+    another perspective of the conversation already; returns its path, or None when left as it was."""
+    path = os.path.join(out_dir, f"{conv.conversation_key}.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            earlier = json.load(f).get("perspective")
+        if earlier is not None and earlier != conv.perspective and earlier < str(conv.perspective):
+            return None
+    obj = {"conversation_id": conv.conversation_id, "perspective": conv.perspective, "words": gen.timed_words()}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, ensure_ascii=False)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="microturn respond",
+        description="Run a checkpoint micro-turn by micro-turn "
+        "over conversations and write its words, speak/silent decisions and audio.",
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
+    p.add_argument(
+        "--input", required=True, help="dataset directory, bundles directory, or `microturn export fdbench` directory"
+    )
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
+    p.add_argument("--top_k", type=int, default=0, help="sample among the k most likely classes; 0 = all")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (conversation i uses seed + i)")
+    p.add_argument("--max_conversations", type=int, default=0, help="stop after this many (default 0 = all)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the ops are small)")
+    return p
+
+
+def respond_main(argv: Sequence[str]) -> int:
+    """`microturn respond`: generate and write the model side of every input conversation; returns 0."""
+    args = build_parser().parse_args(list(argv))
+    torch.set_num_threads(args.threads)
+    model = load_model(args.checkpoint, args.device)
+    convs = load_inputs(args.input, limit=args.max_conversations)
+    if not convs:
+        print(f"microturn respond: no conversations in {args.input}")
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    all_seconds: list[float] = []
+    for conv, gen in iter_generated(model, convs, temperature=args.temperature, top_k=args.top_k, seed=args.seed):
+        info = write_outputs(conv, gen, args.out, seed=args.seed)
+        all_seconds += gen.seconds
+        med, p95 = timing_summary(gen.seconds)
+        print(
+            f"{conv.name}: {conv.microturns} micro-turns, {info['words']} words, speaks in "
+            f"{info['speak_share']:.0%} of micro-turns, {med:.1f} ms median -> {info['folder']}"
+        )
+    med, p95 = timing_summary(all_seconds)
+    verdict = "real time" if p95 < 200 else "NOT real time"
+    print(
+        f"wall time per micro-turn on {args.device} ({torch.get_num_threads()} threads): median {med:.1f} ms, "
+        f"p95 {p95:.1f} ms over {len(all_seconds)} micro-turns ({verdict}: a micro-turn is 200 ms)"
+    )
+    return 0

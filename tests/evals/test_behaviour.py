@@ -1,0 +1,68 @@
+"""Behaviour scoring on planted per-micro-turn streams (evals/behaviour.py).
+
+PYTHONPATH=. python -m pytest -q tests/trainer/test_behaviour.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evals.behaviour import Reference, always_silent, pause_rule, score, table, user_pauses
+from schemas.sample import LABEL_BITS
+
+K = 70
+
+
+def planted() -> Reference:
+    """User 0-9, yield; data model 12-24; user 27-31, a 1 s pause 32-36, user 37-40, yield; data model 43-51, user
+    interrupts at 48 and talks to 60; model backchannel at 55-56."""
+    labels = np.zeros(K, np.uint8)
+    user = np.zeros(K, bool)
+    model = np.zeros(K, bool)
+    user[0:10] = user[27:32] = user[37:41] = user[48:61] = True
+    model[12:25] = model[43:52] = model[55:57] = True
+    labels[user] |= LABEL_BITS["input_speech"]
+    labels[model] |= LABEL_BITS["output_speech"]
+    labels[[12, 43]] |= LABEL_BITS["yield_to_output"]
+    labels[48] |= LABEL_BITS["interruption"]
+    labels[55] |= LABEL_BITS["output_backchannel"]
+    return Reference(labels=labels)
+
+
+def test_answering_every_yield_after_400_ms() -> None:
+    ref = planted()
+    pred = np.zeros(K, bool)
+    pred[12:25] = True  # the user's silence starts at 10: +2 micro-turns = 0.4 s
+    pred[43:50] = True  # silence starts at 41; stops at 50, 0.4 s after the interruption at 48
+    r = score([pred], [ref])
+    assert r["yields"] == 2 and r["yield_takeover_1s"] == 1.0
+    assert r["yield_median_latency_s"] == pytest.approx(0.4)
+    assert r["interruptions_eligible"] == 1 and r["interruption_stop_1s"] == 1.0
+    assert r["interruption_median_stop_s"] == pytest.approx(0.4)
+    assert r["pauses"] == 1 and r["pause_false_takeover"] == 0.0 and r["pause_handling"] == 1.0
+
+
+def test_always_talking_scores_pause_handling_zero() -> None:
+    ref = planted()
+    r = score([np.ones(K, bool)], [ref])
+    assert r["pause_handling"] == 0.0 and r["pause_false_takeover"] == 1.0
+    assert r["speak_recall"] == 1.0 and r["speak_precision"] == pytest.approx(ref.ref.mean())
+    assert r["interruption_stop_1s"] == 0.0 and r["interruption_median_stop_s"] is None  # never stops
+
+
+def test_baselines_and_data() -> None:
+    ref = planted()
+    assert user_pauses(ref) == [(32, 37)]
+    silent = score([always_silent(ref)], [ref])
+    assert silent["speak_recall"] == 0.0 and silent["yield_takeover_1s"] == 0.0 and silent["pause_handling"] == 1.0
+    assert silent["interruptions_eligible"] == 0 and silent["backchannels_per_min"] == 0.0
+    rule = pause_rule(ref, 600)
+    assert not rule[:13].any() and rule[13]  # user silent from 10: speaks from 10 + 3
+    r = score([rule], [ref])
+    assert r["yield_median_latency_s"] == pytest.approx(0.6) and r["pause_false_takeover"] == 1.0
+    data = score([ref.ref], [ref])
+    assert data["speak_f1"] == 1.0 and data["yield_median_latency_s"] == pytest.approx(0.4)
+    assert data["backchannels_per_min"] == pytest.approx(1 / (32 * 0.2 / 60))  # 32 user micro-turns
+    text = table({"model": r, "always silent": silent}, data_rate=1.0)
+    assert "pause handling" in text and "always silent" in text

@@ -1,0 +1,150 @@
+"""Streaming inference: the KV-cache path equals a full-sequence forward pass; outputs are deterministic and written.
+
+PYTHONPATH=. python -m pytest -q tests/trainer/test_respond.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from evals.respond import write_outputs, write_response_file
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
+from schemas.layout import OUT_DMEL, OUT_TEXT, TEXT_END, TEXT_PAD, microturn_slots
+from schemas.units import SAMPLES_PER_MICROTURN
+from trainer.config import DataConfig, ModelConfig, TrainConfig
+from trainer.generate import Conversation, full_sequence, generate, sample_logits
+from trainer.model import Model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small ops: one thread is fastest, and spinning OpenMP threads crawl on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_model(frame_patches: int = 4, text_slots: int = 5, context: int = 4, seed: int = 0) -> Model:
+    torch.manual_seed(seed)
+    cfg = TrainConfig(
+        model=ModelConfig(dim=32, layers=2, heads=2, experts=4, top_k=2, ffn_dim=48, stem_dim=16),
+        data=DataConfig(context_microturns=context, frame_patches=frame_patches, text_slots=text_slots),
+        moe_impl="loop",
+    )
+    return Model(cfg).eval()
+
+
+def conversation(k: int, *, frames: bool, seed: int = 0) -> Conversation:
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, DMEL_LEVELS, size=(k, FRAMES_PER_MICROTURN, DMEL_CHANNELS), dtype=np.uint8)
+    words = [
+        {"text": "hello", "stream": "input", "start_s": 0.0, "end_s": 0.3, "microturn": 1},
+        {"text": "yes", "stream": "output", "start_s": 0.4, "end_s": 0.5, "microturn": 2},
+    ]
+    sample = {
+        "input.dmel.npy": codes,
+        "output.dmel.npy": np.zeros_like(codes),
+        "mask.npy": np.ones(k, np.uint8),
+        "words.json": words,
+    }
+    conv = Conversation(name="c", sample=sample, user_pcm=rng.normal(0, 0.1, k * SAMPLES_PER_MICROTURN))
+    if frames:  # 2 x 2 patches of 40 px; no frame on screen in micro-turn 0
+        conv.frames = rng.integers(0, 256, size=(k, 80, 80, 3), dtype=np.uint8)
+        conv.frame_valid = np.arange(k) > 0
+    return conv
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_kv_cache_equals_full_forward(temperature: float) -> None:
+    model = tiny_model()
+    conv = conversation(4, frames=True)
+    gen = generate(model, conv, temperature=temperature, top_k=0 if temperature == 0 else 7, seed=3, trace=True)
+    assert gen.dmel.shape == (4, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+    assert (gen.text == TEXT_END).sum(1).tolist() == [1, 1, 1, 1]  # one END per micro-turn, PAD after it
+    h, _ = model.trunk(full_sequence(model, conv, gen))
+    h = h[0]
+    replay = torch.Generator().manual_seed(3)
+    slots = microturn_slots(model.cfg.data.layout)
+    per = len(slots)
+    for slot, logits in gen.trace:  # the slot is predicted from the hidden state of the slot before it
+        kind = slots[slot % per]
+        if kind == OUT_TEXT:
+            full = model.text_head.proj(h[slot - 1])
+        else:
+            assert kind == OUT_DMEL
+            full = model.dmel_head.proj(h[slot - 1]).view(DMEL_CHANNELS, DMEL_LEVELS)
+        torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
+        k, j = divmod(slot, per)
+        if kind == OUT_TEXT:
+            j -= int(np.flatnonzero(slots == OUT_TEXT)[0])
+            if j < model.cfg.data.text_slots - 1:  # the last text slot is END by construction, no draw
+                assert int(sample_logits(full, temperature=temperature, top_k=7, generator=replay)) == gen.text[k, j]
+        else:
+            j -= int(np.flatnonzero(slots == OUT_DMEL)[0])
+            drawn = sample_logits(full, temperature=temperature, top_k=7, generator=replay).numpy()
+            assert (drawn == gen.dmel[k, j]).all()
+
+
+def test_cache_window_bounds_the_cost_and_seed_fixes_the_output() -> None:
+    model = tiny_model(frame_patches=0, context=2)
+    conv = conversation(6, frames=False)
+    a = generate(model, conv, seed=1)
+    b = generate(model, conv, seed=1)
+    c = generate(model, conv, seed=2)
+    assert (a.dmel == b.dmel).all() and (a.text == b.text).all()
+    assert not (a.dmel == c.dmel).all()
+    # with a 1-micro-turn window, micro-turn 3 does not depend on what came before it
+    x = dataclasses.replace(conv, sample=dict(conv.sample))
+    x.sample["input.dmel.npy"] = conv.sample["input.dmel.npy"].copy()
+    x.sample["input.dmel.npy"][:2] = 0
+    g1 = generate(model, conv, temperature=0, window=1)
+    g2 = generate(model, x, temperature=0, window=1)
+    assert (g1.dmel[3] == g2.dmel[3]).all() and not (g1.dmel[1] == g2.dmel[1]).all()
+
+
+def test_write_outputs(tmp_path) -> None:
+    model = tiny_model(frame_patches=0)
+    conv = conversation(3, frames=False)
+    gen = generate(model, conv, seed=0)
+    gen.text[1, :3] = [ord("h"), ord("i"), TEXT_END]
+    gen.text[1, 3:] = TEXT_PAD
+    info = write_outputs(conv, gen, str(tmp_path))
+    folder = tmp_path / "c"
+    words = json.loads((folder / "words.json").read_text())
+    assert {"text": "hi", "microturn": 1, "start_s": 0.2, "end_s": 0.4} in words
+    decisions = json.loads((folder / "decisions.json").read_text())
+    assert len(decisions) == 3 and all(isinstance(d["speak"], bool) for d in decisions)
+    stereo, sr = sf.read(folder / "dialogue.wav")
+    assert sr == 16_000 and stereo.shape == (3 * SAMPLES_PER_MICROTURN, 2)
+    mono, _ = sf.read(folder / "model.wav")
+    assert mono.shape == (3 * SAMPLES_PER_MICROTURN,) and np.abs(mono).max() > 0
+    assert info["folder"] == str(folder)
+
+
+def test_response_file_is_what_eval_proactive_reads(tmp_path) -> None:
+    """OUT/{conversation_key}.json: {conversation_id, perspective, words: [{text, start, end}]}, one per
+    conversation (the first perspective in name order); fdbench clips and the folder files are unaffected."""
+    model = tiny_model(frame_patches=0)
+    conv = conversation(3, frames=False)
+    gen = generate(model, conv, seed=0)
+    gen.text[2, :4] = [ord("o"), ord("k"), ord(" "), TEXT_END]
+    gen.text[2, 4:] = TEXT_PAD
+    write_outputs(conv, gen, str(tmp_path))
+    assert not list(tmp_path.glob("*.json"))  # no conversation id: no response file
+    b = dataclasses.replace(conv, name="conv-1_b", conversation_id="conv 1", conversation_key="conv-1", perspective="b")
+    write_outputs(b, gen, str(tmp_path))
+    response = json.loads((tmp_path / "conv-1.json").read_text())
+    assert response["conversation_id"] == "conv 1" and response["perspective"] == "b"
+    assert {"text": "ok", "start": 0.4, "end": 0.6} in response["words"]
+    assert all(set(w) == {"text", "start", "end"} for w in response["words"])
+    a = dataclasses.replace(b, name="conv-1_a", perspective="a")
+    assert write_response_file(a, gen, str(tmp_path)) == str(tmp_path / "conv-1.json")
+    assert write_response_file(b, gen, str(tmp_path)) is None  # "a" comes first and stays
+    assert json.loads((tmp_path / "conv-1.json").read_text())["perspective"] == "a"
