@@ -4,7 +4,8 @@
 
 `-v`/`--verbose` may stand before or after the subcommand (`microturn -v report ...`, `microturn report -v ...`).
 Logging is configured here, once, for every subcommand: our packages log INFO (rank 0 only under torchrun), other
-libraries WARNING (INFO with -v); each line carries the torchrun rank (RANK, 0 without torchrun). Flags are spelled
+libraries WARNING (INFO with -v), the job's line per conversation only with -v, Beam's optional-dependency notices
+never (pipeline/logs.py); each line carries the torchrun rank (RANK, 0 without torchrun). Flags are spelled
 with underscores (Beam forces them for `run`); the older hyphen spellings of the trainer's and the refusal
 synthesiser's flags are still accepted, unlisted.
 """
@@ -28,6 +29,10 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 
 def setup_logging(verbose: bool) -> None:
     """Configure logging for the whole process (replacing any earlier setup); see the module docstring."""
+    from pipeline.logs import CONVERSATIONS, VERBOSE_ENV, quiet_beam_notices
+
+    quiet_beam_notices()  # before anything imports Beam
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # for the local runner's worker processes
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -36,6 +41,7 @@ def setup_logging(verbose: bool) -> None:
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger(CONVERSATIONS).setLevel(logging.INFO if verbose and rank == 0 else logging.WARNING)
 
 
 def summary_text(manifest: dict, output: str) -> str:
@@ -63,6 +69,7 @@ def cmd_run(argv: list[str]) -> int:
         _run_help()
         return 0
     start = time.monotonic()
+    argv = ["--no_progress" if a == "--no-progress" else a for a in argv]  # the trainer's spelling, accepted here too
     argv = _gander_input(argv)
     try:
         manifest = run(argv)

@@ -41,6 +41,7 @@ from pipeline.decode import DecodedConversation, decode_conversation
 from pipeline.features import dmel_codes
 from pipeline.input_guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
+from pipeline.logs import CONVERSATIONS
 from pipeline.manifest import (
     ManifestCombineFn,
     config_hash,
@@ -57,10 +58,11 @@ from pipeline.output_guard import (
     remove_stale_shards,
     remove_work,
 )
+from pipeline.progress import DECODED, DONE, ProgressBar, ProgressFn, wanted
 from pipeline.read import InputRef, list_inputs
 from pipeline.rejected_table import RejectedRunsFn, write_rejected_runs
 from pipeline.rejects import Rejection, StageError
-from pipeline.runners import check_runner, make_pipeline
+from pipeline.runners import LOCAL, check_runner, make_pipeline
 from pipeline.streams import auto_stream_threads, map_streams
 from pipeline.video import VideoConfig
 from pipeline.windows import FeaturisedConversation, LabelledConversation, WindowConfig, cut_windows
@@ -82,6 +84,7 @@ from schemas.tables import INDEX_DIR, index_file_name, read_manifest
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
+conversation_log = logging.getLogger(CONVERSATIONS)  # one line per conversation: shown with -v only
 REJECTED = "rejected"
 NAMESPACE = "microturn"
 
@@ -92,7 +95,7 @@ def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: st
     rejection = Rejection(input=origin, stage=stage, kind=kind, reason=reason, conversation_id=conversation_id)
     Metrics.counter(NAMESPACE, f"rejected_{stage}").inc()
     Metrics.counter(NAMESPACE, f"rejected_{stage}_{kind}").inc()
-    logger.warning("rejected %s at %s (%s): %s", origin, stage, kind, reason)
+    conversation_log.info("rejected %s at %s (%s): %s", origin, stage, kind, reason)
     return TaggedOutput(REJECTED, rejection)
 
 
@@ -279,7 +282,7 @@ class WritePartFn(StageFn):
         )
         Metrics.counter(NAMESPACE, "conversations_written").inc()
         Metrics.counter(NAMESPACE, "samples_written").inc(part.samples)
-        logger.info("wrote %d samples of %s", part.samples, conv.id)
+        conversation_log.info("wrote %d samples of %s", part.samples, conv.id)
         return part
 
 
@@ -337,10 +340,13 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     return with_storage(fn, opts)
 
 
-def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> dict[str, Any]:
+def build(
+    p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict, progress: str | None = None
+) -> dict[str, Any]:
     """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
     written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
-    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict)."""
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict). With
+    `progress` (a local file: pipeline.progress), each decoded and each finished conversation is recorded there."""
     output = opts.output.rstrip("/")
     work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
@@ -391,7 +397,7 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         | "WriteShards"
         >> beam.ParDo(with_storage(WriteShardsFn(output, work_dir, None if override is not None else target), opts))
     )
-    rejected = (
+    rejections = (
         read[REJECTED],
         deduped[REJECTED],
         decoded[REJECTED],
@@ -399,7 +405,12 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         featured[REJECTED],
         labelled[REJECTED],
         parts[REJECTED],
-    ) | "AllRejected" >> beam.Flatten()
+    )
+    rejected = rejections | "AllRejected" >> beam.Flatten()
+    if progress is not None:  # on each stage's own output, so that it is recorded as it happens (not after a Flatten)
+        _ = decoded.ok | "ProgressDecoded" >> beam.ParDo(ProgressFn(progress, DECODED))
+        for i, finished in enumerate((parts.ok, resumed.done, *rejections)):
+            _ = finished | f"ProgressDone{i}" >> beam.ParDo(ProgressFn(progress, DONE))
     flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     # rejected.parquet from sorted runs of bounded size (pipeline/rejected_table.py), after every shard (the totals):
@@ -456,12 +467,13 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             by another job, not writable, or runs out of space (pipeline.output_guard).
     """
     options = PipelineOptions(argv)
-    check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now
+    runner = check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused
     storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
     lock = claim_output(opts.output, overwrite=opts.overwrite)
     try:
-        manifest = _run(options, opts, test_pipeline)
+        show = test_pipeline is None and wanted(opts.no_progress, local_runner=runner is None or runner in LOCAL)
+        manifest = _run(options, opts, test_pipeline, progress=show)
         remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
     except Exception as e:
         if (err := disk_error(e)) is not None:
@@ -475,15 +487,23 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     return manifest
 
 
-def _run(options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None) -> dict:
+def _run(
+    options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None, *, progress: bool = False
+) -> dict:
     config = job_config(opts)
     refs = list_inputs(opts.input)
     logger.info("%d inputs under %s", len(refs), opts.input)
     output = opts.output.rstrip("/")
     p = test_pipeline if test_pipeline is not None else make_pipeline(options)
-    build(p, opts, refs, config)
-    result = p.run()
-    result.wait_until_finish()
+    if progress:
+        with ProgressBar(len(refs)) as bar:
+            build(p, opts, refs, config, progress=bar.path)
+            result = p.run()
+            result.wait_until_finish()
+    else:
+        build(p, opts, refs, config)
+        result = p.run()
+        result.wait_until_finish()
     swept = sweep_temporary_files(output)
     if swept:
         logger.info("removed %d temporary file(s) left by failed attempts", swept)

@@ -69,14 +69,28 @@ def check_runner(runner: Any) -> str | None:
     raise ValueError(f"--runner {runner}: refused before any work: {why}. Supported runners: {supported}")
 
 
+BEAM_WORKER_MODULE = " -m apache_beam.runners.worker.sdk_worker_main"
+
+
 def local_runner(options: PipelineOptions) -> Any:
-    """Beam's FnApiRunner (what DirectRunner uses for batch), so that no Prism binary is looked for."""
+    """Beam's FnApiRunner (what DirectRunner uses for batch), so that no Prism binary is looked for; its worker
+    processes (multi_processing) run pipeline/sdk_worker.py, Beam's worker with the command's logging policy."""
+    from apache_beam.portability import python_urns
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
 
+    from pipeline.sdk_worker import COMMAND
+
+    class LocalRunner(fn_runner.FnApiRunner):
+        def run_via_runner_api(self, pipeline_proto: Any, options: PipelineOptions) -> Any:
+            for env in pipeline_proto.components.environments.values():
+                if env.urn == python_urns.SUBPROCESS_SDK and env.payload.decode("utf-8").endswith(BEAM_WORKER_MODULE):
+                    env.payload = COMMAND.encode("utf-8")
+            return super().run_via_runner_api(pipeline_proto, options)
+
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    return fn_runner.FnApiRunner(
+    return LocalRunner(
         provision_info=fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     )
 
