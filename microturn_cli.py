@@ -110,6 +110,12 @@ def _gander_input(argv: list[str]) -> list[str]:
         return argv
     if not is_gander_file(found[1]):
         return argv
+    if "://" in output[1]:  # os.path.join would make a local directory named "s3:/bucket/..."
+        raise ValueError(
+            f"--input {found[1]} is a Gander file, whose conversations are imported as bundles into the output "
+            f"first, and --output {output[1]} is not a local directory: run `microturn import gander {found[1]} "
+            "--out BUNDLES` and then `microturn run --input BUNDLES ...` (BUNDLES on storage the workers read)"
+        )
     bundles = os.path.join(output[1], GANDER_BUNDLES)
     import_gander(found[1], bundles)
     print(f"Gander input: {found[1]} imported as bundles into {bundles}")

@@ -62,7 +62,7 @@ from pipeline.progress import DECODED, DONE, ProgressBar, ProgressFn, wanted
 from pipeline.read import InputRef, list_inputs
 from pipeline.rejected_table import RejectedRunsFn, write_rejected_runs
 from pipeline.rejects import Rejection, StageError
-from pipeline.runners import LOCAL, check_runner, make_pipeline
+from pipeline.runners import LOCAL, absolute_local_paths, check_launch, check_runner, make_pipeline
 from pipeline.streams import auto_stream_threads, map_streams
 from pipeline.video import VideoConfig
 from pipeline.windows import FeaturisedConversation, LabelledConversation, WindowConfig, cut_windows
@@ -468,6 +468,9 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     """
     options = PipelineOptions(argv)
     runner = check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused
+    check_launch(options)  # a job service that cannot start: refused before the output is touched
+    for name, path in absolute_local_paths(options).items():
+        logger.info("--%s is %s for the workers (a cluster's workers must see it there: shared storage)", name, path)
     storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
     lock = claim_output(opts.output, overwrite=opts.overwrite)
