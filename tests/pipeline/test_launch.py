@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,58 @@ from pipeline.runners import absolute_local_paths
 
 from ..factories import make_bundle
 from ..s3_server import free_ports
-from .test_job_portable import portable_endpoints  # noqa: F401 - Beam's job service and an SDK worker pool
+from .test_job_portable import _stop, _wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, int]]:
+    """(job endpoint, worker pool endpoint, pool port): Beam's Python job service and pipeline.worker_pool (bound
+    to 127.0.0.1), both running in a directory of their own."""
+    logs = tmp_path_factory.mktemp("pool")
+    job_port, pool_port = free_ports(2)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+        "HF_HUB_OFFLINE": "1",
+    }
+    started = []
+    try:
+        for module, port in (
+            ("apache_beam.runners.portability.local_job_service_main", job_port),
+            ("pipeline.worker_pool", pool_port),
+        ):
+            log = logs / f"{module.rsplit('.', 1)[-1]}.log"
+            flag = "--port" if module.startswith("apache_beam") else "--service_port"
+            with open(log, "wb") as f:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", module, flag, str(port)],
+                    stdout=f,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=logs,
+                    start_new_session=True,
+                )
+            started.append(process)
+            _wait_for_port(port, process, log)
+        yield f"localhost:{job_port}", f"localhost:{pool_port}", pool_port
+    finally:
+        for process in started:
+            _stop(process)
+
+
+def _listening(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp{,6} writes them) of the sockets listening on `port`."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                found.append(local.rsplit(":", 1)[0])
+    return found
 
 
 def _cli(argv: list[str], cwd: Path, timeout_s: float = 120) -> tuple[subprocess.CompletedProcess, float]:
@@ -127,12 +177,13 @@ def test_relative_paths_become_absolute_only_for_a_job_service(tmp_path: Path, m
 
 
 def test_relative_paths_through_a_worker_pool_in_another_directory(
-    portable_endpoints: tuple[str, str],  # noqa: F811
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    local_endpoints: tuple[str, str, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker pool runs in its own directory; before, every input was rejected and the output landed there."""
-    job, pool = portable_endpoints
+    job, pool, pool_port = local_endpoints
+    loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, also as IPv4-mapped IPv6 (gRPC)
+    listening = _listening(pool_port)
+    assert listening and set(listening) <= loopback, listening  # pipeline.worker_pool: not every interface
     for i in range(2):
         make_bundle(tmp_path / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0)
     monkeypatch.chdir(tmp_path)
