@@ -11,6 +11,17 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ffmpeg espeak-ng \
     && rm -rf /var/lib/apt/lists/*
 
+# The job runs on CPUs: torch and torchaudio come first from PyTorch's CPU wheel index (no CUDA libraries; the CUDA
+# build from PyPI brings 4.1 GB of nvidia-* packages, measured in a set-up .venv), at the versions pyproject.toml
+# pins, so that `pip install .` below finds them satisfied; a layer of its own, kept across source changes.
+# --build-arg TORCH_INDEX_URL= (empty) keeps PyPI's default (CUDA) build instead.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.8.0
+RUN if [ -n "$TORCH_INDEX_URL" ]; then \
+        pip install --no-cache-dir --index-url "$TORCH_INDEX_URL" \
+            "torch==$TORCH_VERSION" "torchaudio==$TORCH_VERSION"; \
+    fi
+
 WORKDIR /opt/microturn
 COPY pyproject.toml README.md microturn_cli.py ./
 COPY schemas ./schemas
@@ -18,5 +29,4 @@ COPY pipeline ./pipeline
 COPY synth ./synth
 COPY trainer ./trainer
 COPY kernels ./kernels
-# CPU-only workers can add: --extra-index-url https://download.pytorch.org/whl/cpu (a much smaller torch)
 RUN pip install --no-cache-dir . && pip check

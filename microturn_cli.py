@@ -4,7 +4,8 @@
 
 `-v`/`--verbose` may stand before or after the subcommand (`microturn -v report ...`, `microturn report -v ...`).
 Logging is configured here, once, for every subcommand: our packages log INFO (rank 0 only under torchrun), other
-libraries WARNING (INFO with -v); each line carries the torchrun rank (RANK, 0 without torchrun). Flags are spelled
+libraries WARNING (INFO with -v), the job's line per conversation only with -v, Beam's optional-dependency notices
+never (pipeline/runner/logs.py); each line carries the torchrun rank (RANK, 0 without torchrun). Flags are spelled
 with underscores (Beam forces them for `run`); the older hyphen spellings of the trainer's and the refusal
 synthesiser's flags are still accepted, unlisted.
 """
@@ -28,6 +29,10 @@ VERBOSE_FLAGS = ("-v", "--verbose")
 
 def setup_logging(verbose: bool) -> None:
     """Configure logging for the whole process (replacing any earlier setup); see the module docstring."""
+    from pipeline.runner.logs import CONVERSATIONS, VERBOSE_ENV, quiet_beam_notices
+
+    quiet_beam_notices()  # before anything imports Beam
+    os.environ[VERBOSE_ENV] = "1" if verbose else "0"  # for the local runner's worker processes
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -36,6 +41,7 @@ def setup_logging(verbose: bool) -> None:
     for name in OUR_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if rank == 0 else logging.WARNING)
     logging.getLogger("apache_beam").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger(CONVERSATIONS).setLevel(logging.INFO if verbose and rank == 0 else logging.WARNING)
 
 
 def summary_text(manifest: dict, output: str) -> str:
@@ -63,6 +69,7 @@ def cmd_run(argv: list[str]) -> int:
         _run_help()
         return 0
     start = time.monotonic()
+    argv = ["--no_progress" if a == "--no-progress" else a for a in argv]  # the trainer's spelling, accepted here too
     argv = _gander_input(argv)
     try:
         manifest = run(argv)
@@ -103,6 +110,12 @@ def _gander_input(argv: list[str]) -> list[str]:
         return argv
     if not is_gander_file(found[1]):
         return argv
+    if "://" in output[1]:  # os.path.join would make a local directory named "s3:/bucket/..."
+        raise ValueError(
+            f"--input {found[1]} is a Gander file, whose conversations are imported as bundles into the output "
+            f"first, and --output {output[1]} is not a local directory: run `microturn import gander {found[1]} "
+            "--out BUNDLES` and then `microturn run --input BUNDLES ...` (BUNDLES on storage the workers read)"
+        )
     bundles = os.path.join(output[1], GANDER_BUNDLES)
     import_gander(found[1], bundles)
     print(f"Gander input: {found[1]} imported as bundles into {bundles}")

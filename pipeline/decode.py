@@ -141,7 +141,13 @@ def _sinc_width(orig: int, new: int) -> int:
 
 def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
     """Resample float32 mono PCM from `rate_hz` to 16 kHz in fixed blocks with enough context on both sides that
-    each block's output equals what one call on the whole signal computes (up to float rounding)."""
+    each block's output equals what one call on the whole signal computes (up to float rounding).
+
+    The output has exactly ``ceil(len(pcm) * 16000 / rate_hz)`` samples (integer arithmetic), at every rate and
+    length; torchaudio's own rule, but torchaudio computes it in float32 and comes out one short for some lengths
+    (1,161,481 samples at 22,050 Hz give 842,798, not 842,799); then the missing last sample is computed from the
+    block with `orig` more zeros on the right (torchaudio pads with zeros there anyway) and every sample torchaudio
+    did return is kept as it was."""
     if rate_hz == SAMPLE_RATE_HZ:
         return np.ascontiguousarray(pcm, dtype=np.float32)
     if torchaudio_table_values(rate_hz, SAMPLE_RATE_HZ) > MAX_TABLE_VALUES:  # e.g. 44,101 Hz: gigabytes of table
@@ -151,17 +157,20 @@ def resample_to_16k(pcm: np.ndarray, rate_hz: int) -> np.ndarray:
 
     g = math.gcd(rate_hz, SAMPLE_RATE_HZ)
     orig, new = rate_hz // g, SAMPLE_RATE_HZ // g
-    target = math.ceil(new * len(pcm) / orig)
+    target = -(-new * len(pcm) // orig)  # ceil, in integers
     block = orig * max(1, (RESAMPLE_BLOCK_S * rate_hz) // orig)
     context = orig * (math.ceil(_sinc_width(orig, new) / orig) + 1)
     out = np.empty(target, dtype=np.float32)
     written = 0
     for start in range(0, len(pcm), block):
         lo, hi = max(0, start - context), min(len(pcm), start + block + context)
-        chunk = torch.from_numpy(np.ascontiguousarray(pcm[lo:hi], dtype=np.float32))
-        y = torchaudio.functional.resample(chunk, rate_hz, SAMPLE_RATE_HZ).numpy()
+        piece = np.ascontiguousarray(pcm[lo:hi], dtype=np.float32)
+        y = torchaudio.functional.resample(torch.from_numpy(piece), rate_hz, SAMPLE_RATE_HZ).numpy()
         skip = (start - lo) // orig * new
         take = min(block // orig * new, target - written)
+        if len(y) < skip + take:  # the last block, one short: its last sample from the block with `orig` zeros more
+            longer = torch.from_numpy(np.concatenate([piece, np.zeros(orig, dtype=np.float32)]))
+            y = np.concatenate([y, torchaudio.functional.resample(longer, rate_hz, SAMPLE_RATE_HZ).numpy()[len(y) :]])
         out[written : written + take] = y[skip : skip + take]
         written += take
     return out

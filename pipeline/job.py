@@ -51,6 +51,7 @@ from pipeline.options import MicroturnOptions, job_config
 from pipeline.read import InputRef, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runner.coders import register_stage_coders
+from pipeline.runner.logs import CONVERSATIONS
 from pipeline.runner.output_guard import (
     OutputError,
     claim_output,
@@ -59,8 +60,9 @@ from pipeline.runner.output_guard import (
     remove_stale_shards,
     remove_work,
 )
+from pipeline.runner.progress import DECODED, DONE, ProgressBar, ProgressFn, wanted
 from pipeline.runner.rejected_table import RejectedRunsFn, write_rejected_runs
-from pipeline.runner.runners import check_runner, make_pipeline
+from pipeline.runner.runners import LOCAL, absolute_local_paths, check_launch, check_runner, make_pipeline
 from pipeline.runner.streams import auto_stream_threads, map_streams
 from pipeline.runner.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.video import VideoConfig
@@ -82,6 +84,7 @@ from schemas.tables import INDEX_DIR, index_file_name, read_manifest
 from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
+conversation_log = logging.getLogger(CONVERSATIONS)  # one line per conversation: shown with -v only
 REJECTED = "rejected"
 NAMESPACE = "microturn"
 
@@ -92,7 +95,7 @@ def _reject(stage: str, origin: str, kind: str, reason: str, conversation_id: st
     rejection = Rejection(input=origin, stage=stage, kind=kind, reason=reason, conversation_id=conversation_id)
     Metrics.counter(NAMESPACE, f"rejected_{stage}").inc()
     Metrics.counter(NAMESPACE, f"rejected_{stage}_{kind}").inc()
-    logger.warning("rejected %s at %s (%s): %s", origin, stage, kind, reason)
+    conversation_log.info("rejected %s at %s (%s): %s", origin, stage, kind, reason)
     return TaggedOutput(REJECTED, rejection)
 
 
@@ -279,7 +282,7 @@ class WritePartFn(StageFn):
         )
         Metrics.counter(NAMESPACE, "conversations_written").inc()
         Metrics.counter(NAMESPACE, "samples_written").inc(part.samples)
-        logger.info("wrote %d samples of %s", part.samples, conv.id)
+        conversation_log.info("wrote %d samples of %s", part.samples, conv.id)
         return part
 
 
@@ -337,10 +340,14 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     return with_storage(fn, opts)
 
 
-def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict) -> dict[str, Any]:
+def build(
+    p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict, progress: str | None = None
+) -> dict[str, Any]:
     """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
     written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
-    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict)."""
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict). With
+    `progress` (a local file: pipeline.runner.progress), each decoded and each finished conversation is recorded
+    there."""
     output = opts.output.rstrip("/")
     work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
@@ -391,7 +398,7 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         | "WriteShards"
         >> beam.ParDo(with_storage(WriteShardsFn(output, work_dir, None if override is not None else target), opts))
     )
-    rejected = (
+    rejections = (
         read[REJECTED],
         deduped[REJECTED],
         decoded[REJECTED],
@@ -399,7 +406,12 @@ def build(p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], co
         featured[REJECTED],
         labelled[REJECTED],
         parts[REJECTED],
-    ) | "AllRejected" >> beam.Flatten()
+    )
+    rejected = rejections | "AllRejected" >> beam.Flatten()
+    if progress is not None:  # on each stage's own output, so that it is recorded as it happens (not after a Flatten)
+        _ = decoded.ok | "ProgressDecoded" >> beam.ParDo(ProgressFn(progress, DECODED))
+        for i, finished in enumerate((parts.ok, resumed.done, *rejections)):
+            _ = finished | f"ProgressDone{i}" >> beam.ParDo(ProgressFn(progress, DONE))
     flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     # rejected.parquet from sorted runs of bounded size (pipeline/runner/rejected_table.py), after every shard
@@ -457,12 +469,16 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
             by another job, not writable, or runs out of space (pipeline.runner.output_guard).
     """
     options = PipelineOptions(argv)
-    check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused now
+    runner = check_runner(options.view_as(StandardOptions).runner)  # a runner that would write wrong output: refused
+    check_launch(options)  # a job service that cannot start: refused before the output is touched
+    for name, path in absolute_local_paths(options).items():
+        logger.info("--%s is %s for the workers (a cluster's workers must see it there: shared storage)", name, path)
     storage.configure(options, export=False)  # S3 options (--s3_endpoint_url ...) for the paths read and written below
     opts = options.view_as(MicroturnOptions)
     lock = claim_output(opts.output, overwrite=opts.overwrite)
     try:
-        manifest = _run(options, opts, test_pipeline)
+        show = test_pipeline is None and wanted(opts.no_progress, local_runner=runner is None or runner in LOCAL)
+        manifest = _run(options, opts, test_pipeline, progress=show)
         remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
     except Exception as e:
         if (err := disk_error(e)) is not None:
@@ -476,15 +492,23 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     return manifest
 
 
-def _run(options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None) -> dict:
+def _run(
+    options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None, *, progress: bool = False
+) -> dict:
     config = job_config(opts)
     refs = list_inputs(opts.input)
     logger.info("%d inputs under %s", len(refs), opts.input)
     output = opts.output.rstrip("/")
     p = test_pipeline if test_pipeline is not None else make_pipeline(options)
-    build(p, opts, refs, config)
-    result = p.run()
-    result.wait_until_finish()
+    if progress:
+        with ProgressBar(len(refs)) as bar:
+            build(p, opts, refs, config, progress=bar.path)
+            result = p.run()
+            result.wait_until_finish()
+    else:
+        build(p, opts, refs, config)
+        result = p.run()
+        result.wait_until_finish()
     swept = sweep_temporary_files(output)
     if swept:
         logger.info("removed %d temporary file(s) left by failed attempts", swept)

@@ -32,8 +32,10 @@ from schemas.tables import (
     MANIFEST_FILE,
     MANIFEST_VERSION,
     REJECTED_FILE,
+    SHARD_LIST_FILE,
     index_file_name,
     parquet_bytes,
+    shard_list_text,
 )
 
 NS_PER_S = 1_000_000_000
@@ -238,6 +240,8 @@ def write_manifest(
         "alignment": alignment(totals),
         "video": [{k: v for k, v in entry.items() if k != "conversation_key"} for entry in totals["video"]],
     }
+    shard_list = shard_list_text(s["name"] for s in manifest["shards"])
+    commit_bytes(f"{output}/{SHARD_LIST_FILE}", shard_list.encode("utf-8"))  # before the manifest, the commit point
     commit_bytes(f"{output}/{MANIFEST_FILE}", json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8") + b"\n")
     return manifest
 

@@ -132,6 +132,12 @@ class MicroturnOptions(PipelineOptions):
             help="seconds: words may end this far past the audio and are clipped; further: the "
             "input is rejected (default 0.05)",
         )
+        parser.add_argument(
+            "--no_progress",
+            action="store_true",
+            help="no progress bar (conversations done/total, hours, x real time, ETA); it is shown only when stderr "
+            "is a terminal and the job runs on the local runner",
+        )
         add_aligner_args(parser)
         add_input_guard_args(parser)
         add_output_args(parser)

@@ -43,7 +43,7 @@ def resample_any_rate(pcm: np.ndarray, rate_hz: int, new_hz: int = 16_000) -> np
         raise ValueError(f"sample rates must be positive, got {rate_hz} and {new_hz}")
     x = np.ascontiguousarray(pcm, dtype=np.float32)
     n_in = len(x)
-    target = math.ceil(new_hz * n_in / rate_hz)
+    target = -(-new_hz * n_in // rate_hz)  # ceil, in integers
     base = ROLLOFF * min(rate_hz, new_hz)  # Hz
     width = math.ceil(LOWPASS_ZEROS * rate_hz / base)  # input samples either side of an output's position
     taps = np.arange(-width, width + 2, dtype=np.int64)

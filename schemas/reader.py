@@ -23,7 +23,7 @@ from schemas import storage
 from schemas.frames import decode_frames, patchify
 from schemas.sample import decode_member  # the reader's public per-member decoder
 from schemas.shard import decode_array
-from schemas.tables import read_manifest
+from schemas.tables import read_manifest, read_shard_list
 
 storage.register_webdataset_schemes()  # s3:// shards stream through Beam's FileSystems (here and in loader workers)
 
@@ -60,7 +60,11 @@ def decode_sample(raw: dict[str, Any], *, as_torch: bool = False, patches: bool 
 
 
 def shard_urls(dataset: str) -> list[str]:
-    """The shard paths of a dataset (a local directory or an s3:// prefix), from its manifest, in name order."""
+    """The shard paths of a dataset (a local directory or an s3:// prefix), from its manifest, in name order; or,
+    for a shard list file (a path ending in .txt: the dataset's shards.txt, or a subset of it written by hand), the
+    shards it names (schemas.tables.read_shard_list)."""
+    if dataset.endswith(".txt"):
+        return read_shard_list(dataset)
     manifest = read_manifest(dataset)
     return [posixpath.join(dataset, s["name"]) for s in manifest["shards"]]
 

@@ -9,6 +9,8 @@ Layout of a dataset directory (manifest_version 2):
                                  shard's writer, so the whole index is never held by one worker. The directory reads
                                  as one table: pyarrow.parquet.read_table("DATASET/index") or `read_index`.
     rejected.parquet             every input that did not make it, with stage, kind and reason
+    shards.txt                   the shard file names, one a line, sorted: shard numbers have gaps (a hash bucket
+                                 can be empty, a full one is split), so brace patterns cannot enumerate them
     manifest.json                counts, hours, per-shard sha256/size, statistics (merged from per-shard summaries)
 
 Schemas and file names here, and the one set of readers (`read_index`, `read_index_rows`, `read_rejected`,
@@ -32,6 +34,9 @@ INDEX_DIR = "index"
 """The index: a directory of one Parquet file per shard (index_file_name)."""
 REJECTED_FILE = "rejected.parquet"
 MANIFEST_FILE = "manifest.json"
+SHARD_LIST_FILE = "shards.txt"
+"""The dataset's shard file names, one a line, sorted (the names of manifest.json's `shards`): what a WebDataset
+user reads instead of a brace pattern; `schemas.reader.shard_urls` and the trainer's `--data` accept it too."""
 MANIFEST_VERSION = 2
 """2: the index is a directory of per-shard files; shards are sized by shard_size_mb (1: one index.parquet)."""
 
@@ -184,6 +189,35 @@ def read_index_rows(dataset: str, *, missing_ok: bool = False) -> list[dict[str,
 def read_rejected(dataset: str, *, missing_ok: bool = False) -> pa.Table:
     """rejected.parquet of `dataset`: one row per rejected input (REJECTED_SCHEMA)."""
     return _read_parquet(posixpath.join(dataset, REJECTED_FILE), REJECTED_SCHEMA, missing_ok=missing_ok)
+
+
+def shard_list_text(names: Any) -> str:
+    """SHARD_LIST_FILE's text for shard file names `names`: sorted, one a line, each line ended by a newline."""
+    return "".join(f"{name}\n" for name in sorted(names))
+
+
+def read_shard_list(path: str) -> list[str]:
+    """The shard URLs a shard list file names (SHARD_LIST_FILE, or any such file a user writes: one shard a line;
+    blank lines and lines starting with # are skipped), in the file's order. A name without a scheme or a leading
+    slash is relative to the list's own directory.
+
+    Raises:
+        OSError: the file cannot be read. ValueError: it is not UTF-8 text, or a name is not a .tar file.
+    """
+    try:
+        text = storage.read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: a shard list must be UTF-8 text, one shard file name a line ({e})") from None
+    base = posixpath.dirname(path)
+    urls = []
+    for number, line in enumerate(text.splitlines(), 1):
+        name = line.strip()
+        if not name or name.startswith("#"):
+            continue
+        if not name.endswith(".tar"):
+            raise ValueError(f"{path}:{number}: {name[:100]!r} is not a shard (.tar) file name")
+        urls.append(name if "://" in name or name.startswith("/") else posixpath.join(base, name))
+    return urls
 
 
 def read_manifest(dataset: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@
 Checks: manifest present and readable; every shard's sha256 and size, and (shards sized by shard_size_mb) no shard
 over the target unless it holds a single conversation; the index (index/, one file per shard, schemas/tables.py):
 one file per listed shard and none other, its schema, unique keys, and each file's rows == its shard's samples
-(same keys, shard, byte offsets); every sample's members, dtypes and shapes (decoded
-through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
+(same keys, shard, byte offsets); shards.txt listing the manifest's shards; every sample's members, dtypes and
+shapes (decoded through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
 (inputs = written + rejected) and the rejected list; timed events (events.json: kind and side agree, targets only on
 the output side, each in the micro-turn that holds its time) and their counts in the index.
@@ -33,12 +33,14 @@ from schemas.tables import (
     MANIFEST_FILE,
     REJECTED_FILE,
     REJECTED_SCHEMA,
+    SHARD_LIST_FILE,
     event_counts,
     index_file_name,
     index_files,
     read_index,
     read_manifest,
     read_rejected,
+    shard_list_text,
 )
 from schemas.units import num_microturns
 
@@ -218,6 +220,11 @@ def _validate(dataset_dir: str, report: Report) -> None:
         report.add(f"{name}: the index file of a listed shard is missing")
     for name in sorted(present - listed):
         report.add(f"{name}: an index file of no listed shard")
+    shard_list = posixpath.join(dataset_dir, SHARD_LIST_FILE)
+    if not storage.exists(shard_list):
+        report.add(f"{SHARD_LIST_FILE}: missing (the manifest's shard names, sorted, one a line)")
+    elif storage.read_bytes(shard_list) != shard_list_text(s["name"] for s in manifest.get("shards", [])).encode():
+        report.add(f"{SHARD_LIST_FILE}: does not list the manifest's shards, sorted, one a line")
     config = manifest.get("config", {})
     target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
     seen: set[str] = set()

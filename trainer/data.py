@@ -242,7 +242,8 @@ class Loader:
     """Endless (or one-epoch) iterator of batches for one rank, with `state_dict` / `load_state_dict`.
 
     Args:
-        data_dir: a dataset directory (manifest.json + shards).
+        data_dir: a dataset directory (manifest.json + shards), or a shard list file (DATASET/shards.txt or a subset
+            of it; schemas.reader.shard_urls).
         cfg: batch size, context, workers, shuffle buffer, layout.
         seed: shuffle seed.
         rank, world_size: this process among the data-parallel ranks.
@@ -268,7 +269,7 @@ class Loader:
         self.bad_shards = bad_shards
         self.urls = shard_urls(data_dir)
         if not self.urls:
-            raise ValueError(f"{data_dir}: no shards listed in its manifest")
+            raise ValueError(f"{data_dir}: no shards listed")
         self.cfg, self.seed, self.rank, self.world_size = cfg, seed, rank, world_size
         self.epochs, self.shuffle = epochs, shuffle
         self.slots = max(cfg.num_workers, 1)

@@ -288,7 +288,12 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microturn train", description="Train the MoE interaction model on shards.")
-    p.add_argument("--data", required=True, help="dataset directory (manifest.json + shard-*.tar)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset directory (manifest.json + shard-*.tar), or a shard list file (its shards.txt, or a subset: "
+        "one shard a line)",
+    )
     p.add_argument("--out", required=True, help="run directory: checkpoint.pt and metrics.jsonl; resumes if present")
     p.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset (default: tiny)")
     p.add_argument("--steps", type=int, help="optimiser steps, the length of the LR schedule (default: preset's)")

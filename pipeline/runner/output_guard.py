@@ -38,7 +38,7 @@ GANDER_BUNDLES = "_gander_bundles"
 OLD_INDEX_FILE = "index.parquet"
 """The one index file of a format-1 dataset (now: the INDEX_DIR directory)."""
 OUR_FILES = frozenset(
-    {INDEX_DIR, OLD_INDEX_FILE, "rejected.parquet", "manifest.json", "_work", LOCK_FILE, GANDER_BUNDLES}
+    {INDEX_DIR, OLD_INDEX_FILE, "rejected.parquet", "manifest.json", "shards.txt", "_work", LOCK_FILE, GANDER_BUNDLES}
 )
 SHARD_FILE = re.compile(r"shard-\d+(_\d+)?\.tar$")
 """Shard names (schemas.shard.shard_name): shard-NNNNN.tar, and shard-NNNNN_SS.tar for a split bucket."""
