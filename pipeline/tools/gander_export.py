@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from schemas.paths import confined_join, safe_name
 from schemas.reader import iter_samples
 from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
@@ -101,8 +102,8 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
             os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
             for stream, who in (("input", "user"), ("output", "assistant")):
                 pcm = np.concatenate([s[f"{stream}.flac"] for s in samples])[:total]
-                rel = f"audio/{conv_key}_{who}.wav"
-                sf.write(os.path.join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
+                rel = f"audio/{safe_name(conv_key)}_{who}.wav"
+                sf.write(confined_join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
                 wavs[stream] = rel
         words: dict[str, list[dict[str, Any]]] = {"input": [], "output": []}
         events = []
