@@ -177,7 +177,8 @@ def train(
     step = 0
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=dev)
-        saved = TrainConfig.from_dict(state["config"])
+        checkpoint.require(state, ckpt_path, "model", "optimizer", "scheduler", "step", "loaders", "rng")
+        saved = checkpoint.config_of(state, ckpt_path)
         free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
         if dataclasses.replace(saved, **free) != cfg:
             raise ValueError(
@@ -189,12 +190,18 @@ def train(
                 f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
                 f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)"
             )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        loader.load_state_dict(loaders[world.rank])
-        checkpoint.set_rng_state(state["rng"])
-        step = int(state["step"])
+        checkpoint.load_weights(model, state, ckpt_path)
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            loader.load_state_dict(loaders[world.rank])
+            checkpoint.set_rng_state(state["rng"])
+            step = int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise checkpoint.CheckpointError(
+                f"{ckpt_path}: its optimiser, scheduler, loader or RNG state does not fit this run: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from e
         logger.info("resumed from %s at step %d", ckpt_path, step)
     if world.is_main:
         _truncate_metrics(out / METRICS_FILE, step)
