@@ -142,12 +142,12 @@ def load_conversations(data: str) -> dict[str, Conversation]:
     """Targets and tags per conversation id, from a job's dataset or from a directory of input bundles."""
     convs: dict[str, Conversation] = defaultdict(Conversation)
     if os.path.exists(os.path.join(data, "manifest.json")):
-        from schemas.reader import iter_samples
+        from schemas.checked_reader import checked_samples
         from schemas.tables import read_index_rows
 
         for row in read_index_rows(data):
             convs[row["conversation_id"]].tags = dict(row["tags"])
-        for sample in iter_samples(data):
+        for sample in checked_samples(data):
             meta = sample["meta.json"]
             t0 = meta["start_microturn"] * MICROTURN_S
             for t in sample.get("targets.json", []):

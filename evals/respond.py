@@ -55,10 +55,10 @@ logger = logging.getLogger(__name__)
 
 def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, limit: int = 0) -> list[Conversation]:
     """The dataset's conversations (one per perspective), windows joined in order. `keep`: conversation ids."""
-    from schemas.reader import iter_samples
+    from schemas.checked_reader import checked_samples
 
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for sample in iter_samples(dataset):
+    for sample in checked_samples(dataset):
         meta = sample["meta.json"]
         if keep is not None and meta["conversation_id"] not in keep:
             continue
