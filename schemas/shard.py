@@ -76,8 +76,9 @@ def decode_array(data: bytes) -> np.ndarray:
 
 
 def encode_json(obj: Any) -> bytes:
-    """Canonical JSON: sorted keys, no spaces, UTF-8, so equal objects give equal bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Canonical JSON: sorted keys, no spaces, UTF-8, so equal objects give equal bytes; never NaN or Infinity (not
+    standard JSON: a ValueError)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def decode_json(data: bytes) -> Any:
