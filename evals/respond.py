@@ -184,10 +184,10 @@ def load_inputs(path: str, *, limit: int = 0, keep: set[str] | None = None) -> l
         return conversations_from_clips(path, limit=limit)
     from pipeline.job import run
 
-    tmp = tempfile.mkdtemp(prefix="microturn-respond-")
-    logger.info("%s is not a dataset: running the pipeline into %s", path, tmp)
-    run(["--input", path, "--output", os.path.join(tmp, "dataset"), "--keep_audio"])
-    return conversations_from_dataset(os.path.join(tmp, "dataset"), keep=keep, limit=limit)
+    with tempfile.TemporaryDirectory(prefix="microturn-respond-") as tmp:  # read whole into memory, then removed
+        logger.info("%s is not a dataset: running the pipeline into %s", path, tmp)
+        run(["--input", path, "--output", os.path.join(tmp, "dataset"), "--keep_audio"])
+        return conversations_from_dataset(os.path.join(tmp, "dataset"), keep=keep, limit=limit)
 
 
 # ---------------------------------------------------------------- outputs
