@@ -83,6 +83,7 @@ from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_event
 from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
 from schemas.bundle import Segment, Word
+from schemas.paths import confined_join, safe_name
 from schemas.tables import read_index_rows, read_manifest
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
 
@@ -467,7 +468,7 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
             num_samples=len(pcm),
             labels=labels,
             config=config,
-            clip_prefix=f"{meta['conversation_key']}_{persp}",
+            clip_prefix=f"{safe_name(meta['conversation_key'])}_{safe_name(persp)}",
             segments=segments,
         )
         if others_pcm is None:
@@ -516,7 +517,7 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
                     [(_rel(a, clip), _rel(b, clip)) for a, b in clip.marks], samples_to_seconds(clip.end - clip.start)
                 )
             pcm, others_pcm, words, user, model = sources[(row["conversation_id"], row["perspective"])]
-            write_clip(os.path.join(out, row["dir"]), clip, pcm, words, user, others_pcm, model)
+            write_clip(confined_join(out, row["dir"]), clip, pcm, words, user, others_pcm, model)
             written.append(row)
     if icc_gt:
         with open(os.path.join(out, "v1", ICC_GT_FILE), "w", encoding="utf-8") as f:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -106,6 +107,33 @@ def score_clip(task: str, task_json: list[dict], pcm: np.ndarray, sr: int = SAMP
     return {"tor": tor, "latency_s": latency, "segments": segments}
 
 
+def read_task(path: str, task: str) -> list[dict]:
+    """A clip's task file (`TASKS`): a list whose first entry has ``timestamp`` [start_s, end_s], finite and
+    ordered, for the tasks that score a latency from it.
+
+    Raises:
+        ValueError: naming the file and what is wrong (not JSON, not that shape, bad times).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: not a JSON task file: {e}") from None
+    if not isinstance(obj, list):
+        raise ValueError(f"{path}: expected a list of entries, got {type(obj).__name__}")
+    if task in ("smooth_turn_taking", "user_interruption"):
+        stamp = obj[0].get("timestamp") if obj and isinstance(obj[0], dict) else None
+        ok = (
+            isinstance(stamp, list)
+            and len(stamp) == 2
+            and all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in stamp)
+            and 0 <= stamp[0] <= stamp[1]
+        )
+        if not ok:
+            raise ValueError(f"{path}: the first entry needs 'timestamp': [start_s, end_s], 0 <= start <= end")
+    return obj
+
+
 def find_response(clip_dir: str, clips_root: str, responses_root: str) -> str | None:
     rel = os.path.relpath(clip_dir, clips_root)
     for path in (os.path.join(responses_root, rel, "output.wav"), os.path.join(clip_dir, "output.wav")):
@@ -133,9 +161,13 @@ def evaluate_fdbench(clips: str, responses: str) -> dict[str, Any]:
             if path is None:
                 missing.append(clip)
                 continue
-            with open(os.path.join(clip_dir, task_file), encoding="utf-8") as f:
-                task_json = json.load(f)
-            pcm, sr = sf.read(path, dtype="float32")
+            task_json = read_task(os.path.join(clip_dir, task_file), task)
+            try:
+                pcm, sr = sf.read(path, dtype="float32")
+            except (RuntimeError, ValueError, TypeError) as e:  # soundfile's LibsndfileError is a RuntimeError
+                raise ValueError(f"{path}: not a readable response WAV: {str(e).splitlines()[0][:200]}") from e
+            if not len(pcm) or not np.isfinite(pcm).all():
+                raise ValueError(f"{path}: the response WAV is empty or holds non-finite samples")
             r = score_clip(task, task_json, pcm, sr)
             tors.append(r["tor"])
             if r["latency_s"] is not None:

@@ -142,12 +142,12 @@ def load_conversations(data: str) -> dict[str, Conversation]:
     """Targets and tags per conversation id, from a job's dataset or from a directory of input bundles."""
     convs: dict[str, Conversation] = defaultdict(Conversation)
     if os.path.exists(os.path.join(data, "manifest.json")):
-        from schemas.reader import iter_samples
+        from schemas.checked_reader import checked_samples
         from schemas.tables import read_index_rows
 
         for row in read_index_rows(data):
             convs[row["conversation_id"]].tags = dict(row["tags"])
-        for sample in iter_samples(data):
+        for sample in checked_samples(data):
             meta = sample["meta.json"]
             t0 = meta["start_microturn"] * MICROTURN_S
             for t in sample.get("targets.json", []):
@@ -175,22 +175,56 @@ def load_conversations(data: str) -> dict[str, Conversation]:
     return dict(convs)
 
 
+def response_words(obj: Any, where: str) -> list[dict[str, Any]]:
+    """The checked ``words`` of one response object: a list of {"text": str, "start": s, "end": s} with finite
+    times, 0 <= start <= end (``end`` may be left out).
+
+    Raises:
+        ValueError: naming `where` (file or file:line), the word and what is wrong.
+    """
+    if not isinstance(obj, dict) or not isinstance(obj.get("words"), list):
+        raise ValueError(f"{where}: expected an object with 'words': a list of {{text, start, end}}")
+    out = []
+    for i, w in enumerate(obj["words"]):
+        if not isinstance(w, dict) or not isinstance(w.get("text"), str):
+            raise ValueError(f"{where}: word #{i} is not an object with a 'text' string: {w!r:.80}")
+        times = [w.get("start"), w.get("end", w.get("start"))]
+        if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in times):
+            raise ValueError(f"{where}: word #{i} ({w['text']!r:.40}) needs finite 'start' and 'end' seconds")
+        if not 0 <= times[0] <= times[1]:
+            raise ValueError(f"{where}: word #{i} ({w['text']!r:.40}) has start {times[0]}, end {times[1]}")
+        out.append(w)
+    return out
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{where}: not JSON: {e}") from None
+
+
 def load_responses(path: str) -> dict[str, list[dict[str, Any]]]:
-    """Response words per conversation id from a JSONL file or a directory of ``<id>.json`` files."""
+    """Response words per conversation id from a JSONL file or a directory of ``<id>.json`` files.
+
+    Raises:
+        ValueError: a file or line that is not JSON, not a response object, or has malformed words (`response_words`).
+    """
     out: dict[str, list[dict[str, Any]]] = {}
     if os.path.isdir(path):
         for f in sorted(Path(path).glob("*.json")):
-            obj = json.loads(f.read_text(encoding="utf-8"))
-            out[str(obj.get("conversation_id", f.stem))] = list(obj["words"])
+            obj = _json(f.read_text(encoding="utf-8"), str(f))
+            words = response_words(obj, str(f))
+            out[str(obj.get("conversation_id", f.stem))] = words
         return out
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            obj = json.loads(line)
-            if "conversation_id" not in obj or "words" not in obj:
+            obj = _json(line, f"{path}:{lineno}")
+            if not isinstance(obj, dict) or "conversation_id" not in obj or "words" not in obj:
                 raise ValueError(f"{path}:{lineno}: expected {{'conversation_id', 'words'}}")
-            out[str(obj["conversation_id"])] = list(obj["words"])
+            out[str(obj["conversation_id"])] = response_words(obj, f"{path}:{lineno}")
     return out
 
 
@@ -299,8 +333,8 @@ def proactive_eval_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = score(load_conversations(args.data), load_responses(args.responses), silence_floor=args.silence_floor)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, KeyError, TypeError, UnicodeDecodeError) as e:
+        print(f"microturn eval proactive: error: {e}", file=sys.stderr)
         return 2
     text = json.dumps(result, indent=2)
     print(text)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.paths import confined_join, safe_name
 from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 from trainer.checkpoint import load_model
 from trainer.generate import Conversation, Generated, iter_generated, timing_summary
@@ -54,17 +55,17 @@ logger = logging.getLogger(__name__)
 
 def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, limit: int = 0) -> list[Conversation]:
     """The dataset's conversations (one per perspective), windows joined in order. `keep`: conversation ids."""
-    from schemas.reader import iter_samples
+    from schemas.checked_reader import checked_samples
 
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for sample in iter_samples(dataset):
+    for sample in checked_samples(dataset):
         meta = sample["meta.json"]
         if keep is not None and meta["conversation_id"] not in keep:
             continue
         groups[(meta["conversation_key"], meta["perspective"])].append(sample)
     out = []
     for (ckey, persp), samples in sorted(groups.items()):
-        conv = join_windows(f"{ckey}_{persp}", samples)
+        conv = join_windows(f"{safe_name(ckey)}_{safe_name(persp)}", samples)
         meta = conv.sample["meta.json"]
         conv.conversation_id, conv.conversation_key, conv.perspective = meta["conversation_id"], ckey, persp
         out.append(conv)
@@ -183,10 +184,10 @@ def load_inputs(path: str, *, limit: int = 0, keep: set[str] | None = None) -> l
         return conversations_from_clips(path, limit=limit)
     from pipeline.job import run
 
-    tmp = tempfile.mkdtemp(prefix="microturn-respond-")
-    logger.info("%s is not a dataset: running the pipeline into %s", path, tmp)
-    run(["--input", path, "--output", os.path.join(tmp, "dataset"), "--keep_audio"])
-    return conversations_from_dataset(os.path.join(tmp, "dataset"), keep=keep, limit=limit)
+    with tempfile.TemporaryDirectory(prefix="microturn-respond-") as tmp:  # read whole into memory, then removed
+        logger.info("%s is not a dataset: running the pipeline into %s", path, tmp)
+        run(["--input", path, "--output", os.path.join(tmp, "dataset"), "--keep_audio"])
+        return conversations_from_dataset(os.path.join(tmp, "dataset"), keep=keep, limit=limit)
 
 
 # ---------------------------------------------------------------- outputs
@@ -203,11 +204,11 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     model_pcm = dmel_to_audio(gen.dmel, seed=seed)
     user_pcm = conv.user_pcm if conv.user_pcm is not None else dmel_to_audio(conv.sample["input.dmel.npy"], seed=seed)
     if conv.fdbench_out is not None:
-        folder = os.path.join(out_dir, conv.fdbench_out)
+        folder = confined_join(out_dir, conv.fdbench_out)
         os.makedirs(folder, exist_ok=True)
         sf.write(os.path.join(folder, "output.wav"), model_pcm[: len(user_pcm)], SAMPLE_RATE_HZ, subtype="PCM_16")
     else:
-        folder = os.path.join(out_dir, conv.name)
+        folder = confined_join(out_dir, safe_name(conv.name))
         os.makedirs(folder, exist_ok=True)
         sf.write(os.path.join(folder, "model.wav"), model_pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
     sf.write(os.path.join(folder, "dialogue.wav"), stereo(user_pcm, model_pcm), SAMPLE_RATE_HZ, subtype="PCM_16")
@@ -227,7 +228,7 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
 def write_response_file(conv: Conversation, gen: Generated, out_dir: str) -> str | None:
     """Write out_dir/{conversation_key}.json for `microturn eval proactive` (module docstring) unless it holds
     another perspective of the conversation already; returns its path, or None when left as it was."""
-    path = os.path.join(out_dir, f"{conv.conversation_key}.json")
+    path = confined_join(out_dir, f"{safe_name(conv.conversation_key)}.json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             earlier = json.load(f).get("perspective")

@@ -37,6 +37,7 @@ from pipeline.align import AlignConfig, AlignedConversation, align
 from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
+from pipeline.event_windows import check_timeline
 from pipeline.features import dmel_codes
 from pipeline.inputs.guard import InputPolicy, policy_from_options, read_input
 from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
@@ -81,7 +82,7 @@ from schemas import storage
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
 from schemas.tables import INDEX_DIR, index_file_name, read_manifest
-from schemas.units import SAMPLE_RATE_HZ
+from schemas.units import SAMPLE_RATE_HZ, num_microturns
 
 logger = logging.getLogger(__name__)
 conversation_log = logging.getLogger(CONVERSATIONS)  # one line per conversation: shown with -v only
@@ -241,6 +242,7 @@ class LabelFn(StageFn):
     def apply(self, item: FeaturisedConversation) -> LabelledConversation:
         aligned, dmel = item.aligned, item.dmel
         conv = aligned.conversation
+        check_timeline(conv, num_microturns(aligned.num_samples))  # nothing of the bundle is dropped silently
         units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=self.config)
         return LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
 

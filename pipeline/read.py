@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.inputs.lhotse import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse
+from pipeline.inputs.lhotse import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse, read_manifest_bytes
 from pipeline.inputs.moshi import is_moshi_index_line, moshi_index_conversation
 from pipeline.inputs.safe_read import manifest_lines
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
@@ -62,7 +62,7 @@ def read_text(path: str) -> str:
 
 def _lhotse_refs(paths: list[str]) -> list[InputRef]:
     """Inputs from the Lhotse manifests among `paths` (see pipeline.inputs.lhotse)."""
-    items = list_lhotse(paths, read_bytes)
+    items = list_lhotse(paths, read_manifest_bytes)  # bounded: regular files only, at most MAX_MANIFEST_BYTES
     return [InputRef(kind=i.kind, origin=i.origin, path=i.path, line=i.line, text=i.text) for i in items]
 
 

@@ -153,10 +153,10 @@ def parse_event(obj: Any, index: int = 0) -> TimelineEvent:
         value = task if key == "task" else obj.get(key)
         _check(value is None or isinstance(value, str), index, f"{key} must be a string")
     try:
-        json.dumps(obj.get("content"))
-        json.dumps(arguments)
+        json.dumps(obj.get("content"), allow_nan=False)  # NaN / Infinity are not standard JSON: other readers fail
+        json.dumps(arguments, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"event #{index}: arguments and content must be JSON values: {e}") from None
+        raise ValueError(f"event #{index}: arguments and content must be standard JSON values: {e}") from None
     return TimelineEvent(
         kind=kind,
         time_s=time_s,

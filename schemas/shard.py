@@ -76,8 +76,9 @@ def decode_array(data: bytes) -> np.ndarray:
 
 
 def encode_json(obj: Any) -> bytes:
-    """Canonical JSON: sorted keys, no spaces, UTF-8, so equal objects give equal bytes."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Canonical JSON: sorted keys, no spaces, UTF-8, so equal objects give equal bytes; never NaN or Infinity (not
+    standard JSON: a ValueError)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def decode_json(data: bytes) -> Any:
@@ -93,11 +94,28 @@ def encode_flac(pcm: np.ndarray, sample_rate_hz: int) -> bytes:
     return buf.getvalue()
 
 
-def decode_flac(data: bytes) -> np.ndarray:
-    """FLAC bytes -> float32 PCM (n,) in [-1, 1]."""
+MAX_FLAC_SAMPLES = 16_000 * 1200
+"""Most samples a FLAC member may decode to (20 minutes at 16 kHz, 77 MB as float32; a window is 30 s by default):
+a member is decoded block by block and refused past this, whatever its header claims (a crafted header or stream
+must not make a reader allocate gigabytes)."""
+
+
+def decode_flac(data: bytes, *, max_samples: int = MAX_FLAC_SAMPLES) -> np.ndarray:
+    """FLAC bytes -> float32 PCM (n,) in [-1, 1].
+
+    Raises:
+        ValueError: the member decodes to more than `max_samples` samples (or is not FLAC).
+    """
     import soundfile as sf
 
-    pcm, _ = sf.read(io.BytesIO(data), dtype="float32")
+    blocks, total = [], 0
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        while block := len(chunk := f.read(65_536, dtype="float32")):
+            total += block
+            if total > max_samples:
+                raise ValueError(f"FLAC member decodes to more than {max_samples} samples (its header says {f.frames})")
+            blocks.append(chunk)
+    pcm = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return pcm
 
 

@@ -29,7 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,22 +55,83 @@ def is_gander(obj: Any) -> bool:
     return isinstance(obj, Mapping) and isinstance(obj.get("turns"), list) and "tracks" not in obj
 
 
+SNIFF_LINES = 16
+"""How many non-empty lines `is_gander_file` looks at for the first one that is a JSON object."""
+SNIFF_BYTES = 16 * 1024 * 1024
+"""Longest line `is_gander_file` reads (a longer one is skipped, not parsed)."""
+
+
+def _parse_line(raw: bytes) -> Any:
+    """One JSONL line; ValueError (naming what is wrong) for bytes that are not UTF-8, not JSON, nested too deep
+    or holding a number too long to convert."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 (byte offset {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON: {e}") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits (sys.set_int_max_str_digits)
+        raise ValueError(f"not usable JSON: {e}") from None
+
+
 def is_gander_file(path: str | Path) -> bool:
-    """Whether the first non-empty line of a JSONL file is a Gander conversation."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    return is_gander(json.loads(line))
-                except json.JSONDecodeError:
-                    return False
+    """Whether a JSONL file holds Gander conversations: the first line (of the first `SNIFF_LINES` non-empty ones)
+    that is a JSON object decides. Lines that are not UTF-8 or not JSON (a 0xFF byte, deep nesting, a 5,000-digit
+    number) are skipped here: the reader of the file rejects them one by one."""
+    seen = 0
+    with open(path, "rb") as f:
+        while seen < SNIFF_LINES and (raw := f.readline(SNIFF_BYTES)):
+            if not raw.strip():
+                continue
+            seen += 1
+            try:
+                obj = _parse_line(raw)
+            except ValueError:
+                continue
+            if isinstance(obj, Mapping):
+                return is_gander(obj)
     return False
 
 
-def _cut(spec: Mapping[str, Any], base: Path) -> tuple[np.ndarray, int] | str:
+MAX_CONVERSATION_S = 3600
+"""Latest time a Gander conversation may have: tracks are allocated for its whole length (at most 3600 s at
+`MAX_TRACK_RATE_HZ`, 691 MB as float32), so a crafted ``end_ms`` must not ask for hundreds of GiB."""
+MAX_TRACK_RATE_HZ = 48_000
+"""Rate of a written track at most (audio at a higher rate is resampled down to it)."""
+MAX_RATE_HZ = 192_000
+"""Highest sample rate of a Gander audio file that is read."""
+MAX_AUDIO_VALUES = MAX_CONVERSATION_S * MAX_TRACK_RATE_HZ
+"""Most values (frames x channels) of one Gander audio file that is read."""
+
+
+class GanderError(ValueError):
+    """A Gander line that cannot be imported: the message says which turn or call and what is wrong."""
+
+
+def _inside(path: Path, root: Path) -> bool:
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def _cut(spec: Mapping[str, Any], base: Path, *, allow_outside: bool = False) -> tuple[np.ndarray, int] | str:
     """The [start_ms, end_ms) stretch of an audio_in / speech_out file as float32 mono and its rate, or the path
-    when the file cannot be read."""
+    when the file cannot be read or lies outside `base` (the Gander file's directory) without `allow_outside`: it is
+    then never opened, and the bundle's track names it, so that the job rejects it (missing_file or
+    path_outside_input) with its name."""
     path = Path(spec["path"]) if Path(spec["path"]).is_absolute() else base / spec["path"]
+    if not allow_outside and not _inside(path, base):
+        return str(path)
+    try:
+        info = sf.info(str(path))
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return str(path)
+    if not 0 < info.samplerate <= MAX_RATE_HZ or info.frames * info.channels > MAX_AUDIO_VALUES:
+        raise GanderError(
+            f"{path}: {info.frames} frames x {info.channels} channels at {info.samplerate} Hz is more than this import "
+            f"reads (at most {MAX_RATE_HZ} Hz and {MAX_AUDIO_VALUES} values)"
+        )
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (OSError, RuntimeError, sf.LibsndfileError):
@@ -148,8 +212,77 @@ def _events_of(turn: Mapping[str, Any], last_call: str | None) -> list[dict[str,
     return out
 
 
-def gander_to_bundle(obj: Mapping[str, Any], out_dir: Path, *, base: Path, backend: TTSBackend | None) -> Path:
-    """Write one Gander conversation as a bundle directory; returns its bundle.json path."""
+def _ms(value: Any, what: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise GanderError(f"{what} is not a finite number of ms: {value!r:.60}")
+    if not 0 <= value <= MAX_CONVERSATION_S * 1000:
+        raise GanderError(f"{what} is {value!r:.60} ms, outside 0 .. {MAX_CONVERSATION_S * 1000} ms")
+
+
+def check_conversation(obj: Mapping[str, Any]) -> None:
+    """Refuse what the conversion would trip over, before anything is written: turns that are not objects, times
+    that are not finite, negative, reversed or beyond `MAX_CONVERSATION_S`, tool calls without a ``name`` or with
+    arguments that are not a JSON object, audio specs without a ``path``, meta that is not an object.
+
+    Raises:
+        GanderError: naming the turn (and call or word) and what is wrong.
+    """
+    if not isinstance(obj.get("id", ""), (str, int)):
+        raise GanderError(f"'id' must be a string, got {type(obj['id']).__name__}")
+    for j, turn in enumerate(obj["turns"]):
+        where = f"turn #{j}"
+        if not isinstance(turn, Mapping):
+            raise GanderError(f"{where} is not an object: {turn!r:.60}")
+        _ms(turn.get("start_ms", 0), f"{where} start_ms")
+        _ms(turn.get("end_ms"), f"{where} end_ms", optional=True)
+        if turn.get("end_ms") is not None and turn["end_ms"] < turn.get("start_ms", 0):
+            raise GanderError(f"{where} ends ({turn['end_ms']} ms) before it starts ({turn.get('start_ms', 0)} ms)")
+        meta = turn.get("meta")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise GanderError(f"{where} meta is not an object")
+        for k, w in enumerate((meta or {}).get("word_timestamps") or []):
+            if not isinstance(w, Mapping):
+                raise GanderError(f"{where} word_timestamps #{k} is not an object")
+            _ms(w.get("start_ms"), f"{where} word #{k} start_ms")
+            _ms(w.get("end_ms"), f"{where} word #{k} end_ms")
+            if w["end_ms"] < w["start_ms"]:
+                raise GanderError(f"{where} word #{k} ends before it starts")
+        for key in ("audio_in", "speech_out"):
+            spec = turn.get(key)
+            if not spec:
+                continue
+            if not isinstance(spec, Mapping) or not isinstance(spec.get("path"), str) or not spec["path"]:
+                raise GanderError(f"{where} {key} needs a 'path' string")
+            _ms(spec.get("start_ms", 0), f"{where} {key} start_ms")
+            _ms(spec.get("end_ms"), f"{where} {key} end_ms", optional=True)
+        calls = turn.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise GanderError(f"{where} tool_calls is not a list")
+        for k, call in enumerate(calls):
+            if not isinstance(call, Mapping) or not isinstance(call.get("name"), str) or not call["name"]:
+                raise GanderError(f"{where} tool call #{k} has no 'name' string")
+            _ms(call.get("time_ms", turn.get("end_ms", 0)), f"{where} tool call #{k} time_ms")
+            args = call.get("arguments")
+            if isinstance(args, str):
+                try:
+                    args = _parse_line(args.encode("utf-8", "surrogatepass"))
+                except ValueError as e:
+                    raise GanderError(f"{where} tool call #{k} arguments: {e}") from None
+            if args is not None and not isinstance(args, Mapping):
+                raise GanderError(f"{where} tool call #{k} arguments is not a JSON object")
+
+
+def gander_to_bundle(
+    obj: Mapping[str, Any], out_dir: Path, *, base: Path, backend: TTSBackend | None, allow_outside: bool = False
+) -> Path:
+    """Write one Gander conversation as a bundle directory; returns its bundle.json path.
+
+    Raises:
+        GanderError: the conversation is malformed (`check_conversation`); nothing is written then.
+    """
+    check_conversation(obj)
     conv_id = str(obj.get("id") or obj.get("conversation_id"))
     out_dir.mkdir(parents=True, exist_ok=True)
     pieces: dict[str, list[tuple[float, np.ndarray, int]]] = {USER: [], AGENT: []}
@@ -170,7 +303,7 @@ def gander_to_bundle(obj: Mapping[str, Any], out_dir: Path, *, base: Path, backe
         spec = turn.get("audio_in") if role == USER else turn.get("speech_out")
         text = str((turn.get("meta") or {}).get("transcript") or turn.get("text") or "")
         if spec:
-            cut = _cut(spec, base)
+            cut = _cut(spec, base, allow_outside=allow_outside)
             if isinstance(cut, str):
                 missing.setdefault(role, cut)
             else:
@@ -206,7 +339,7 @@ def gander_to_bundle(obj: Mapping[str, Any], out_dir: Path, *, base: Path, backe
         if speaker in missing:
             tracks.append({"speaker": speaker, "path": missing[speaker]})
             continue
-        rate = max((r for _, _, r in pieces[speaker]), default=16_000)
+        rate = min(max((r for _, _, r in pieces[speaker]), default=16_000), MAX_TRACK_RATE_HZ)
         length = int(math.ceil(end_s * rate)) + 1
         for start, x, r in pieces[speaker]:
             length = max(length, int(round(start * rate)) + len(_resample(x, r, rate)))
@@ -247,27 +380,52 @@ def gander_to_bundle(obj: Mapping[str, Any], out_dir: Path, *, base: Path, backe
     return out_dir / "bundle.json"
 
 
-def import_gander(path: str | Path, out_dir: str | Path, *, backend: TTSBackend | None = None) -> list[Path]:
+def import_gander(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    backend: TTSBackend | None = None,
+    allow_outside: bool = False,
+    rejected: list[tuple[str, str]] | None = None,
+) -> list[Path]:
     """Every conversation of a Gander JSONL file as a bundle under `out_dir` (one directory per line, named by the
-    sanitised id). Audio paths are relative to the JSONL file's directory unless absolute.
+    sanitised id). Audio paths are relative to the JSONL file's directory unless absolute; a path outside that
+    directory is not read unless `allow_outside` (the bundle names it, and the job rejects it).
 
-    Raises:
-        ValueError: a line that is not JSON or not a Gander conversation (names the line).
+    A line that cannot be imported (not UTF-8, not JSON, not a Gander conversation, malformed turns or times, an
+    id given before) is rejected on its own: logged as a warning and, when `rejected` is a list, appended to it as
+    ``(FILE:LINE, reason)``; the other lines are imported.
     """
     src = Path(path)
     out = Path(out_dir)
-    written = []
-    for i, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
+    written: list[Path] = []
+    seen: dict[str, str] = {}  # bundle directory name -> the line that wrote it
+    for i, raw in enumerate(src.read_bytes().split(b"\n"), 1):
+        if not raw.strip():
             continue
+        origin = f"{src}:{i}"
+        target: Path | None = None
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{src}:{i}: not JSON: {e}") from None
-        if not is_gander(obj):
-            raise ValueError(f"{src}:{i}: not a Gander conversation (needs a 'turns' list)")
-        obj.setdefault("id", f"{src.stem}-{i}")
-        written.append(gander_to_bundle(obj, out / sanitise_id(str(obj["id"])), base=src.parent, backend=backend))
+            obj = _parse_line(raw)
+            if not is_gander(obj):
+                raise GanderError("not a Gander conversation (needs a 'turns' list and no 'tracks')")
+            obj.setdefault("id", f"{src.stem}-{i}")
+            check_conversation(obj)
+            name = sanitise_id(str(obj["id"]))
+            if name in seen:
+                raise GanderError(f"duplicate id {str(obj['id'])!r:.80}, already given by {seen[name]}")
+            seen[name] = origin
+            target = None if (out / name).exists() else out / name  # removed again if the conversion fails
+            written.append(
+                gander_to_bundle(obj, out / name, base=src.parent, backend=backend, allow_outside=allow_outside)
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, MemoryError) as e:
+            if target is not None:
+                shutil.rmtree(target, ignore_errors=True)
+            reason = str(e) if isinstance(e, ValueError) else f"malformed conversation ({type(e).__name__}: {e})"
+            logger.warning("rejected Gander line %s: %s", origin, reason)
+            if rejected is not None:
+                rejected.append((origin, reason))
     return written
 
 
@@ -278,7 +436,18 @@ def import_gander_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="microturn import gander", description=__doc__.split("\n\n")[0])
     parser.add_argument("input", help="Gander JSONL file (one conversation per line)")
     parser.add_argument("--out", required=True, help="directory for the bundles")
+    parser.add_argument(
+        "--allow_outside_paths",
+        action="store_true",
+        help="read audio files outside the Gander file's directory (default: refused, as the job refuses them)",
+    )
     args = parser.parse_args(argv)
-    written = import_gander(args.input, args.out)
-    print(f"wrote {len(written)} bundles to {args.out}; next: microturn run --input {args.out} --output DATASET")
-    return 0
+    rejected: list[tuple[str, str]] = []
+    written = import_gander(args.input, args.out, allow_outside=args.allow_outside_paths, rejected=rejected)
+    for origin, reason in rejected:
+        print(f"rejected {origin}: {reason}", file=sys.stderr)
+    print(
+        f"wrote {len(written)} bundles to {args.out}, rejected {len(rejected)} lines; "
+        f"next: microturn run --input {args.out} --output DATASET"
+    )
+    return 0 if written or not rejected else 2

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from schemas.checked_reader import shard_problem
 from schemas.dmel import (
     DMEL_CHANNELS,
     FRAMES_PER_MICROTURN,
@@ -176,6 +177,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         i = 0
         for url in mine:  # shard by shard, so that a corrupt one is named (and skipped with bad_shards="skip")
             try:
+                if problem := shard_problem(url):  # a compressed tar could expand without bound: never opened
+                    raise ValueError(problem)
                 source = wds.DataPipeline(
                     wds.SimpleShardList([url]), wds.tarfile_to_samples(handler=wds.reraise_exception)
                 )

@@ -19,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from trainer import checkpoint
-from trainer.config import TrainConfig
 from trainer.data import Loader
 from trainer.model import Model, active_slots
 from trainer.moe import MOE_IMPLS
@@ -84,13 +83,14 @@ def eval_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     dev = pick_device(args.device)
     state = checkpoint.load(args.checkpoint, map_location=dev)
-    cfg = TrainConfig.from_dict(state["config"])
+    checkpoint.require(state, args.checkpoint, "step")
+    cfg = checkpoint.config_of(state, args.checkpoint)
     data = dataclasses.replace(
         cfg.data, num_workers=args.num_workers, batch_size=args.batch_size or cfg.data.batch_size
     )
     cfg = dataclasses.replace(cfg, data=data, moe_impl=args.moe_impl or cfg.moe_impl)
     model = Model(cfg).to(dev)
-    model.load_state_dict(state["model"])
+    checkpoint.load_weights(model, state, args.checkpoint)
     loader = Loader(args.data, cfg.data, seed=cfg.seed, epochs=1, shuffle=False)
     result = evaluate(model, loader, dev, max_batches=args.max_batches, seed=cfg.seed, progress=True)
     result["step"] = int(state["step"])

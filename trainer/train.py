@@ -7,7 +7,8 @@ One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over i
 targets of the *whole step*, so accumulation gives the same gradient as one big batch; the router losses are
 weighted by each micro-batch's share of routed tokens. Randomness after initialisation (flow-matching noise and
 times) comes from generators seeded by (seed, step, micro-batch), so a resumed run repeats it exactly; the global
-RNG states are checkpointed too. Re-running with the same --out resumes from its checkpoint.
+RNG states are checkpointed too, and so is the CPU thread count (sums split by thread round differently: a resume on
+CPU takes the interrupted run's count). Re-running with the same --out resumes from its checkpoint.
 
 Data parallel (under torchrun, trainer/parallel.py): each rank reads its own share of the shards and runs
 `grad_accum` micro-batches per step; the target counts that normalise the losses are summed over all ranks and the
@@ -177,7 +178,8 @@ def train(
     step = 0
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=dev)
-        saved = TrainConfig.from_dict(state["config"])
+        checkpoint.require(state, ckpt_path, "model", "optimizer", "scheduler", "step", "loaders", "rng")
+        saved = checkpoint.config_of(state, ckpt_path)
         free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
         if dataclasses.replace(saved, **free) != cfg:
             raise ValueError(
@@ -189,12 +191,30 @@ def train(
                 f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
                 f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)"
             )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        loader.load_state_dict(loaders[world.rank])
-        checkpoint.set_rng_state(state["rng"])
-        step = int(state["step"])
+        checkpoint.load_weights(model, state, ckpt_path)
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            loader.load_state_dict(loaders[world.rank])
+            checkpoint.set_rng_state(state["rng"])
+            step = int(state["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise checkpoint.CheckpointError(
+                f"{ckpt_path}: its optimiser, scheduler, loader or RNG state does not fit this run: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from e
+        threads = state.get("cpu_threads")
+        if dev.type == "cpu" and isinstance(threads, int) and threads != torch.get_num_threads():
+            # CPU sums (matmuls, reductions) split by thread: another count gives other low bits, which grow
+            logger.warning(
+                "%s was written with %d CPU threads, this process has %d: using %d, so that the resumed run "
+                "repeats the uninterrupted one exactly",
+                ckpt_path,
+                threads,
+                torch.get_num_threads(),
+                threads,
+            )
+            torch.set_num_threads(threads)
         logger.info("resumed from %s at step %d", ckpt_path, step)
     if world.is_main:
         _truncate_metrics(out / METRICS_FILE, step)
@@ -271,6 +291,7 @@ def train(
                         "loaders": loaders,
                         "rng": checkpoint.rng_state(),
                         "rank_digests": digests,
+                        "cpu_threads": torch.get_num_threads(),  # a resume on CPU uses the same count
                     },
                 )
             parallel.barrier()

@@ -29,6 +29,7 @@ Malformed lines, recordings, supervisions and cuts raise `schemas.bundle.BundleE
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import posixpath
@@ -67,13 +68,46 @@ def is_lhotse_manifest(name: str) -> bool:
     return match is not None and (match["corpus"] is not None or match["what"] == "cuts")
 
 
-def _lines(path: str, read_bytes: Callable[[str], bytes]) -> tuple[list[tuple[int, str | None]], str | None]:
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+"""Largest Lhotse manifest read, after decompression (256 MiB, about a million supervision lines): a larger one is
+one ``lhotse_unreadable`` rejection (split it into parts). A device (``/dev/zero``), a FIFO or a gzip bomb given
+as a manifest is refused the same way, without reading it whole or waiting on it."""
+
+
+def read_manifest_bytes(path: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> bytes:
+    """The bytes of the manifest `path` (a regular file, at most `max_bytes`; see `MAX_MANIFEST_BYTES`).
+
+    Raises:
+        BundleError: not a regular file, too large, or unreadable (pipeline.inputs.safe_read).
+    """
+    from pipeline.inputs.safe_read import read_bytes_bounded
+
+    return read_bytes_bounded(path, max_bytes=max_bytes)
+
+
+def _gunzip(data: bytes, path: str, max_bytes: int) -> bytes:
+    """`data` decompressed (every gzip member), refused once past `max_bytes` instead of growing without bound."""
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        out = f.read(max_bytes + 1)
+    if len(out) > max_bytes:
+        raise BundleError(
+            "file_too_large",
+            f"{path} decompresses to more than {max_bytes} bytes (a gzip bomb, or split it into parts)",
+        )
+    return out
+
+
+def _lines(
+    path: str, read_bytes: Callable[[str], bytes], max_bytes: int = MAX_MANIFEST_BYTES
+) -> tuple[list[tuple[int, str | None]], str | None]:
     """(line number, text or None when not UTF-8) for every non-empty line, and an error that cut the file short."""
     try:
         data = read_bytes(path)
+        if len(data) > max_bytes:
+            raise BundleError("file_too_large", f"{path} is larger than {max_bytes} bytes (split it into parts)")
         if path.endswith(".gz"):
-            data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
+            data = _gunzip(data, path, max_bytes)
+    except (OSError, EOFError, zlib.error, BundleError) as e:
         return [], f"{path}: cannot read the manifest: {e}"
     out: list[tuple[int, str | None]] = []
     for i, raw in enumerate(data.split(b"\n"), 1):

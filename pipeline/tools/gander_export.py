@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from schemas.reader import iter_samples
+from schemas.checked_reader import checked_samples
+from schemas.paths import confined_join, safe_name
 from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
 
 TURN_GAP_S = 0.6
@@ -81,7 +83,7 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
         ValueError: the dataset has no raw audio members and `text_only` is False.
     """
     by_conv: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for sample in iter_samples(dataset):
+    for sample in checked_samples(dataset):
         meta = sample["meta.json"]
         by_conv[meta["conversation_key"]][meta["perspective"]].append(sample)
     out_dir = os.path.dirname(os.path.abspath(out_file))
@@ -101,8 +103,8 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
             os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
             for stream, who in (("input", "user"), ("output", "assistant")):
                 pcm = np.concatenate([s[f"{stream}.flac"] for s in samples])[:total]
-                rel = f"audio/{conv_key}_{who}.wav"
-                sf.write(os.path.join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
+                rel = f"audio/{safe_name(conv_key)}_{who}.wav"
+                sf.write(confined_join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
                 wavs[stream] = rel
         words: dict[str, list[dict[str, Any]]] = {"input": [], "output": []}
         events = []
@@ -144,7 +146,7 @@ def export_gander_main(argv: Sequence[str]) -> int:
     try:
         n = export_gander(args.dataset, args.out, text_only=args.text_only)
     except ValueError as e:
-        print(f"microturn export gander: error: {e}")
+        print(f"microturn export gander: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {n} conversations to {args.out}")
     return 0

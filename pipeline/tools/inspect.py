@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from schemas.checked_reader import DatasetError, check_sample
 from schemas.dmel import FRAMES_PER_MICROTURN
 from schemas.reader import decode_sample
 from schemas.sample import LABEL_BITS
@@ -64,20 +65,27 @@ def load_sample(dataset: str, key: str) -> dict[str, Any]:
         )
     row = index[0]
     raw: dict[str, Any] = {"__key__": key}
-    with FileSystems.open(posixpath.join(dataset, row["shard"])) as f:
-        f.seek(row["offset"])
-        with tarfile.open(fileobj=f, mode="r|") as tar:
-            for member in tar:
-                base, _, ext = member.name.partition(".")
-                if base != key:
-                    break
-                raw[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    try:
+        with FileSystems.open(posixpath.join(dataset, row["shard"])) as f:
+            f.seek(row["offset"])
+            with tarfile.open(fileobj=f, mode="r|") as tar:
+                for member in tar:
+                    base, _, ext = member.name.partition(".")
+                    if base != key:
+                        break
+                    raw[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except tarfile.TarError as e:
+        raise DatasetError(f"{dataset}: {row['shard']} is truncated or corrupt at {key!r}: {e}") from e
     if "meta.json" not in raw:
         raise SampleNotFound(
             f"{key!r}: no members at {row['shard']} offset {row['offset']}; the index and the "
             "shard disagree (rerun `microturn validate`)"
         )
-    return decode_sample(raw)
+    try:
+        sample = decode_sample(raw)
+    except ValueError as e:
+        raise DatasetError(f"{dataset}: sample {key!r} does not decode: {e}") from e
+    return check_sample(sample, dataset)
 
 
 def _word_rows(ax: Any, words: Sequence[Mapping[str, Any]], colour: str, x_max: float) -> None:
