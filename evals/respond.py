@@ -123,7 +123,7 @@ def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversa
     transcription.json (placed in the micro-turn holding their end, as the pipeline places user words)."""
     import soundfile as sf
 
-    from pipeline.features import dmel_codes
+    from schemas.dmel import dmel_codes
 
     out = []
     for root, _dirs, files in sorted(os.walk(clips_dir)):
@@ -197,7 +197,8 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     dataset conversation out_dir/{conversation_key}.json unless an earlier perspective wrote it (module docstring)."""
     import soundfile as sf
 
-    from evals.vocode import dmel_to_audio, frame_activity, stereo
+    from evals.vocode import frame_activity, stereo
+    from schemas.dmel import dmel_to_audio
 
     act = frame_activity(gen.dmel)
     model_pcm = dmel_to_audio(gen.dmel, seed=seed)
