@@ -84,7 +84,15 @@ from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
 from schemas.bundle import Segment, Word
 from schemas.tables import read_index_rows, read_manifest
-from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
+from schemas.units import (
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_MICROTURN,
+    microturn_of_sample,
+    microturn_start_s,
+    microturn_start_sample,
+    samples_to_seconds,
+    seconds_to_samples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +144,7 @@ def conversation_words(samples: Sequence[Mapping]) -> list[Word]:
     """A conversation's words in conversation seconds, from the words.json of its windows (one perspective)."""
     out = []
     for s in samples:
-        t0 = s["meta.json"]["start_microturn"] * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+        t0 = microturn_start_s(s["meta.json"]["start_microturn"])
         for w in s["words.json"]:
             out.append(
                 Word(
@@ -181,10 +189,10 @@ def activity_segments(samples: Sequence[Mapping], *, user: str, model: str) -> l
         on = np.concatenate([[0], (activity[:, col] > 0).astype(np.int8), [0]])
         edges = np.flatnonzero(np.diff(on))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
-            end = min(int(b) * SAMPLES_PER_MICROTURN, total)
+            end = min(microturn_start_sample(int(b)), total)
             out.append(
                 Segment(
-                    start_s=samples_to_seconds(int(a) * SAMPLES_PER_MICROTURN),
+                    start_s=microturn_start_s(int(a)),
                     end_s=samples_to_seconds(end),
                     speaker=speaker,
                 )
@@ -262,7 +270,7 @@ def find_clips(
     ):
         start = _clip_start(words, user, anchor, context) if start is None else start
         end = audio_end + response if end is None else end
-        mt = anchor // SAMPLES_PER_MICROTURN
+        mt = microturn_of_sample(anchor)
         clips.append(
             Clip(
                 version=version,
@@ -490,8 +498,8 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
                 "keys": [
                     r["key"]
                     for r in rows
-                    if r["start_microturn"] * SAMPLES_PER_MICROTURN < c.end
-                    and (r["start_microturn"] + r["num_microturns"]) * SAMPLES_PER_MICROTURN > c.start
+                    if microturn_start_sample(r["start_microturn"]) < c.end
+                    and microturn_start_sample(r["start_microturn"] + r["num_microturns"]) > c.start
                 ],
                 "start_s": samples_to_seconds(c.start),
                 "end_s": samples_to_seconds(c.end),

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
-from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_seconds, microturn_start_s
 from trainer.checkpoint import load_model
 from trainer.generate import Conversation, Generated, iter_generated, timing_summary
 
@@ -97,8 +97,8 @@ def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
         for w in s.get("words.json", []):
             w = dict(w)
             w["microturn"] = int(w["microturn"]) + first
-            w["start_s"] = float(w["start_s"]) + first * MICROTURN_S
-            w["end_s"] = float(w.get("end_s", w["start_s"])) + first * MICROTURN_S
+            w["start_s"] = float(w["start_s"]) + microturn_start_s(first)
+            w["end_s"] = float(w.get("end_s", w["start_s"])) + microturn_start_s(first)
             words.append(w)
         if "frames" in s:
             frames.append(np.asarray(s["frames"])[:n])
@@ -148,7 +148,7 @@ def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversa
                                 "stream": "input",
                                 "start_s": a,
                                 "end_s": b,
-                                "microturn": min(int(b / MICROTURN_S), k - 1),
+                                "microturn": min(microturn_of_seconds(b), k - 1),
                             }
                         )
         rel = os.path.relpath(root, clips_dir)
@@ -215,7 +215,12 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     with open(os.path.join(folder, "words.json"), "w", encoding="utf-8") as f:
         json.dump(gen.words(), f, indent=1, ensure_ascii=False)
     decisions = [
-        {"microturn": k, "start_s": round(k * MICROTURN_S, 3), "activity": round(float(a), 4), "speak": bool(a > 0)}
+        {
+            "microturn": k,
+            "start_s": round(microturn_start_s(k), 3),
+            "activity": round(float(a), 4),
+            "speak": bool(a > 0),
+        }
         for k, a in enumerate(act)
     ]
     with open(os.path.join(folder, "decisions.json"), "w", encoding="utf-8") as f:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 from schemas.layout import OUT_DMEL, OUT_TEXT, PATCH, SPEAK, TEXT_END, TEXT_PAD, microturn_slots, pack
-from schemas.units import MICROTURN_S
+from schemas.units import microturn_start_s
 from trainer.config import TrainConfig
 from trainer.model import Model, rope
 
@@ -75,8 +75,8 @@ class Generated:
                     {
                         "text": w,
                         "microturn": k,
-                        "start_s": round(k * MICROTURN_S, 3),
-                        "end_s": round((k + 1) * MICROTURN_S, 3),
+                        "start_s": round(microturn_start_s(k), 3),
+                        "end_s": round(microturn_start_s(k + 1), 3),
                     }
                 )
         return out
