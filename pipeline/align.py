@@ -199,14 +199,15 @@ def align(
             raise AlignError(
                 "unknown_speaker", f"the RTTM has speakers {unknown} without an audio track (tracks: {list(speakers)})"
             )
-        late = [
+        late_segments = [
             s
             for s in conv.segments
             if seconds_to_samples(s.end_s) > decoded.num_samples + seconds_to_samples(config.word_end_tolerance_s)
         ]
-        if late:
+        if late_segments:
             raise AlignError(
-                "segments_past_end", f"{len(late)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)"
+                "segments_past_end",
+                f"{len(late_segments)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)",
             )
     unknown = sorted({a.speaker for a in conv.annotations} - set(speakers))
     if unknown:

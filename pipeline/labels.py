@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class LabelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> LabelConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> LabelConfig:
         """The configuration a manifest recorded; keys retired since (`interruption_window_s`) are ignored."""
         return cls(**{k: v for k, v in values.items() if k not in RETIRED_KEYS})
 
