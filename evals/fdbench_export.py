@@ -487,6 +487,72 @@ def write_clip(
             f.write("\n")
 
 
+_Source = tuple[np.ndarray, np.ndarray | None, list[Word], str, str]
+"""One perspective's user audio, others' audio (None: no others), words, user and model speaker ids."""
+
+
+def _perspective_clips(
+    dataset: str, rows: Sequence[Mapping], conv_id: str, persp: str, *, labels: LabelConfig, config: ExportConfig
+) -> tuple[list[Clip], _Source]:
+    """The clips of one perspective of a conversation, from its windows' index `rows` (those that mix in the others'
+    stream only where there is one), and what writing them needs."""
+    samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
+    meta = samples[0]["meta.json"]
+    words = conversation_words(samples)
+    spk = meta["speakers"]
+    user, model = spk["input"], spk["output"]
+    segments, speakers = None, [model, user, *spk["others"]]
+    if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
+        logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
+        segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
+    pcm = user_stream(samples)
+    others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
+    clips = find_clips(
+        words,
+        user=user,
+        model=model,
+        speakers=speakers,
+        num_samples=len(pcm),
+        labels=labels,
+        config=config,
+        clip_prefix=f"{meta['conversation_key']}_{persp}",
+        segments=segments,
+    )
+    if others_pcm is None:
+        clips = [c for c in clips if not c.mix_others]
+    return clips, (pcm, others_pcm, words, user, model)
+
+
+def _clip_row(c: Clip, rows: Sequence[Mapping], *, conv_id: str, persp: str, user: str, model: str) -> dict:
+    """The clips.jsonl row of clip `c`: where it is, where it came from (the keys of the windows it overlaps,
+    among `rows`), its bounds in seconds and in samples."""
+    return {
+        "version": c.version,
+        "task": c.task,
+        "clip": c.clip_id,
+        "dir": f"{c.version}/{c.task}/{c.clip_id}",
+        "conversation_id": conv_id,
+        "perspective": persp,
+        "user": user,
+        "model": model,
+        "keys": [
+            r["key"]
+            for r in rows
+            if microturn_start_sample(r["start_microturn"]) < c.end
+            and microturn_start_sample(r["start_microturn"] + r["num_microturns"]) > c.start
+        ],
+        "start_s": samples_to_seconds(c.start),
+        "end_s": samples_to_seconds(c.end),
+        "audio_end_s": samples_to_seconds(c.audio_end),
+        **{
+            f"{k}_sample": v
+            for k, v in asdict(c).items()
+            if k in ("start", "end", "audio_end", "event_start", "event_end")
+        },
+        **({"marks_sample": [list(m) for m in c.marks]} if c.marks else {}),
+    }
+
+
 def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConfig = ExportConfig()) -> list[dict]:
     """Write the clips of the split's eval conversations under `out`; return the clips.jsonl rows."""
     manifest = read_manifest(dataset)
@@ -505,64 +571,18 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
     if not per_persp:
         raise ValueError(f"none of the split's eval conversations {sorted(held_out)[:5]} is in {dataset}")
     candidates: dict[tuple[str, str], list[tuple[Clip, dict]]] = defaultdict(list)
-    sources: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, list[Word], str, str]] = {}
+    sources: dict[tuple[str, str], _Source] = {}
     for (conv_id, persp), rows in sorted(per_persp.items()):
-        samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
-        meta = samples[0]["meta.json"]
-        words = conversation_words(samples)
-        spk = meta["speakers"]
-        user, model = spk["input"], spk["output"]
-        segments, speakers = None, [model, user, *spk["others"]]
-        if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
-            logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
-            segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
-        pcm = user_stream(samples)
-        others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
-        sources[(conv_id, persp)] = (pcm, others_pcm, words, user, model)
-        clips = find_clips(
-            words,
-            user=user,
-            model=model,
-            speakers=speakers,
-            num_samples=len(pcm),
-            labels=labels,
-            config=config,
-            clip_prefix=f"{meta['conversation_key']}_{persp}",
-            segments=segments,
-        )
-        if others_pcm is None:
-            clips = [c for c in clips if not c.mix_others]
+        clips, source = _perspective_clips(dataset, rows, conv_id, persp, labels=labels, config=config)
+        sources[(conv_id, persp)] = source
+        user, model = source[3], source[4]
         for c in clips:
             taken = {it[0].clip_id for it in candidates[(c.version, c.task)]}
             if c.clip_id in taken:  # two events of one task in one micro-turn
                 c = replace(
                     c, clip_id=next(f"{c.clip_id}_{i}" for i in range(1, 1000) if f"{c.clip_id}_{i}" not in taken)
                 )
-            row = {
-                "version": c.version,
-                "task": c.task,
-                "clip": c.clip_id,
-                "dir": f"{c.version}/{c.task}/{c.clip_id}",
-                "conversation_id": conv_id,
-                "perspective": persp,
-                "user": user,
-                "model": model,
-                "keys": [
-                    r["key"]
-                    for r in rows
-                    if microturn_start_sample(r["start_microturn"]) < c.end
-                    and microturn_start_sample(r["start_microturn"] + r["num_microturns"]) > c.start
-                ],
-                "start_s": samples_to_seconds(c.start),
-                "end_s": samples_to_seconds(c.end),
-                "audio_end_s": samples_to_seconds(c.audio_end),
-                **{
-                    f"{k}_sample": v
-                    for k, v in asdict(c).items()
-                    if k in ("start", "end", "audio_end", "event_start", "event_end")
-                },
-                **({"marks_sample": [list(m) for m in c.marks]} if c.marks else {}),
-            }
+            row = _clip_row(c, rows, conv_id=conv_id, persp=persp, user=user, model=model)
             candidates[(c.version, c.task)].append((c, row))
     os.makedirs(out, exist_ok=True)
     written = []
