@@ -85,7 +85,15 @@ from pipeline.tools.split import add_split_arguments, conversations_from_index, 
 from schemas.bundle import Segment, Word
 from schemas.paths import confined_join, safe_name
 from schemas.tables import read_index_rows, read_manifest
-from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
+from schemas.units import (
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_MICROTURN,
+    microturn_of_sample,
+    microturn_start_s,
+    microturn_start_sample,
+    samples_to_seconds,
+    seconds_to_samples,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +145,7 @@ def conversation_words(samples: Sequence[Mapping]) -> list[Word]:
     """A conversation's words in conversation seconds, from the words.json of its windows (one perspective)."""
     out = []
     for s in samples:
-        t0 = s["meta.json"]["start_microturn"] * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+        t0 = microturn_start_s(s["meta.json"]["start_microturn"])
         for w in s["words.json"]:
             out.append(
                 Word(
@@ -182,10 +190,10 @@ def activity_segments(samples: Sequence[Mapping], *, user: str, model: str) -> l
         on = np.concatenate([[0], (activity[:, col] > 0).astype(np.int8), [0]])
         edges = np.flatnonzero(np.diff(on))
         for a, b in zip(edges[::2], edges[1::2], strict=True):
-            end = min(int(b) * SAMPLES_PER_MICROTURN, total)
+            end = min(microturn_start_sample(int(b)), total)
             out.append(
                 Segment(
-                    start_s=samples_to_seconds(int(a) * SAMPLES_PER_MICROTURN),
+                    start_s=microturn_start_s(int(a)),
                     end_s=samples_to_seconds(end),
                     speaker=speaker,
                 )
@@ -227,6 +235,62 @@ def _floor_holder(units: Sequence[Ipu], events: Sequence[Event], at: int) -> str
     return holder
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Perspective:
+    """What the clip finders of every task read: one perspective's words, units and events, and the clip bounds
+    (samples). `user` and `model` are speaker ids; every other speaker is a third party."""
+
+    words: Sequence[Word]
+    user: str
+    model: str
+    units: list[Ipu]
+    events: list[Event]
+    num_samples: int
+    context: int  # samples of context before a clip's anchor
+    response: int  # samples of room for the response after the audio
+    clip_prefix: str
+
+    @property
+    def user_units(self) -> list[Ipu]:
+        return [u for u in self.units if u.speaker == self.user]
+
+    @property
+    def model_units(self) -> list[Ipu]:
+        return [u for u in self.units if u.speaker == self.model]
+
+    def clip(
+        self,
+        version: str,
+        task: str,
+        anchor: int,
+        audio_end: int,
+        ev: tuple[int, int],
+        end: int | None = None,
+        *,
+        start: int | None = None,
+        marks: tuple[tuple[int, int], ...] = (),
+        mix_others: bool = False,
+    ) -> Clip:
+        """A clip anchored at sample `anchor` (its id is the anchor's micro-turn) with the event `ev` = [a, b)."""
+        start = _clip_start(self.words, self.user, anchor, self.context) if start is None else start
+        end = audio_end + self.response if end is None else end
+        mt = microturn_of_sample(anchor)
+        return Clip(
+            version=version,
+            task=task,
+            clip_id=f"{self.clip_prefix}_{mt:05d}",
+            start=start,
+            end=min(end, self.num_samples + self.response),
+            audio_end=min(audio_end, self.num_samples),
+            event_start=ev[0],
+            event_end=ev[1],
+            context_text=_text(self.words, self.user, start, ev[0]),
+            event_text=_text(self.words, self.user if not mix_others else None, ev[0], ev[1]),
+            marks=marks,
+            mix_others=mix_others,
+        )
+
+
 def find_clips(
     words: Sequence[Word],
     *,
@@ -242,50 +306,35 @@ def find_clips(
     """Every clip of every task for one perspective (user and model are speaker ids of the conversation; every
     other speaker is a third party). Units come from `words`, or from `segments` where there are no words."""
     units = ipus(list(speakers), words=words or None, segments=segments, config=labels)
-    events = detect_events(units, labels)
-    context, response = seconds_to_samples(config.context_s), seconds_to_samples(config.response_s)
-    user_units = [u for u in units if u.speaker == user]
-    model_units = [u for u in units if u.speaker == model]
-    third = [u for u in units if u.speaker not in (user, model)]
+    p = _Perspective(
+        words=words,
+        user=user,
+        model=model,
+        units=units,
+        events=detect_events(units, labels),
+        num_samples=num_samples,
+        context=seconds_to_samples(config.context_s),
+        response=seconds_to_samples(config.response_s),
+        clip_prefix=clip_prefix,
+    )
+    return [
+        *_turn_taking_clips(p),
+        *_backchannel_clips(p),
+        *_third_party_clips(p),
+        *_pause_clips(p, pause_min=seconds_to_samples(config.pause_min_s)),
+    ]
+
+
+def _turn_taking_clips(p: _Perspective) -> list[Clip]:
+    """v1 smooth_turn_taking at each yield of the model side to the user; v1 and v1.5 user_interruption and v1.5
+    user_backchannel at each of the user's interruptions and backchannels of the model side."""
     clips = []
-
-    def add(
-        version: str,
-        task: str,
-        anchor: int,
-        audio_end: int,
-        ev: tuple[int, int],
-        end: int | None = None,
-        *,
-        start: int | None = None,
-        marks: tuple[tuple[int, int], ...] = (),
-        mix_others: bool = False,
-    ):
-        start = _clip_start(words, user, anchor, context) if start is None else start
-        end = audio_end + response if end is None else end
-        mt = anchor // SAMPLES_PER_MICROTURN
-        clips.append(
-            Clip(
-                version=version,
-                task=task,
-                clip_id=f"{clip_prefix}_{mt:05d}",
-                start=start,
-                end=min(end, num_samples + response),
-                audio_end=min(audio_end, num_samples),
-                event_start=ev[0],
-                event_end=ev[1],
-                context_text=_text(words, user, start, ev[0]),
-                event_text=_text(words, user if not mix_others else None, ev[0], ev[1]),
-                marks=marks,
-                mix_others=mix_others,
-            )
-        )
-
-    for e in events:
-        if e.kind == "yield" and e.by == model and e.of == user:
+    user_units = p.user_units
+    for e in p.events:
+        if e.kind == "yield" and e.by == p.model and e.of == p.user:
             turn_end = e.start - e.offset
-            add("v1", "smooth_turn_taking", turn_end, turn_end, (turn_end, turn_end + response))
-        elif e.kind in ("interruption", "backchannel") and e.by == user and e.of == model:
+            clips.append(p.clip("v1", "smooth_turn_taking", turn_end, turn_end, (turn_end, turn_end + p.response)))
+        elif e.kind in ("interruption", "backchannel") and e.by == p.user and e.of == p.model:
             u = next(u for u in user_units if u.start == e.start)
             versions = (
                 [("v1", "user_interruption"), ("v1_5", "user_interruption")]
@@ -293,63 +342,74 @@ def find_clips(
                 else [("v1_5", "user_backchannel")]
             )
             for version, task in versions:
-                add(version, task, u.start, u.end, (u.start, u.end))
+                clips.append(p.clip(version, task, u.start, u.end, (u.start, u.end)))
+    return clips
 
-    # v1.0 backchannel (ICC): one clip per user turn in which the model side backchannels; the turn runs from the
-    # floor change to the user to the next floor change (clip starts at most context_s before the first
-    # backchannel); input.wav ends with the user's last sound of the turn, as ICC clips do.
-    changes = [(0, units[0].speaker)] if units else []
-    changes += [(e.start, e.by) for e in events if e.kind in FLOOR_CHANGES]
+
+def _backchannel_clips(p: _Perspective) -> list[Clip]:
+    """v1.0 backchannel (ICC): one clip per user turn in which the model side backchannels; the turn runs from the
+    floor change to the user to the next floor change (clip starts at most context_s before the first
+    backchannel); input.wav ends with the user's last sound of the turn, as ICC clips do."""
+    user_units, model_units = p.user_units, p.model_units
+    changes = [(0, p.units[0].speaker)] if p.units else []
+    changes += [(e.start, e.by) for e in p.events if e.kind in FLOOR_CHANGES]
     turns: dict[int, list[Ipu]] = defaultdict(list)
-    for e in events:
-        if e.kind == "backchannel" and e.by == model and e.of == user:
-            turn_start = max((t for t, by in changes if t <= e.start and by == user), default=0)
+    for e in p.events:
+        if e.kind == "backchannel" and e.by == p.model and e.of == p.user:
+            turn_start = max((t for t, by in changes if t <= e.start and by == p.user), default=0)
             turns[turn_start].append(next(u for u in model_units if u.start == e.start))
+    clips = []
     for turn_start, bcs in sorted(turns.items()):
-        turn_end = min([t for t, _ in changes if t > turn_start] + [num_samples])
+        turn_end = min([t for t, _ in changes if t > turn_start] + [p.num_samples])
         audio_end = max(u.end for u in user_units if turn_start <= u.start < turn_end)
-        start = max(turn_start, _clip_start(words, user, bcs[0].start, context))
+        start = max(turn_start, _clip_start(p.words, p.user, bcs[0].start, p.context))
         marks = tuple((u.start, u.end) for u in bcs)
-        add(
-            "v1",
-            "backchannel",
-            bcs[0].start,
-            audio_end,
-            (marks[0][0], marks[-1][1]),
-            end=audio_end,
-            start=start,
-            marks=marks,
-        )
+        ev = (marks[0][0], marks[-1][1])
+        clips.append(p.clip("v1", "backchannel", bcs[0].start, audio_end, ev, end=audio_end, start=start, marks=marks))
+    return clips
 
-    # v1.5 background_speech: a third party talks while the model side talks on through it (starts before, ends
-    # after) and the user is silent; their audio (the others' stream) is mixed into input.wav over that utterance,
-    # clean_input.wav has silence there.
-    def busy(us: Sequence[Ipu], a: int, b: int) -> bool:
-        return any(u.start < b and u.end > a for u in us)
 
-    for o in third:
-        if any(m.start < o.start and m.end > o.end for m in model_units) and not busy(user_units, o.start, o.end):
-            add("v1_5", "background_speech", o.start, o.end, (o.start, o.end), mix_others=True)
-    # v1.5 talking_to_other: the user says something that a third party, not the model side, answers (the next
-    # floor change after it goes to that party) while the model side is silent from the utterance's start to the
-    # answer's start. The event is the user's utterance; the others' stream is mixed in over it.
-    for e in events:
-        if e.kind in FLOOR_CHANGES and e.of == user and e.by not in (user, model):
+def _busy(units: Sequence[Ipu], a: int, b: int) -> bool:
+    """Whether any of `units` overlaps [a, b)."""
+    return any(u.start < b and u.end > a for u in units)
+
+
+def _third_party_clips(p: _Perspective) -> list[Clip]:
+    """v1.5 tasks with a third party, whose audio (the others' stream) is mixed into input.wav over the event and
+    silenced in clean_input.wav.
+
+    background_speech: a third party talks while the model side talks on through it (starts before, ends after)
+    and the user is silent. talking_to_other: the user says something that a third party, not the model side,
+    answers (the next floor change after it goes to that party) while the model side is silent from the
+    utterance's start to the answer's start; the event is the user's utterance.
+    """
+    user_units, model_units = p.user_units, p.model_units
+    clips = []
+    for o in (u for u in p.units if u.speaker not in (p.user, p.model)):
+        if any(m.start < o.start and m.end > o.end for m in model_units) and not _busy(user_units, o.start, o.end):
+            clips.append(p.clip("v1_5", "background_speech", o.start, o.end, (o.start, o.end), mix_others=True))
+    for e in p.events:
+        if e.kind in FLOOR_CHANGES and e.of == p.user and e.by not in (p.user, p.model):
             said = [u for u in user_units if u.start < e.start]
-            if said and not busy(model_units, said[-1].start, max(said[-1].end, e.start)):
+            if said and not _busy(model_units, said[-1].start, max(said[-1].end, e.start)):
                 u = said[-1]
-                add("v1_5", "talking_to_other", u.start, u.end, (u.start, u.end), mix_others=True)
+                clips.append(p.clip("v1_5", "talking_to_other", u.start, u.end, (u.start, u.end), mix_others=True))
+    return clips
 
-    pause_min = seconds_to_samples(config.pause_min_s)
-    others = [u for u in units if u.speaker != user]
-    for u1, u2 in itertools.pairwise(user_units):
+
+def _pause_clips(p: _Perspective, *, pause_min: int) -> list[Clip]:
+    """v1 pause_handling: a pause of at least `pause_min` samples between two of the user's units, inside the
+    user's turn (they hold the floor on both sides) and with nobody speaking in it."""
+    clips = []
+    others = [u for u in p.units if u.speaker != p.user]
+    for u1, u2 in itertools.pairwise(p.user_units):
         if u2.start - u1.end < pause_min:
             continue
         if any(o.start < u2.start and o.end > u1.end for o in others):
             continue  # someone speaks in the pause
-        if _floor_holder(units, events, u1.end) != user or _floor_holder(units, events, u2.start) != user:
+        if _floor_holder(p.units, p.events, u1.end) != p.user or _floor_holder(p.units, p.events, u2.start) != p.user:
             continue  # the user does not hold the floor: not a pause inside their turn
-        add("v1", "pause_handling", u1.end, u2.end, (u1.end, u2.start), end=u2.end)
+        clips.append(p.clip("v1", "pause_handling", u1.end, u2.end, (u1.end, u2.start), end=u2.end))
     return clips
 
 
@@ -428,6 +488,72 @@ def write_clip(
             f.write("\n")
 
 
+_Source = tuple[np.ndarray, np.ndarray | None, list[Word], str, str]
+"""One perspective's user audio, others' audio (None: no others), words, user and model speaker ids."""
+
+
+def _perspective_clips(
+    dataset: str, rows: Sequence[Mapping], conv_id: str, persp: str, *, labels: LabelConfig, config: ExportConfig
+) -> tuple[list[Clip], _Source]:
+    """The clips of one perspective of a conversation, from its windows' index `rows` (those that mix in the others'
+    stream only where there is one), and what writing them needs."""
+    samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
+    meta = samples[0]["meta.json"]
+    words = conversation_words(samples)
+    spk = meta["speakers"]
+    user, model = spk["input"], spk["output"]
+    segments, speakers = None, [model, user, *spk["others"]]
+    if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
+        logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
+        segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
+    pcm = user_stream(samples)
+    others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
+    clips = find_clips(
+        words,
+        user=user,
+        model=model,
+        speakers=speakers,
+        num_samples=len(pcm),
+        labels=labels,
+        config=config,
+        clip_prefix=f"{safe_name(meta['conversation_key'])}_{safe_name(persp)}",
+        segments=segments,
+    )
+    if others_pcm is None:
+        clips = [c for c in clips if not c.mix_others]
+    return clips, (pcm, others_pcm, words, user, model)
+
+
+def _clip_row(c: Clip, rows: Sequence[Mapping], *, conv_id: str, persp: str, user: str, model: str) -> dict:
+    """The clips.jsonl row of clip `c`: where it is, where it came from (the keys of the windows it overlaps,
+    among `rows`), its bounds in seconds and in samples."""
+    return {
+        "version": c.version,
+        "task": c.task,
+        "clip": c.clip_id,
+        "dir": f"{c.version}/{c.task}/{c.clip_id}",
+        "conversation_id": conv_id,
+        "perspective": persp,
+        "user": user,
+        "model": model,
+        "keys": [
+            r["key"]
+            for r in rows
+            if microturn_start_sample(r["start_microturn"]) < c.end
+            and microturn_start_sample(r["start_microturn"] + r["num_microturns"]) > c.start
+        ],
+        "start_s": samples_to_seconds(c.start),
+        "end_s": samples_to_seconds(c.end),
+        "audio_end_s": samples_to_seconds(c.audio_end),
+        **{
+            f"{k}_sample": v
+            for k, v in asdict(c).items()
+            if k in ("start", "end", "audio_end", "event_start", "event_end")
+        },
+        **({"marks_sample": [list(m) for m in c.marks]} if c.marks else {}),
+    }
+
+
 def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConfig = ExportConfig()) -> list[dict]:
     """Write the clips of the split's eval conversations under `out`; return the clips.jsonl rows."""
     manifest = read_manifest(dataset)
@@ -446,64 +572,18 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
     if not per_persp:
         raise ValueError(f"none of the split's eval conversations {sorted(held_out)[:5]} is in {dataset}")
     candidates: dict[tuple[str, str], list[tuple[Clip, dict]]] = defaultdict(list)
-    sources: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, list[Word], str, str]] = {}
+    sources: dict[tuple[str, str], _Source] = {}
     for (conv_id, persp), rows in sorted(per_persp.items()):
-        samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
-        meta = samples[0]["meta.json"]
-        words = conversation_words(samples)
-        spk = meta["speakers"]
-        user, model = spk["input"], spk["output"]
-        segments, speakers = None, [model, user, *spk["others"]]
-        if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
-            logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
-            segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
-        pcm = user_stream(samples)
-        others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
-        sources[(conv_id, persp)] = (pcm, others_pcm, words, user, model)
-        clips = find_clips(
-            words,
-            user=user,
-            model=model,
-            speakers=speakers,
-            num_samples=len(pcm),
-            labels=labels,
-            config=config,
-            clip_prefix=f"{safe_name(meta['conversation_key'])}_{safe_name(persp)}",
-            segments=segments,
-        )
-        if others_pcm is None:
-            clips = [c for c in clips if not c.mix_others]
+        clips, source = _perspective_clips(dataset, rows, conv_id, persp, labels=labels, config=config)
+        sources[(conv_id, persp)] = source
+        user, model = source[3], source[4]
         for c in clips:
             taken = {it[0].clip_id for it in candidates[(c.version, c.task)]}
             if c.clip_id in taken:  # two events of one task in one micro-turn
                 c = replace(
                     c, clip_id=next(f"{c.clip_id}_{i}" for i in range(1, 1000) if f"{c.clip_id}_{i}" not in taken)
                 )
-            row = {
-                "version": c.version,
-                "task": c.task,
-                "clip": c.clip_id,
-                "dir": f"{c.version}/{c.task}/{c.clip_id}",
-                "conversation_id": conv_id,
-                "perspective": persp,
-                "user": user,
-                "model": model,
-                "keys": [
-                    r["key"]
-                    for r in rows
-                    if r["start_microturn"] * SAMPLES_PER_MICROTURN < c.end
-                    and (r["start_microturn"] + r["num_microturns"]) * SAMPLES_PER_MICROTURN > c.start
-                ],
-                "start_s": samples_to_seconds(c.start),
-                "end_s": samples_to_seconds(c.end),
-                "audio_end_s": samples_to_seconds(c.audio_end),
-                **{
-                    f"{k}_sample": v
-                    for k, v in asdict(c).items()
-                    if k in ("start", "end", "audio_end", "event_start", "event_end")
-                },
-                **({"marks_sample": [list(m) for m in c.marks]} if c.marks else {}),
-            }
+            row = _clip_row(c, rows, conv_id=conv_id, persp=persp, user=user, model=model)
             candidates[(c.version, c.task)].append((c, row))
     os.makedirs(out, exist_ok=True)
     written = []

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.targets import Target, parse_targets
-from schemas.units import MICROTURN_S
+from schemas.units import microturn_start_s
 
 COUNT, START, STOP, APPEAR = "visual_count", "visual_start", "visual_stop", "visual_appear"
 SPECIAL = (COUNT, START, STOP, APPEAR)
@@ -149,7 +149,7 @@ def load_conversations(data: str) -> dict[str, Conversation]:
             convs[row["conversation_id"]].tags = dict(row["tags"])
         for sample in checked_samples(data):
             meta = sample["meta.json"]
-            t0 = meta["start_microturn"] * MICROTURN_S
+            t0 = microturn_start_s(meta["start_microturn"])
             for t in sample.get("targets.json", []):
                 convs[meta["conversation_id"]].targets[t["id"]] = Target(
                     id=t["id"],

@@ -43,7 +43,7 @@ import torch
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.paths import confined_join, safe_name
-from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_seconds, microturn_start_s
 from trainer.checkpoint import load_model
 from trainer.generate import Conversation, Generated, iter_generated, timing_summary
 
@@ -98,8 +98,8 @@ def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
         for w in s.get("words.json", []):
             w = dict(w)
             w["microturn"] = int(w["microturn"]) + first
-            w["start_s"] = float(w["start_s"]) + first * MICROTURN_S
-            w["end_s"] = float(w.get("end_s", w["start_s"])) + first * MICROTURN_S
+            w["start_s"] = float(w["start_s"]) + microturn_start_s(first)
+            w["end_s"] = float(w.get("end_s", w["start_s"])) + microturn_start_s(first)
             words.append(w)
         if "frames" in s:
             frames.append(np.asarray(s["frames"])[:n])
@@ -124,7 +124,7 @@ def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversa
     transcription.json (placed in the micro-turn holding their end, as the pipeline places user words)."""
     import soundfile as sf
 
-    from pipeline.features import dmel_codes
+    from schemas.dmel import dmel_codes
 
     out = []
     for root, _dirs, files in sorted(os.walk(clips_dir)):
@@ -149,7 +149,7 @@ def conversations_from_clips(clips_dir: str, *, limit: int = 0) -> list[Conversa
                                 "stream": "input",
                                 "start_s": a,
                                 "end_s": b,
-                                "microturn": min(int(b / MICROTURN_S), k - 1),
+                                "microturn": min(microturn_of_seconds(b), k - 1),
                             }
                         )
         rel = os.path.relpath(root, clips_dir)
@@ -198,7 +198,8 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     dataset conversation out_dir/{conversation_key}.json unless an earlier perspective wrote it (module docstring)."""
     import soundfile as sf
 
-    from evals.vocode import dmel_to_audio, frame_activity, stereo
+    from evals.vocode import frame_activity, stereo
+    from schemas.dmel import dmel_to_audio
 
     act = frame_activity(gen.dmel)
     model_pcm = dmel_to_audio(gen.dmel, seed=seed)
@@ -215,7 +216,12 @@ def write_outputs(conv: Conversation, gen: Generated, out_dir: str, *, seed: int
     with open(os.path.join(folder, "words.json"), "w", encoding="utf-8") as f:
         json.dump(gen.words(), f, indent=1, ensure_ascii=False)
     decisions = [
-        {"microturn": k, "start_s": round(k * MICROTURN_S, 3), "activity": round(float(a), 4), "speak": bool(a > 0)}
+        {
+            "microturn": k,
+            "start_s": round(microturn_start_s(k), 3),
+            "activity": round(float(a), 4),
+            "speak": bool(a > 0),
+        }
         for k, a in enumerate(act)
     ]
     with open(os.path.join(folder, "decisions.json"), "w", encoding="utf-8") as f:

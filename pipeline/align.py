@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from pipeline.decode import DecodedConversation
 from pipeline.rejects import AlignError
 from pipeline.speakers import match_tracks
 from pipeline.video import VideoFrames
-from schemas.bundle import Conversation, Track, Word
+from schemas.bundle import Conversation, Segment, Track, Word
 from schemas.grid import Interval, speech_intervals
 from schemas.units import samples_to_seconds, seconds_to_samples
 
@@ -115,6 +115,75 @@ def _words_from_backend(
     return tuple(sorted(words, key=lambda w: (w.start_s, w.end_s, w.speaker))), counts, unaligned
 
 
+def _check_transcript(conv: Conversation) -> None:
+    """A bundle without word times and no aligner: it must have an RTTM (speaker turns), and no untimed text."""
+    if conv.texts is not None:
+        raise AlignError(
+            "needs_aligner",
+            "the bundle gives 'text' without times: set --aligner (pocketsphinx, whisperx or "
+            "faster-whisper) to align it",
+        )
+    if conv.segments is None:
+        raise AlignError(
+            "no_transcript",
+            "no transcript: give 'words' (with times) or an 'rttm' with speaker turns, or set --aligner to transcribe",
+        )
+
+
+def _name_tracks(conv: Conversation, streams: dict[str, np.ndarray]) -> tuple[Conversation, dict[str, np.ndarray]]:
+    """Tracks without a speaker named after the RTTM speakers they match (streams keyed `track{i}` renamed)."""
+    try:
+        names = match_tracks(streams, conv.segments or ())
+    except ValueError as e:
+        raise AlignError("track_match_failed", f"cannot match tracks to RTTM speakers: {e}") from None
+    tracks = tuple(Track(speaker=names[f"track{i}"], path=t.path, channel=t.channel) for i, t in enumerate(conv.tracks))
+    return dataclasses.replace(conv, tracks=tracks), {names[k]: v for k, v in streams.items()}
+
+
+def _checked_words(
+    words: Sequence[Word], speakers: Sequence[str], duration_s: float, config: AlignConfig
+) -> tuple[Word, ...]:
+    """The words, each of a speaker with a track and ending within the tolerance after the audio; times clamped to
+    the audio's end."""
+    unknown = sorted({w.speaker for w in words} - set(speakers))
+    if unknown:
+        raise AlignError(
+            "unknown_speaker",
+            f"the transcript has words of speakers {unknown} without an audio track (tracks: {list(speakers)})",
+        )
+    late = [w for w in words if w.end_s > duration_s + config.word_end_tolerance_s]
+    if late:
+        raise AlignError(
+            "words_past_end",
+            f"{len(late)} word(s) end after the audio ends ({duration_s:.3f} s), first {late[0].text!r} at "
+            f"{late[0].end_s:.3f} s: the transcript does not belong to this audio or the audio is cut short",
+        )
+    return tuple(
+        dataclasses.replace(w, end_s=min(w.end_s, duration_s), start_s=min(w.start_s, duration_s)) for w in words
+    )
+
+
+def _check_segments(
+    segments: Sequence[Segment], speakers: Sequence[str], num_samples: int, config: AlignConfig
+) -> None:
+    """Each RTTM segment is of a speaker with a track and ends within the tolerance after the audio."""
+    unknown = sorted({s.speaker for s in segments} - set(speakers))
+    if unknown:
+        raise AlignError(
+            "unknown_speaker", f"the RTTM has speakers {unknown} without an audio track (tracks: {list(speakers)})"
+        )
+    late = [
+        s
+        for s in segments
+        if seconds_to_samples(s.end_s) > num_samples + seconds_to_samples(config.word_end_tolerance_s)
+    ]
+    if late:
+        raise AlignError(
+            "segments_past_end",
+            f"{len(late)} RTTM segment(s) end after the audio ends ({samples_to_seconds(num_samples):.3f} s)",
+        )
+
+
 def align(
     decoded: DecodedConversation,
     config: AlignConfig = AlignConfig(),
@@ -139,28 +208,9 @@ def align(
     if len(streams) == 1 and len(conv.tracks) == 1:
         conv, streams, alignment["diarization"] = _split_mixed(conv, streams, diarizer)
     if conv.words is None and backend is None:
-        if conv.texts is not None:
-            raise AlignError(
-                "needs_aligner",
-                "the bundle gives 'text' without times: set --aligner (pocketsphinx, whisperx or "
-                "faster-whisper) to align it",
-            )
-        if conv.segments is None:
-            raise AlignError(
-                "no_transcript",
-                "no transcript: give 'words' (with times) or an 'rttm' with speaker turns, or set "
-                "--aligner to transcribe",
-            )
+        _check_transcript(conv)
     if any(t.speaker is None for t in conv.tracks):
-        try:
-            names = match_tracks(streams, conv.segments or ())
-        except ValueError as e:
-            raise AlignError("track_match_failed", f"cannot match tracks to RTTM speakers: {e}") from None
-        tracks = tuple(
-            Track(speaker=names[f"track{i}"], path=t.path, channel=t.channel) for i, t in enumerate(conv.tracks)
-        )
-        streams = {names[k]: v for k, v in streams.items()}
-        conv = dataclasses.replace(conv, tracks=tracks)
+        conv, streams = _name_tracks(conv, streams)
     speakers = conv.speakers
     if len(speakers) < 2:
         raise AlignError(
@@ -175,39 +225,9 @@ def align(
             f"{source}:given": n for source, n in sorted(Counter(w.source for w in conv.words).items())
         }
     if conv.words is not None:
-        unknown = sorted({w.speaker for w in conv.words} - set(speakers))
-        if unknown:
-            raise AlignError(
-                "unknown_speaker",
-                f"the transcript has words of speakers {unknown} without an audio track (tracks: {list(speakers)})",
-            )
-        late = [w for w in conv.words if w.end_s > duration_s + config.word_end_tolerance_s]
-        if late:
-            raise AlignError(
-                "words_past_end",
-                f"{len(late)} word(s) end after the audio ends ({duration_s:.3f} s), first {late[0].text!r} at "
-                f"{late[0].end_s:.3f} s: the transcript does not belong to this audio or the audio is cut short",
-            )
-        words = tuple(
-            dataclasses.replace(w, end_s=min(w.end_s, duration_s), start_s=min(w.start_s, duration_s))
-            for w in conv.words
-        )
-        conv = dataclasses.replace(conv, words=words)
+        conv = dataclasses.replace(conv, words=_checked_words(conv.words, speakers, duration_s, config))
     if conv.segments is not None:
-        unknown = sorted({s.speaker for s in conv.segments} - set(speakers))
-        if unknown:
-            raise AlignError(
-                "unknown_speaker", f"the RTTM has speakers {unknown} without an audio track (tracks: {list(speakers)})"
-            )
-        late = [
-            s
-            for s in conv.segments
-            if seconds_to_samples(s.end_s) > decoded.num_samples + seconds_to_samples(config.word_end_tolerance_s)
-        ]
-        if late:
-            raise AlignError(
-                "segments_past_end", f"{len(late)} RTTM segment(s) end after the audio ends ({duration_s:.3f} s)"
-            )
+        _check_segments(conv.segments, speakers, decoded.num_samples, config)
     unknown = sorted({a.speaker for a in conv.annotations} - set(speakers))
     if unknown:
         raise AlignError(

@@ -1,241 +1,29 @@
-"""dMel features: 16 kHz PCM -> 16 frames x 80 channels of 4-bit codes per 200 ms micro-turn (DESIGN.md §3).
+"""The featurise stage: each decoded 16 kHz stream -> dMel codes, 16 frames x 80 channels per micro-turn (DESIGN §3).
 
     python -c "import numpy as np, pipeline.features as f; print(f.dmel_codes(np.zeros(16001, 'f4')).shape)"  # (96, 80)
 
-Matches Apple's reference implementation (PyPI `dmel` 1.0.1, `DiscretizedLogMelFbank(LogMelFbank(frame_stride_ms=12.5),
-n_bits=4)`), which computes, per frame:
-
-1. `torch.stft`, periodic Hann window of 800 samples zero-padded to n_fft = 1024 (112 zeros each side), hop 200,
-   `center=True` with torch's default `pad_mode="reflect"` (512 samples each side);
-2. magnitude `clamp(re**2 + im**2, min=1e-10) ** 0.5`;
-3. 80 mel filters 80-7600 Hz, Slaney scale and Slaney norm (the reference uses librosa's; here
-   `torchaudio.functional.melscale_fbanks`, equal to about 1e-7 absolute), then a second floor
-   `max(mel, 1e-10)` (never active after the magnitude floor, kept to follow the reference);
-4. `log10`, clipped to [-7, 2];
-5. the nearest of 16 levels `-7 + 0.6 i` (i = 0..15), ties to the lower level (`argmin` semantics).
-
-The parameters (hop, window, FFT size, mel range, floors, clip range, levels) live in schemas/dmel.py.
-
-Grid: the PCM is zero-padded to a whole number of micro-turns (3200 samples each) before the centred STFT, and only
-frames 0 .. 16 K - 1 are kept (the centred STFT makes one extra final frame), so frame f is centred at sample 200 f
-and micro-turn k owns frames 16 k .. 16 k + 15. Digital silence gives code 1 in every channel (log10 mel is about
--6.2 there, set by the 1e-10 power floor).
-
-Memory: the STFT runs on chunks of frames; each chunk is cut out of the (conceptually) padded signal without copying
-the whole stream, so a 60-minute stream needs ~10 MB beyond its input and its codes. Chunking does not change any
-code: every frame sees the same samples and the same arithmetic (see `tests/pipeline/test_features.py`).
+The codec itself (analysis, quantiser, parameters, levels) is schemas/dmel.py, shared with the trainer and the
+evaluations; this stage only applies it, once per stream (job.py maps it over a conversation's streams).
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # torch is imported inside the functions: the job's coordinator never loads it
-    import torch
-
-from schemas.dmel import (
-    CENTRE_PAD_SAMPLES,
-    DMEL_CHANNELS,
-    DMEL_LEVELS,
-    FRAMES_PER_MICROTURN,
-    HOP_SAMPLES,
-    LEVELS,
-    LOG10_MAX,
-    LOG10_MIN,
-    MEL_FLOOR,
-    N_FFT,
-    POWER_FLOOR,
-    WIN_SAMPLES,
-    mel_filterbank,
-)
-from schemas.units import SAMPLES_PER_MICROTURN, num_microturns
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_CHUNK_FRAMES = 50 * FRAMES_PER_MICROTURN
-"""800 frames (10 s of audio) per STFT chunk, ~7 MB of temporaries, small enough to stay in the CPU's caches. Chosen by
-a sweep on 60 s of noise with one torch thread, ms per stream alone / with a second stream on the other core:
-400 frames 16.5 / 18.9, 800 frames 14.7 / 17.6, 1,000 frames 14.5 / 17.1, 1,600 frames 17.2 / 20.9, 2,000 frames
-21.6 / 22.6 (the default before). Larger chunks are slower still: temporaries become fresh mmaps whose pages fault
-in on every chunk."""
-
-_window: torch.Tensor | None = None
-_mel_fbank: torch.Tensor | None = None
+from schemas import dmel
 
 
-def _constants() -> tuple[torch.Tensor, torch.Tensor]:
-    """The Hann window (800,) and the mel filterbank (513 frequency bins, 80 channels), float32, built once."""
-    import torch
-
-    global _window, _mel_fbank
-    if _window is None or _mel_fbank is None:
-        _window = torch.hann_window(WIN_SAMPLES, dtype=torch.float32)
-        _mel_fbank = mel_filterbank()
-    return _window, _mel_fbank
-
-
-def _padded_slice(pcm: np.ndarray, num_samples_padded: int, start: int, stop: int) -> np.ndarray:
-    """Samples [start, stop) of the signal the STFT sees, without building it whole.
-
-    That signal is `pcm` zero-padded to `num_samples_padded` samples (a whole number of micro-turns), then
-    reflect-padded by CENTRE_PAD_SAMPLES on each side as `torch.stft(center=True)` does.
+def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = dmel.DEFAULT_CHUNK_FRAMES) -> np.ndarray:
+    """dMel codes of one 16 kHz mono stream (`schemas.dmel.dmel_codes`).
 
     Args:
-        pcm: (n,) float32 samples.
-        num_samples_padded: N >= n, the zero-padded length in samples; N > CENTRE_PAD_SAMPLES.
-        start, stop: sample indices into the reflect-padded signal, 0 <= start <= stop <= N + 2 * CENTRE_PAD_SAMPLES.
-
-    Returns:
-        (stop - start,) float32, a fresh array (torch.from_numpy then works on read-only `pcm` without warnings).
-    """
-    n = len(pcm)
-    lo, hi = start - CENTRE_PAD_SAMPLES, stop - CENTRE_PAD_SAMPLES  # in `pcm` sample indices
-    if 0 <= lo and hi <= n:
-        return pcm[lo:hi].copy()
-    out = np.zeros(hi - lo, dtype=np.float32)
-    a, b = max(lo, 0), min(hi, n)  # the real samples in range: copied; z is zero beyond them
-    if a < b:
-        out[a - lo : b - lo] = pcm[a:b]
-    # The reflected ends (at most CENTRE_PAD_SAMPLES each): map each index to the zero-padded signal z (length N),
-    # i < 0 -> z[-i], i >= N -> z[2N - 2 - i].
-    for e0, e1 in ((lo, min(hi, 0)), (max(lo, num_samples_padded), hi)):
-        if e0 < e1:
-            idx = np.arange(e0, e1)
-            idx = np.where(idx < 0, -idx, idx)
-            idx = np.where(idx >= num_samples_padded, 2 * num_samples_padded - 2 - idx, idx)
-            inside = idx < n
-            end = np.zeros(e1 - e0, dtype=np.float32)
-            end[inside] = pcm[idx[inside]]
-            out[e0 - lo : e1 - lo] = end
-    return out
-
-
-def _quantise_by_distance(log_mel: torch.Tensor) -> torch.Tensor:
-    """Clip log10 mel energies to [-7, 2] and take the nearest level; ties go to the lower level (argmin order).
-
-    The levels are uniform, so rounding gives the nearest level up to float error; the two neighbours of that guess
-    are then compared with the same float32 distances and strict `<` (lower first) as the reference's argmin over
-    all 16. This is the definition; `_quantise` computes the same codes faster and is checked against it.
-    """
-    import torch
-
-    x = log_mel.clamp(LOG10_MIN, LOG10_MAX)
-    levels = torch.from_numpy(LEVELS)
-    step = (LOG10_MAX - LOG10_MIN) / (DMEL_LEVELS - 1)
-    guess = torch.round((x - LOG10_MIN) / step).to(torch.int64)
-    best_idx = (guess - 1).clamp(0, DMEL_LEVELS - 1)
-    best = (x - levels[best_idx]).abs()
-    for offset in (0, 1):
-        idx = (guess + offset).clamp(0, DMEL_LEVELS - 1)
-        dist = (x - levels[idx]).abs()
-        closer = dist < best
-        best_idx = torch.where(closer, idx, best_idx)
-        best = torch.where(closer, dist, best)
-    return best_idx.to(torch.uint8)
-
-
-_thresholds: torch.Tensor | None = None
-
-
-def _ordered(bits: np.ndarray) -> np.ndarray:
-    """float32 bit patterns (int64) -> integers in the floats' order (-0.0 and +0.0 both 0)."""
-    return np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF))
-
-
-def _unordered(keys: np.ndarray) -> np.ndarray:
-    """Inverse of `_ordered`: order keys (int64) -> float32 values."""
-    bits = np.where(keys >= 0, keys, (-keys) | 0x80000000).astype(np.uint32)
-    return bits.view(np.float32)
-
-
-def level_thresholds() -> torch.Tensor:
-    """(15,) float32: threshold i is the smallest float32 whose code (`_quantise_by_distance`) is i + 1.
-
-    Between two neighbouring levels the float32 distances to each are monotone in x (rounding is monotone), so
-    each code is one interval of floats and the codes are `bucketize(x, thresholds, right=True)`, exactly. Found
-    by bisection over the floats between each pair of levels (32 steps), once per process."""
-    import torch
-
-    global _thresholds
-    if _thresholds is None:
-        lo = _ordered(LEVELS[:-1].view(np.int32).astype(np.int64))  # code <= i here
-        hi = _ordered(LEVELS[1:].view(np.int32).astype(np.int64))  # code >= i + 1 here
-        want = torch.arange(1, DMEL_LEVELS, dtype=torch.uint8)
-        while (hi - lo > 1).any():
-            mid = (lo + hi) // 2
-            above = (_quantise_by_distance(torch.from_numpy(_unordered(mid))) >= want).numpy()
-            hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
-        _thresholds = torch.from_numpy(_unordered(hi).copy())
-    return _thresholds
-
-
-def _quantise(log_mel: torch.Tensor) -> torch.Tensor:
-    """`_quantise_by_distance`'s codes (clip to [-7, 2], nearest of the 16 levels, ties to the lower), in one pass:
-    the number of level thresholds at or below each value. `log_mel` must be finite (it is: a log10 of floored,
-    finite energies)."""
-    import torch
-
-    return torch.bucketize(log_mel, level_thresholds(), right=True).to(torch.uint8)
-
-
-def dmel_codes(pcm: np.ndarray, *, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:
-    """dMel codes of one 16 kHz mono stream, 16 frames per micro-turn.
-
-    Args:
-        pcm: (n,) float PCM in [-1, 1] at 16 kHz, n >= 0 samples; cast to float32.
+        pcm: (n,) float PCM in [-1, 1] at 16 kHz, n >= 0 samples.
         chunk_frames: frames per STFT chunk (memory knob; the codes do not depend on it), >= 1.
 
     Returns:
-        (num_microturns(n) * 16, 80) uint8 codes in 0..15. Row f is the frame centred at sample 200 f; rows
-        16 k .. 16 k + 15 belong to micro-turn k. n = 0 gives shape (0, 80).
+        (num_microturns(n) * 16, 80) uint8 codes in 0..15; rows 16 k .. 16 k + 15 belong to micro-turn k.
 
     Raises:
         ValueError: `pcm` is not 1-D, not floating point, or not finite; `chunk_frames` < 1.
     """
-    import torch  # imported here: the job's coordinating process never needs it
-
-    pcm = np.asarray(pcm)
-    if pcm.ndim != 1:
-        raise ValueError(f"pcm must be 1-D (one mono stream), got shape {pcm.shape}; pass one channel at a time")
-    if not np.issubdtype(pcm.dtype, np.floating):
-        raise ValueError(f"pcm must be float PCM in [-1, 1], got dtype {pcm.dtype}; divide int16 PCM by 32768")
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    pcm = np.ascontiguousarray(pcm, dtype=np.float32)
-
-    num_frames = num_microturns(len(pcm)) * FRAMES_PER_MICROTURN
-    codes = np.empty((num_frames, DMEL_CHANNELS), dtype=np.uint8)
-    if num_frames == 0:
-        return codes
-    num_samples_padded = num_microturns(len(pcm)) * SAMPLES_PER_MICROTURN
-    window, mel_fbank = _constants()
-
-    with torch.inference_mode():
-        for f0 in range(0, num_frames, chunk_frames):
-            f1 = min(f0 + chunk_frames, num_frames)
-            # Frame f reads reflect-padded samples [200 f, 200 f + 1024), i.e. pcm samples centred at 200 f.
-            segment = _padded_slice(pcm, num_samples_padded, f0 * HOP_SAMPLES, (f1 - 1) * HOP_SAMPLES + N_FFT)
-            if not np.isfinite(segment).all():
-                raise ValueError(f"pcm has NaN or infinite samples near frames {f0}..{f1 - 1}")
-            spec = torch.stft(
-                torch.from_numpy(segment),
-                n_fft=N_FFT,
-                hop_length=HOP_SAMPLES,
-                win_length=WIN_SAMPLES,
-                window=window,
-                center=False,
-                normalized=False,
-                onesided=True,
-                return_complex=True,
-            )  # (513, frames)
-            # The reference's clamp(re**2 + im**2, min=1e-10) ** 0.5, done in place to keep one (513, frames) buffer.
-            magnitude = spec.real**2
-            magnitude += spec.imag**2
-            del spec
-            magnitude.clamp_(min=POWER_FLOOR).pow_(0.5)
-            mel = torch.maximum(magnitude.T @ mel_fbank, torch.tensor(MEL_FLOOR))  # (frames, 80)
-            codes[f0:f1] = _quantise(mel.log10()).numpy()
-    return codes
+    return dmel.dmel_codes(pcm, chunk_frames=chunk_frames)

@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
 from schemas.bundle import Segment, Word
 from schemas.grid import Interval, merge, word_interval
 from schemas.sample import LABEL_BITS, SampleInterruption
-from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_sample, seconds_to_samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +45,7 @@ class LabelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, object]) -> LabelConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> LabelConfig:
         """The configuration a manifest recorded; keys retired since (`interruption_window_s`) are ignored."""
         return cls(**{k: v for k, v in values.items() if k not in RETIRED_KEYS})
 
@@ -166,7 +167,7 @@ def perspective_labels(
             ("yield", False): "yield_to_input",
             ("yield", True): "yield_to_output",
         }.get((e.kind, by_output))
-        mt = min(e.start // SAMPLES_PER_MICROTURN, k - 1)
+        mt = min(microturn_of_sample(e.start), k - 1)
         if name is not None:
             labels[mt] |= LABEL_BITS[name]
         if e.kind in FLOOR_CHANGES:
@@ -195,7 +196,7 @@ def perspective_interruptions(
         assert e.stop_latency_s is not None  # detect_events sets it on every interruption
         out.append(
             SampleInterruption(
-                microturn=min(e.start // SAMPLES_PER_MICROTURN, num_microturns - 1),
+                microturn=min(microturn_of_sample(e.start), num_microturns - 1),
                 label="output_interruption" if e.by == output_speaker else "interruption",
                 stop_latency_s=e.stop_latency_s,
             )

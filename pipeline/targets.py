@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas.targets import SampleTarget, Target
-from schemas.units import MICROTURN_S, SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.units import microturn_of_seconds, microturn_start_s, microturn_stop_of_seconds
 
 
 def window_targets(
@@ -31,18 +31,18 @@ def window_targets(
         first, stop: the window's conversation micro-turns (stop exclusive, <= total).
         total: the conversation's micro-turn count.
     """
-    t0 = first * MICROTURN_S
-    t1 = stop * MICROTURN_S
+    t0 = microturn_start_s(first)
+    t1 = microturn_start_s(stop)
     out = []
     for t in targets:
         if t.speaker is not None and t.speaker != output_speaker:
             continue
         if t.end_s < t0 or t.start_s >= t1:
             continue
-        lo = min(seconds_to_samples(t.start_s) // SAMPLES_PER_MICROTURN, total)
-        hi = min(-(-seconds_to_samples(t.end_s) // SAMPLES_PER_MICROTURN), total)
+        lo = min(microturn_of_seconds(t.start_s), total)
+        hi = min(microturn_stop_of_seconds(t.end_s), total)
         hi = max(hi, min(lo + 1, total))  # a zero-length window still touches its micro-turn
-        due = seconds_to_samples(t.due_s) // SAMPLES_PER_MICROTURN
+        due = microturn_of_seconds(t.due_s)
         out.append(
             SampleTarget(
                 id=t.id,

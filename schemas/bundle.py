@@ -326,21 +326,100 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
         )
     if "id" not in obj or not str(obj["id"]).strip():
         raise BundleError("no_id", "bundle has no 'id'")
-    video = None
-    if "video" in obj:
-        spec = obj["video"]
-        if isinstance(spec, str):
-            spec = {"path": spec}
-        if not isinstance(spec, Mapping) or "path" not in spec:
-            raise BundleError("bad_video", "'video' must be a path or an object with 'path'")
-        offset = spec.get("offset_s")
-        video = VideoSpec(
-            path=_join(base, str(spec["path"])),
-            offset_s=None if offset is None else _finite(offset, "video offset_s"),
-            audio_speaker=str(spec.get("audio_speaker", "user")),
+    video = _video(obj["video"], base) if "video" in obj else None
+    tracks = _tracks(obj, base, has_video=video is not None)
+    named = [t.speaker for t in tracks if t.speaker is not None]
+    if len(set(named)) != len(named):
+        raise BundleError("duplicate_speaker", f"speakers repeat across tracks: {named}")
+
+    words = None
+    if "words" in obj:
+        spec = obj["words"]
+        words = parse_words_json(read_text(_join(base, spec))) if isinstance(spec, str) else parse_words(spec)
+    segments = None
+    if "rttm" in obj:
+        segments = parse_rttm(read_text(_join(base, str(obj["rttm"]))))
+    texts = _texts(obj["text"], base, read_text) if "text" in obj else None
+    if texts is not None and words is not None:
+        raise BundleError("words_and_text", "give either 'words' (with times) or 'text' (without), not both")
+    if len(tracks) > 1 and len(named) < len(tracks) and (segments is None or named):  # one track: diarized
+        raise BundleError(
+            "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
         )
-    raw_tracks = obj.get("tracks", [] if video is not None else None)
-    if not isinstance(raw_tracks, list) or (not raw_tracks and video is None):
+    model_speakers = obj.get("model_speakers")
+    if model_speakers is not None and (
+        not isinstance(model_speakers, list) or not all(isinstance(m, str) for m in model_speakers)
+    ):
+        raise BundleError(  # a string is refused, not split into characters
+            "bad_model_speakers", f"'model_speakers' must be a list of speaker names, got {model_speakers!r:.80}"
+        )
+    tags = obj.get("tags", {})
+    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
+        raise BundleError("bad_tags", "'tags' must be an object of string values")
+    annotations = _annotations(obj.get("annotations", []))
+    events = _events(obj.get("events", []))
+    return Conversation(
+        id=str(obj["id"]),
+        origin=origin,
+        tracks=tuple(tracks),
+        words=words,
+        segments=segments,
+        language=str(obj.get("language", "und")),
+        source=str(obj.get("source", "unknown")),
+        licence=str(obj.get("licence", "unknown")),
+        split=str(obj.get("split", "train")),
+        model_speakers=None if model_speakers is None else tuple(str(s) for s in model_speakers),
+        video=video,
+        tags={str(k): str(v) for k, v in sorted(tags.items())},
+        annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
+        texts=texts,
+        extra={k: v for k, v in obj.items() if k not in KNOWN_KEYS},
+        targets=_targets(obj),
+        events=events,
+    )
+
+
+KNOWN_KEYS = frozenset(
+    {
+        "events",
+        "id",
+        "bundle_version",
+        "tracks",
+        "words",
+        "rttm",
+        "model_speakers",
+        "language",
+        "source",
+        "licence",
+        "split",
+        "tags",
+        "annotations",
+        "video",
+        "text",
+        "targets",
+    }
+)
+"""The bundle keys this reader reads; any other key is kept in `Conversation.extra`."""
+
+
+def _video(spec: Any, base: str) -> VideoSpec:
+    """The bundle's 'video': a path, or an object with 'path' and optional 'offset_s' and 'audio_speaker'."""
+    if isinstance(spec, str):
+        spec = {"path": spec}
+    if not isinstance(spec, Mapping) or "path" not in spec:
+        raise BundleError("bad_video", "'video' must be a path or an object with 'path'")
+    offset = spec.get("offset_s")
+    return VideoSpec(
+        path=_join(base, str(spec["path"])),
+        offset_s=None if offset is None else _finite(offset, "video offset_s"),
+        audio_speaker=str(spec.get("audio_speaker", "user")),
+    )
+
+
+def _tracks(obj: Mapping[str, Any], base: str, *, has_video: bool) -> list[Track]:
+    """The bundle's 'tracks' (may be missing or empty only when it has a video)."""
+    raw_tracks = obj.get("tracks", [] if has_video else None)
+    if not isinstance(raw_tracks, list) or (not raw_tracks and not has_video):
         raise BundleError("no_tracks", "bundle has no 'tracks' list (needed unless it has a 'video')")
     tracks = []
     for i, t in enumerate(raw_tracks):
@@ -361,49 +440,29 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
                 **span,
             )
         )
-    named = [t.speaker for t in tracks if t.speaker is not None]
-    if len(set(named)) != len(named):
-        raise BundleError("duplicate_speaker", f"speakers repeat across tracks: {named}")
+    return tracks
 
-    words = None
-    if "words" in obj:
-        spec = obj["words"]
-        words = parse_words_json(read_text(_join(base, spec))) if isinstance(spec, str) else parse_words(spec)
-    segments = None
-    if "rttm" in obj:
-        segments = parse_rttm(read_text(_join(base, str(obj["rttm"]))))
-    texts = None
-    if "text" in obj:
-        spec = obj["text"]
-        if not isinstance(spec, Mapping) or not spec:
-            raise BundleError("bad_text", "'text' must be an object {speaker: text or {\"path\": file}}")
-        texts = {}
-        for speaker, value in spec.items():
-            if isinstance(value, Mapping) and isinstance(value.get("path"), str):
-                value = read_text(_join(base, value["path"]))
-            if not isinstance(value, str):
-                raise BundleError("bad_text", f'text of speaker {speaker!r} must be a string or {{"path": file}}')
-            texts[str(speaker)] = value
-        if words is not None:
-            raise BundleError("words_and_text", "give either 'words' (with times) or 'text' (without), not both")
-    if len(tracks) > 1 and len(named) < len(tracks) and (segments is None or named):  # one track: diarized
-        raise BundleError(
-            "unnamed_tracks", "tracks without 'speaker' need an 'rttm' to match them against, and all tracks unnamed"
-        )
-    model_speakers = obj.get("model_speakers")
-    if model_speakers is not None and (
-        not isinstance(model_speakers, list) or not all(isinstance(m, str) for m in model_speakers)
-    ):
-        raise BundleError(  # a string is refused, not split into characters
-            "bad_model_speakers", f"'model_speakers' must be a list of speaker names, got {model_speakers!r:.80}"
-        )
-    tags = obj.get("tags", {})
-    if not isinstance(tags, Mapping) or not all(isinstance(v, str) for v in tags.values()):
-        raise BundleError("bad_tags", "'tags' must be an object of string values")
-    annotations = []
-    if not isinstance(obj.get("annotations", []), list):
+
+def _texts(spec: Any, base: str, read_text: Callable[[str], str]) -> dict[str, str]:
+    """The bundle's 'text': {speaker: text or {"path": file}}, files read with `read_text`."""
+    if not isinstance(spec, Mapping) or not spec:
+        raise BundleError("bad_text", "'text' must be an object {speaker: text or {\"path\": file}}")
+    texts = {}
+    for speaker, value in spec.items():
+        if isinstance(value, Mapping) and isinstance(value.get("path"), str):
+            value = read_text(_join(base, value["path"]))
+        if not isinstance(value, str):
+            raise BundleError("bad_text", f'text of speaker {speaker!r} must be a string or {{"path": file}}')
+        texts[str(speaker)] = value
+    return texts
+
+
+def _annotations(raw: Any) -> list[Annotation]:
+    """The bundle's 'annotations': a list of {label, speaker, start, end} (seconds, 0 <= start <= end)."""
+    if not isinstance(raw, list):
         raise BundleError("bad_annotation", "'annotations' must be a list of {label, speaker, start, end}")
-    for i, a in enumerate(obj.get("annotations", [])):
+    annotations = []
+    for i, a in enumerate(raw):
         if not isinstance(a, Mapping) or not {"label", "speaker", "start", "end"} <= set(a):
             raise BundleError("bad_annotation", f"annotation #{i} needs label, speaker, start and end")
         start, end = _finite(a["start"], f"annotation #{i} start"), _finite(a["end"], f"annotation #{i} end")
@@ -412,44 +471,7 @@ def conversation_from_dict(obj: Any, *, base: str, origin: str, read_text: Calla
                 "bad_annotation", f"annotation #{i} has start {start} s and end {end} s (need 0 <= start <= end)"
             )
         annotations.append(Annotation(label=str(a["label"]), speaker=str(a["speaker"]), start_s=start, end_s=end))
-    events = _events(obj.get("events", []))
-    known = {
-        "events",
-        "id",
-        "bundle_version",
-        "tracks",
-        "words",
-        "rttm",
-        "model_speakers",
-        "language",
-        "source",
-        "licence",
-        "split",
-        "tags",
-        "annotations",
-        "video",
-        "text",
-        "targets",
-    }
-    return Conversation(
-        id=str(obj["id"]),
-        origin=origin,
-        tracks=tuple(tracks),
-        words=words,
-        segments=segments,
-        language=str(obj.get("language", "und")),
-        source=str(obj.get("source", "unknown")),
-        licence=str(obj.get("licence", "unknown")),
-        split=str(obj.get("split", "train")),
-        model_speakers=None if model_speakers is None else tuple(str(s) for s in model_speakers),
-        video=video,
-        tags={str(k): str(v) for k, v in sorted(tags.items())},
-        annotations=tuple(sorted(annotations, key=lambda a: (a.start_s, a.end_s, a.speaker, a.label))),
-        texts=texts,
-        extra={k: v for k, v in obj.items() if k not in known},
-        targets=_targets(obj),
-        events=events,
-    )
+    return annotations
 
 
 def _targets(obj: Mapping[str, Any]) -> tuple[Target, ...]:

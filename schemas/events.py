@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.shard import record_fields
-from schemas.units import MICROTURN_S, microturn_of_seconds
+from schemas.units import microturn_of_seconds, microturn_start_s
 
 TASK_TOOLS = ("task_start", "task_send", "task_resolve")
 """Gander's task tools: the model starts, steers and resolves background work."""
@@ -217,7 +217,7 @@ class SampleEvent:
 
 def sample_event(event: TimelineEvent, *, window_start: int) -> SampleEvent:
     """`event` placed in the window that starts at conversation micro-turn `window_start`."""
-    t0 = window_start * MICROTURN_S
+    t0 = microturn_start_s(window_start)
     return SampleEvent(
         kind=event.kind,
         side=event.side,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.bundle import Segment, Word
-from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.units import SAMPLES_PER_MICROTURN, microturn_of_sample, seconds_to_samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,4 +78,4 @@ def word_microturn(word: Word, *, is_output: bool, num_microturns: int) -> int:
     """Where a word goes: model (output) words in the micro-turn containing their start (about to be said), user
     words in the micro-turn containing their end (heard). Clamped to the last micro-turn."""
     sample = seconds_to_samples(word.start_s if is_output else word.end_s)
-    return min(sample // SAMPLES_PER_MICROTURN, num_microturns - 1)
+    return min(microturn_of_sample(sample), num_microturns - 1)

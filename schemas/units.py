@@ -4,6 +4,12 @@
 
 Everything inside the pipeline is cut on integer samples (16 kHz) and integer frames; seconds are converted only at
 the edges (input transcripts, manifests), so a 200 ms grid cannot drift over long recordings.
+
+Placement: an instant belongs to the micro-turn whose half-open interval [0.2 k, 0.2 (k + 1)) holds it, after
+rounding to the nearest sample (`microturn_of_seconds`); an interval ending at an instant touches micro-turns up to
+`microturn_stop_of_seconds` (exclusive); micro-turn k starts at sample `microturn_start_sample(k)` = 3200 k, i.e. at
+`microturn_start_s(k)` seconds. Use these rather than `// 3200` or `k * MICROTURN_S` inline: `3 * 0.2` is
+0.6000000000000001, `3 * 3200 / 16000` is 0.6.
 """
 
 from __future__ import annotations
@@ -41,3 +47,20 @@ def microturn_of_sample(sample_index: int) -> int:
 def microturn_of_seconds(seconds: float) -> int:
     """The micro-turn k whose interval [0.2 k, 0.2 (k+1)) contains the instant `seconds`."""
     return microturn_of_sample(seconds_to_samples(seconds))
+
+
+def microturn_stop_of_seconds(seconds: float) -> int:
+    """ceil(samples / 3200): the exclusive end of the micro-turns that an interval ending at `seconds` touches (an
+    end on a micro-turn boundary touches nothing beyond it)."""
+    return -(-seconds_to_samples(seconds) // SAMPLES_PER_MICROTURN)
+
+
+def microturn_start_sample(microturn: int) -> int:
+    """The first 16 kHz sample of micro-turn `microturn`: 3200 k."""
+    return microturn * SAMPLES_PER_MICROTURN
+
+
+def microturn_start_s(microturn: int) -> float:
+    """Where micro-turn `microturn` starts, in seconds: 3200 k / 16,000, the float nearest 0.2 k (from integer
+    samples, so it never drifts; `k * MICROTURN_S` can be one float step off)."""
+    return samples_to_seconds(microturn_start_sample(microturn))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up microturn on a fresh Debian/Ubuntu machine: system tools, a virtualenv in .venv, the package.
 #   bash scripts/setup.sh          # runtime only
-#   bash scripts/setup.sh --dev    # plus test tools (pytest, ruff, the dMel reference used as a test oracle)
+#   bash scripts/setup.sh --dev    # plus test tools (pytest, ruff, mypy, the dMel reference used as a test oracle)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -44,7 +44,7 @@ from typing import Any
 from tqdm import tqdm
 
 from synth.bundle_writer import write_bundle, write_json
-from synth.layouts import DEFAULT_WEIGHTS, LAYOUTS, MODEL, USER, Timing, plan_layout, sentences
+from synth.layouts import DEFAULT_WEIGHTS, LAYOUTS, MODEL, USER, Planned, Timing, plan_layout, sentences
 from synth.tts import TTSBackend, Voice
 
 logger = logging.getLogger(__name__)
@@ -285,10 +285,7 @@ def generate_refusals(
     prompts, errors = read_prompts(prompts_path)
     prompts = _check_speakable(prompts, errors, backends, users[0], models[0])
     pools = {False: [p for p in prompts if not p.benign], True: [p for p in prompts if p.benign]}
-    layouts = [name for name in LAYOUTS if weights.get(name, 0) > 0 and pools[name == "benign"]]
-    dropped = [name for name in LAYOUTS if weights.get(name, 0) > 0 and name not in layouts]
-    if dropped:
-        logger.warning("layout(s) %s have weight > 0 but no usable prompt of their kind: left out", dropped)
+    layouts = _usable_layouts(weights, pools)
     if count is None:
         count = len(prompts)
     if count < 0:
@@ -303,83 +300,22 @@ def generate_refusals(
     audio_s = 0.0
     for i in tqdm(range(count), desc="refusals", unit="conv", disable=not progress):
         rng = example_rng(seed, i)
-        layout = rng.choices(layouts, weights=[weights[name] for name in layouts])[0]
-        pool = pools[layout == "benign"]
-        prompt = pool[next_of[layout == "benign"] % len(pool)]
-        next_of[layout == "benign"] += 1
-        user, model = rng.choice(users), rng.choice(models)
+        layout, prompt, user, model = _draw(rng, layouts, weights, pools, next_of, users, models)
         conv_id = f"rf-s{seed}-{i:06d}"
         try:
-            planned = plan_layout(
-                layout,
-                request=prompt.text,
-                reply=prompt.answer if prompt.benign else prompt.refusal,
-                followups=prompt.followups,
-                backends={USER: backends[user.engine], MODEL: backends[model.engine]},
-                voices={USER: user.voice, MODEL: model.voice},
-                rng=rng,
-                timing=timing,
-            )
+            planned = _plan(layout, prompt, user=user, model=model, backends=backends, rng=rng, timing=timing)
         except (ValueError, RuntimeError) as e:
-            errors.append(
-                {
-                    "line": prompt.line,
-                    "example": conv_id,
-                    "error": f"{prompts_path}:{prompt.line}: example {conv_id} ({layout}): {e}",
-                }
-            )
+            error = f"{prompts_path}:{prompt.line}: example {conv_id} ({layout}): {e}"
+            errors.append({"line": prompt.line, "example": conv_id, "error": error})
             continue
-        tags = {
-            "synth": "refusals",
-            "category": prompt.category,
-            "layout": layout,
-            "is_refusal": "false" if layout == "benign" else "true",
-            "prompt_id": prompt.id,
-            "seed": str(seed),
-            "user_voice": user.voice.voice_id,
-            "model_voice": model.voice.voice_id,
-            "user_engine": backends[user.engine].name,
-            "model_engine": backends[model.engine].name,
-        }
-        write_bundle(
-            out / "bundles" / conv_id,
-            conv_id=conv_id,
-            timeline=planned.timeline,
-            planted={"events": list(planned.events)},
-            source=SOURCE,
-            model_speakers=(MODEL,),
-            tags=tags,
-            annotations=planned.annotations,
-        )
-        twins.append(
-            json.dumps(
-                {
-                    "id": conv_id,
-                    "prompt_id": prompt.id,
-                    "category": prompt.category,
-                    "layout": layout,
-                    "is_refusal": layout != "benign",
-                    "messages": list(planned.messages),
-                },
-                ensure_ascii=False,
-            )
-        )
+        tags = _tags(prompt, layout, seed, user=user, model=model, backends=backends)
+        _write_example(out / "bundles" / conv_id, conv_id, planned, tags)
+        twins.append(_text_twin(conv_id, prompt, layout, planned.messages))
         audio_s += planned.timeline.duration_s
         done.append(tags)
     (out / "text_twin.jsonl").write_text("".join(t + "\n" for t in twins), encoding="utf-8")
     (out / "errors.jsonl").write_text("".join(json.dumps(e) + "\n" for e in errors), encoding="utf-8")
-    summary = {
-        "examples": len(done),
-        "errors": len(errors),
-        "hours": round(audio_s / 3600, 6),
-        "seed": seed,
-        "per_layout": dict(sorted(Counter(t["layout"] for t in done).items())),
-        "per_category": dict(sorted(Counter(t["category"] for t in done).items())),
-        "per_category_layout": {
-            f"{c}/{la}": n for (c, la), n in sorted(Counter((t["category"], t["layout"]) for t in done).items())
-        },
-        "is_refusal": dict(sorted(Counter(t["is_refusal"] for t in done).items())),
-    }
+    summary = _summary(done, errors=len(errors), audio_s=audio_s, seed=seed)
     write_json(out / "summary.json", summary)
     wall = time.perf_counter() - t0
     logger.info(
@@ -391,6 +327,129 @@ def generate_refusals(
     )
     summary["throughput_audio_s_per_wall_s"] = round(audio_s / wall, 2) if wall else None
     return summary
+
+
+def _usable_layouts(weights: Mapping[str, float], pools: Mapping[bool, Sequence[Prompt]]) -> list[str]:
+    """The layouts with weight > 0 whose prompt pool (benign or harmful) is not empty; the others are logged."""
+    layouts = [name for name in LAYOUTS if weights.get(name, 0) > 0 and pools[name == "benign"]]
+    dropped = [name for name in LAYOUTS if weights.get(name, 0) > 0 and name not in layouts]
+    if dropped:
+        logger.warning("layout(s) %s have weight > 0 but no usable prompt of their kind: left out", dropped)
+    return layouts
+
+
+def _draw(
+    rng: random.Random,
+    layouts: Sequence[str],
+    weights: Mapping[str, float],
+    pools: Mapping[bool, Sequence[Prompt]],
+    next_of: dict[bool, int],
+    users: Sequence[VoicePreset],
+    models: Sequence[VoicePreset],
+) -> tuple[str, Prompt, VoicePreset, VoicePreset]:
+    """One example's layout (drawn by weight), prompt (the next of its pool, round robin: advances `next_of`) and
+    user and model voices (drawn), in this order of draws from `rng`."""
+    layout = rng.choices(layouts, weights=[weights[name] for name in layouts])[0]
+    pool = pools[layout == "benign"]
+    prompt = pool[next_of[layout == "benign"] % len(pool)]
+    next_of[layout == "benign"] += 1
+    return layout, prompt, rng.choice(users), rng.choice(models)
+
+
+def _plan(
+    layout: str,
+    prompt: Prompt,
+    *,
+    user: VoicePreset,
+    model: VoicePreset,
+    backends: Mapping[str, TTSBackend],
+    rng: random.Random,
+    timing: Timing,
+) -> Planned:
+    """Plan and synthesise one example: the prompt's request, then its answer (benign) or refusal, in `layout`.
+
+    Raises:
+        ValueError, RuntimeError: the layout cannot be planned or a voice fails (an error line, not a crash).
+    """
+    return plan_layout(
+        layout,
+        request=prompt.text,
+        reply=prompt.answer if prompt.benign else prompt.refusal,
+        followups=prompt.followups,
+        backends={USER: backends[user.engine], MODEL: backends[model.engine]},
+        voices={USER: user.voice, MODEL: model.voice},
+        rng=rng,
+        timing=timing,
+    )
+
+
+def _write_example(folder: Path, conv_id: str, planned: Planned, tags: Mapping[str, str]) -> None:
+    """One example as an input bundle (audio, bundle.json, planted.json) in `folder`."""
+    write_bundle(
+        folder,
+        conv_id=conv_id,
+        timeline=planned.timeline,
+        planted={"events": list(planned.events)},
+        source=SOURCE,
+        model_speakers=(MODEL,),
+        tags=tags,
+        annotations=planned.annotations,
+    )
+
+
+def _tags(
+    prompt: Prompt,
+    layout: str,
+    seed: int,
+    *,
+    user: VoicePreset,
+    model: VoicePreset,
+    backends: Mapping[str, TTSBackend],
+) -> dict[str, str]:
+    """The bundle's tags (they reach the index): what was drawn for this example."""
+    return {
+        "synth": "refusals",
+        "category": prompt.category,
+        "layout": layout,
+        "is_refusal": "false" if layout == "benign" else "true",
+        "prompt_id": prompt.id,
+        "seed": str(seed),
+        "user_voice": user.voice.voice_id,
+        "model_voice": model.voice.voice_id,
+        "user_engine": backends[user.engine].name,
+        "model_engine": backends[model.engine].name,
+    }
+
+
+def _text_twin(conv_id: str, prompt: Prompt, layout: str, messages: Sequence[Any]) -> str:
+    """One line of text_twin.jsonl: the conversation as chat messages, without audio."""
+    return json.dumps(
+        {
+            "id": conv_id,
+            "prompt_id": prompt.id,
+            "category": prompt.category,
+            "layout": layout,
+            "is_refusal": layout != "benign",
+            "messages": list(messages),
+        },
+        ensure_ascii=False,
+    )
+
+
+def _summary(done: Sequence[Mapping[str, str]], *, errors: int, audio_s: float, seed: int) -> dict[str, Any]:
+    """summary.json: counts of the written examples (their tags) per layout, category and both, and of errors."""
+    return {
+        "examples": len(done),
+        "errors": errors,
+        "hours": round(audio_s / 3600, 6),
+        "seed": seed,
+        "per_layout": dict(sorted(Counter(t["layout"] for t in done).items())),
+        "per_category": dict(sorted(Counter(t["category"] for t in done).items())),
+        "per_category_layout": {
+            f"{c}/{la}": n for (c, la), n in sorted(Counter((t["category"], t["layout"]) for t in done).items())
+        },
+        "is_refusal": dict(sorted(Counter(t["is_refusal"] for t in done).items())),
+    }
 
 
 def _check_speakable(

@@ -32,18 +32,7 @@ import torch
 import webdataset as wds
 
 from schemas.checked_reader import shard_problem
-from schemas.dmel import (
-    DMEL_CHANNELS,
-    FRAMES_PER_MICROTURN,
-    HOP_SAMPLES,
-    LOG10_MAX,
-    LOG10_MIN,
-    MEL_FLOOR,
-    N_FFT,
-    POWER_FLOOR,
-    WIN_SAMPLES,
-    mel_filterbank,
-)
+from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, log_mel
 from schemas.layout import LayoutSpec, Packed, pack
 from schemas.reader import decode_sample, shard_urls
 from schemas.units import SAMPLES_PER_MICROTURN
@@ -65,21 +54,7 @@ def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
     n = window_microturns * SAMPLES_PER_MICROTURN
     x = np.zeros(n, dtype=np.float32)
     x[: min(n, len(pcm))] = pcm[:n]
-    # The same analysis as pipeline/features.py (parameters: schemas/dmel.py), before quantisation.
-    spec = torch.stft(
-        torch.from_numpy(x),
-        N_FFT,
-        hop_length=HOP_SAMPLES,
-        win_length=WIN_SAMPLES,
-        window=torch.hann_window(WIN_SAMPLES),
-        center=True,
-        return_complex=True,
-    )
-    mag = (spec.real.square() + spec.imag.square()).clamp(min=POWER_FLOOR).sqrt()  # (513, frames)
-    fb = mel_filterbank()
-    mel = (mag.T @ fb).clamp(min=MEL_FLOOR).log10().clamp(LOG10_MIN, LOG10_MAX)
-    mel = mel[: window_microturns * FRAMES_PER_MICROTURN]
-    return mel.reshape(window_microturns, FRAMES_PER_MICROTURN, DMEL_CHANNELS).numpy()
+    return log_mel(x).reshape(window_microturns, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
 
 
 def sample_spans(sample: dict[str, Any], context: int) -> list[int]:

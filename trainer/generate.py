@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
 from schemas.layout import OUT_DMEL, OUT_TEXT, PATCH, SPEAK, TEXT_END, TEXT_PAD, microturn_slots, pack
-from schemas.units import MICROTURN_S
+from schemas.units import microturn_start_s
 from trainer.config import TrainConfig
 from trainer.model import Model, rope
 
@@ -75,8 +75,8 @@ class Generated:
                     {
                         "text": w,
                         "microturn": k,
-                        "start_s": round(k * MICROTURN_S, 3),
-                        "end_s": round((k + 1) * MICROTURN_S, 3),
+                        "start_s": round(microturn_start_s(k), 3),
+                        "end_s": round(microturn_start_s(k + 1), 3),
                     }
                 )
         return out
@@ -252,6 +252,10 @@ def generate(
     seconds: list[float] = []
     traced: list[tuple[int, torch.Tensor]] = []
     pending: tuple[int, np.ndarray] | None = None  # last dMel frame of the previous micro-turn, fed with the next input
+    kept = traced if trace else None
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        return sample_logits(logits, temperature=temperature, top_k=top_k, generator=gen)
 
     def run(
         idx: list[int], store: list[bool], text: dict[int, int] | None = None, dmel: dict[int, np.ndarray] | None = None
@@ -270,39 +274,68 @@ def generate(
             idx, over_dmel = [pending[0], *idx], {pending[0]: pending[1]}
         pending = None
         h = run(idx, [True] * len(idx), dmel=over_dmel)[-1]
-        # text: slot j predicted from the hidden state of the slot before it
-        for j in range(s):
-            slot = base + text_at + j
-            logits = model.text_head.proj(h)
-            if trace:
-                traced.append((slot, logits.float().cpu()))
-            tok = (
-                TEXT_END
-                if j == s - 1
-                else int(sample_logits(logits, temperature=temperature, top_k=top_k, generator=gen))
-            )
-            out_text[k, j] = tok
-            if tok == TEXT_END:
-                last = base + text_at + s - 1
-                if j < s - 1:  # the last text slot (PAD) predicts the first frame; it is never attended to
-                    h = run([slot, last], [True, False], text={slot: TEXT_END, last: TEXT_PAD})[-1]
-                else:
-                    h = run([slot], [True], text={slot: TEXT_END})[-1]
-                break
-            h = run([slot], [True], text={slot: tok})[-1]
-        for f in range(FRAMES_PER_MICROTURN):
-            slot = base + dmel_at + f
-            logits = model.dmel_head.proj(h).view(DMEL_CHANNELS, DMEL_LEVELS)
-            if trace:
-                traced.append((slot, logits.float().cpu()))
-            codes = sample_logits(logits, temperature=temperature, top_k=top_k, generator=gen).numpy()
-            out_dmel[k, f] = codes.astype(np.uint8)
-            if f < FRAMES_PER_MICROTURN - 1:
-                h = run([slot], [True], dmel={slot: out_dmel[k, f]})[-1]
-            else:
-                pending = (slot, out_dmel[k, f])
+        h = _text_slots(model, run, h, first=base + text_at, out=out_text[k], sample=sample, traced=kept)
+        pending = _dmel_frames(model, run, h, first=base + dmel_at, out=out_dmel[k], sample=sample, traced=kept)
         seconds.append(time.perf_counter() - t0)
     return Generated(text=out_text, dmel=out_dmel, seconds=seconds, trace=traced)
+
+
+Feed = Callable[..., torch.Tensor]
+"""Feeds slots to the streamer: (absolute slot indices, store in the KV cache?, text overrides, dMel overrides) ->
+hidden states (n, D) of those slots."""
+
+
+def _text_slots(
+    model: Model,
+    feed: Feed,
+    h: torch.Tensor,
+    *,
+    first: int,
+    out: np.ndarray,
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    traced: list[tuple[int, torch.Tensor]] | None,
+) -> torch.Tensor:
+    """Sample one micro-turn's text slots into `out` (S,): slot j is predicted from the hidden state `h` of the slot
+    before it; TEXT_END (forced in the last slot) ends the text. Returns the hidden state that predicts the first
+    dMel frame."""
+    s = len(out)
+    for j in range(s):
+        slot = first + j
+        logits = model.text_head.proj(h)
+        if traced is not None:
+            traced.append((slot, logits.float().cpu()))
+        tok = TEXT_END if j == s - 1 else int(sample(logits))
+        out[j] = tok
+        if tok == TEXT_END:
+            last = first + s - 1
+            if j < s - 1:  # the last text slot (PAD) predicts the first frame; it is never attended to
+                return feed([slot, last], [True, False], text={slot: TEXT_END, last: TEXT_PAD})[-1]
+            return feed([slot], [True], text={slot: TEXT_END})[-1]
+        h = feed([slot], [True], text={slot: tok})[-1]
+    return h  # no text slots
+
+
+def _dmel_frames(
+    model: Model,
+    feed: Feed,
+    h: torch.Tensor,
+    *,
+    first: int,
+    out: np.ndarray,
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    traced: list[tuple[int, torch.Tensor]] | None,
+) -> tuple[int, np.ndarray]:
+    """Sample one micro-turn's 16 dMel frames into `out` (16, 80), each fed back to predict the next; returns the
+    last frame's (slot, codes), fed with the next micro-turn's input."""
+    for f in range(FRAMES_PER_MICROTURN):
+        slot = first + f
+        logits = model.dmel_head.proj(h).view(DMEL_CHANNELS, DMEL_LEVELS)
+        if traced is not None:
+            traced.append((slot, logits.float().cpu()))
+        out[f] = sample(logits).numpy().astype(np.uint8)
+        if f < FRAMES_PER_MICROTURN - 1:
+            h = feed([slot], [True], dmel={slot: out[f]})[-1]
+    return first + FRAMES_PER_MICROTURN - 1, out[FRAMES_PER_MICROTURN - 1]
 
 
 def full_sequence(model: Model, conv: Conversation, gen: Generated) -> dict[str, torch.Tensor]:

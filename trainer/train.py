@@ -28,6 +28,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,45 +178,7 @@ def train(
     )
     step = 0
     if ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, map_location=dev)
-        checkpoint.require(state, ckpt_path, "model", "optimizer", "scheduler", "step", "loaders", "rng")
-        saved = checkpoint.config_of(state, ckpt_path)
-        free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
-        if dataclasses.replace(saved, **free) != cfg:
-            raise ValueError(
-                f"{ckpt_path} was written with another config ({saved}); resume with the same flags or use a new --out"
-            )
-        loaders = state["loaders"]
-        if len(loaders) != world.world_size:
-            raise ValueError(
-                f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
-                f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)"
-            )
-        checkpoint.load_weights(model, state, ckpt_path)
-        try:
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            loader.load_state_dict(loaders[world.rank])
-            checkpoint.set_rng_state(state["rng"])
-            step = int(state["step"])
-        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-            raise checkpoint.CheckpointError(
-                f"{ckpt_path}: its optimiser, scheduler, loader or RNG state does not fit this run: "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            ) from e
-        threads = state.get("cpu_threads")
-        if dev.type == "cpu" and isinstance(threads, int) and threads != torch.get_num_threads():
-            # CPU sums (matmuls, reductions) split by thread: another count gives other low bits, which grow
-            logger.warning(
-                "%s was written with %d CPU threads, this process has %d: using %d, so that the resumed run "
-                "repeats the uninterrupted one exactly",
-                ckpt_path,
-                threads,
-                torch.get_num_threads(),
-                threads,
-            )
-            torch.set_num_threads(threads)
-        logger.info("resumed from %s at step %d", ckpt_path, step)
+        step = _resume(ckpt_path, cfg, world, dev, model=model, opt=opt, sched=sched, loader=loader)
     if world.is_main:
         _truncate_metrics(out / METRICS_FILE, step)
     end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
@@ -248,55 +211,132 @@ def train(
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             now = time.perf_counter()
-            record = {
-                "step": step,
-                "epoch": loader.epoch,
-                "lr": lr,
-                "loss": s["loss"],
-                "text": s["text"],
-                "dmel": s["dmel"],
-                "flow": s["flow"],
-                "aux": s["aux"],
-                "z": s["z"],
-                "grad_norm": grad_norm,
-                "router_entropy": s["entropy"],
-                "expert_load": [[round(float(v), 5) for v in row] for row in s["load"]],
-                "targets_text": s["n_text"],
-                "targets_dmel": s["n_dmel"],
-                "active_tokens": s["n_active"],
-                "tokens_per_s": slots_since / (now - t_last),
-            }
+            record = _metrics_record(step, loader.epoch, lr, s, grad_norm, tokens_per_s=slots_since / (now - t_last))
             if world.is_main:
                 records.append(record)
                 with open(out / METRICS_FILE, "a", encoding="utf-8") as f:
                     f.write(json.dumps(record) + "\n")
             t_last, slots_since = now, 0
         if step % cfg.checkpoint_interval == 0 or step == end:
-            loaders = parallel.all_gather_objects(loader.state_dict())
-            digests = parallel.all_gather_objects(parallel.parameter_digest(model)) if world.distributed else []
-            if len(set(digests)) > 1:
-                raise RuntimeError(
-                    f"step {step}: the ranks' parameters differ (digests {digests}); data-parallel "
-                    "replicas must stay identical"
-                )
-            if world.is_main:
-                checkpoint.save(
-                    ckpt_path,
-                    {
-                        "model": model.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "step": step,
-                        "config": cfg.to_dict(),
-                        "loaders": loaders,
-                        "rng": checkpoint.rng_state(),
-                        "rank_digests": digests,
-                        "cpu_threads": torch.get_num_threads(),  # a resume on CPU uses the same count
-                    },
-                )
-            parallel.barrier()
+            _save(ckpt_path, cfg, world, step, model=model, opt=opt, sched=sched, loader=loader)
     bar.close()
     return records
+
+
+def _resume(
+    ckpt_path: Path,
+    cfg: TrainConfig,
+    world: parallel.World,
+    dev: torch.device,
+    *,
+    model: Model,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    loader: Loader,
+) -> int:
+    """Load model, optimiser, scheduler, this rank's loader position and the RNGs from `ckpt_path`; the step it was
+    written at. The checkpoint must come from the same config (up to moe_impl and the intervals) and rank count."""
+    state = checkpoint.load(ckpt_path, map_location=dev)
+    checkpoint.require(state, ckpt_path, "model", "optimizer", "scheduler", "step", "loaders", "rng")
+    saved = checkpoint.config_of(state, ckpt_path)
+    free = {k: getattr(cfg, k) for k in ("moe_impl", "log_interval", "checkpoint_interval")}
+    if dataclasses.replace(saved, **free) != cfg:
+        raise ValueError(
+            f"{ckpt_path} was written with another config ({saved}); resume with the same flags or use a new --out"
+        )
+    loaders = state["loaders"]
+    if len(loaders) != world.world_size:
+        raise ValueError(
+            f"{ckpt_path} was written by {len(loaders)} rank(s), this run has {world.world_size}: "
+            f"resume with --nproc_per_node {len(loaders)} (the data split depends on it)"
+        )
+    checkpoint.load_weights(model, state, ckpt_path)
+    try:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        loader.load_state_dict(loaders[world.rank])
+        checkpoint.set_rng_state(state["rng"])
+        step = int(state["step"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        raise checkpoint.CheckpointError(
+            f"{ckpt_path}: its optimiser, scheduler, loader or RNG state does not fit this run: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    threads = state.get("cpu_threads")
+    if dev.type == "cpu" and isinstance(threads, int) and threads != torch.get_num_threads():
+        # CPU sums (matmuls, reductions) split by thread: another count gives other low bits, which grow
+        logger.warning(
+            "%s was written with %d CPU threads, this process has %d: using %d, so that the resumed run "
+            "repeats the uninterrupted one exactly",
+            ckpt_path,
+            threads,
+            torch.get_num_threads(),
+            threads,
+        )
+        torch.set_num_threads(threads)
+    logger.info("resumed from %s at step %d", ckpt_path, step)
+    return step
+
+
+def _metrics_record(
+    step: int, epoch: int, lr: float, s: Mapping[str, Any], grad_norm: float, *, tokens_per_s: float
+) -> dict[str, Any]:
+    """One line of metrics.jsonl from a step's losses and counts `s` (see `step_losses`)."""
+    return {
+        "step": step,
+        "epoch": epoch,
+        "lr": lr,
+        "loss": s["loss"],
+        "text": s["text"],
+        "dmel": s["dmel"],
+        "flow": s["flow"],
+        "aux": s["aux"],
+        "z": s["z"],
+        "grad_norm": grad_norm,
+        "router_entropy": s["entropy"],
+        "expert_load": [[round(float(v), 5) for v in row] for row in s["load"]],
+        "targets_text": s["n_text"],
+        "targets_dmel": s["n_dmel"],
+        "active_tokens": s["n_active"],
+        "tokens_per_s": tokens_per_s,
+    }
+
+
+def _save(
+    ckpt_path: Path,
+    cfg: TrainConfig,
+    world: parallel.World,
+    step: int,
+    *,
+    model: Model,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    loader: Loader,
+) -> None:
+    """Write the checkpoint at `step` (rank 0) with every rank's loader position, after checking that the ranks'
+    parameters are identical; all ranks wait for it."""
+    loaders = parallel.all_gather_objects(loader.state_dict())
+    digests = parallel.all_gather_objects(parallel.parameter_digest(model)) if world.distributed else []
+    if len(set(digests)) > 1:
+        raise RuntimeError(
+            f"step {step}: the ranks' parameters differ (digests {digests}); data-parallel replicas must stay identical"
+        )
+    if world.is_main:
+        checkpoint.save(
+            ckpt_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "step": step,
+                "config": cfg.to_dict(),
+                "loaders": loaders,
+                "rng": checkpoint.rng_state(),
+                "rank_digests": digests,
+                "cpu_threads": torch.get_num_threads(),  # a resume on CPU uses the same count
+            },
+        )
+    parallel.barrier()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

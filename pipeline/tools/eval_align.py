@@ -38,7 +38,7 @@ from pipeline.aligners import AlignerBackend, add_aligner_args, aligner_config, 
 from pipeline.decode import decode_conversation
 from pipeline.read import list_inputs, load_conversation
 from schemas.bundle import BundleError, Conversation, Word
-from schemas.units import SAMPLES_PER_MICROTURN, seconds_to_samples
+from schemas.units import microturn_of_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def strip_times(conv: Conversation, mode: str) -> Conversation:
 
 
 def _microturn(t: float) -> int:
-    return seconds_to_samples(t) // SAMPLES_PER_MICROTURN
+    return microturn_of_seconds(t)
 
 
 def evaluate(

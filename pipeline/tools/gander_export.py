@@ -30,7 +30,7 @@ import soundfile as sf
 
 from schemas.checked_reader import checked_samples
 from schemas.paths import confined_join, safe_name
-from schemas.units import MICROTURN_S, SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN
+from schemas.units import SAMPLE_RATE_HZ, microturn_start_s
 
 TURN_GAP_S = 0.6
 """Words of one stream closer than this belong to one turn."""
@@ -109,12 +109,12 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
         words: dict[str, list[dict[str, Any]]] = {"input": [], "output": []}
         events = []
         for s in samples:
-            t0 = s["meta.json"]["start_microturn"] * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+            t0 = microturn_start_s(s["meta.json"]["start_microturn"])
             for w in s["words.json"]:
                 if w["stream"] in words:
                     words[w["stream"]].append({"text": w["text"], "start": w["start_s"] + t0, "end": w["end_s"] + t0})
             for e in s.get("events.json") or []:
-                events.append({**e, "abs_time_s": e["time_s"] + s["meta.json"]["start_microturn"] * MICROTURN_S})
+                events.append({**e, "abs_time_s": e["time_s"] + t0})
         turns = _turns(words["input"], "user", None if text_only else "audio_in", wavs["input"])
         turns += _turns(words["output"], "assistant", None if text_only else "speech_out", wavs["output"])
         turns += [_event_turn(e) for e in events]

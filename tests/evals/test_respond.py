@@ -148,3 +148,23 @@ def test_response_file_is_what_eval_proactive_reads(tmp_path) -> None:
     assert write_response_file(a, gen, str(tmp_path)) == str(tmp_path / "conv-1.json")
     assert write_response_file(b, gen, str(tmp_path)) is None  # "a" comes first and stays
     assert json.loads((tmp_path / "conv-1.json").read_text())["perspective"] == "a"
+
+
+def test_clip_user_words_are_placed_as_the_pipeline_places_them(tmp_path) -> None:
+    """An exported FD-bench clip: its audio becomes the pipeline's dMel, and each transcribed user word goes to the
+    micro-turn holding its end, on the sample grid (schemas.units): a word ending at 0.6 s is in micro-turn 3 (not 2,
+    as int(0.6 / 0.2) would say), one ending past the audio in the last micro-turn."""
+    from evals.respond import conversations_from_clips
+    from schemas.dmel import dmel_codes
+
+    clip = tmp_path / "v1.0" / "pause" / "clip_1"
+    clip.mkdir(parents=True)
+    pcm = (0.1 * np.sin(np.arange(16_000) / 10.0)).astype(np.float32)  # 1 s: 5 micro-turns
+    sf.write(clip / "input.wav", pcm, 16_000, subtype="FLOAT")
+    items = [{"text": "one", "timestamp": [0.1, 0.6]}, {"text": "two", "timestamp": [0.61, 0.79]}]
+    items.append({"text": "late", "timestamp": [0.9, 1.3]})
+    (clip / "transcription.json").write_text(json.dumps([{"item": items}]))
+    (conv,) = conversations_from_clips(str(tmp_path))
+    assert conv.name == "v1.0__pause__clip_1" and conv.fdbench_out == "v1.0/pause/clip_1"
+    np.testing.assert_array_equal(conv.sample["input.dmel.npy"].reshape(-1, DMEL_CHANNELS), dmel_codes(pcm))
+    assert [(w["text"], w["microturn"]) for w in conv.sample["words.json"]] == [("one", 3), ("two", 3), ("late", 4)]

@@ -143,7 +143,7 @@ def test_patchify_row_major():
 
 
 def test_dequantise_agrees_with_pipeline_levels():
-    from pipeline.features import LEVELS
+    from schemas.dmel import LEVELS
 
     codes = np.arange(16, dtype=np.uint8)
     np.testing.assert_array_equal(dequantise_dmel(codes), LEVELS)

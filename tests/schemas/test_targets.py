@@ -73,6 +73,16 @@ def test_window_cut_clips_and_places_the_due_micro_turn() -> None:
     assert window_targets([other], output_speaker="m", first=15, stop=30, total=50) == ()
 
 
+def test_a_target_starting_on_the_window_end_belongs_to_the_next_window() -> None:
+    """Window bounds come from integer samples (schemas.units.microturn_start_s): micro-turn 3 starts at 0.6 s exactly,
+    not at 3 * 0.2 = 0.6000000000000001 s, so a target starting at 0.6 s is not also cut into the window [0, 3)."""
+    (t,) = parse_targets([{**GOOD, "id": "b", "due": 0.8, "start": 0.6, "end": 1.0}])
+    assert window_targets([t], output_speaker="m", first=0, stop=3, total=10) == ()
+    (nxt,) = window_targets([t], output_speaker="m", first=3, stop=6, total=10)
+    assert (nxt.start_microturn, nxt.end_microturn, nxt.due_microturn) == (0, 2, 1)
+    assert (nxt.start_s, nxt.due_s, nxt.end_s) == (0.0, 0.2, 0.4)
+
+
 def _sample(targets: tuple[SampleTarget, ...] | None) -> MicroTurnSample:
     w = 10
     meta = SampleMeta(format_version=1, key="c_m_00000", conversation_id="c", conversation_key="c", perspective="m",
