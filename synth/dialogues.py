@@ -25,7 +25,8 @@ host's long chunks; interruptions at a random word of the host, who stops ``inte
 Bundle: ``DIR/<id>/{bundle.json, planted.json, A.wav, B.wav}`` (16 kHz, 16-bit, written by synth.bundle_writer);
 ``planted.json`` = ``{"events": [{"type", "by", "of", "start_s", "end_s", ...}], "pauses": [...], "chunks": [...]}``
 where an event's times are the IPU of ``by`` that makes it and every chunk records its text, final punctuation and
-what follows it (``pause``, ``yield``, ``interrupted``, ``end``). ``DIR/recipe.json`` holds the recipe.
+what follows it (``pause``, ``yield``, ``interrupted``, ``end``; an interrupted chunk's text is the words kept and its
+``final`` is ``cut``). ``DIR/recipe.json`` holds the recipe.
 """
 
 from __future__ import annotations
@@ -501,8 +502,9 @@ class _Conversation:
                         "start_s": sec(c.start),
                         "end_s": sec(c.end),
                         "ends": c.ends,
-                        "final": chunk_final_class(c.text),
-                        "text": " ".join(c.text.clauses),
+                        "final": "cut" if c.ends == "interrupted" else chunk_final_class(c.text),
+                        "planned_final": chunk_final_class(c.text),
+                        "text": " ".join(c.text.clauses) if c.stop_word < 0 else " ".join(w for w, _, _ in c.kept),
                     }
                 )
         return {

@@ -167,7 +167,7 @@ def test_control_chunk_endings_are_identical_in_form(tmp_path):
     for d in dirs:
         for c in _load(d / "planted.json")["chunks"]:
             ends[c["ends"], c["final"]] += 1
-    assert {f for (_, f) in ends} == {"."}, ends
+    assert {f for (e, f) in ends if e != "interrupted"} == {"."}, ends
     assert ends["pause", "."] >= 2 and ends["yield", "."] >= 2
     # and the text of a chunk does not depend on what follows it: the same generator for both
     rng_a, rng_b = random.Random(0), random.Random(0)
