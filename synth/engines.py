@@ -11,9 +11,12 @@ Each word's span is then refined by energy between its start and the next word's
 Audio is returned at 16 kHz (the pipeline's rate; espeak-ng's 22,050 Hz is resampled with a polyphase filter),
 cut to [first word start, last word end], RMS-normalised to -20 dBFS with the peak kept below -1 dBFS.
 
-Voices (`VOICE_BANK`): 9 espeak-ng voices (accents x variants x pitch/rate) and 5 flite voices (kal, kal16, awb,
-rms, slt; Debian packages ``libflite1``/``flite``). Words espeak-ng joins to the word before (no word event, e.g.
-some clitics) share that word's span in proportion to their letters.
+Voices (`VOICE_BANK`): 12 espeak-ng voices (accents x variants x pitch/rate) and 5 flite voices (kal, kal16, awb,
+rms, slt; Debian packages ``libflite1``/``flite``). Measured on "we could drive to the lake on the" + ',', '.', '?':
+espeak-ng ends it rising a little at ',' (78 -> 84 Hz for es-us-m3), falling at '.' (71 -> 66 Hz) and rising more at
+'?' (79 -> 91 Hz); flite's voices give the same F0 and durations whatever the punctuation, so in their speech only
+the words (a clause cut after a function word) cue a pause. Words espeak-ng joins to the word before (no word event,
+e.g. some clitics) share that word's span in proportion to their letters.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ VOICE_BANK: tuple[VoiceSpec, ...] = (
     VoiceSpec(name="es-la-m7", engine="espeak-ng", engine_voice="en-gb-x-gbclan+m7", rate_wpm=170, pitch=30),
     VoiceSpec(name="es-wm-f5", engine="espeak-ng", engine_voice="en-gb-x-gbcwmd+f5", rate_wpm=175, pitch=75),
     VoiceSpec(name="es-us-klatt", engine="espeak-ng", engine_voice="en-us+klatt", rate_wpm=170, pitch=50),
+    VoiceSpec(name="es-us-f4", engine="espeak-ng", engine_voice="en-us+f4", rate_wpm=190, pitch=85),
+    VoiceSpec(name="es-rp-m6", engine="espeak-ng", engine_voice="en-gb-x-rp+m6", rate_wpm=155, pitch=40),
+    VoiceSpec(name="es-sc-f1", engine="espeak-ng", engine_voice="en-gb-scotland+f1", rate_wpm=170, pitch=60),
     VoiceSpec(name="fl-kal", engine="flite", engine_voice="kal", stretch=1.0),
     VoiceSpec(name="fl-kal16", engine="flite", engine_voice="kal16", stretch=1.05),
     VoiceSpec(name="fl-awb", engine="flite", engine_voice="awb", stretch=1.0),
