@@ -57,7 +57,7 @@ from synth.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HELDOUT_VOICES = ("es-029-m2", "es-wm-f5", "fl-kal16", "fl-rms")
+DEFAULT_HELDOUT_VOICES = ("es-029-m2", "es-wm-f5", "fl-kal16", "fl-rms", "fe-ked")
 """Voices that ``--split train`` never uses (and ``--split heldout`` uses only)."""
 
 SPLITS = ("train", "heldout")
@@ -672,7 +672,10 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
     topic = grammar.TOPICS[rng.choice(topics)]
     synth = _LOADED if _LOADED is not None else Synthesiser()
     conv = _Conversation(synth, {"A": va, "B": vb}, topic, cues, cfg, rng)
-    conv.build()
+    try:
+        conv.build()
+    finally:
+        synth.close()
     timeline = conv.timeline()
     conv_id = f"dlg-{split}-s{seed}-{i:05d}"
     rec = task["recipe"]
