@@ -59,6 +59,7 @@ from pipeline.runner.output_guard import (
     release_output,
     remove_stale_shards,
     remove_work,
+    written_by_earlier_runs,
 )
 from pipeline.runner.rejected_table import RejectedRunsFn, write_rejected_runs
 from pipeline.runner.runners import check_runner, make_pipeline
@@ -503,8 +504,9 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     opts = options.view_as(MicroturnOptions)
     lock = claim_output(opts.output, overwrite=opts.overwrite)
     try:
+        earlier = written_by_earlier_runs(opts.output)  # what stale-shard removal may delete: the job's own files
         manifest = _run(options, opts, test_pipeline)
-        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
+        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]], earlier)
     except Exception as e:
         if (err := disk_error(e)) is not None:
             raise OutputError(

@@ -297,3 +297,19 @@ def incomplete_uploads(prefix_url: str) -> Iterator[tuple[str, str, Any]]:
 
 def abort_upload(bucket: str, key: str, upload_id: str) -> None:
     current_client().abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+
+
+def list_children(url: str) -> list[str]:
+    """The names directly under the "directory" `url` (``s3://bucket/prefix``): objects by name, deeper prefixes as
+    ``name/``; one request per 1,000 names however many objects lie deeper (a delimiter listing)."""
+    bucket, prefix = split_url(url.rstrip("/") + "/")
+    client = current_client()
+    names: list[str] = []
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+    while True:
+        page = client.list_objects_v2(**kwargs)
+        names += [o["Key"][len(prefix) :] for o in page.get("Contents") or []]
+        names += [c["Prefix"][len(prefix) :] for c in page.get("CommonPrefixes") or []]
+        if not page.get("IsTruncated"):
+            return sorted(n for n in names if n)
+        kwargs["ContinuationToken"] = page["NextContinuationToken"]
