@@ -341,7 +341,9 @@ class InputsDigestFn(beam.CombineFn):
         return 0, 0
 
     def add_input(self, acc: tuple[int, int], ref: InputRef) -> tuple[int, int]:
-        return (acc[0] + int(hashlib.sha256(ref.origin.encode("utf-8")).hexdigest(), 16)) % 2**256, acc[1] + 1
+        return (
+            acc[0] + int(hashlib.sha256(ref.origin.encode("utf-8", "surrogatepass")).hexdigest(), 16)
+        ) % 2**256, acc[1] + 1
 
     def merge_accumulators(self, accs: Iterable[tuple[int, int]]) -> tuple[int, int]:
         total, count = 0, 0

@@ -31,7 +31,7 @@ from apache_beam.pvalue import AsSingleton
 from pipeline.inputs.lhotse import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse
 from pipeline.inputs.moshi import is_moshi_index_line, moshi_index_conversation
 from pipeline.inputs.safe_read import DEFAULT_MAX_TEXT_BYTES, check_regular_file, manifest_lines
-from pipeline.runner.worker_storage import WorkerStorageFn, with_storage
+from pipeline.runner.worker_storage import WorkerStorageFn, storage_flags
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
 from schemas.storage import dir_exists, size
 
@@ -202,9 +202,25 @@ class _ListFn(WorkerStorageFn):
         yield from self.fn(element)
 
 
-def _matched(pattern: str) -> Iterator[str]:
-    for m in FileSystems.match([pattern])[0].metadata_list:
-        yield m.path
+def _wire(path: str) -> bytes:
+    """A path as it travels between the listing's steps: bytes, since Beam's str coders take UTF-8 only and a file
+    name may be any bytes (os.fsdecode gives surrogates)."""
+    return path.encode("utf-8", "surrogatepass")
+
+
+def _unwire(data: bytes) -> str:
+    return data.decode("utf-8", "surrogatepass")
+
+
+def _matched(root: bytes) -> Iterator[bytes]:
+    for m in FileSystems.match([_unwire(root).rstrip("/") + "/**"])[0].metadata_list:
+        yield _wire(m.path)
+
+
+def _directory_inputs(item: tuple[bytes, Iterable[bytes]], lhotse: Sequence[bytes]) -> list[InputRef]:
+    directory, paths = item
+    lhotse_dirs = _lhotse_dirs(_unwire(p) for p in lhotse)
+    return _directory_refs(_unwire(directory), [_unwire(p) for p in paths], lhotse_dirs)
 
 
 class ListInputs(beam.PTransform):
@@ -214,37 +230,35 @@ class ListInputs(beam.PTransform):
 
     def __init__(self, input_path: str, options: Any = None) -> None:
         super().__init__()
-        self.input_path, self.options = input_path, options
+        self.input_path = input_path
+        self.settings = storage_flags(options)  # not the options themselves: they may hold credentials
 
     def _fn(self, fn: Callable[[Any], Iterable[Any]]) -> _ListFn:
-        return with_storage(_ListFn(fn), self.options)
+        list_fn = _ListFn(fn)
+        list_fn.storage_flags = self.settings
+        return list_fn
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        path = pbegin | "InputPath" >> beam.Create([self.input_path])
+        path = pbegin | "InputPath" >> beam.Create([_wire(self.input_path)])
         if is_lhotse_manifest(self.input_path) and FileSystems.exists(self.input_path):
-            refs = path | "LhotseManifest" >> beam.ParDo(self._fn(lambda p: _lhotse_refs([p])))
+            refs = path | "LhotseManifest" >> beam.ParDo(self._fn(lambda p: _lhotse_refs([_unwire(p)])))
         elif self.input_path.endswith(".jsonl"):
-            refs = path | "ManifestLines" >> beam.ParDo(self._fn(_manifest_refs))
+            refs = path | "ManifestLines" >> beam.ParDo(self._fn(lambda p: _manifest_refs(_unwire(p))))
         else:
-            files = (
-                path
-                | "Pattern" >> beam.Map(lambda p: p.rstrip("/") + "/**")
-                | "MatchFiles" >> beam.ParDo(self._fn(_matched))
-            )
+            files = path | "MatchFiles" >> beam.ParDo(self._fn(_matched))
             lhotse = (
-                files | "LhotseManifests" >> beam.Filter(is_lhotse_manifest) | "AllLhotse" >> beam.combiners.ToList()
+                files
+                | "LhotseManifests" >> beam.Filter(lambda p: is_lhotse_manifest(_unwire(p)))
+                | "AllLhotse" >> beam.combiners.ToList()
             )
             in_dirs = (
                 files
-                | "ByDirectory" >> beam.Map(lambda p: (posixpath.dirname(p), p))
+                | "ByDirectory" >> beam.Map(lambda p: (_wire(posixpath.dirname(_unwire(p))), p))
                 | "GroupByDirectory" >> beam.GroupByKey()
-                | "DirectoryInputs"
-                >> beam.FlatMap(
-                    lambda item, dirs: _directory_refs(*item, dirs), AsSingleton(lhotse | beam.Map(_lhotse_dirs))
-                )
+                | "DirectoryInputs" >> beam.FlatMap(_directory_inputs, AsSingleton(lhotse))
             )
             in_lhotse = lhotse | "LhotseInputs" >> beam.ParDo(
-                self._fn(lambda paths: _lhotse_refs(paths) if paths else [])
+                self._fn(lambda paths: _lhotse_refs([_unwire(p) for p in paths]) if paths else [])
             )
             refs = (in_dirs, in_lhotse) | "AllInputs" >> beam.Flatten()
         return refs | "Spread" >> beam.Reshuffle()
