@@ -151,7 +151,12 @@ def claim_output(output: str, *, overwrite: bool = False) -> str | None:
     output = output.rstrip("/") or "/"
     if "://" in output:
         if not overwrite:
-            _refuse_foreign(output)
+            try:
+                _refuse_foreign(output)
+            except OutputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the store's errors (refused credentials, no bucket) say why
+                raise OutputError(f"--output {output}: cannot list it: {e}") from None
         if s3.is_s3(output):
             return _claim_s3(output)
         if not FileSystems.exists(output):
