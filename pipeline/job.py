@@ -56,6 +56,7 @@ from pipeline.runner.output_guard import (
     OutputError,
     claim_output,
     disk_error,
+    is_job_temporary,
     release_output,
     remove_stale_shards,
     remove_work,
@@ -480,6 +481,7 @@ def sweep_temporary_files(output: str) -> int:
         path
         for pattern in (f"{output}/.*.partial", f"{output}/{INDEX_DIR}/.*.partial")
         for path in storage.list_files(pattern)
+        if is_job_temporary(path[len(output) + 1 :])  # a user's own .x.partial stays
     ]
     storage.delete_files(found)
     return len(found)

@@ -247,6 +247,16 @@ def _job_writes(name: str) -> bool:
     return head == "_work" and WORK_SUBDIR.match(work) is not None and rest != work
 
 
+TEMPORARY = re.compile(r"(?P<dir>(?:[^/]+/)?)\.(?P<name>[^/]+)\.[0-9a-f]+\.partial$")
+"""A temporary name of pipeline.write.temp_name: ``.NAME.<hex>.partial`` beside the file NAME."""
+
+
+def is_job_temporary(name: str) -> bool:
+    """Whether `name` (relative to --output) is a temporary name of a file the job writes."""
+    m = TEMPORARY.match(name)
+    return m is not None and _job_writes(m["dir"] + m["name"])
+
+
 def abort_incomplete_uploads(output: str) -> int:
     """Abort the multipart uploads begun and never completed under the names the job writes in the S3 prefix
     `output` (left by killed runs; a running job of ours would hold the lock); returns how many."""
