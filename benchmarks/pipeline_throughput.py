@@ -318,8 +318,8 @@ def _rusage_bytes() -> dict[str, int]:
     }
 
 
-def _child_job(input_dir: str, output_dir: str, workers: int) -> dict:
-    """In a child: import the job, then time job.run alone."""
+def _child_job(input_dir: str, output_dir: str, workers: int, extra: Sequence[str] = ()) -> dict:
+    """In a child: import the job, then time job.run alone (`extra`: more job flags, e.g. the S3 options)."""
     import logging
 
     t0 = time.perf_counter()
@@ -330,6 +330,7 @@ def _child_job(input_dir: str, output_dir: str, workers: int) -> dict:
     argv = ["--input", input_dir, "--output", output_dir, "--direct_num_workers", str(workers)]
     if workers > 1:
         argv += ["--direct_running_mode", "multi_processing"]
+    argv += list(extra)
     t1, cpu1 = time.perf_counter(), _cpu_s()
     manifest = job.run(argv)
     run_s, cpu_s = time.perf_counter() - t1, _cpu_s() - cpu1
@@ -507,7 +508,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="instead: whole `microturn run` processes on the benchmark corpus through Beam's portable runner (Python "
         "job service + EXTERNAL worker pool) with 1 and --workers stream threads, beside the local runner",
     )
-    ap.add_argument("--repeats", type=int, default=3, help="runs of each command for --moshi/--portable (default 3)")
+    ap.add_argument(
+        "--s3",
+        action="store_true",
+        help="instead: `job.run` on one-minute stereo conversations (--hours of them) read from and written to a "
+        "local SeaweedFS S3 server on 127.0.0.1, paired with the same job on local disk, 1 and --workers "
+        "processes, interleaved, median of --repeats; prints S3/local (goal: at most 1.5)",
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs of each command for --moshi/--portable/--s3 (default 3)"
+    )
     ap.add_argument("--out", default=None, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory (corpus and outputs)")
     ap.add_argument("--seed", type=int, default=0, help="corpus random seed (default 0)")
@@ -529,6 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return moshi_benchmark(args, work)
         if args.portable:
             return portable_benchmark(args, work)
+        if args.s3:
+            return s3_benchmark(args, work)
         return _benchmark(args, work)
     finally:
         if args.keep:
@@ -1062,6 +1074,76 @@ def portable_benchmark(args: argparse.Namespace, work: Path) -> int:
     _say(f"  {pool_tree} processes; CPU s counts the job service's and the pool's processes too)")
     _table(times, corpus.seconds)
     return 0
+
+
+S3_CONVERSATION_S = 60
+"""Conversation length of the --s3 corpus: one minute, so that per-file costs (requests, clients) show."""
+S3_GOAL = 1.5
+
+
+def s3_benchmark(args: argparse.Namespace, work: Path) -> int:
+    """Issue 23.1: the job with its input, work directory and output on S3 (SeaweedFS `weed mini` on 127.0.0.1, from
+    tests/s3_server.py, started here and stopped by PID) against the same job on local disk, on the same one-minute
+    stereo conversations; each `job.run` timed in a fresh child process (imports excluded), local and S3 runs
+    interleaved, median of --repeats, at 1 and --workers processes; the S3 outputs must equal the local ones."""
+    sys.path.insert(0, str(ROOT))
+    from tests.s3_server import S3Server
+
+    num = max(2, math.ceil(args.hours * 3600 / S3_CONVERSATION_S))
+    _say(f"S3 against local disk, job.run in child processes; python {sys.version.split()[0]}; {_load()}")
+    corpus = make_corpus(work / "corpus", num, S3_CONVERSATION_S, args.seed)
+    _say(f"corpus: {num} stereo 16 kHz conversations x {S3_CONVERSATION_S} s = {corpus.seconds / 3600:.2f} h")
+    server = S3Server.start(work / "seaweedfs")
+    try:
+        _say(f"SeaweedFS pid {server.process.pid} at {server.endpoint}")
+        s3_in = server.upload_tree(corpus.root, "bench/in")
+        times: dict[str, list[float]] = {}
+        outputs: dict[str, dict] = {}
+        for rep in range(args.repeats):
+            _say(f"  round {rep + 1}/{args.repeats}: {_load()}")
+            for n in sorted({1, args.workers}):
+                for where in ("local", "s3"):
+                    label = f"{where}, {n} worker{'s' if n > 1 else ''}"
+                    if where == "local":
+                        out = work / f"out-{n}-{rep}"
+                        shutil.rmtree(out, ignore_errors=True)
+                        params = {"input_dir": str(corpus.root), "output_dir": str(out), "workers": n}
+                    else:
+                        out_url = f"s3://{server.bucket}/bench/out-{n}-{rep}"
+                        params = {"input_dir": s3_in, "output_dir": out_url, "workers": n}
+                        params["extra"] = server.beam_args()
+                    r = _run_child(_self_cmd("job", **params))
+                    if r["counts"]["conversations_written"] != num or r["counts"]["rejected"]:
+                        raise RuntimeError(f"{label}: the job wrote {r['counts']}")
+                    times.setdefault(label, []).append(r["run_s"])
+                    _say(f"    {label:<20} {r['run_s']:6.2f} s (job.run), {r['cpu_s']:6.2f} s CPU")
+                    if rep == 0:
+                        outputs[label] = (
+                            _local_tree(out) if where == "local" else server.download_tree(f"bench/out-{n}-{rep}")
+                        )
+        for n in sorted({1, args.workers}):
+            w = f"{n} worker{'s' if n > 1 else ''}"
+            local, remote = outputs[f"local, {w}"], outputs[f"s3, {w}"]
+            remote = {k: v.replace(s3_in.encode(), str(corpus.root).encode()) for k, v in remote.items()}
+            if remote != local:
+                raise RuntimeError(f"{w}: the S3 output differs from the local one: {sorted(set(remote) ^ set(local))}")
+    finally:
+        server.stop()
+    _say(f"\n{_load()}")
+    _say(f"Summary ({num} conversations, {corpus.seconds / 3600:.2f} h), job.run wall s, median of {args.repeats}:")
+    _say(f"  {'processes':<10} {'local s':>8} {'S3 s':>8} {'S3/local':>9}")
+    worst = 0.0
+    for n in sorted({1, args.workers}):
+        w = f"{n} worker{'s' if n > 1 else ''}"
+        local, s3 = float(np.median(times[f"local, {w}"])), float(np.median(times[f"s3, {w}"]))
+        worst = max(worst, s3 / local)
+        _say(f"  {n:<10} {local:>8.2f} {s3:>8.2f} {s3 / local:>9.2f}")
+    _say(f"  outputs identical; worst S3/local {worst:.2f} (goal <= {S3_GOAL})")
+    return 0 if worst <= S3_GOAL else 1
+
+
+def _local_tree(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 # --- align stage --------------------------------------------------------------------------------------------------

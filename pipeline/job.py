@@ -22,9 +22,10 @@ at start. Inputs, work directory and output may be on any Beam file system (s3:/
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -49,7 +50,7 @@ from pipeline.manifest import (
     write_manifest,
 )
 from pipeline.options import MicroturnOptions, job_config
-from pipeline.read import InputRef, list_inputs
+from pipeline.read import InputRef, ListInputs, check_input, list_inputs
 from pipeline.rejects import Rejection, StageError
 from pipeline.runner.coders import register_stage_coders
 from pipeline.runner.logs import CONVERSATIONS
@@ -57,9 +58,11 @@ from pipeline.runner.output_guard import (
     OutputError,
     claim_output,
     disk_error,
+    is_job_temporary,
     release_output,
     remove_stale_shards,
     remove_work,
+    written_by_earlier_runs,
 )
 from pipeline.runner.progress import DECODED, DONE, ProgressBar, ProgressFn, wanted
 from pipeline.runner.rejected_table import RejectedRunsFn, write_rejected_runs
@@ -132,11 +135,8 @@ def dedupe(item: tuple[str, Sequence[Conversation]]) -> Iterator[Any]:
 class ResumeFn(WorkerStorageFn):
     """Reuse a part that an interrupted run finished; pass the rest on."""
 
-    def __init__(self, work_dir: str) -> None:
-        self.work_dir = work_dir
-
-    def process(self, conv: Conversation) -> Iterator[Any]:
-        part = finished_part(part_path(self.work_dir, conv.id))
+    def process(self, conv: Conversation, work_dir: str) -> Iterator[Any]:
+        part = finished_part(part_path(work_dir, conv.id))
         if part is not None:
             Metrics.counter(NAMESPACE, "parts_reused").inc()
             yield TaggedOutput("done", part)
@@ -258,8 +258,13 @@ class WritePartFn(StageFn):
     stage = "write"
     reraise = (OSError,)
 
-    def __init__(self, work_dir: str, config: WindowConfig) -> None:
-        self.work_dir, self.config = work_dir, config
+    def __init__(self, config: WindowConfig) -> None:
+        self.config = config
+        self.work_dir = ""
+
+    def process(self, element: Any, work_dir: str) -> Iterator[Any]:  # type: ignore[override]
+        self.work_dir = work_dir  # a side input: the work directory is named after the inputs, listed in the job
+        yield from super().process(element)
 
     def apply(self, labelled: LabelledConversation) -> PartInfo:
         aligned = labelled.aligned
@@ -304,10 +309,12 @@ class WriteShardsFn(WorkerStorageFn):
     """One bucket's parts -> its shard(s), each followed by its index file; yields each shard's small summary.
     A shard finished by an earlier run from the same parts (its sidecar in the work directory) is kept."""
 
-    def __init__(self, output: str, work_dir: str, target_bytes: int | None) -> None:
-        self.output, self.work_dir, self.target_bytes = output, work_dir, target_bytes
+    def __init__(self, output: str, target_bytes: int | None) -> None:
+        self.output, self.target_bytes = output, target_bytes
+        self.work_dir = ""
 
-    def process(self, item: tuple[int, Sequence[PartInfo]]) -> Iterator[dict[str, Any]]:
+    def process(self, item: tuple[int, Sequence[PartInfo]], work_dir: str) -> Iterator[dict[str, Any]]:
+        self.work_dir = work_dir
         bucket, parts = item
         for split, group in enumerate(plan_shards(parts, self.target_bytes)):
             yield self._write(shard_name(bucket, split), group)
@@ -332,6 +339,34 @@ class WriteShardsFn(WorkerStorageFn):
 WORK_DIR = "_work"
 
 
+class InputsDigestFn(beam.CombineFn):
+    """The inputs' origins -> a digest that does not depend on their order (the sum of their sha256 modulo 2^256,
+    and their count): names the work directory, in constant memory."""
+
+    def create_accumulator(self) -> tuple[int, int]:
+        return 0, 0
+
+    def add_input(self, acc: tuple[int, int], ref: InputRef) -> tuple[int, int]:
+        return (
+            acc[0] + int(hashlib.sha256(ref.origin.encode("utf-8", "surrogatepass")).hexdigest(), 16)
+        ) % 2**256, acc[1] + 1
+
+    def merge_accumulators(self, accs: Iterable[tuple[int, int]]) -> tuple[int, int]:
+        total, count = 0, 0
+        for a, n in accs:
+            total, count = (total + a) % 2**256, count + n
+        return total, count
+
+    def extract_output(self, acc: tuple[int, int]) -> str:
+        return f"{acc[0]:064x}:{acc[1]}"
+
+
+def work_dir_for(digest: str, output: str, config: dict) -> str:
+    """The work directory of a job: named after its configuration and its inputs (InputsDigestFn), so that a rerun of
+    the same job resumes and another job starts afresh."""
+    return f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs_digest': digest})[:16]}"
+
+
 def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     fn.torch_threads = opts.torch_threads
     fn.stream_threads = opts.stream_threads or auto_stream_threads(
@@ -343,26 +378,38 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
 
 
 def build(
-    p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef], config: dict, progress: str | None = None
+    p: beam.Pipeline,
+    opts: MicroturnOptions,
+    refs: Sequence[InputRef] | None,
+    config: dict,
+    progress: str | None = None,
 ) -> dict[str, Any]:
     """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
     written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
-    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict). With
-    `progress` (a local file: pipeline.runner.progress), each decoded and each finished conversation is recorded
-    there."""
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict).
+
+    `refs` None (the job): the workers list --input (pipeline.read.ListInputs), so that the graph's size does not
+    depend on the number of inputs; a list: exactly these inputs, embedded in the graph (tests). With `progress`
+    (a local file: pipeline.runner.progress), each decoded and each finished conversation is recorded there."""
     output = opts.output.rstrip("/")
-    work_dir = f"{output}/{WORK_DIR}/{config_hash({**config, 'inputs': [r.origin for r in refs]})[:16]}"
     labels = LabelConfig(**config["labels"])
     windows = WindowConfig(**config["windows"])
-    read = (
-        p
-        | "ListInputs" >> beam.Create(list(refs))
-        | "Read" >> beam.ParDo(with_storage(ReadFn(policy_from_options(opts)), opts)).with_outputs(REJECTED, main="ok")
+    if refs is None:
+        listed = p | "ListInputs" >> ListInputs(opts.input, opts)
+    else:
+        listed = p | "ListInputs" >> beam.Create(list(refs))
+    work_dir = AsSingleton(
+        listed
+        | "InputsDigest" >> beam.CombineGlobally(InputsDigestFn())
+        | "WorkDir" >> beam.Map(work_dir_for, output, config)
+    )
+    read = listed | "Read" >> beam.ParDo(with_storage(ReadFn(policy_from_options(opts)), opts)).with_outputs(
+        REJECTED, main="ok"
     )
     deduped = (
         read.ok | "GroupById" >> beam.GroupByKey() | "Dedupe" >> beam.FlatMap(dedupe).with_outputs(REJECTED, main="ok")
     )
-    resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(work_dir), opts)).with_outputs(
+    resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(), opts), work_dir).with_outputs(
         "done", main="todo"
     )
     # The stages' outputs are typed so that Beam codes them with StageValueCoder (see pipeline/runner/coders.py).
@@ -382,7 +429,7 @@ def build(
         LabelledConversation
     ).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        _threads(WritePartFn(work_dir, windows), opts)
+        _threads(WritePartFn(windows), opts), work_dir
     ).with_outputs(REJECTED, main="ok")
     all_parts = (parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
     target = int(config["shard_size_mb"] * 1_000_000)
@@ -398,7 +445,7 @@ def build(
         | "KeyByBucket" >> beam.Map(lambda part, n: (shard_for(part.conversation_id, n), part), AsSingleton(buckets))
         | "GroupByBucket" >> beam.GroupByKey()
         | "WriteShards"
-        >> beam.ParDo(with_storage(WriteShardsFn(output, work_dir, None if override is not None else target), opts))
+        >> beam.ParDo(with_storage(WriteShardsFn(output, None if override is not None else target), opts), work_dir)
     )
     rejections = (
         read[REJECTED],
@@ -421,23 +468,24 @@ def build(
     # a run that fails writing shards leaves no tables
     rejected_summary = (
         rejected
-        | "RejectedRuns" >> beam.ParDo(with_storage(RejectedRunsFn(f"{work_dir}/rejected"), opts))
+        | "RejectedRuns" >> beam.ParDo(with_storage(RejectedRunsFn("rejected"), opts), work_dir)
         | "RunList" >> beam.combiners.ToList()  # one (path, counts) per RUN_ROWS rejections
         | "WriteRejected"
         >> beam.Map(lambda runs, _: configure_worker(flags) or write_rejected_runs(output, runs), AsSingleton(totals))
     )
-    num_inputs = len(refs)
+    num_inputs = AsSingleton(listed | "CountInputs" >> beam.combiners.Count.Globally())
     manifest = (
         p
         | "Once" >> beam.Create([None])
         | "WriteManifest"
         >> beam.Map(
-            lambda _, merged, rejects: (
+            lambda _, merged, rejects, n: (
                 configure_worker(flags)
-                or write_manifest(output, totals=merged, rejected=rejects, num_inputs=num_inputs, config=config)
+                or write_manifest(output, totals=merged, rejected=rejects, num_inputs=n, config=config)
             ),
             AsSingleton(totals),
             AsSingleton(rejected_summary),
+            num_inputs,
         )
     )
     return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
@@ -450,6 +498,7 @@ def sweep_temporary_files(output: str) -> int:
         path
         for pattern in (f"{output}/.*.partial", f"{output}/{INDEX_DIR}/.*.partial")
         for path in storage.list_files(pattern)
+        if is_job_temporary(path[len(output) + 1 :])  # a user's own .x.partial stays
     ]
     storage.delete_files(found)
     return len(found)
@@ -479,9 +528,10 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
     opts = options.view_as(MicroturnOptions)
     lock = claim_output(opts.output, overwrite=opts.overwrite)
     try:
+        earlier = written_by_earlier_runs(opts.output)  # what stale-shard removal may delete: the job's own files
         show = test_pipeline is None and wanted(opts.no_progress, local_runner=runner is None or runner in LOCAL)
         manifest = _run(options, opts, test_pipeline, progress=show)
-        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]])
+        remove_stale_shards(opts.output.rstrip("/"), [s["name"] for s in manifest["shards"]], earlier)
     except Exception as e:
         if (err := disk_error(e)) is not None:
             raise OutputError(
@@ -498,17 +548,16 @@ def _run(
     options: PipelineOptions, opts: MicroturnOptions, test_pipeline: beam.Pipeline | None, *, progress: bool = False
 ) -> dict:
     config = job_config(opts)
-    refs = list_inputs(opts.input)
-    logger.info("%d inputs under %s", len(refs), opts.input)
+    check_input(opts.input)  # the inputs themselves are listed by the workers (ListInputs)
     output = opts.output.rstrip("/")
     p = test_pipeline if test_pipeline is not None else make_pipeline(options)
-    if progress:
-        with ProgressBar(len(refs)) as bar:
-            build(p, opts, refs, config, progress=bar.path)
+    if progress:  # the bar's total: the launcher lists the inputs only for it (the graph never holds them)
+        with ProgressBar(len(list_inputs(opts.input))) as bar:
+            build(p, opts, None, config, progress=bar.path)
             result = p.run()
             result.wait_until_finish()
     else:
-        build(p, opts, refs, config)
+        build(p, opts, None, config)
         result = p.run()
         result.wait_until_finish()
     swept = sweep_temporary_files(output)

@@ -10,6 +10,8 @@ microturn, members sorted by name), so the same input and configuration give byt
 Every file is written to a hidden temporary name unique to the attempt (`.NAME.<uuid>.partial`, in the same
 directory) and renamed when complete: the rename is the commit, so a retried or duplicated Beam bundle never
 leaves a half file nor shares a temporary file with another attempt; a failed attempt removes its temporary file.
+On S3 an object is written once, under its own name (schemas.s3.ObjectWriter): an upload becomes the object only
+when it completes, and a failed attempt aborts it, so the commit is the completion and no copy is made.
 `MICROTURN_FAIL_ONCE=part,shard` with `MICROTURN_FAIL_ONCE_DIR=DIR` is a test-only fault: the first part (shard)
 written anywhere fails half-way through with an OSError, once (a marker file in DIR records it); `shard:ENOSPC`
 makes that error a full disk's.
@@ -32,6 +34,7 @@ from typing import Any, BinaryIO
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.windows import Sample
+from schemas.s3 import ObjectWriter, is_s3
 from schemas.shard import FIXED_MTIME
 
 OWNER = "microturn"
@@ -88,18 +91,29 @@ FAIL_ONCE, FAIL_ONCE_DIR = "MICROTURN_FAIL_ONCE", "MICROTURN_FAIL_ONCE_DIR"
 
 
 def temp_name(path: str) -> str:
-    """A hidden temporary name next to `path`, unique to this attempt."""
+    """A hidden temporary name next to `path`, unique to this attempt; on S3 `path` itself (module docstring)."""
+    if is_s3(path):
+        return path
     directory, base = posixpath.split(path)
     return posixpath.join(directory, f".{base}.{uuid.uuid4().hex}.partial")
 
 
+def create(tmp: str) -> Any:
+    """A binary writer for the temporary name `tmp` (on S3: an upload that a failure inside ``with`` aborts)."""
+    return ObjectWriter(tmp) if is_s3(tmp) else FileSystems.create(tmp)
+
+
 def _commit(tmp: str, path: str) -> None:
+    if tmp == path:  # S3: the completed upload is the object
+        return
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
 
 
 def _discard(tmp: str) -> None:
+    if is_s3(tmp):  # the failed upload was aborted; `tmp` is the object's own name, which may hold an older object
+        return
     try:
         if FileSystems.exists(tmp):
             FileSystems.delete([tmp])
@@ -111,7 +125,7 @@ def commit_file(local_path: str, path: str) -> None:
     """Copy the local file `local_path` to `path` (any file system) through a temporary name and a rename."""
     tmp = temp_name(path)
     try:
-        with open(local_path, "rb") as src, FileSystems.create(tmp) as dst:
+        with open(local_path, "rb") as src, create(tmp) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         _commit(tmp, path)
     except BaseException:
@@ -123,7 +137,7 @@ def commit_bytes(path: str, data: bytes) -> None:
     """Write `data` to `path` through a temporary name and a rename."""
     tmp = temp_name(path)
     try:
-        with FileSystems.create(tmp) as f:
+        with create(tmp) as f:
             f.write(data)
         _commit(tmp, path)
     except BaseException:
@@ -171,7 +185,7 @@ def write_part(
     tmp = temp_name(path)
     rows = []
     try:
-        with FileSystems.create(tmp) as f:
+        with create(tmp) as f:
             writer = _tar_writer(f)
             try:
                 for i, sample in enumerate(samples):
@@ -280,7 +294,7 @@ def write_shard(parts: Iterable[PartInfo], *, path: str) -> ShardInfo:
     rows, summaries = [], []
     name = path.rsplit("/", 1)[-1]
     try:
-        with FileSystems.create(tmp) as f:
+        with create(tmp) as f:
             out = _HashingWriter(f)
             writer = _tar_writer(out)
             try:

@@ -23,6 +23,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from schemas.s3 import install_shared_clients
+
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -67,6 +69,7 @@ def configure(options: PipelineOptions | Sequence[str] | None = None, *, export:
 
     if options is None or not isinstance(options, PipelineOptions):
         options = PipelineOptions(list(options or []))
+    install_shared_clients()  # Beam's S3 file system: one boto3 client per process and options (schemas/s3.py)
     FileSystems.set_options(options)
     if export:
         s3 = options.view_as(S3Options)  # not get_all_options: it would parse every options class loaded (--input)

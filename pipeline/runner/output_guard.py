@@ -3,15 +3,20 @@
     python -c "from pipeline.runner.output_guard import is_our_output; print(is_our_output('/nonexistent'))"
 
 - `claim_output` (before any input is read): --output must not be a file; the directory is created if missing;
-  a directory that is neither empty nor a microturn dataset is refused unless --overwrite; a lock file
-  (`LOCK_FILE`, created exclusively: it also proves the directory writable) refuses a second job on the same output
-  at once, naming the first one's process (a lock left by a dead process on this host is taken over).
-- `release_output` removes the lock; `remove_work` removes only this job's work directories (``_work/<16 hex>``),
-  never a user's ``_work`` contents; `remove_stale_shards` removes shards (and their index files) of an earlier run
-  that the new manifest does not list.
+  a directory (or object-store prefix) that is neither empty nor a microturn dataset is refused unless --overwrite;
+  a lock (`LOCK_FILE`, created exclusively: it also proves the output writable) refuses a second job on the same
+  output at once, naming the first one's process (a lock left by a dead process on this host is taken over).
+  On S3 the lock is an object created with a conditional put (``If-None-Match: *``: of two jobs, the server lets
+  one create it), released with ``If-Match`` on its ETag; then the incomplete multipart uploads that killed runs
+  left under the names the job writes are aborted (they are invisible, but kept and billed until aborted).
+- `release_output` removes the lock; `remove_work` removes only the job's work directories (``_work/<16 hex>``),
+  never a user's ``_work`` contents; `remove_stale_shards` removes the shards (and their index files) that an
+  earlier run of the job wrote (`written_by_earlier_runs`: listed in its manifest, or with a sidecar in a work
+  directory) and the new manifest does not list: never a file the job did not write, whatever its name.
 - `disk_error` finds an out-of-space (or read-only file system) error behind a failed run, so that the job stops
   with that message instead of rejecting every input at write.
-Local paths get all of this; on other file systems (gs://, s3://) there is no exclusive create, so no lock.
+Local paths and s3:// get all of this; other object stores (gs://) get all but the lock (no conditional create
+through Beam's FileSystems).
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import os
 import posixpath
 import re
 import socket
+import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from schemas import storage
+from schemas import s3, storage
 from schemas.tables import INDEX_DIR, index_file_name
 
 logger = logging.getLogger(__name__)
@@ -51,24 +58,67 @@ class OutputError(ValueError):
     """--output cannot be used (a file, not ours, locked, not writable, out of space); the message says why."""
 
 
-def _is_ours_name(name: str) -> bool:
-    return name in OUR_FILES or name.startswith("shard-") or name.endswith(".partial")
+def _children(path: str) -> list[str]:
+    """The names directly under the directory (or object-store prefix) `path`; [] when there is none."""
+    if "://" not in path:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+    if s3.is_s3(path):
+        return [n.rstrip("/") for n in s3.list_children(path)]
+    prefix = path.rstrip("/") + "/"
+    return sorted({p[len(prefix) :].split("/", 1)[0] for p in storage.list_files(prefix + "**")})
+
+
+def _work_dirs(output: str, work_name: str = "_work") -> list[str]:
+    """The job's work directories (``<16 hex>``) under `output`/_work."""
+    return [n for n in _children(f"{output.rstrip('/')}/{work_name}") if WORK_SUBDIR.match(n)]
+
+
+def _our_manifest(path: str) -> dict[str, Any] | None:
+    """`path`/manifest.json when it is a microturn manifest (it has our version fields), else None."""
+    try:
+        if "://" in path:
+            manifest = storage.read_json(f"{path.rstrip('/')}/manifest.json")
+        else:
+            with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
+                manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if isinstance(manifest, dict) and "manifest_version" in manifest and "format_version" in manifest:
+        return manifest
+    return None
+
+
+def _foreign_names(path: str) -> list[str]:
+    """The names under `path` that a microturn dataset without its manifest would not hold: anything but the job's
+    own names, and shards unless a work directory of the job's shows an interrupted run (another tool's
+    ``shard-00000.tar`` files are not ours)."""
+    names = _children(path)
+    interrupted = "_work" in names and bool(_work_dirs(path))
+    return [
+        n
+        for n in names
+        if not (n in OUR_FILES or n.endswith(".partial") or (interrupted and SHARD_FILE.match(n) is not None))
+    ]
 
 
 def is_our_output(path: str) -> bool:
-    """Whether the local directory `path` is empty or a microturn dataset: a manifest.json with our version fields,
-    or nothing but names the job writes."""
-    if not os.path.isdir(path):
+    """Whether the directory (or object-store prefix) `path` is empty or a microturn dataset: a manifest.json with
+    our version fields, or nothing but names the job writes."""
+    if "://" not in path and not os.path.isdir(path):
         return False
-    names = os.listdir(path)
-    try:
-        with open(os.path.join(path, "manifest.json"), encoding="utf-8") as f:
-            manifest = json.load(f)
-        if isinstance(manifest, dict) and "manifest_version" in manifest and "format_version" in manifest:
-            return True
-    except (OSError, ValueError):
-        pass
-    return all(_is_ours_name(n) for n in names)
+    return _our_manifest(path) is not None or not _foreign_names(path)
+
+
+def _refuse_foreign(output: str) -> None:
+    if _our_manifest(output) is not None:
+        return
+    foreign = _foreign_names(output)
+    if foreign:
+        raise OutputError(
+            f"--output {output} is not empty and is not a microturn dataset (it holds {', '.join(foreign[:3])}"
+            f"{' ...' if len(foreign) > 3 else ''}); give an empty or new directory, or pass --overwrite to write "
+            "the dataset's files into it (other files are left alone)"
+        )
 
 
 def _lock_owner(lock: str) -> dict:
@@ -91,7 +141,8 @@ def _alive(pid: int) -> bool:
 
 
 def claim_output(output: str, *, overwrite: bool = False) -> str | None:
-    """Check and lock `output` before the job does any work; returns the lock file's path (None off local disk).
+    """Check and lock `output` before the job does any work; returns the lock's path (None on object stores other
+    than S3).
 
     Raises:
         OutputError: --output is a file, a non-empty directory that is not a microturn dataset (without
@@ -99,6 +150,15 @@ def claim_output(output: str, *, overwrite: bool = False) -> str | None:
     """
     output = output.rstrip("/") or "/"
     if "://" in output:
+        if not overwrite:
+            try:
+                _refuse_foreign(output)
+            except OutputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the store's errors (refused credentials, no bucket) say why
+                raise OutputError(f"--output {output}: cannot list it: {e}") from None
+        if s3.is_s3(output):
+            return _claim_s3(output)
         if not FileSystems.exists(output):
             FileSystems.mkdirs(output)
         return None
@@ -108,13 +168,8 @@ def claim_output(output: str, *, overwrite: bool = False) -> str | None:
         os.makedirs(output, exist_ok=True)
     except OSError as e:
         raise OutputError(f"--output {output}: cannot create the directory: {e.strerror}") from None
-    if not overwrite and not is_our_output(output):
-        foreign = sorted(n for n in os.listdir(output) if not _is_ours_name(n))
-        raise OutputError(
-            f"--output {output} is not empty and is not a microturn dataset (it holds {', '.join(foreign[:3])}"
-            f"{' ...' if len(foreign) > 3 else ''}); give an empty or new directory, or pass --overwrite to write "
-            "the dataset's files into it (other files are left alone)"
-        )
+    if not overwrite:
+        _refuse_foreign(output)
     lock = os.path.join(output, LOCK_FILE)
     for _ in range(2):
         try:
@@ -143,9 +198,91 @@ def claim_output(output: str, *, overwrite: bool = False) -> str | None:
     raise OutputError(f"--output {output}: could not take the lock {lock}")
 
 
+def _owner(data: bytes) -> dict:
+    try:
+        owner = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _claim_s3(output: str) -> str:
+    """The lock object of `output` (module docstring), created conditionally; then the earlier runs' incomplete
+    uploads are aborted."""
+    lock = f"{output}/{LOCK_FILE}"
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+    try:
+        for _ in range(2):
+            if s3.put_if_absent(lock, json.dumps(me).encode("utf-8")):
+                abort_incomplete_uploads(output)
+                return lock
+            found = s3.get_object(lock)
+            if found is None:
+                continue  # released in between
+            owner = _owner(found[0])
+            pid, host = owner.get("pid"), owner.get("host")
+            if isinstance(pid, int) and host == socket.gethostname() and not _alive(pid):
+                logger.warning("removing the stale lock %s of process %d, which no longer runs", lock, pid)
+                s3.delete_if_match(lock, found[1])
+                continue
+            raise OutputError(
+                f"--output {output} is in use by another microturn job (process {pid} on {host}; lock object {lock}); "
+                "wait for it to finish, or delete the lock object if no job is running"
+            )
+    except OutputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the store's errors (refused credentials, no bucket) say why
+        raise OutputError(f"--output {output} is not writable: {e}") from None
+    raise OutputError(f"--output {output}: could not take the lock {lock}")
+
+
+def _job_writes(name: str) -> bool:
+    """Whether `name` (relative to --output) is a name the job writes."""
+    if name in ("manifest.json", "rejected.parquet", OLD_INDEX_FILE) or SHARD_FILE.match(name):
+        return True
+    if name.startswith(f"{INDEX_DIR}/shard-") and name.endswith(".parquet") and name.count("/") == 1:
+        return True
+    head, _, rest = name.partition("/")
+    work, _, _ = rest.partition("/")
+    return head == "_work" and WORK_SUBDIR.match(work) is not None and rest != work
+
+
+TEMPORARY = re.compile(r"(?P<dir>(?:[^/]+/)?)\.(?P<name>[^/]+)\.[0-9a-f]+\.partial$")
+"""A temporary name of pipeline.write.temp_name: ``.NAME.<hex>.partial`` beside the file NAME."""
+
+
+def is_job_temporary(name: str) -> bool:
+    """Whether `name` (relative to --output) is a temporary name of a file the job writes."""
+    m = TEMPORARY.match(name)
+    return m is not None and _job_writes(m["dir"] + m["name"])
+
+
+def abort_incomplete_uploads(output: str) -> int:
+    """Abort the multipart uploads begun and never completed under the names the job writes in the S3 prefix
+    `output` (left by killed runs; a running job of ours would hold the lock); returns how many."""
+    bucket, prefix = s3.split_url(output.rstrip("/") + "/")
+    aborted = 0
+    for key, upload_id, _ in s3.incomplete_uploads(output.rstrip("/") + "/"):
+        if _job_writes(key[len(prefix) :]):
+            s3.abort_upload(bucket, key, upload_id)
+            aborted += 1
+    if aborted:
+        logger.warning("aborted %d incomplete upload(s) that an earlier run left under %s", aborted, output)
+    return aborted
+
+
 def release_output(lock: str | None) -> None:
     """Remove the lock `claim_output` took (if this process still owns it)."""
     if lock is None:
+        return
+    if s3.is_s3(lock):
+        try:
+            found = s3.get_object(lock)
+            owner = _owner(found[0]) if found else {}
+            if found and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+                s3.delete_if_match(lock, found[1])
+        except Exception as e:  # noqa: BLE001 - the job's outcome stands; the message says what to delete
+            logger.warning("could not remove the lock object %s (%s); delete it before the next run", lock, e)
         return
     if _lock_owner(lock).get("pid") == os.getpid():
         try:
@@ -158,8 +295,11 @@ def remove_work(output: str, work_name: str = "_work") -> None:
     """Remove the job's work directories ``_work/<16 hex digits>`` under `output`, then ``_work`` if it is empty;
     anything else in ``_work`` (not the job's) stays."""
     work = f"{output.rstrip('/')}/{work_name}"
-    if "://" in work:
-        storage.delete_dir(work)  # on an object store: every object under the prefix
+    if "://" in work:  # on an object store: every object under each of the job's prefixes, nothing else
+        for name in _work_dirs(output, work_name):
+            storage.delete_dir(f"{work}/{name}")
+        if [n for n in _children(work) if not WORK_SUBDIR.match(n)]:  # (a store may list emptied prefixes)
+            logger.warning("left %s: it holds objects that are not this job's", work)
         return
     if not os.path.isdir(work):
         return
@@ -172,30 +312,49 @@ def remove_work(output: str, work_name: str = "_work") -> None:
         logger.warning("left %s: it holds files that are not this job's", work)
 
 
-def remove_stale_shards(output: str, listed: Iterable[str]) -> list[str]:
-    """Delete the shard files (``shard-NNNNN.tar``, ``shard-NNNNN_SS.tar``) and per-shard index files
-    (``index/shard-*.parquet``) in `output` that the manifest (shard names in `listed`) does not list, left by an
-    earlier run with more or other shards, and the single ``index.parquet`` of a format-1 dataset; returns their
-    names relative to `output`. Through schemas/storage.py, so on s3:// too."""
+def written_by_earlier_runs(output: str) -> set[str]:
+    """The files (names relative to `output`) that earlier runs of the job wrote and may have left: the shards (and
+    index files) its manifest lists, a format-1 index.parquet beside that manifest, and the shards that interrupted
+    runs finished (a sidecar in a work directory). Call it before the run writes its own manifest."""
     output = output.rstrip("/")
-    if not storage.dir_exists(output):
-        return []
+    shards: set[str] = set()
+    manifest = _our_manifest(output)
+    written: set[str] = set()
+    if manifest is not None:
+        written.add(OLD_INDEX_FILE)
+        for entry in manifest.get("shards") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                shards.add(entry["name"])
+    for work in _work_dirs(output):
+        for path in storage.list_files(f"{output}/_work/{work}/shards/shard-*.json"):
+            shards.add(posixpath.basename(path).removesuffix(".json"))
+    for name in shards:
+        if SHARD_FILE.match(name):
+            written |= {name, index_file_name(name)}
+    return written
+
+
+def remove_stale_shards(output: str, listed: Iterable[str], earlier: Iterable[str]) -> list[str]:
+    """Delete the files of `earlier` (`written_by_earlier_runs`, taken before this run) that the new manifest (shard
+    names in `listed`) does not list, left by an earlier run with more or other shards: shard files, their index
+    files, a format-1 ``index.parquet``. Returns their names relative to `output`. Through schemas/storage.py, so on
+    s3:// too; a file the job did not write is never deleted, whatever its name."""
+    output = output.rstrip("/")
     keep = set(listed)
-    keep_index = {index_file_name(n) for n in keep}
-    stale = []
-    for path in storage.list_files(f"{output}/shard-*.tar"):
-        name = posixpath.basename(path)
-        if SHARD_FILE.match(name) and name not in keep:
-            stale.append((name, path))
-    for path in storage.list_files(f"{output}/{INDEX_DIR}/shard-*.parquet"):
-        name = f"{INDEX_DIR}/{posixpath.basename(path)}"
-        if name not in keep_index:
-            stale.append((name, path))
-    stale += [(OLD_INDEX_FILE, path) for path in storage.list_files(f"{output}/{OLD_INDEX_FILE}")]
-    storage.delete_files([path for _, path in stale])
+    keep |= {index_file_name(n) for n in keep}
+    candidates = set(earlier) - keep
+    if not candidates or not storage.dir_exists(output):
+        return []
+    present = {posixpath.basename(p) for p in storage.list_files(f"{output}/shard-*.tar")}
+    present |= {
+        f"{INDEX_DIR}/{posixpath.basename(p)}" for p in storage.list_files(f"{output}/{INDEX_DIR}/shard-*.parquet")
+    }
+    present |= {OLD_INDEX_FILE for _ in storage.list_files(f"{output}/{OLD_INDEX_FILE}")}
+    stale = sorted(candidates & present)
+    storage.delete_files([f"{output}/{name}" for name in stale])
     if stale:
         logger.warning("removed %d file(s) of an earlier run that this run's manifest does not list", len(stale))
-    return sorted(name for name, _ in stale)
+    return stale
 
 
 def disk_error(exc: BaseException) -> OSError | None:

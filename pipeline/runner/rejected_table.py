@@ -104,15 +104,18 @@ def merge_runs(output: str, runs: Iterable[str]) -> int:
 
 
 class RejectedRunsFn(WorkerStorageFn):
-    """Rejections -> (path, counts by (stage, kind)) of sorted runs of at most RUN_ROWS rows under `run_dir`."""
+    """Rejections -> (path, counts by (stage, kind)) of sorted runs of at most RUN_ROWS rows under the directory
+    `run_name` of the work directory (a side input of `process`)."""
 
-    def __init__(self, run_dir: str) -> None:
-        self.run_dir = run_dir
+    def __init__(self, run_name: str) -> None:
+        self.run_name = run_name
+        self.run_dir = ""
 
     def start_bundle(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def process(self, rejection: Rejection) -> Iterator[tuple[str, dict[tuple[str, str], int]]]:
+    def process(self, rejection: Rejection, work_dir: str) -> Iterator[tuple[str, dict[tuple[str, str], int]]]:
+        self.run_dir = posixpath.join(work_dir, self.run_name)
         self.rows.append(rejection.to_row())
         if len(self.rows) >= RUN_ROWS:
             yield self._flush()

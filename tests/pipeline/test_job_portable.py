@@ -48,13 +48,29 @@ def _stop(process: subprocess.Popen) -> None:
 def portable_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(job endpoint, worker pool endpoint): Beam's Python job service and an SDK worker pool whose `python` is this
     interpreter (first on PATH) and which imports this checkout (PYTHONPATH)."""
-    logs = tmp_path_factory.mktemp("portable")
+    yield from _portable_services(tmp_path_factory.mktemp("portable"), {})
+
+
+@pytest.fixture(scope="module")
+def s3_portable_endpoints(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Iterator[tuple[str, str]]:
+    """The same services, deployed as on a cluster with S3: the workers read their credentials (and the endpoint)
+    from their own environment, boto3's standard chain; the job graph never carries them (issue 23.3)."""
+    env = {
+        "AWS_ENDPOINT_URL_S3": s3_server.endpoint,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+    yield from _portable_services(tmp_path_factory.mktemp("portable-s3"), env)
+
+
+def _portable_services(logs: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, str]]:
     job_port, pool_port = free_ports(2)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         "HF_HUB_OFFLINE": "1",
+        **extra_env,
     }
     started = []
     try:
@@ -129,11 +145,12 @@ def test_portable_runner_with_external_workers_equals_the_local_run(
 
 
 def test_portable_runner_reads_and_writes_s3(
-    portable_endpoints: tuple[str, str], s3_server: S3Server, reference: tuple[Path, dict, dict[str, bytes]]
+    s3_portable_endpoints: tuple[str, str], s3_server: S3Server, reference: tuple[Path, dict, dict[str, bytes]]
 ) -> None:
-    """The SDK workers get the S3 options from the pipeline options (not from this process's state)."""
+    """The SDK workers get the S3 endpoint from the DoFns and their credentials from their own environment (not from
+    this process's state, nor from the job graph)."""
     inputs, _, local = reference
-    job, pool = portable_endpoints
+    job, pool = s3_portable_endpoints
     s3_in = s3_server.upload_tree(inputs, "portable/in")
     run(
         [
@@ -154,6 +171,41 @@ def test_portable_runner_reads_and_writes_s3(
         ]
     )
     assert s3_server.download_tree("portable/out") == local  # _work deleted, every file byte-identical
+
+
+def test_portable_runner_with_credentials_from_the_environment_only(
+    s3_portable_endpoints: tuple[str, str],
+    s3_server: S3Server,
+    reference: tuple[Path, dict, dict[str, bytes]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No --s3_* flag anywhere (IAM roles, AWS_* variables): the workers used to reject every input with "Must
+    provide one of client or options"."""
+    inputs, manifest, local = reference
+    job, pool = s3_portable_endpoints
+    s3_in = s3_server.upload_tree(inputs, "portable-env/in")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    written = run(
+        [
+            "--input",
+            s3_in,
+            "--output",
+            f"s3://{s3_server.bucket}/portable-env/out",
+            *OPTIONS,
+            "--runner",
+            "PortableRunner",
+            "--job_endpoint",
+            job,
+            "--environment_type",
+            "EXTERNAL",
+            "--environment_config",
+            pool,
+        ]
+    )
+    assert written["counts"] == manifest["counts"] and written["counts"]["rejected"] == 0
+    assert s3_server.download_tree("portable-env/out") == local
 
 
 @pytest.mark.parametrize(
