@@ -18,6 +18,9 @@ the skipped part of the epoch from the shards (a cost paid once per restart).
 
 Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
 the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+
+Perspectives. A stored window (format 3) holds every speaker's streams once; the loader decodes it once and packs
+one example stream per perspective (schemas.reader.decode_samples), as format 2's one sample per perspective did.
 """
 
 from __future__ import annotations
@@ -44,14 +47,15 @@ from schemas.dmel import (
     mel_filterbank,
 )
 from schemas.layout import LayoutSpec, Packed, pack
-from schemas.reader import decode_sample, shard_urls
+from schemas.reader import decode_samples, shard_urls
+from schemas.shard import FormatVersionError
 from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-LOADER_MEMBERS = ("mask.npy", "input.dmel.npy", "output.dmel.npy")
-"""Members every sample must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
+LOADER_MEMBERS = ("meta.json.zst", "mask.npy.zst", "dmel.npy.zst")
+"""Stored members every window must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
 
 
 def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
@@ -184,8 +188,10 @@ class ShardStream(torch.utils.data.IterableDataset):
                         missing = [m for m in LOADER_MEMBERS if m not in raw]
                         if missing:  # a damaged header makes the tar reader lose members, not fail
                             raise ValueError(f"sample {raw.get('__key__')!r} lacks {', '.join(missing)}")
-                        yield decode_sample(raw)
+                        yield from decode_samples(raw)  # one per perspective of the window
                     i += 1
+            except FormatVersionError:
+                raise  # the whole dataset is in another format: the message says to re-run the job
             except Exception as e:  # noqa: BLE001 - tar, member or array errors of one shard
                 if self.bad_shards != "skip":
                     raise CorruptShardError(
