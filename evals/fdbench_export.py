@@ -83,6 +83,7 @@ from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_event
 from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
 from schemas.bundle import Segment, Word
+from schemas.shard import require_format
 from schemas.tables import read_index_rows, read_manifest
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, samples_to_seconds, seconds_to_samples
 
@@ -430,6 +431,7 @@ def write_clip(
 def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConfig = ExportConfig()) -> list[dict]:
     """Write the clips of the split's eval conversations under `out`; return the clips.jsonl rows."""
     manifest = read_manifest(dataset)
+    require_format(manifest, dataset)
     if not manifest["config"].get("windows", {}).get("keep_audio"):
         raise ValueError(
             f"{dataset} was written without --keep_audio: Full-Duplex-Bench's input.wav is the user's "
@@ -447,7 +449,7 @@ def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConf
     candidates: dict[tuple[str, str], list[tuple[Clip, dict]]] = defaultdict(list)
     sources: dict[tuple[str, str], tuple[np.ndarray, np.ndarray | None, list[Word], str, str]] = {}
     for (conv_id, persp), rows in sorted(per_persp.items()):
-        samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
+        samples = [load_sample(dataset, r["key"], persp) for r in sorted(rows, key=lambda r: r["window"])]
         meta = samples[0]["meta.json"]
         words = conversation_words(samples)
         spk = meta["speakers"]

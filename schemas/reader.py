@@ -30,7 +30,7 @@ import webdataset as wds
 from schemas import storage
 from schemas.frames import decode_frames, patchify
 from schemas.sample import decode_window_members, perspective_members
-from schemas.shard import FormatVersionError, version_problem, wds_zstd  # noqa: F401 - wds_zstd: documented here
+from schemas.shard import require_format, wds_zstd  # noqa: F401 - wds_zstd: documented here
 from schemas.tables import read_manifest
 
 storage.register_webdataset_schemes()  # s3:// shards stream through Beam's FileSystems (here and in loader workers)
@@ -106,10 +106,7 @@ def check_version(dataset: str) -> None:
     Raises:
         FormatVersionError: with a one-line message saying to re-run the job.
     """
-    version = read_manifest(dataset).get("format_version")
-    message = None if version is None else version_problem(version, dataset)  # None: a hand-made test manifest
-    if message:
-        raise FormatVersionError(message)
+    require_format(read_manifest(dataset), dataset)
 
 
 def shard_urls(dataset: str) -> list[str]:

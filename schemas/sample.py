@@ -633,14 +633,14 @@ class WindowSample:
             "meta.json": encode_json(self.meta.to_dict()),
             "words.json": encode_json([w.to_dict() for w in self.words]),
             "annotations.json": encode_json([a.to_dict() for a in self.annotations]),
-            "dmel.npy": encode_array(pack_codes(self.dmel)),
+            "dmel.npy": encode_array(_packed(self.dmel)),
             "activity.npy": encode_array(self.activity),
             "labels.npy": encode_array(self.labels),
             "floor.npy": encode_array(self.floor),
             "mask.npy": encode_array(self.mask),
         }
         if self.others_dmel is not None:
-            plain["others.dmel.npy"] = encode_array(pack_codes(self.others_dmel))
+            plain["others.dmel.npy"] = encode_array(_packed(self.others_dmel))
             plain["others.activity.npy"] = encode_array(self.others_activity)
         if self.targets is not None:
             plain["targets.json"] = encode_json([[t.to_dict() for t in ts] for ts in self.targets])
@@ -793,6 +793,13 @@ def _version_of(data: bytes) -> object:
         return decode_json(data).get("format_version")
     except (ValueError, AttributeError):
         return None
+
+
+def _packed(codes: np.ndarray) -> np.ndarray:
+    """(n, W, 16, 80) codes -> (n, W, 16, 40) delta-packed over the window's W * 16 frames (pack_codes)."""
+    n, w = codes.shape[:2]
+    flat = codes.reshape(n, w * FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+    return pack_codes(flat).reshape(n, w, FRAMES_PER_MICROTURN, DMEL_CHANNELS // 2)
 
 
 def _unpacked(packed: np.ndarray, name: str) -> np.ndarray:

@@ -51,6 +51,19 @@ class FormatVersionError(ValueError):
     """A dataset or sample written in another format version; the message says to re-run the job."""
 
 
+def require_format(manifest: Mapping[str, Any], where: str) -> None:
+    """Refuse a dataset whose manifest says another format version (a manifest without one, e.g. a hand-made test
+    dataset, passes).
+
+    Raises:
+        FormatVersionError: with a one-line message saying to re-run the job.
+    """
+    version = manifest.get("format_version")
+    message = None if version is None else version_problem(version, where)
+    if message:
+        raise FormatVersionError(message)
+
+
 def version_problem(version: object, where: str) -> str | None:
     """A one-line message when `version` is not FORMAT_VERSION (None when it is)."""
     if version == FORMAT_VERSION:

@@ -242,23 +242,18 @@ def _validate(dataset_dir: str, report: Report) -> None:
         samples = _read_shard(path, report)
         if len(samples) != shard.get("samples"):
             report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
-        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
-        if storage.exists(index_path):
-            with storage.open_read(index_path) as f:
-                in_file = pq.read_table(f, columns=["key"]).column("key").to_pylist()
-            if sorted(set(in_file)) != sorted(samples) or in_file != sorted(in_file):
-                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
+        found: list[tuple[str, str]] = []  # (key, perspective) of the shard's windows
         for key, (offset, members) in samples.items():
             report.samples_checked += 1
-            seen.add(key)
             if key not in keys:
                 report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
             for sample in _check_window(key, members, report):
                 meta = sample.meta
                 row = rows.get((key, meta.perspective))
                 seen.add((key, meta.perspective))
+                found.append((key, meta.perspective))
                 if row is None:
-                    report.add(f"{key}: perspective {meta.perspective} is not in {INDEX_DIR}")
+                    report.add(f"{key}: perspective {meta.perspective} in {shard['name']} but not in {INDEX_DIR}")
                 else:
                     if row["shard"] != shard["name"] or row["offset"] != offset:
                         report.add(
@@ -269,6 +264,18 @@ def _validate(dataset_dir: str, report: Report) -> None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
                 per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
+        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
+        if storage.exists(index_path):
+            with storage.open_read(index_path) as f:
+                table = pq.read_table(f, columns=["key", "perspective"])
+            in_file = list(zip(table.column("key").to_pylist(), table.column("perspective").to_pylist(), strict=True))
+            keys_in_file = [k for k, _ in in_file]
+            if sorted(set(keys_in_file)) != sorted(samples) or keys_in_file != sorted(keys_in_file):
+                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
+            elif sorted(in_file) != sorted(found):
+                report.add(
+                    f"{index_file_name(shard['name'])}: rows are not the perspectives of {shard['name']}'s samples"
+                )
     for key, persp in sorted(set(rows) - seen):
         report.add(f"{key}: perspective {persp} in {INDEX_DIR} but in no shard")
     for (conv, persp), metas in sorted(per_perspective.items()):

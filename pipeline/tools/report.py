@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.shard import require_format
 from schemas.tables import read_index_rows, read_manifest, read_rejected
 
 BIN_S = 0.2
@@ -46,6 +47,7 @@ COLOURS = ("#3467a8", "#d1812b")
 def summarise(dataset: str) -> dict[str, Any]:
     """Every figure of the report for one dataset (plain JSON-able data)."""
     manifest = read_manifest(dataset)
+    require_format(manifest, dataset)
     rows = read_index_rows(dataset, missing_ok=True)
     rejected = read_rejected(dataset, missing_ok=True).to_pylist()
     counts = manifest["counts"]
@@ -56,12 +58,12 @@ def summarise(dataset: str) -> dict[str, Any]:
             first_persp.get(r["conversation_id"], r["perspective"]), r["perspective"]
         )
     groups: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-        lambda: {"conversations": set(), "samples": 0, "hours": 0.0}
+        lambda: {"conversations": set(), "samples": set(), "hours": 0.0}
     )
     for r in rows:
         g = groups[(r["source"], r["licence"], r["language"])]
         g["conversations"].add(r["conversation_id"])
-        g["samples"] += 1
+        g["samples"].add(r["key"])  # a stored window once, whatever its perspectives
         if r["perspective"] == first_persp[r["conversation_id"]]:
             g["hours"] += r["duration_s"] / 3600.0
     sources = [
@@ -70,7 +72,7 @@ def summarise(dataset: str) -> dict[str, Any]:
             "licence": lic,
             "language": lang,
             "conversations": len(g["conversations"]),
-            "samples": g["samples"],
+            "samples": len(g["samples"]),
             "hours": g["hours"],
         }
         for (s, lic, lang), g in sorted(groups.items())
