@@ -447,15 +447,14 @@ WINDOW_MEMBERS: dict[str, Callable[[bytes], Any]] = {
     "others.activity.npy": decode_array,
     "labels.npy": decode_array,
     "floor.npy": decode_array,
-    "mask.npy": decode_array,
     "frames.index.npy": decode_array,
 }
 """The compressed members of a stored window (each `{key}.{name}.zst` in the tar) -> decoder after decompression.
 Besides these: `frames.mjpeg` (JPEGs, stored as they are) and `s{i}.flac` / `o{r}.flac` (16-bit FLAC of speaker
 row i / others mix row r, only with --keep_audio)."""
 
-WINDOW_REQUIRED = ("meta.json", "words.json", "annotations.json", "dmel.npy", "activity.npy", "labels.npy")
-WINDOW_REQUIRED += ("floor.npy", "mask.npy")
+WINDOW_REQUIRED = ("meta.json", "words.json", "dmel.npy", "activity.npy", "labels.npy", "floor.npy")
+"""annotations.json is written only when the window has spans; the mask is meta.num_microturns ones, then zeros."""
 
 
 def stored_name(name: str) -> str:
@@ -592,20 +591,20 @@ class WindowSample:
     | member              | dtype   | shape          | meaning                                                   |
     |---------------------|---------|----------------|-----------------------------------------------------------|
     | meta.json           | JSON    |                | WindowMeta (speakers = rows, perspectives)                |
-    | dmel.npy            | uint8   | (S, W, 16, 40) | each speaker's dMel codes, delta-packed (pack_codes)      |
-    | others.dmel.npy     | uint8   | (R, W, 16, 40) | the `others` mix of each perspective that has one          |
+    | dmel.npy            | uint8   | (S, 40, W*16)  | each speaker's dMel codes, delta-packed (pack_codes)      |
+    | others.dmel.npy     | uint8   | (R, 40, W*16)  | the `others` mix of each perspective that has one          |
     | activity.npy        | float32 | (W, S)         | speech fraction of each speaker per micro-turn            |
     | others.activity.npy | float32 | (R, W)         | speech fraction of each `others` side                     |
     | labels.npy          | uint8   | (P, W)         | per perspective: bit mask of LABEL_BITS                   |
     | floor.npy           | int16   | (P, W)         | per perspective: micro-turns until the next floor change  |
-    | mask.npy            | uint8   | (W,)           | 1 = a micro-turn of the conversation                      |
     | words.json          | JSON    |                | WindowWord list (both placements)                         |
-    | annotations.json    | JSON    |                | WindowAnnotation list                                     |
+    | annotations.json    | JSON    |                | WindowAnnotation list (only when the window has spans)    |
     | targets.json        | JSON    |                | per perspective, a SampleTarget list (only with targets)  |
     | events.json         | JSON    |                | per perspective, a SampleEvent list (only with events)    |
     | frames.index.npy    | int64   | (W, 2)         | as in format 2, beside frames.mjpeg (stored as it is)     |
 
-    and `s{i}.flac` / `o{r}.flac`, not compressed: speaker row i's / others row r's audio (--keep_audio).
+    and `s{i}.flac` / `o{r}.flac`, not compressed: speaker row i's / others row r's audio (--keep_audio). The
+    mask (1 = a micro-turn of the conversation) is not stored: it is meta.num_microturns ones, then zeros.
 
     Cost with more than two parties: one dMel stream per speaker plus one `others` mix per perspective (the mix is
     the dMel of the summed audio, which the speakers' codes cannot give back exactly), i.e. 2N streams for N
@@ -632,13 +631,13 @@ class WindowSample:
         plain: dict[str, bytes] = {
             "meta.json": encode_json(self.meta.to_dict()),
             "words.json": encode_json([w.to_dict() for w in self.words]),
-            "annotations.json": encode_json([a.to_dict() for a in self.annotations]),
             "dmel.npy": encode_array(_packed(self.dmel)),
             "activity.npy": encode_array(self.activity),
             "labels.npy": encode_array(self.labels),
             "floor.npy": encode_array(self.floor),
-            "mask.npy": encode_array(self.mask),
         }
+        if self.annotations:
+            plain["annotations.json"] = encode_json([a.to_dict() for a in self.annotations])
         if self.others_dmel is not None:
             plain["others.dmel.npy"] = encode_array(_packed(self.others_dmel))
             plain["others.activity.npy"] = encode_array(self.others_activity)
@@ -675,8 +674,7 @@ class WindowSample:
                 meta = WindowMeta.from_dict(decoded["meta.json"])
             if "words.json" in decoded:
                 words = tuple(WindowWord.from_dict(w) for w in decoded["words.json"])
-            if "annotations.json" in decoded:
-                annotations = tuple(WindowAnnotation.from_dict(a) for a in decoded["annotations.json"])
+            annotations = tuple(WindowAnnotation.from_dict(a) for a in decoded.get("annotations.json", []))
             if "targets.json" in decoded:
                 targets = tuple(tuple(SampleTarget.from_dict(t) for t in ts) for ts in decoded["targets.json"])
             if "events.json" in decoded:
@@ -735,7 +733,7 @@ class WindowSample:
             labels=self.labels[p],
             floor=self.floor[p],
             mask=self.mask,
-            words=tuple(SampleWord.from_dict(w) for w in words),
+            words=tuple(SampleWord(**w) for w in words),  # view_words gives exactly SampleWord's fields
             annotations=tuple(
                 SampleAnnotation(stream=stream_of[a.speaker], **a.to_dict())
                 for a in self.annotations
@@ -783,6 +781,11 @@ def decode_window_members(members: Mapping[str, bytes]) -> dict[str, Any]:
         message = version_problem(meta.get("format_version"), "the dataset")
         if message:
             raise FormatVersionError(message)
+        w, n = meta.get("window_microturns"), meta.get("num_microturns")
+        if isinstance(w, int) and isinstance(n, int) and 0 <= n <= w:
+            out["mask.npy"] = (np.arange(w) < n).astype(np.uint8)  # not stored: meta says it
+        else:
+            problems.append(f"meta.json: num_microturns {n!r} / window_microturns {w!r} are not 0 <= n <= W")
     problems += [f"missing member {stored_name(n)}" for n in WINDOW_REQUIRED if n not in out]
     out["__problems__"] = problems
     return out
@@ -796,18 +799,22 @@ def _version_of(data: bytes) -> object:
 
 
 def _packed(codes: np.ndarray) -> np.ndarray:
-    """(n, W, 16, 80) codes -> (n, W, 16, 40) delta-packed over the window's W * 16 frames (pack_codes)."""
+    """(n, W, 16, 80) codes -> (n, 40, W * 16) delta-packed over the window's frames (pack_codes)."""
     n, w = codes.shape[:2]
-    flat = codes.reshape(n, w * FRAMES_PER_MICROTURN, DMEL_CHANNELS)
-    return pack_codes(flat).reshape(n, w, FRAMES_PER_MICROTURN, DMEL_CHANNELS // 2)
+    return pack_codes(codes.reshape(n, w * FRAMES_PER_MICROTURN, DMEL_CHANNELS))
 
 
 def _unpacked(packed: np.ndarray, name: str) -> np.ndarray:
-    if packed.dtype != np.uint8 or packed.ndim != 4 or packed.shape[2:] != (FRAMES_PER_MICROTURN, DMEL_CHANNELS // 2):
-        raise ValueError(f"{name}: dtype {packed.dtype} shape {packed.shape}, expected uint8 (n, W, 16, 40)")
-    n, w = packed.shape[:2]
-    codes = unpack_codes(packed.reshape(n, w * FRAMES_PER_MICROTURN, DMEL_CHANNELS // 2))
-    return codes.reshape(n, w, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+    """(n, 40, W * 16) packed -> (n, W, 16, 80) codes."""
+    if (
+        packed.dtype != np.uint8
+        or packed.ndim != 3
+        or packed.shape[1] != DMEL_CHANNELS // 2
+        or packed.shape[2] % FRAMES_PER_MICROTURN
+    ):
+        raise ValueError(f"{name}: dtype {packed.dtype} shape {packed.shape}, expected uint8 (n, 40, W * 16)")
+    n, w = packed.shape[0], packed.shape[2] // FRAMES_PER_MICROTURN
+    return unpack_codes(packed).reshape(n, w, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
 
 
 def view_words(words: list[dict[str, Any]], stream_of: Mapping[str, str], num_microturns: int) -> list[dict[str, Any]]:
@@ -885,7 +892,6 @@ def _window_problems(
         "others.activity.npy": (np.float32, (r, w)),
         "labels.npy": (np.uint8, (p, w)),
         "floor.npy": (np.int16, (p, w)),
-        "mask.npy": (np.uint8, (w,)),
         "frames.index.npy": (np.int64, (w, 2)),
     }
     problems = []

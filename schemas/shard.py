@@ -8,12 +8,14 @@ members compressed one by one with zstd (`.zst`, `compress` / `decompress`), dMe
 per-frame delta (`pack_codes` / `unpack_codes`). The tar itself stays plain (the index's offsets seek) and is
 written by webdataset's TarWriter (pipeline/write.py) with fixed member headers.
 
-Why zstd level 3 on delta-packed codes (a sweep on the AMI fixture's headset speech, 150-micro-turn windows; MB
-per stream-hour and CPU stream-hours per second to encode): as stored in v2 (uint8 .npy) 23.0; gzip -6 3.98
-(0.7/s), packed 3.73 (1.1/s), delta+packed 3.64 (1.0/s; decodes at ~20/s), delta+packed gzip -3 3.96 (3.7/s);
-zstd -6 4.08 (3.1/s); delta+packed zstd -3 3.76 (18/s; decodes at ~65/s), -6 3.71 (5.5/s), -9 3.59 (2.6/s),
--15 3.05 (0.4/s). The job turns a conversation-hour into shards in ~8 s of CPU, so gzip -6 (2 s per two-stream
-hour) would slow it by ~25 %; zstd -3 costs ~0.1 s. Packing gains 5-7 % after compression, the delta 1-5 %.
+Why zstd level 5 on delta-packed, channel-major codes. A sweep on the AMI fixture's headset speech (150-micro-turn
+windows; MB per stream-hour, CPU stream-hours per second to encode): as stored in v2 (uint8 .npy) 23.0; gzip -6
+3.98 (0.7/s), packed 3.73 (1.1/s), delta+packed 3.64 (1.0/s; decodes at ~20/s), delta+packed gzip -3 3.96 (3.7/s);
+zstd -6 4.08 (3.1/s); delta+packed zstd -3 3.76 (18/s; decodes at ~65/s), -6 3.71 (5.5/s), -9 3.59 (2.6/s), -15
+3.05 (0.4/s). Then on the 1-hour AMI-track dataset (two streams, MB per conversation-hour, CPU s to encode it):
+packed zstd -3 8.07, delta+packed -3 7.70, -5 7.35, channel-major delta+packed -3 7.22, -5 6.81 (0.33 s), -7 6.86
+(0.49 s); packing frames instead of channels, or a delta across channels, does worse. The job turns that hour into
+shards in ~8 s of CPU: gzip -6 (2 s) would slow it by ~25 %, zstd -5 costs ~4 %.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import io
 import json
 import math
 import re
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,24 +77,33 @@ def version_problem(version: object, where: str) -> str | None:
     )
 
 
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 5
 """zstd level of compressed members; chosen by measurement (module docstring, benchmarks/storage.py)."""
 COMPRESSED_SUFFIX = ".zst"
 """Suffix of a compressed member: `{key}.{name}.zst`, e.g. `conv_00000.dmel.npy.zst`."""
 
 
+_ZSTD = threading.local()  # one (de)compressor per thread: making one costs about as much as a member
+
+
 def compress(data: bytes) -> bytes:
     """zstd frame of `data` at ZSTD_LEVEL, with the content size and no checksum: the same bytes on every run."""
-    import zstandard
+    c = getattr(_ZSTD, "c", None)
+    if c is None:
+        import zstandard
 
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True).compress(data)
+        c = _ZSTD.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+    return c.compress(data)
 
 
 def decompress(data: bytes) -> bytes:
     import zstandard
 
+    d = getattr(_ZSTD, "d", None)
+    if d is None:
+        d = _ZSTD.d = zstandard.ZstdDecompressor()
     try:
-        return zstandard.ZstdDecompressor().decompress(data)
+        return d.decompress(data)
     except zstandard.ZstdError as e:
         raise ValueError(f"not a zstd frame: {e}") from None
 
@@ -107,25 +119,25 @@ def wds_zstd(key: str, data: bytes) -> Any:
 
 
 def pack_codes(codes: np.ndarray) -> np.ndarray:
-    """4-bit codes (..., T, C) uint8 (C even) -> (..., T, C/2) uint8: each frame minus the frame before (mod 16;
-    the first frame as it is), two codes per byte (even channel in the high nibble). Compresses ~10 % better than
-    the codes as stored; `unpack_codes` inverts it."""
+    """4-bit codes (..., T, C) uint8 (C even) -> (..., C/2, T) uint8: each frame minus the frame before (mod 16;
+    the first frame as it is), two codes per byte (even channel in the high nibble), channel-pair major (each
+    pair's T frames contiguous). `unpack_codes` inverts it."""
     x = np.asarray(codes, dtype=np.uint8)
     d = x.copy()
     d[..., 1:, :] -= x[..., :-1, :]
     d &= 15
-    return (d[..., 0::2] << 4) | d[..., 1::2]
+    return np.ascontiguousarray(np.swapaxes((d[..., 0::2] << 4) | d[..., 1::2], -1, -2))
 
 
 def unpack_codes(packed: np.ndarray) -> np.ndarray:
-    """Inverse of `pack_codes`: (..., T, C/2) uint8 -> (..., T, C) uint8 codes 0..15."""
+    """Inverse of `pack_codes`: (..., C/2, T) uint8 -> (..., T, C) uint8 codes 0..15."""
     p = np.asarray(packed, dtype=np.uint8)
-    d = np.empty((*p.shape[:-1], 2 * p.shape[-1]), dtype=np.uint8)
-    d[..., 0::2] = p >> 4
-    d[..., 1::2] = p & 15
-    np.cumsum(d, axis=-2, dtype=np.uint8, out=d)
+    d = np.empty((*p.shape[:-2], 2 * p.shape[-2], p.shape[-1]), dtype=np.uint8)  # (..., C, T)
+    d[..., 0::2, :] = p >> 4
+    d[..., 1::2, :] = p & 15
+    np.cumsum(d, axis=-1, dtype=np.uint8, out=d)
     d &= 15
-    return d
+    return np.ascontiguousarray(np.swapaxes(d, -1, -2))
 
 
 _KEY = re.compile(r"^(?P<conversation>.+)_(?P<window>\d{5})$")

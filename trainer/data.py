@@ -54,7 +54,7 @@ from trainer.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-LOADER_MEMBERS = ("meta.json.zst", "mask.npy.zst", "dmel.npy.zst")
+LOADER_MEMBERS = ("meta.json.zst", "dmel.npy.zst")
 """Stored members every window must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
 
 

@@ -66,12 +66,12 @@ def test_a_flipped_code_and_a_bad_sha_are_reported(copy: Path) -> None:
     shard = copy / manifest["shards"][0]["name"]
     # format 3 packs two 4-bit codes per byte, so a code outside 0..15 cannot be stored: the corruption that can
     # is a dMel member of the wrong layout (here unpacked codes, one per byte)
-    bad = np.zeros((2, 150, 16, 80), np.uint8)
+    bad = np.zeros((2, 80, 150 * 16), np.uint8)
     _rewrite_member(shard, "dmel.npy.zst", compress(encode_array(bad)))
     report = validate(str(copy))
     text = report.render()
     assert not report.ok
-    assert "dmel.npy: dtype uint8 shape (2, 150, 16, 80), expected uint8 (n, W, 16, 40)" in text
+    assert "dmel.npy: dtype uint8 shape (2, 80, 2400), expected uint8 (n, 40, W * 16)" in text
     assert "sha256/size" in text
     proc = subprocess.run(
         [sys.executable, "-m", "microturn_cli", "validate", str(copy)], capture_output=True, text=True
@@ -107,7 +107,7 @@ def test_plain_webdataset_with_the_documented_decoder_reads_every_member(demo_da
         assert set(s) == set(r) and not any(isinstance(v, bytes) for k, v in s.items() if not k.startswith("__"))
         assert isinstance(s["meta.json.zst"], dict) and isinstance(s["words.json.zst"], list)
         meta = s["meta.json.zst"]
-        codes = unpack_codes(s["dmel.npy.zst"].reshape(len(meta["speakers"]), -1, 40)).reshape(-1, 150, 16, 80)
+        codes = unpack_codes(s["dmel.npy.zst"]).reshape(len(meta["speakers"]), 150, 16, 80)
         for view, p in zip(decode_samples(r), meta["perspectives"], strict=True):
             np.testing.assert_array_equal(view["input.dmel.npy"], codes[p["input"]])
             np.testing.assert_array_equal(view["output.dmel.npy"], codes[p["output"]])

@@ -40,16 +40,16 @@ def _bars(page: str, dist: str) -> dict[tuple[int, int], float]:
 
 def _independent_figures(dataset: Path) -> dict:
     """Hours, conversations, samples, perspectives read from the samples themselves (not from the manifest)."""
-    conv_samples, perspectives, samples = {}, set(), 0
+    conv_samples, perspectives, samples = {}, set(), set()
     for s in iter_samples(str(dataset)):
         meta = s["meta.json"]
         conv_samples[meta["conversation_id"]] = meta["conversation_samples"]
         perspectives.add((meta["conversation_id"], meta["perspective"]))
-        samples += 1
+        samples.add(s["__key__"])  # format 3: a stored window once, whatever its perspectives
     return {
         "hours": sum(conv_samples.values()) / 16000 / 3600,
         "conversations": len(conv_samples),
-        "samples": samples,
+        "samples": len(samples),
         "perspectives": len(perspectives),
     }
 
