@@ -117,12 +117,22 @@ def empty_example(spec: LayoutSpec, context: int) -> Packed:
     )
 
 
+ZERO_WHEN = {"patches": "patch_valid", "others_dmel": "has_others"}
+"""Fields that are all zeros in a batch where no example has what the second field says: collated as one zero
+expanded over the batch (a view, no memory; the model reads patches only where patch_valid, others only with
+has_others). Stacking them cost ~90 % of the loader's time on a dataset without video (35 MB of patch zeros per
+150-micro-turn example; benchmarks/storage.py)."""
+
+
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
     """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool."""
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
-        if f.name in ("text_bytes_cut", "event_bytes_cut"):
+        flag = ZERO_WHEN.get(f.name)
+        if flag is not None and not any(np.any(getattr(e, flag)) for e in examples):
+            out[f.name] = torch.zeros((), dtype=torch.uint8).expand(len(values), *values[0].shape)
+        elif f.name in ("text_bytes_cut", "event_bytes_cut"):
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)
