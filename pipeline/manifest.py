@@ -95,7 +95,7 @@ def shard_summary(info: ShardInfo, *, parts_sha256: str = "") -> dict[str, Any]:
         "sha256": info.sha256,
         "size_bytes": info.size_bytes,
         "parts_sha256": parts_sha256,
-        "samples": len({r["key"] for r in rows}),  # stored windows; rows are one per window and perspective
+        "samples": len(rows),
         "conversations": len(summaries),
         "perspectives": len({(r["conversation_id"], r["perspective"]) for r in rows}),
         "duration_ns": sum(_ns(s["duration_s"]) for s in summaries),

@@ -163,7 +163,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
     heard_mt = [placed[i][0] for i in by_heard]
     by_spoken = sorted((i for i in range(len(placed)) if placed[i][2].speaker in outputs), key=lambda i: placed[i][1])
     spoken_mt = [placed[i][1] for i in by_spoken]
-    dmel = np.stack([labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers])
+    dmel = [labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers]
     act_rows = np.stack([act[s] for s in speakers], axis=1)  # (K, S)
     for window in range(-(-k_total // w_len)):
         a, b = window * w_len, min((window + 1) * w_len, k_total)
@@ -251,7 +251,7 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
         events = [window_events(x["events"], a, b) for x in perspectives]
         record = WindowSample(
             meta=meta,
-            dmel=np.moveaxis(_window(np.moveaxis(dmel, 0, 1), a, b, w_len), 0, 1),
+            dmel=np.stack([_window(d, a, b, w_len) for d in dmel]),
             others_dmel=np.stack([_window(d, a, b, w_len) for d in others_dmel]) if others_dmel else None,
             activity=_window(act_rows, a, b, w_len),
             others_activity=np.stack([_window(x, a, b, w_len) for x in others_act]) if others_act else None,

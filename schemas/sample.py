@@ -1,11 +1,15 @@
-"""The micro-turn sample: one window of one conversation seen from one perspective (DESIGN.md §3-§5).
+"""The micro-turn sample: one window of one conversation, stored once, seen from each perspective (DESIGN.md §3-§5).
 
-    python -c "from schemas.sample import MEMBERS; print(list(MEMBERS))"
+    python -c "from schemas.sample import WINDOW_MEMBERS; print(list(WINDOW_MEMBERS))"
 
-The record `MicroTurnSample` (meta `SampleMeta`, words `SampleWord`, spans `SampleAnnotation`) is the format:
-pipeline/windows.py fills it in and writes `to_members()`; schemas/validate.py checks shards with `from_members`;
-schemas/reader.py decodes each member with `decode_member`. A sample holds W micro-turns (default 150 = 30 s).
-Members, stored in the shard under ``{key}.{member}``:
+Stored (format 3): `WindowSample` (meta `WindowMeta`, words `WindowWord`, spans `WindowAnnotation`; members at the
+end of this file): every speaker's streams once, labels per perspective, members zstd-compressed. pipeline/windows.py
+fills it in and writes `to_members()`; schemas/validate.py checks shards with `from_members`; schemas/reader.py
+decodes a window once and gives each perspective with `perspective_members`.
+
+Seen (what readers and the trainer get, and format 2 stored): the record `MicroTurnSample` (meta `SampleMeta`,
+words `SampleWord`, spans `SampleAnnotation`), one window from one perspective (`WindowSample.view`). A sample holds
+W micro-turns (default 150 = 30 s). Its members, by name (`to_members` encodes them plainly, as format 2 did):
 
 | member            | dtype   | shape          | meaning                                                              |
 |-------------------|---------|----------------|----------------------------------------------------------------------|

@@ -213,8 +213,8 @@ def _validate(dataset_dir: str, report: Report) -> None:
     if len(rows) != index.num_rows:
         report.add(f"{INDEX_DIR}: (key, perspective) pairs are not unique")
     keys = {key for key, _ in rows}
-    if len(keys) != counts.get("samples"):
-        report.add(f"{INDEX_DIR}: {len(keys)} samples, manifest says {counts.get('samples')} samples")
+    if len(rows) != counts.get("samples"):  # a sample is a window seen from one perspective (the tar: windows)
+        report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
 
     listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
     present = {f"{INDEX_DIR}/{posixpath.basename(path)}" for path in index_files(dataset_dir)}
@@ -240,11 +240,8 @@ def _validate(dataset_dir: str, report: Report) -> None:
         if target is not None and size > target * 1_000_000 and shard.get("conversations", 0) > 1:
             report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target} with several conversations")
         samples = _read_shard(path, report)
-        if len(samples) != shard.get("samples"):
-            report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
         found: list[tuple[str, str]] = []  # (key, perspective) of the shard's windows
         for key, (offset, members) in samples.items():
-            report.samples_checked += 1
             if key not in keys:
                 report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
             for sample in _check_window(key, members, report):
@@ -252,6 +249,7 @@ def _validate(dataset_dir: str, report: Report) -> None:
                 row = rows.get((key, meta.perspective))
                 seen.add((key, meta.perspective))
                 found.append((key, meta.perspective))
+                report.samples_checked += 1
                 if row is None:
                     report.add(f"{key}: perspective {meta.perspective} in {shard['name']} but not in {INDEX_DIR}")
                 else:
@@ -264,6 +262,10 @@ def _validate(dataset_dir: str, report: Report) -> None:
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
                 per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
+        if len(found) != shard.get("samples"):
+            report.add(
+                f"{shard['name']}: {len(found)} samples (window x perspective), manifest says {shard.get('samples')}"
+            )
         index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
         if storage.exists(index_path):
             with storage.open_read(index_path) as f:

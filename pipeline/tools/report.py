@@ -58,12 +58,12 @@ def summarise(dataset: str) -> dict[str, Any]:
             first_persp.get(r["conversation_id"], r["perspective"]), r["perspective"]
         )
     groups: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(
-        lambda: {"conversations": set(), "samples": set(), "hours": 0.0}
+        lambda: {"conversations": set(), "samples": 0, "hours": 0.0}
     )
     for r in rows:
         g = groups[(r["source"], r["licence"], r["language"])]
         g["conversations"].add(r["conversation_id"])
-        g["samples"].add(r["key"])  # a stored window once, whatever its perspectives
+        g["samples"] += 1
         if r["perspective"] == first_persp[r["conversation_id"]]:
             g["hours"] += r["duration_s"] / 3600.0
     sources = [
@@ -72,7 +72,7 @@ def summarise(dataset: str) -> dict[str, Any]:
             "licence": lic,
             "language": lang,
             "conversations": len(g["conversations"]),
-            "samples": len(g["samples"]),
+            "samples": g["samples"],
             "hours": g["hours"],
         }
         for (s, lic, lang), g in sorted(groups.items())

@@ -31,7 +31,7 @@ def test_good_dataset_passes_and_cli_exits_zero(demo_dataset: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 0 and proc.stdout.startswith("OK: 9 samples checked")  # windows, 2 perspectives each
+    assert proc.returncode == 0 and proc.stdout.startswith("OK: 18 samples checked")
 
 
 def test_reader_returns_numpy_or_torch_with_explicit_decoders(demo_dataset: Path) -> None:
