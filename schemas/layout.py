@@ -204,6 +204,12 @@ def _schedule_events(
     return out, len(queue)
 
 
+def _run(slots: np.ndarray, kind: int) -> slice:
+    """The slots of `kind` in one micro-turn, as a slice (they are consecutive: microturn_slots)."""
+    at = np.flatnonzero(slots == kind)
+    return slice(int(at[0]), int(at[-1]) + 1) if len(at) else slice(0, 0)
+
+
 def pack(
     sample: dict[str, Any],
     spec: LayoutSpec,
@@ -260,18 +266,19 @@ def pack(
     n = count * per
     kind = np.tile(slots, count)
     microturn = np.repeat(np.arange(count, dtype=np.int16), per)
-    is_in, is_out = (slots == IN_DMEL), (slots == OUT_DMEL)
+    is_out = slots == OUT_DMEL
+    in_at, out_at = _run(slots, IN_DMEL), _run(slots, OUT_DMEL)  # slices: a copy, not a boolean scatter
 
     dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-    dmel[:, is_in] = in_dmel
-    dmel[:, is_out] = out_dmel
+    dmel[:, in_at] = in_dmel
+    dmel[:, out_at] = out_dmel
     if others is None:  # a read-only zero view: no memory for a stream the sample does not have
         others_dmel = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (count, per, n_ch))
     else:
         others_dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-        others_dmel[:, is_in] = others
+        others_dmel[:, in_at] = others
     logmel_n = np.zeros((count, per, n_ch), dtype=np.float32)
-    logmel_n[:, is_out] = logmel
+    logmel_n[:, out_at] = logmel
 
     text = np.full((count, per), TEXT_PAD, dtype=np.int16)
     is_event = np.zeros((count, per), dtype=bool)

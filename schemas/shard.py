@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -138,17 +137,6 @@ def unpack_codes(packed: np.ndarray) -> np.ndarray:
     np.cumsum(d, axis=-1, dtype=np.uint8, out=d)
     d &= 15
     return np.ascontiguousarray(np.swapaxes(d, -1, -2))
-
-
-_KEY = re.compile(r"^(?P<conversation>.+)_(?P<window>\d{5})$")
-
-
-def split_key(key: str) -> tuple[str, int]:
-    """(conversation key, window) of a sample key."""
-    m = _KEY.match(key)
-    if m is None:
-        raise ValueError(f"not a sample key '{{conversation}}_{{window:05d}}': {key!r}")
-    return m["conversation"], int(m["window"])
 
 
 def shard_for(conversation_id: str, num_shards: int) -> int:
