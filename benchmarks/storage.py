@@ -6,8 +6,8 @@ Two corpora: the demo (espeak-ng two-party conversations, synth/demo.py; both pe
 24 kHz AMI-track corpus of `benchmarks/pipeline_throughput.py --moshi` (60 s stereo pairs built from the AMI fixture
 tracks; one perspective each, the left channel plays the model). For each, `microturn run` writes the dataset with
 this checkout (format 3) and, with --v2_code (a checkout of the format-2 code, e.g. `git worktree add /tmp/v2
-e2bce23`), with that one too, the runs interleaved --repeats times (median wall time of whole processes, the same
-machine and run). Then:
+e2bce23`), with that one too, the runs interleaved --repeats times (median wall and CPU time of whole processes,
+the same machine and run; CPU time, of the process tree, is the steadier figure on a shared machine). Then:
 
 1. Bytes per conversation-hour: the shards' bytes (tar headers and padding included) over the manifest's hours, in
    all and per member type (the member name after the key, `.zst` dropped).
@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,11 +42,16 @@ from benchmarks.pipeline_throughput import make_moshi_corpus  # noqa: E402
 from schemas.shard import COMPRESSED_SUFFIX  # noqa: E402
 
 
-def run_job(code: Path, inputs: Path, out: Path) -> float:
-    """`microturn run` of the checkout `code` as a whole process; its wall seconds."""
+def _children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_job(code: Path, inputs: Path, out: Path) -> tuple[float, float]:
+    """`microturn run` of the checkout `code` as a whole process; its wall and CPU seconds (its process tree)."""
     shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1"}
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _children_cpu_s()
     subprocess.run(
         [sys.executable, "-m", "microturn_cli", "run", "--input", str(inputs), "--output", str(out)],
         cwd=code,
@@ -54,7 +60,7 @@ def run_job(code: Path, inputs: Path, out: Path) -> float:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return time.perf_counter() - t
+    return time.perf_counter() - t, _children_cpu_s() - c
 
 
 def member_bytes(dataset: Path) -> tuple[float, dict[str, int], int]:
@@ -144,16 +150,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.v2_code:
         codes = {"format 2 (" + args.v2_code + ")": Path(args.v2_code), **codes}
     for corpus_name, corpus in (("AMI-track 24 kHz", ami), ("demo (espeak-ng)", demo)):
-        times: dict[str, list[float]] = defaultdict(list)
+        times: dict[str, list[tuple[float, float]]] = defaultdict(list)
         repeats = args.repeats if corpus is ami else 1
         for _ in range(repeats):  # interleaved, so that load drifts hit both alike
             for label, code in codes.items():
                 times[label].append(run_job(code, corpus, work / f"out-{corpus.name}-{code.name}"))
         print(f"\n{corpus_name}: {corpus}")
         for label in codes:
-            median = statistics.median(times[label])
-            runs = ", ".join(f"{x:.2f}" for x in times[label])
-            print(f"  microturn run, {label}: median {median:.2f} s of {runs}")
+            wall = statistics.median(w for w, _ in times[label])
+            cpu = statistics.median(c for _, c in times[label])
+            runs = ", ".join(f"{w:.2f}/{c:.2f}" for w, c in times[label])
+            print(f"  microturn run, {label}: median wall {wall:.2f} s, CPU {cpu:.2f} s (wall/CPU of each run: {runs})")
         for label, code in codes.items():
             print_sizes(label, work / f"out-{corpus.name}-{code.name}")
     print("\nloader on the format-3 AMI-track dataset, one process, page-cached:")
