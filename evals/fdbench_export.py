@@ -84,6 +84,7 @@ from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
 from schemas.bundle import Segment, Word
 from schemas.paths import confined_join, safe_name
+from schemas.shard import require_format
 from schemas.tables import read_index_rows, read_manifest
 from schemas.units import (
     SAMPLE_RATE_HZ,
@@ -497,7 +498,7 @@ def _perspective_clips(
 ) -> tuple[list[Clip], _Source]:
     """The clips of one perspective of a conversation, from its windows' index `rows` (those that mix in the others'
     stream only where there is one), and what writing them needs."""
-    samples = [load_sample(dataset, r["key"]) for r in sorted(rows, key=lambda r: r["window"])]
+    samples = [load_sample(dataset, r["key"], persp) for r in sorted(rows, key=lambda r: r["window"])]
     meta = samples[0]["meta.json"]
     words = conversation_words(samples)
     spk = meta["speakers"]
@@ -557,6 +558,7 @@ def _clip_row(c: Clip, rows: Sequence[Mapping], *, conv_id: str, persp: str, use
 def export_fdbench(dataset: str, out: str, *, split: Mapping, config: ExportConfig = ExportConfig()) -> list[dict]:
     """Write the clips of the split's eval conversations under `out`; return the clips.jsonl rows."""
     manifest = read_manifest(dataset)
+    require_format(manifest, dataset)
     if not manifest["config"].get("windows", {}).get("keep_audio"):
         raise ValueError(
             f"{dataset} was written without --keep_audio: Full-Duplex-Bench's input.wav is the user's "

@@ -1,10 +1,11 @@
-"""Cut a labelled conversation into fixed-length windows per perspective: the samples that go into shards.
+"""Cut a labelled conversation into fixed-length windows: the samples that go into shards (format 3).
 
     python -c "from pipeline.windows import WindowConfig; print(WindowConfig())"
 
 A perspective is one speaker playing the model (`output`); the most talkative other party is the user (`input`),
-the rest are mixed into `others`. Windows are `window_microturns` long (default 150 = 30 s); the last one is padded
-with masked micro-turns so every sample has the same shapes.
+the rest are mixed into `others`. A window stores each speaker's streams once and each perspective's labels
+(schemas/sample.py WindowSample); the loader picks the perspective. Windows are `window_microturns` long (default
+150 = 30 s); the last one is padded with masked micro-turns so every sample has the same shapes.
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
 from pipeline.targets import window_targets
 from schemas.bundle import sanitise_id
-from schemas.dmel import FRAMES_PER_MICROTURN
+from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.grid import activity, merge, word_microturn
 from schemas.sample import (
     LABEL_BITS,
     MicroTurnSample,
-    SampleAnnotation,
-    SampleMeta,
-    SampleSpeakers,
     SampleVideo,
-    SampleWord,
+    WindowAnnotation,
+    WindowMeta,
+    WindowPerspective,
+    WindowSample,
+    WindowWord,
 )
 from schemas.shard import FORMAT_VERSION, sample_key
 from schemas.tables import LABEL_COUNT_COLUMNS, event_counts
@@ -74,11 +76,12 @@ class LabelledConversation:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sample:
-    """One shard sample: its key, encoded members ({extension: bytes}) and its index row (without shard/offset)."""
+    """One shard sample: its key, encoded members ({extension: bytes}) and its index rows, one per perspective
+    (without shard/offset)."""
 
     key: str
     members: Mapping[str, bytes]
-    row: Mapping[str, object]
+    rows: tuple[Mapping[str, object], ...]
 
 
 def output_speakers(labelled: LabelledConversation, config: WindowConfig) -> list[str]:
@@ -96,16 +99,24 @@ def _window(array: np.ndarray, start: int, stop: int, length: int) -> np.ndarray
 
 
 def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterator[Sample]:
-    """Every sample of the conversation: perspectives in speaker order, windows in time order."""
+    """Every sample of the conversation, windows in time order: each window holds every speaker's streams once and
+    the per-perspective labels (perspectives in speaker order); its index rows are one per perspective."""
     aligned = labelled.aligned
     conv = aligned.conversation
     k_total = num_microturns(aligned.num_samples)
     w_len = config.window_microturns
     conv_key = sanitise_id(conv.id)
     act = {s: activity(iv, k_total) for s, iv in aligned.speech.items()}
+    roles = []  # per perspective: (output, user, others)
     for output in output_speakers(labelled, config):
         user, others = input_roles(output, aligned.speech)
         assert user is not None  # align() guarantees two speakers
+        roles.append((output, user, tuple(others)))
+    used = {s for output, user, _ in roles for s in (output, user)}
+    speakers = [s for s in aligned.speech if s in used]  # stored rows, in the conversation's speaker order
+    row = {s: i for i, s in enumerate(speakers)}
+    perspectives, others_dmel, others_act, others_pcm = [], [], [], []
+    for output, user, others in roles:
         input_side = merge([iv for s in (user, *others) for iv in aligned.speech[s]])
         labels, floor = perspective_labels(
             labelled.events,
@@ -113,123 +124,154 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             input_activity=activity(input_side, k_total),
             output_activity=act[output],
         )
-        interruptions = perspective_interruptions(labelled.events, output_speaker=output, num_microturns=k_total)
-        others_act = activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total)
-        dmel = {"input": labelled.dmel[user], "output": labelled.dmel[output]}
-        streams = {"input": aligned.streams[user], "output": aligned.streams[output]}
+        others_row = None
         if others:
+            others_row = len(others_dmel)
             mix = np.sum([aligned.streams[s] for s in others], axis=0, dtype=np.float32)
-            dmel["others"] = dmel_codes(mix)
-            streams["others"] = mix
-        act_all = np.stack([act[user], others_act, act[output]], axis=1)
-        stream_of = {user: "input", output: "output", **{s: "others" for s in others}}
-        placed = sorted(
-            (
-                (word_microturn(w, is_output=stream_of[w.speaker] == "output", num_microturns=k_total), w)
-                for w in conv.words or ()
-                if w.speaker in stream_of
-            ),
-            key=lambda item: (item[0], item[1].start_s, item[1].end_s, item[1].speaker, item[1].text),
-        )
-        placed_mt = [mt for mt, _ in placed]  # sorted: each window takes its slice by bisection
-        perspective = sanitise_id(output)
-        timed_events = perspective_events(conv, output, k_total)
-        for window in range(-(-k_total // w_len)):
-            a, b = window * w_len, min((window + 1) * w_len, k_total)
-            t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-            words = tuple(
-                SampleWord(
-                    text=w.text,
-                    stream=stream_of[w.speaker],
-                    speaker=w.speaker,
-                    start_s=round(w.start_s - t0, 6),
-                    end_s=round(w.end_s - t0, 6),
-                    microturn=mt - a,
-                    source=w.source,
-                    score=w.score,
-                )
-                for mt, w in placed[bisect_left(placed_mt, a) : bisect_left(placed_mt, b)]
-            )
-            t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-            spans = tuple(
-                SampleAnnotation(
-                    label=an.label,
-                    stream=stream_of[an.speaker],
-                    speaker=an.speaker,
-                    start_microturn=max(
-                        0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1) - a
-                    ),
-                    end_microturn=min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
-                    start_s=round(an.start_s - t0, 6),
-                    end_s=round(an.end_s - t0, 6),
-                )
-                for an in conv.annotations
-                if an.speaker in stream_of and an.start_s < t1 and an.end_s > t0
-            )
-            key = sample_key(conv_key, perspective, window)
-            valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
-            last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
-            meta = SampleMeta(
-                format_version=FORMAT_VERSION,
-                key=key,
-                conversation_id=conv.id,
-                conversation_key=conv_key,
-                perspective=perspective,
-                window=window,
-                start_microturn=a,
-                num_microturns=b - a,
-                window_microturns=w_len,
-                last_valid_samples=last_valid,
-                conversation_samples=aligned.num_samples,
-                speakers=SampleSpeakers(input=user, others=tuple(others), output=output),
-                streams=tuple(sorted(dmel)),
-                language=conv.language,
-                source=conv.source,
-                licence=conv.licence,
-                split=conv.split,
-                word_sources=dict(sorted(Counter(w.source for w in words).items())),
-                tags=dict(conv.tags),
-                interruptions=tuple(
-                    replace(x, microturn=x.microturn - a) for x in interruptions if a <= x.microturn < b
+            others_dmel.append(dmel_codes(mix).reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS))
+            others_act.append(activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total))
+            others_pcm.append(mix)
+        perspectives.append(
+            {
+                "output": output,
+                "user": user,
+                "others": others,
+                "others_row": others_row,
+                "labels": labels,
+                "floor": floor,
+                "interruptions": perspective_interruptions(
+                    labelled.events, output_speaker=output, num_microturns=k_total
                 ),
-                video=None
-                if aligned.video is None
-                else SampleVideo(
-                    frames=sum(aligned.video.jpegs.present()[a:b]),
-                    audio_video_offset_s=aligned.video.info["audio_video_offset_s"],
-                ),
-            )
-            mask = np.zeros(w_len, dtype=np.uint8)
-            mask[: b - a] = 1
-            win_dmel = {
-                name: _window(codes.reshape(-1, FRAMES_PER_MICROTURN, codes.shape[-1]), a, b, w_len)
-                for name, codes in dmel.items()
+                "events": perspective_events(conv, output, k_total),
             }
-            audio = None
-            if config.keep_audio:
-                audio = {}
-                for name, pcm in streams.items():
-                    chunk = pcm[a * SAMPLES_PER_MICROTURN : b * SAMPLES_PER_MICROTURN]
-                    audio[name] = _window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN)
-            record = MicroTurnSample(
-                meta=meta,
-                input_dmel=win_dmel["input"],
-                output_dmel=win_dmel["output"],
-                others_dmel=win_dmel.get("others"),
-                activity=_window(act_all, a, b, w_len),
-                labels=_window(labels, a, b, w_len),
-                floor=_window(floor, a, b, w_len),
-                mask=mask,
-                words=words,
-                annotations=spans,
-                frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
-                audio=audio,
-                targets=window_targets(conv.targets, output_speaker=output, first=a, stop=b, total=k_total)
-                if conv.targets
-                else None,
-                events=window_events(timed_events, a, b),
+        )
+    outputs = {output for output, _, _ in roles}
+    in_streams = {s for _, user, others in roles for s in (user, *others)} | outputs
+    placed = sorted(
+        (
+            (
+                word_microturn(w, is_output=False, num_microturns=k_total),
+                word_microturn(w, is_output=True, num_microturns=k_total),
+                w,
             )
-            yield Sample(key=key, members=record.to_members(), row=_row(record, valid_samples))
+            for w in conv.words or ()
+            if w.speaker in in_streams
+        ),
+        key=lambda item: (item[2].start_s, item[2].end_s, item[2].speaker, item[2].text),
+    )
+    by_heard = sorted(range(len(placed)), key=lambda i: placed[i][0])
+    heard_mt = [placed[i][0] for i in by_heard]
+    by_spoken = sorted((i for i in range(len(placed)) if placed[i][2].speaker in outputs), key=lambda i: placed[i][1])
+    spoken_mt = [placed[i][1] for i in by_spoken]
+    dmel = [labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers]
+    act_rows = np.stack([act[s] for s in speakers], axis=1)  # (K, S)
+    for window in range(-(-k_total // w_len)):
+        a, b = window * w_len, min((window + 1) * w_len, k_total)
+        t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+        chosen = sorted(
+            {by_heard[i] for i in range(bisect_left(heard_mt, a), bisect_left(heard_mt, b))}
+            | {by_spoken[i] for i in range(bisect_left(spoken_mt, a), bisect_left(spoken_mt, b))}
+        )
+        words = tuple(
+            WindowWord(
+                text=w.text,
+                speaker=w.speaker,
+                start_s=round(w.start_s - t0, 6),
+                end_s=round(w.end_s - t0, 6),
+                heard_microturn=heard - a,
+                spoken_microturn=spoken - a,
+                source=w.source,
+                score=w.score,
+            )
+            for heard, spoken, w in (placed[i] for i in chosen)
+        )
+        t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+        spans = tuple(
+            WindowAnnotation(
+                label=an.label,
+                speaker=an.speaker,
+                start_microturn=max(0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1) - a),
+                end_microturn=min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
+                start_s=round(an.start_s - t0, 6),
+                end_s=round(an.end_s - t0, 6),
+            )
+            for an in conv.annotations
+            if an.speaker in in_streams and an.start_s < t1 and an.end_s > t0
+        )
+        key = sample_key(conv_key, window)
+        valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
+        last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
+        meta = WindowMeta(
+            format_version=FORMAT_VERSION,
+            key=key,
+            conversation_id=conv.id,
+            conversation_key=conv_key,
+            window=window,
+            start_microturn=a,
+            num_microturns=b - a,
+            window_microturns=w_len,
+            last_valid_samples=last_valid,
+            conversation_samples=aligned.num_samples,
+            speakers=tuple(speakers),
+            perspectives=tuple(
+                WindowPerspective(
+                    perspective=sanitise_id(x["output"]),
+                    input=row[x["user"]],
+                    output=row[x["output"]],
+                    others=x["others"],
+                    others_row=x["others_row"],
+                    interruptions=tuple(
+                        replace(i, microturn=i.microturn - a) for i in x["interruptions"] if a <= i.microturn < b
+                    ),
+                )
+                for x in perspectives
+            ),
+            language=conv.language,
+            source=conv.source,
+            licence=conv.licence,
+            split=conv.split,
+            tags=dict(conv.tags),
+            video=None
+            if aligned.video is None
+            else SampleVideo(
+                frames=sum(aligned.video.jpegs.present()[a:b]),
+                audio_video_offset_s=aligned.video.info["audio_video_offset_s"],
+            ),
+        )
+        mask = np.zeros(w_len, dtype=np.uint8)
+        mask[: b - a] = 1
+        audio = None
+        if config.keep_audio:
+            audio = {}
+            for name, pcm in [*((f"s{i}", aligned.streams[s]) for i, s in enumerate(speakers))] + [
+                (f"o{r}", mix) for r, mix in enumerate(others_pcm)
+            ]:
+                chunk = pcm[a * SAMPLES_PER_MICROTURN : b * SAMPLES_PER_MICROTURN]
+                audio[name] = _window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN)
+        events = [window_events(x["events"], a, b) for x in perspectives]
+        record = WindowSample(
+            meta=meta,
+            dmel=np.stack([_window(d, a, b, w_len) for d in dmel]),
+            others_dmel=np.stack([_window(d, a, b, w_len) for d in others_dmel]) if others_dmel else None,
+            activity=_window(act_rows, a, b, w_len),
+            others_activity=np.stack([_window(x, a, b, w_len) for x in others_act]) if others_act else None,
+            labels=np.stack([_window(x["labels"], a, b, w_len) for x in perspectives]),
+            floor=np.stack([_window(x["floor"], a, b, w_len) for x in perspectives]),
+            mask=mask,
+            words=words,
+            annotations=spans,
+            frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
+            audio=audio,
+            targets=tuple(
+                window_targets(conv.targets, output_speaker=x["output"], first=a, stop=b, total=k_total)
+                for x in perspectives
+            )
+            if conv.targets
+            else None,
+            events=None if all(e is None for e in events) else tuple(events),
+        )
+        rows = tuple(_row(record.view(p), valid_samples) for p in range(len(perspectives)))
+        yield Sample(key=key, members=record.to_members(), rows=rows)
 
 
 def _row(record: MicroTurnSample, valid_samples: int) -> dict:

@@ -190,7 +190,7 @@ def write_part(
             try:
                 for i, sample in enumerate(samples):
                     writer.write({"__key__": sample.key, **sample.members})
-                    rows.append(dict(sample.row))
+                    rows.extend(dict(row) for row in sample.rows)  # one per perspective
                     if i == 0:
                         _fail_once("part")
                 size = writer.tarstream.offset
@@ -301,11 +301,13 @@ def write_shard(parts: Iterable[PartInfo], *, path: str) -> ShardInfo:
                 for i, part in enumerate(ordered):
                     part_rows, summary = part_contents(part)
                     summaries.append(summary)
-                    by_key = {r["key"]: r for r in part_rows}
+                    by_key: dict[str, list[dict[str, Any]]] = {}
+                    for r in part_rows:  # one row per perspective of a sample
+                        by_key.setdefault(r["key"], []).append(r)
                     for key, members in _samples_of(part.path):
                         offset = writer.tarstream.offset
                         writer.write({"__key__": key, **members})
-                        rows.append({**by_key[key], "shard": name, "offset": offset})
+                        rows.extend({**r, "shard": name, "offset": offset} for r in by_key[key])
                     if i == 0:
                         _fail_once("shard")
             finally:

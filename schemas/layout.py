@@ -110,11 +110,13 @@ class Packed:
     kind: np.ndarray  # (N,) int8 slot kind
     microturn: np.ndarray  # (N,) int16 micro-turn within the packed span, 0..C-1
     dmel: np.ndarray  # (N, 80) uint8 codes of IN_DMEL (user) and OUT_DMEL (model) slots, 0 elsewhere
-    others_dmel: np.ndarray  # (N, 80) uint8 codes of the `others` stream in IN_DMEL slots, 0 when absent
+    others_dmel: np.ndarray  # (N, 80) uint8 codes of the `others` stream in IN_DMEL slots, 0 when absent (then a
+    # read-only zero view)
     has_others: bool  # whether others_dmel is real
     text: np.ndarray  # (N,) int16 bytes 0..255, TEXT_END, or TEXT_PAD (also in non-text slots)
     logmel: np.ndarray  # (N, 80) float32 continuous log10 mel frames of OUT_DMEL slots (flow-matching target)
-    patches: np.ndarray  # (Q, 3, 40, 40) uint8 RGB patch pixels, zeros where there is no frame
+    patches: np.ndarray  # (Q, 3, 40, 40) uint8 RGB patch pixels, zeros where there is no frame (a read-only zero
+    # view when the sample has no frames)
     patch_valid: np.ndarray  # (Q,) bool
     attendable: np.ndarray  # (N,) bool: the slot holds content (keys other slots may attend to)
     target_text: np.ndarray  # (N,) bool: an OUT_TEXT slot that is a loss target (bytes and TEXT_END)
@@ -202,6 +204,12 @@ def _schedule_events(
     return out, len(queue)
 
 
+def _run(slots: np.ndarray, kind: int) -> slice:
+    """The slots of `kind` in one micro-turn, as a slice (they are consecutive: microturn_slots)."""
+    at = np.flatnonzero(slots == kind)
+    return slice(int(at[0]), int(at[-1]) + 1) if len(at) else slice(0, 0)
+
+
 def pack(
     sample: dict[str, Any],
     spec: LayoutSpec,
@@ -247,7 +255,7 @@ def pack(
     in_dmel = span(np.asarray(sample["input.dmel.npy"]))
     out_dmel = span(np.asarray(sample["output.dmel.npy"]))
     has_others = "others.dmel.npy" in sample
-    others = span(np.asarray(sample["others.dmel.npy"])) if has_others else np.zeros_like(in_dmel)
+    others = span(np.asarray(sample["others.dmel.npy"])) if has_others else None
     if output_logmel is None:
         logmel = dequantise_dmel(out_dmel)
     else:
@@ -258,15 +266,19 @@ def pack(
     n = count * per
     kind = np.tile(slots, count)
     microturn = np.repeat(np.arange(count, dtype=np.int16), per)
-    is_in, is_out = (slots == IN_DMEL), (slots == OUT_DMEL)
+    is_out = slots == OUT_DMEL
+    in_at, out_at = _run(slots, IN_DMEL), _run(slots, OUT_DMEL)  # slices: a copy, not a boolean scatter
 
     dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-    dmel[:, is_in] = in_dmel
-    dmel[:, is_out] = out_dmel
-    others_dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-    others_dmel[:, is_in] = others
+    dmel[:, in_at] = in_dmel
+    dmel[:, out_at] = out_dmel
+    if others is None:  # a read-only zero view: no memory for a stream the sample does not have
+        others_dmel = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (count, per, n_ch))
+    else:
+        others_dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
+        others_dmel[:, in_at] = others
     logmel_n = np.zeros((count, per, n_ch), dtype=np.float32)
-    logmel_n[:, is_out] = logmel
+    logmel_n[:, out_at] = logmel
 
     text = np.full((count, per), TEXT_PAD, dtype=np.int16)
     is_event = np.zeros((count, per), dtype=bool)
@@ -298,9 +310,11 @@ def pack(
             text[k, cols[len(row)]] = TEXT_END
 
     q = spec.frame_patches
-    patches = np.zeros((count, q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
     patch_valid = np.zeros((count, q), dtype=bool)
+    # without frames a read-only zero view: (count * q, 3, 40, 40) would be 35 MB per 150-micro-turn example
+    patches = np.broadcast_to(np.zeros((1, 1, 1, 1, 1), np.uint8), (count, q, 3, PATCH_PX, PATCH_PX))
     if frames is not None and q:
+        patches = np.zeros((count, q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
         fr = span(np.asarray(frames, dtype=np.uint8))
         has_frame = span(np.ones(window, bool) if frame_valid is None else np.asarray(frame_valid, bool))
         for k in range(count):

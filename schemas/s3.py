@@ -146,7 +146,7 @@ def install_shared_clients() -> None:
             self._download_stream = None
             self._download_pos = 0
 
-    boto3_client.Client = SharedClient
+    boto3_client.Client = SharedClient  # type: ignore[misc]
 
 
 def current_client() -> Any:

@@ -2,9 +2,20 @@
 
     python -c "from schemas.shard import shard_for; print(shard_for('demo-0001', 8))"
 
-The members of a sample and their encoding are the record in schemas/sample.py (`MicroTurnSample.to_members` /
-`from_members`), which uses the codecs here: .npy without pickle, canonical JSON, 16-bit FLAC. The tar itself is
+The members of a sample and their encoding are the record in schemas/sample.py (`WindowSample.to_members` /
+`from_members`), which uses the codecs here: .npy without pickle, canonical JSON, 16-bit FLAC; array and JSON
+members compressed one by one with zstd (`.zst`, `compress` / `decompress`), dMel codes packed two per byte after a
+per-frame delta (`pack_codes` / `unpack_codes`). The tar itself stays plain (the index's offsets seek) and is
 written by webdataset's TarWriter (pipeline/write.py) with fixed member headers.
+
+Why zstd level 5 on delta-packed, channel-major codes. A sweep on the AMI fixture's headset speech (150-micro-turn
+windows; MB per stream-hour, CPU stream-hours per second to encode): as stored in v2 (uint8 .npy) 23.0; gzip -6
+3.98 (0.7/s), packed 3.73 (1.1/s), delta+packed 3.64 (1.0/s; decodes at ~20/s), delta+packed gzip -3 3.96 (3.7/s);
+zstd -6 4.08 (3.1/s); delta+packed zstd -3 3.76 (18/s; decodes at ~65/s), -6 3.71 (5.5/s), -9 3.59 (2.6/s), -15
+3.05 (0.4/s). Then on the 1-hour AMI-track dataset (two streams, MB per conversation-hour, CPU s to encode it):
+packed zstd -3 8.07, delta+packed -3 7.70, -5 7.35, channel-major delta+packed -3 7.22, -5 6.81 (0.33 s), -7 6.86
+(0.49 s); packing frames instead of channels, or a delta across channels, does worse. The job turns that hour into
+shards in ~8 s of CPU: gzip -6 (2 s) would slow it by ~25 %, zstd -5 costs ~4 %.
 """
 
 from __future__ import annotations
@@ -14,13 +25,16 @@ import hashlib
 import io
 import json
 import math
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 2
-"""2: shards sized by --shard_size_mb (a bucket that overflows is split: shard-NNNNN_SS.tar), index per shard."""
+FORMAT_VERSION = 3
+"""3: a sample is a window with every speaker's streams stored once (the perspective is chosen when it is read),
+members compressed with zstd, dMel codes delta-packed; key `{conversation}_{window:05d}`.
+2: one sample per window and perspective, plain members; shards sized by --shard_size_mb."""
 SHARD_PATTERN = "shard-{index:05d}.tar"
 SPLIT_PATTERN = "shard-{index:05d}_{split:02d}.tar"
 FIXED_MTIME = 0
@@ -28,11 +42,101 @@ FIXED_MTIME = 0
 (~1 KiB) before every member."""
 
 
-def sample_key(conversation_key: str, perspective: str, window: int) -> str:
-    """`{conversation}_{perspective}_{window:05d}`; both ids must already be key-safe (no dots)."""
-    if "." in conversation_key or "." in perspective:
-        raise ValueError(f"key parts may not contain dots: {conversation_key!r}, {perspective!r}")
-    return f"{conversation_key}_{perspective}_{window:05d}"
+def sample_key(conversation_key: str, window: int) -> str:
+    """`{conversation}_{window:05d}`; the id must already be key-safe (no dots)."""
+    if "." in conversation_key:
+        raise ValueError(f"key parts may not contain dots: {conversation_key!r}")
+    return f"{conversation_key}_{window:05d}"
+
+
+class FormatVersionError(ValueError):
+    """A dataset or sample written in another format version; the message says to re-run the job."""
+
+
+def require_format(manifest: Mapping[str, Any], where: str) -> None:
+    """Refuse a dataset whose manifest says another format version (a manifest without one, e.g. a hand-made test
+    dataset, passes).
+
+    Raises:
+        FormatVersionError: with a one-line message saying to re-run the job.
+    """
+    version = manifest.get("format_version")
+    message = None if version is None else version_problem(version, where)
+    if message:
+        raise FormatVersionError(message)
+
+
+def version_problem(version: object, where: str) -> str | None:
+    """A one-line message when `version` is not FORMAT_VERSION (None when it is)."""
+    if version == FORMAT_VERSION:
+        return None
+    return (
+        f"{where} is in shard format version {version}, this code reads version {FORMAT_VERSION}: re-run "
+        "`microturn run` on its inputs to write it in the current format"
+    )
+
+
+ZSTD_LEVEL = 5
+"""zstd level of compressed members; chosen by measurement (module docstring, benchmarks/storage.py)."""
+COMPRESSED_SUFFIX = ".zst"
+"""Suffix of a compressed member: `{key}.{name}.zst`, e.g. `conv_00000.dmel.npy.zst`."""
+
+
+_ZSTD = threading.local()  # one (de)compressor per thread: making one costs about as much as a member
+
+
+def compress(data: bytes) -> bytes:
+    """zstd frame of `data` at ZSTD_LEVEL, with the content size and no checksum: the same bytes on every run."""
+    c = getattr(_ZSTD, "c", None)
+    if c is None:
+        import zstandard
+
+        c = _ZSTD.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_content_size=True)
+    return c.compress(data)
+
+
+def decompress(data: bytes) -> bytes:
+    import zstandard
+
+    d = getattr(_ZSTD, "d", None)
+    if d is None:
+        d = _ZSTD.d = zstandard.ZstdDecompressor()
+    try:
+        return d.decompress(data)
+    except zstandard.ZstdError as e:
+        raise ValueError(f"not a zstd frame: {e}") from None
+
+
+def wds_zstd(key: str, data: bytes) -> Any:
+    """A webdataset pre-handler for `.zst` members (as its own gzfilter does for `.gz`), for readers that use plain
+    webdataset: ``wds.WebDataset(urls).decode(wds_zstd, 'rgb')`` (README)."""
+    import webdataset as wds
+
+    if not key.endswith(COMPRESSED_SUFFIX):
+        return None
+    return wds.autodecode.Continue(key[: -len(COMPRESSED_SUFFIX)], decompress(data))
+
+
+def pack_codes(codes: np.ndarray) -> np.ndarray:
+    """4-bit codes (..., T, C) uint8 (C even) -> (..., C/2, T) uint8: each frame minus the frame before (mod 16;
+    the first frame as it is), two codes per byte (even channel in the high nibble), channel-pair major (each
+    pair's T frames contiguous). `unpack_codes` inverts it."""
+    x = np.asarray(codes, dtype=np.uint8)
+    d = x.copy()
+    d[..., 1:, :] -= x[..., :-1, :]
+    d &= 15
+    return np.ascontiguousarray(np.swapaxes((d[..., 0::2] << 4) | d[..., 1::2], -1, -2))
+
+
+def unpack_codes(packed: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_codes`: (..., C/2, T) uint8 -> (..., T, C) uint8 codes 0..15."""
+    p = np.asarray(packed, dtype=np.uint8)
+    d = np.empty((*p.shape[:-2], 2 * p.shape[-2], p.shape[-1]), dtype=np.uint8)  # (..., C, T)
+    d[..., 0::2, :] = p >> 4
+    d[..., 1::2, :] = p & 15
+    np.cumsum(d, axis=-1, dtype=np.uint8, out=d)
+    d &= 15
+    return np.ascontiguousarray(np.swapaxes(d, -1, -2))
 
 
 def shard_for(conversation_id: str, num_shards: int) -> int:

@@ -4,9 +4,10 @@
 
 Checks: manifest present and readable; every shard's sha256 and size, and (shards sized by shard_size_mb) no shard
 over the target unless it holds a single conversation; the index (index/, one file per shard, schemas/tables.py):
-one file per listed shard and none other, its schema, unique keys, and each file's rows == its shard's samples
-(same keys, shard, byte offsets); shards.txt listing the manifest's shards; every sample's members, dtypes and
-shapes (decoded through schemas.sample.MicroTurnSample.from_members) and code ranges; meta agreeing with the arrays; per
+one file per listed shard and none other, its schema, one row per (key, perspective), and each file's rows == its
+shard's samples (same keys, shard, byte offsets); shards.txt listing the manifest's shards; the format version (another
+one: re-run the job); every sample's members, dtypes and shapes (decoded through
+schemas.sample.WindowSample.from_members), code ranges, and each perspective's view: meta agreeing with the arrays; per
 conversation and perspective, windows contiguous and the micro-turn count equal to ceil(samples / 3200); counts
 (inputs = written + rejected) and the rejected list; timed events (events.json: kind and side agree, targets only on
 the output side, each in the micro-turn that holds its time) and their counts in the index.
@@ -24,9 +25,8 @@ import pyarrow.parquet as pq
 
 from schemas import storage
 from schemas.dmel import DMEL_LEVELS
-from schemas.events import SampleEvent
-from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta
-from schemas.shard import decode_json
+from schemas.sample import LABEL_BITS, MicroTurnSample, SampleMeta, WindowSample
+from schemas.shard import version_problem
 from schemas.tables import (
     INDEX_DIR,
     INDEX_SCHEMA,
@@ -80,20 +80,29 @@ def _sha256(path: str) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> SampleMeta | None:
-    """Decode the sample through its record (members, dtypes, shapes), then check values and meta agreement."""
+def _check_window(key: str, members: dict[str, bytes], report: Report) -> list[MicroTurnSample]:
+    """Decode a stored window through its record (members, dtypes, shapes, rows), then check each perspective's
+    view: values and meta agreement. Returns the views (none when the window does not decode)."""
     try:
-        sample = MicroTurnSample.from_members(members)
+        window = WindowSample.from_members(members)
     except ValueError as e:
         report.add(f"{key}: {e}")
-        return None
+        return []
     except Exception as e:  # noqa: BLE001 - any malformed member (meta.json a list, ...) is a violation, not a crash
         report.add(f"{key}: malformed sample ({type(e).__name__}: {e})")
-        return None
-    meta = sample.meta
-    for name, arr in sample.arrays().items():
-        if name.endswith("dmel.npy") and arr.size and arr.max() >= DMEL_LEVELS:
+        return []
+    for name, arr in (("dmel.npy", window.dmel), ("others.dmel.npy", window.others_dmel)):
+        if arr is not None and arr.size and arr.max() >= DMEL_LEVELS:
             report.add(f"{key}.{name}: code {int(arr.max())} outside 0..{DMEL_LEVELS - 1}")
+    views = [window.view(p) for p in range(len(window.meta.perspectives))]
+    for sample in views:
+        _check_view(f"{key} ({sample.meta.perspective})", sample, report)
+    return views
+
+
+def _check_view(key: str, sample: MicroTurnSample, report: Report) -> None:
+    """Values and meta agreement of one perspective's view of a window."""
+    meta = sample.meta
     mask = sample.mask
     n = int(mask.sum())
     if n != meta.num_microturns or not (mask[:n] == 1).all() or (mask[n:] != 0).any():
@@ -111,16 +120,12 @@ def _check_arrays(key: str, members: dict[str, bytes], report: Report) -> Sample
     for x in meta.interruptions:
         if not (0 <= x.microturn < meta.num_microturns) or not sample.labels[x.microturn] & LABEL_BITS.get(x.label, 0):
             report.add(f"{key}: meta.interruptions has {x.label} at micro-turn {x.microturn} without its label bit")
-    return meta
 
 
-def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
-    """The index row's n_targets / target_categories agree with targets.json (absent: none)."""
-    try:
-        targets = decode_json(members["targets.json"]) if "targets.json" in members else []
-        counts = dict(Counter(t["category"] for t in targets))
-    except (ValueError, TypeError, KeyError):
-        return  # from_members reported the member itself
+def _check_target_counts(key: str, sample: MicroTurnSample, row: dict, report: Report) -> None:
+    """The index row's n_targets / target_categories agree with the perspective's targets (absent: none)."""
+    targets = sample.targets or ()
+    counts = dict(Counter(t.category for t in targets))
     got = (len(targets), sorted(counts), counts)
     row_counts = dict(row.get("target_counts") or {})
     if (row.get("n_targets"), row.get("target_categories"), row_counts) != got:
@@ -129,15 +134,9 @@ def _check_target_counts(key: str, members: dict[str, bytes], row: dict, report:
         )
 
 
-def _check_event_counts(key: str, members: dict[str, bytes], row: dict, report: Report) -> None:
-    """The index's event counts agree with events.json (schemas/events.py; its contents are checked on decoding)."""
-    try:
-        events = (
-            [SampleEvent.from_dict(e) for e in decode_json(members["events.json"])] if "events.json" in members else []
-        )
-    except (ValueError, TypeError, AttributeError):
-        return  # reported by _check_arrays
-    counts = event_counts(events)
+def _check_event_counts(key: str, sample: MicroTurnSample, row: dict, report: Report) -> None:
+    """The index's event counts agree with the perspective's events (schemas/events.py; checked on decoding)."""
+    counts = event_counts(list(sample.events or ()))
     if any(row.get(c) != n for c, n in counts.items()):
         report.add(f"{key}: index event counts {[row.get(c) for c in counts]} != events.json {list(counts.values())}")
 
@@ -190,6 +189,10 @@ def _validate(dataset_dir: str, report: Report) -> None:
     if not isinstance(manifest, dict):
         report.add(f"{MANIFEST_FILE}: not a JSON object")
         return
+    version_message = version_problem(manifest.get("format_version"), dataset_dir)
+    if version_message:
+        report.add(version_message)
+        return
     counts = manifest.get("counts", {})
     if counts.get("inputs") != counts.get("conversations_written", -1) + counts.get("rejected", -1):
         report.add(
@@ -208,10 +211,11 @@ def _validate(dataset_dir: str, report: Report) -> None:
         report.add(f"{REJECTED_FILE}: schema differs from schemas.tables.REJECTED_SCHEMA")
     if rejected.num_rows != counts.get("rejected"):
         report.add(f"{REJECTED_FILE}: {rejected.num_rows} rows, manifest says {counts.get('rejected')}")
-    rows = {r["key"]: r for r in index.to_pylist()}
+    rows = {(r["key"], r["perspective"]): r for r in index.to_pylist()}  # one row per window and perspective
     if len(rows) != index.num_rows:
-        report.add(f"{INDEX_DIR}: keys are not unique")
-    if len(rows) != counts.get("samples"):
+        report.add(f"{INDEX_DIR}: (key, perspective) pairs are not unique")
+    keys = {key for key, _ in rows}
+    if len(rows) != counts.get("samples"):  # a sample is a window seen from one perspective (the tar: windows)
         report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
 
     listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
@@ -227,7 +231,7 @@ def _validate(dataset_dir: str, report: Report) -> None:
         report.add(f"{SHARD_LIST_FILE}: does not list the manifest's shards, sorted, one a line")
     config = manifest.get("config", {})
     target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     per_perspective: dict[tuple[str, str], list[SampleMeta]] = defaultdict(list)
     for shard in manifest.get("shards", []):
         path = posixpath.join(dataset_dir, shard["name"])
@@ -243,32 +247,46 @@ def _validate(dataset_dir: str, report: Report) -> None:
         if target is not None and size > target * 1_000_000 and shard.get("conversations", 0) > 1:
             report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target} with several conversations")
         samples = _read_shard(path, report)
-        if len(samples) != shard.get("samples"):
-            report.add(f"{shard['name']}: {len(samples)} samples, manifest says {shard.get('samples')}")
-        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
-        if storage.exists(index_path):
-            with storage.open_read(index_path) as f:
-                in_file = pq.read_table(f, columns=["key"]).column("key").to_pylist()
-            if sorted(in_file) != sorted(samples) or in_file != sorted(in_file):
-                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
+        found: list[tuple[str, str]] = []  # (key, perspective) of the shard's windows
         for key, (offset, members) in samples.items():
-            report.samples_checked += 1
-            seen.add(key)
-            row = rows.get(key)
-            if row is None:
+            if key not in keys:
                 report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
-            elif row["shard"] != shard["name"] or row["offset"] != offset:
-                report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
-            meta = _check_arrays(key, members, report)
-            if row is not None:
-                _check_target_counts(key, members, row, report)
-                _check_event_counts(key, members, row, report)
-            if meta is not None:
+            for sample in _check_window(key, members, report):
+                meta = sample.meta
+                row = rows.get((key, meta.perspective))
+                seen.add((key, meta.perspective))
+                found.append((key, meta.perspective))
+                report.samples_checked += 1
+                if row is None:
+                    report.add(f"{key}: perspective {meta.perspective} in {shard['name']} but not in {INDEX_DIR}")
+                else:
+                    if row["shard"] != shard["name"] or row["offset"] != offset:
+                        report.add(
+                            f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}"
+                        )
+                    _check_target_counts(key, sample, row, report)
+                    _check_event_counts(key, sample, row, report)
                 if meta.key != key:
                     report.add(f"{key}: meta.key is {meta.key!r}")
                 per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
-    for key in sorted(set(rows) - seen):
-        report.add(f"{key}: in {INDEX_DIR} but in no shard")
+        if len(found) != shard.get("samples"):
+            report.add(
+                f"{shard['name']}: {len(found)} samples (window x perspective), manifest says {shard.get('samples')}"
+            )
+        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
+        if storage.exists(index_path):
+            with storage.open_read(index_path) as f:
+                table = pq.read_table(f, columns=["key", "perspective"])
+            in_file = list(zip(table.column("key").to_pylist(), table.column("perspective").to_pylist(), strict=True))
+            keys_in_file = [k for k, _ in in_file]
+            if sorted(set(keys_in_file)) != sorted(samples) or keys_in_file != sorted(keys_in_file):
+                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
+            elif sorted(in_file) != sorted(found):
+                report.add(
+                    f"{index_file_name(shard['name'])}: rows are not the perspectives of {shard['name']}'s samples"
+                )
+    for key, persp in sorted(set(rows) - seen):
+        report.add(f"{key}: perspective {persp} in {INDEX_DIR} but in no shard")
     for (conv, persp), metas in sorted(per_perspective.items()):
         metas.sort(key=lambda m: m.window)
         if [m.window for m in metas] != list(range(len(metas))):

@@ -1,7 +1,7 @@
 """Crafted inputs for the adversarial tests: a small --keep_audio dataset, shards with a member rewritten, checkpoints.
 
-A rewritten member keeps its tar blocks (shorter JSON is padded with spaces, which JSON ignores), so the index's
-byte offsets stay right and the crafted dataset is read exactly as a real one would be.
+A rewritten member is compressed again as the job compresses it, and the index's byte offsets follow the rewritten
+tar, so the crafted dataset is read exactly as a real one would be.
 """
 
 from __future__ import annotations
@@ -32,23 +32,36 @@ def keep_audio_dataset(root: Path, *, count: int = 1) -> Path:
 
 
 def copy_with_member(dataset: Path, dest: Path, suffix: str, change: Callable[[bytes], bytes]) -> Path:
-    """A copy of `dataset` at `dest` whose members ending in `suffix` are replaced by ``change(old_bytes)``."""
+    """A copy of `dataset` at `dest` whose members ending in `suffix` (or `suffix` + ".zst": changed decompressed,
+    then compressed again) are replaced by ``change(old_bytes)``; the index files' byte offsets are moved to where
+    each sample now starts, so the crafted dataset is read exactly as a real one would be."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from schemas.shard import compress, decompress
+
     shutil.copytree(dataset, dest)
     for shard in sorted(dest.glob("shard-*.tar")):
         buf = io.BytesIO()
+        offsets: dict[str, int] = {}
         with tarfile.open(shard) as src, tarfile.open(fileobj=buf, mode="w", format=src.format) as out:
             for info in src.getmembers():
                 data = src.extractfile(info).read()  # type: ignore[union-attr]
                 if info.name.endswith(suffix):
-                    new = change(data)
-                    if len(new) < len(data):
-                        new += b" " * (len(data) - len(new))
-                    if -(-len(new) // 512) != -(-len(data) // 512):
-                        raise ValueError(f"{info.name}: the crafted member needs more tar blocks; choose shorter data")
-                    data = new
-                    info.size = len(data)
+                    data = change(data)
+                elif info.name.endswith(suffix + ".zst"):
+                    data = compress(change(decompress(data)))
+                info.size = len(data)
+                offsets.setdefault(info.name.partition(".")[0], buf.tell())
                 out.addfile(info, io.BytesIO(data))
         shard.write_bytes(buf.getvalue())
+        index = dest / "index" / f"{shard.stem}.parquet"
+        if index.exists():
+            table = pq.read_table(index)
+            moved = pa.array(
+                [offsets[k] for k in table.column("key").to_pylist()], type=table.schema.field("offset").type
+            )
+            pq.write_table(table.set_column(table.schema.get_field_index("offset"), "offset", moved), index)
     return dest
 
 

@@ -18,6 +18,9 @@ the skipped part of the epoch from the shards (a cost paid once per restart).
 
 Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
 the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+
+Perspectives. A stored window (format 3) holds every speaker's streams once; the loader decodes it once and packs
+one example stream per perspective (schemas.reader.decode_samples), as format 2's one sample per perspective did.
 """
 
 from __future__ import annotations
@@ -34,14 +37,15 @@ import webdataset as wds
 from schemas.checked_reader import shard_problem
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, log_mel
 from schemas.layout import LayoutSpec, Packed, pack
-from schemas.reader import decode_sample, shard_urls
+from schemas.reader import decode_samples, shard_urls
+from schemas.shard import FormatVersionError
 from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
-LOADER_MEMBERS = ("mask.npy", "input.dmel.npy", "output.dmel.npy")
-"""Members every sample must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
+LOADER_MEMBERS = ("meta.json.zst", "dmel.npy.zst")
+"""Stored members every window must have for the loader (schemas/layout.py pack); a sample without one is corrupt."""
 
 
 def logmel_frames(pcm: np.ndarray, window_microturns: int) -> np.ndarray:
@@ -89,12 +93,22 @@ def empty_example(spec: LayoutSpec, context: int) -> Packed:
     )
 
 
+ZERO_WHEN = {"patches": "patch_valid", "others_dmel": "has_others"}
+"""Fields that are all zeros in a batch where no example has what the second field says: collated as one zero
+expanded over the batch (a view, no memory; the model reads patches only where patch_valid, others only with
+has_others). Stacking them cost ~90 % of the loader's time on a dataset without video (35 MB of patch zeros per
+150-micro-turn example; benchmarks/storage.py)."""
+
+
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
     """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool."""
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
-        if f.name in ("text_bytes_cut", "event_bytes_cut"):
+        flag = ZERO_WHEN.get(f.name)
+        if flag is not None and not any(np.any(getattr(e, flag)) for e in examples):
+            out[f.name] = torch.zeros((), dtype=torch.uint8).expand(len(values), *values[0].shape)
+        elif f.name in ("text_bytes_cut", "event_bytes_cut"):
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)
@@ -162,8 +176,10 @@ class ShardStream(torch.utils.data.IterableDataset):
                         missing = [m for m in LOADER_MEMBERS if m not in raw]
                         if missing:  # a damaged header makes the tar reader lose members, not fail
                             raise ValueError(f"sample {raw.get('__key__')!r} lacks {', '.join(missing)}")
-                        yield decode_sample(raw)
+                        yield from decode_samples(raw)  # one per perspective of the window
                     i += 1
+            except FormatVersionError:
+                raise  # the whole dataset is in another format: the message says to re-run the job
             except Exception as e:  # noqa: BLE001 - tar, member or array errors of one shard
                 if self.bad_shards != "skip":
                     raise CorruptShardError(

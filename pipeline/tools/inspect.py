@@ -28,9 +28,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from schemas.checked_reader import DatasetError, check_sample
 from schemas.dmel import FRAMES_PER_MICROTURN
-from schemas.reader import decode_sample
+from schemas.reader import decode_sample, decode_window, perspectives_of
 from schemas.sample import LABEL_BITS
-from schemas.tables import INDEX_DIR, read_index
+from schemas.shard import require_format
+from schemas.tables import INDEX_DIR, read_index, read_manifest
 from schemas.units import MICROTURN_S
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,15 @@ class SampleNotFound(KeyError):
     pass
 
 
-def load_sample(dataset: str, key: str) -> dict[str, Any]:
-    """Read one sample's members by key, using the index's shard and byte offset (no scan of other shards)."""
+def load_sample(dataset: str, key: str, perspective: str | None = None) -> dict[str, Any]:
+    """Read one sample's members by key, using the index's shard and byte offset (no scan of other shards), seen
+    from `perspective` (the speaker playing the model; default: the window's first)."""
+    require_format(read_manifest(dataset), dataset)
     index = read_index(dataset, columns=["key", "shard", "offset"], filters=[("key", "=", key)]).to_pylist()
     if not index:
         raise SampleNotFound(
             f"{key!r} is not in {dataset}/{INDEX_DIR}/; keys look like "
-            "'{conversation}_{perspective}_{window:05d}' (see `microturn validate` or the index)"
+            "'{conversation}_{window:05d}' (see `microturn validate` or the index)"
         )
     row = index[0]
     raw: dict[str, Any] = {"__key__": key}
@@ -76,14 +79,19 @@ def load_sample(dataset: str, key: str) -> dict[str, Any]:
                     raw[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
     except tarfile.TarError as e:
         raise DatasetError(f"{dataset}: {row['shard']} is truncated or corrupt at {key!r}: {e}") from e
-    if "meta.json" not in raw:
+    if "meta.json.zst" not in raw:
         raise SampleNotFound(
             f"{key!r}: no members at {row['shard']} offset {row['offset']}; the index and the "
             "shard disagree (rerun `microturn validate`)"
         )
     try:
-        sample = decode_sample(raw)
-    except ValueError as e:
+        names = perspectives_of(decode_window(raw))
+        if perspective is not None and perspective not in names:
+            raise SampleNotFound(f"{key!r} has no perspective {perspective!r}; it has {', '.join(names)}")
+        sample = decode_sample(raw, perspective=perspective)
+    except (ValueError, KeyError, TypeError) as e:
+        if isinstance(e, SampleNotFound):
+            raise
         raise DatasetError(f"{dataset}: sample {key!r} does not decode: {e}") from e
     return check_sample(sample, dataset)
 
@@ -278,7 +286,12 @@ def inspect_main(argv: Sequence[str]) -> int:
         "thumbnails when the sample has frames.",
     )
     parser.add_argument("dataset", help="dataset directory (the job's --output)")
-    parser.add_argument("key", help="sample key, '{conversation}_{perspective}_{window:05d}' (see the index)")
+    parser.add_argument("key", help="sample key, '{conversation}_{window:05d}' (see the index)")
+    parser.add_argument(
+        "--perspective",
+        default=None,
+        help="the speaker playing the model, as in the index's perspective column (default: the window's first)",
+    )
     parser.add_argument("--out", required=True, help="path of the PNG file to write")
     parser.add_argument("--width_px", type=int, default=3000, help="picture width in pixels (default 3000)")
     parser.add_argument("--height_px", type=int, default=1400, help="picture height in pixels (default 1400)")
@@ -294,7 +307,7 @@ def inspect_main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     try:
-        sample = load_sample(args.dataset, args.key)
+        sample = load_sample(args.dataset, args.key, args.perspective)
     except SampleNotFound as e:
         print(f"microturn inspect: error: {e.args[0]}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from schemas.shard import require_format
 from schemas.tables import read_index_rows, read_manifest, read_rejected
 
 BIN_S = 0.2
@@ -46,6 +47,7 @@ COLOURS = ("#3467a8", "#d1812b")
 def summarise(dataset: str) -> dict[str, Any]:
     """Every figure of the report for one dataset (plain JSON-able data)."""
     manifest = read_manifest(dataset)
+    require_format(manifest, dataset)
     rows = read_index_rows(dataset, missing_ok=True)
     rejected = read_rejected(dataset, missing_ok=True).to_pylist()
     counts = manifest["counts"]

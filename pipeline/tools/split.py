@@ -28,7 +28,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from schemas.tables import read_index_rows
+from schemas.shard import require_format
+from schemas.tables import read_index_rows, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def conversations_from_index(rows: Iterable[Mapping]) -> list[ConversationInfo]:
                 speakers=frozenset(speakers),
                 duration_s=sum(r["duration_s"] for r in rs if r["perspective"] == first),
                 hint=str(rs[0].get("split") or ""),
-                keys=tuple(sorted(r["key"] for r in rs)),
+                keys=tuple(sorted({r["key"] for r in rs})),  # one row per window and perspective
             )
         )
     return out
@@ -151,6 +152,7 @@ def split_conversations(
 
 def split_dataset(dataset: str, *, eval_fraction: float = 0.1, seed: int = 0, speaker_scope: str = "global") -> dict:
     """The split of a written dataset as the JSON object that split.json holds."""
+    require_format(read_manifest(dataset), dataset)
     convs = conversations_from_index(read_index_rows(dataset))
     if not convs:
         raise ValueError(f"{dataset}: the index has no samples")

@@ -62,11 +62,11 @@ def _wav(path: Path) -> np.ndarray:
 
 def _user_audio(dataset: Path, row: dict, start: int, end: int) -> np.ndarray:
     """The user's audio of the conversation in [start, end) samples, read from the windows' input.flac."""
-    key = f"{row['clip'].rsplit('_', 1)[0]}_{{:05d}}"
+    key = f"{row['clip'].rsplit('_', 1)[0].removesuffix('_' + row['perspective'])}_{{:05d}}"  # format 3 keys
     out = []
     for w in range(start // WINDOW_SAMPLES, (end - 1) // WINDOW_SAMPLES + 1):
         assert key.format(w) in row["keys"]  # the clip names the windows it was cut from
-        flac = load_sample(str(dataset), key.format(w))["input.flac"]
+        flac = load_sample(str(dataset), key.format(w), row["perspective"])["input.flac"]
         a, b = max(start, w * WINDOW_SAMPLES), min(end, (w + 1) * WINDOW_SAMPLES)
         out.append(flac[a - w * WINDOW_SAMPLES : b - w * WINDOW_SAMPLES])
     return np.concatenate(out)
@@ -257,8 +257,8 @@ def _rttm() -> list[tuple[str, float, float]]:
 
 def _stream(dataset: Path, row: dict, member: str) -> np.ndarray:
     """One stream of the whole conversation from the perspective's windows."""
-    key = f"{row['clip'].rsplit('_', 1)[0]}_{{:05d}}"
-    return np.concatenate([load_sample(str(dataset), key.format(w))[member] for w in range(2)])
+    key = f"{row['clip'].rsplit('_', 1)[0].removesuffix('_' + row['perspective'])}_{{:05d}}"  # format 3 keys
+    return np.concatenate([load_sample(str(dataset), key.format(w), row["perspective"])[member] for w in range(2)])
 
 
 def test_third_party_tasks_from_a_meeting(ami_export) -> None:

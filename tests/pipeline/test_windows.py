@@ -1,5 +1,6 @@
-"""cut_windows write-then-read: a tiny two-speaker conversation cut into 4-micro-turn windows, encoded with the
-record's to_members, decoded with from_members and with the reader's decode_sample.
+"""cut_windows write-then-read: a tiny two-speaker conversation cut into 4-micro-turn windows (format 3: every
+stream once per window), encoded with the record's to_members, decoded with from_members and seen from each
+perspective by the record's view and by the reader's decode_samples.
 
 .venv/bin/python -m pytest -q tests/pipeline/test_windows.py
 """
@@ -15,8 +16,8 @@ from pipeline.features import dmel_codes
 from pipeline.labels import LabelConfig, detect_events, ipus
 from pipeline.read import list_inputs, load_conversation
 from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
-from schemas.reader import decode_sample
-from schemas.sample import MicroTurnSample
+from schemas.reader import decode_samples
+from schemas.sample import MicroTurnSample, WindowSample
 from schemas.shard import FORMAT_VERSION
 from tests.factories import make_bundle
 
@@ -43,15 +44,28 @@ def _samples(labelled: LabelledConversation, **config: object) -> list[tuple[str
     out = []
     for sample in cut_windows(labelled, WindowConfig(window_microturns=4, **config)):
         members = dict(sample.members)
-        record = MicroTurnSample.from_members(members)
-        assert record.to_members() == members  # the record encodes back to the same bytes
-        out.append((sample.key, record, decode_sample({"__key__": sample.key, **members})))
+        window = WindowSample.from_members(members)
+        assert window.to_members() == members  # the record encodes back to the same bytes
+        views = decode_samples({"__key__": sample.key, **members})
+        assert len(views) == len(window.meta.perspectives) == len(sample.rows)
+        out += [(sample.key, window.view(p), decoded) for p, decoded in enumerate(views)]
     return out
+
+
+def test_a_window_stores_each_speaker_once_and_compressed(labelled: LabelledConversation) -> None:
+    for sample in cut_windows(labelled, WindowConfig(window_microturns=4)):
+        assert all(name.endswith(".zst") for name in sample.members)
+        window = WindowSample.from_members(sample.members)
+        assert window.meta.speakers == ("A", "B") and window.dmel.shape == (2, 4, 16, 80)
+        assert [p.perspective for p in window.meta.perspectives] == ["A", "B"] and window.others_dmel is None
+        assert window.labels.shape == (2, 4) and [r["perspective"] for r in sample.rows] == ["A", "B"]
 
 
 def test_windows_cover_each_perspective_with_a_padded_last_window(labelled: LabelledConversation) -> None:
     samples = _samples(labelled)
-    assert [key for key, _, _ in samples] == [f"conv_{p}_{w:05d}" for p in "AB" for w in range(4)]
+    assert [(key, r.meta.perspective) for key, r, _ in samples] == [
+        (f"conv_{w:05d}", p) for w in range(4) for p in "AB"
+    ]
     for key, record, decoded in samples:
         meta = record.meta
         assert meta.key == key and meta.format_version == FORMAT_VERSION and meta.window_microturns == 4

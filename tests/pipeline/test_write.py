@@ -29,13 +29,13 @@ from schemas.shard import encode_array, encode_json, sample_key
 
 def _sample(conv_key: str, window: int, fill: int) -> Sample:
     """A tiny sample with three members; `fill` makes the members' bytes differ between samples."""
-    key = sample_key(conv_key, "A", window)
+    key = sample_key(conv_key, window)
     members = {
         "meta.json": encode_json({"key": key, "window": window}),
         "mask.npy": encode_array(np.full(3, fill, dtype=np.uint8)),
         "words.json": encode_json([{"text": f"w{fill}"}]),
     }
-    return Sample(key=key, members=members, row={"key": key, "conversation_id": conv_key, "window": window})
+    return Sample(key=key, members=members, rows=({"key": key, "conversation_id": conv_key, "window": window},))
 
 
 def _part(tmp_path: Path, conv_key: str, n: int, *, directory: str = "parts") -> tuple[PartInfo, list[Sample]]:
@@ -60,7 +60,8 @@ def test_write_part_then_finished_part_reads_it_back(tmp_path: Path) -> None:
     path = Path(part.path)
     assert path.is_file() and Path(part.path + ".json").is_file()
     assert _partials(tmp_path) == []  # temporary names were renamed
-    assert part_contents(part) == ([s.row for s in samples], {"conversation_key": "conv", "duration_s": 1.5})
+    rows = [r for s in samples for r in s.rows]
+    assert part_contents(part) == (rows, {"conversation_key": "conv", "duration_s": 1.5})
     assert part.samples == 2 and part.size_bytes % 512 == 0
     assert path.stat().st_size - TAR_END_BYTES <= part.size_bytes < path.stat().st_size  # members, no archive end
     assert finished_part(part.path) == part
@@ -95,7 +96,7 @@ def test_write_shard_reads_back_with_webdataset_in_key_order_at_the_recorded_off
     assert [r["key"] for r in info.rows] == [s.key for s in expected]
     assert all(r["shard"] == info.name for r in info.rows)
     assert [{k: v for k, v in r.items() if k not in ("shard", "offset")} for r in info.rows] == [
-        s.row for s in expected
+        r for s in expected for r in s.rows
     ]
     assert info.summaries == (part_contents(part_a)[1], part_contents(part_b)[1])
     assert info.size_bytes <= part_a.size_bytes + part_b.size_bytes + TAR_END_BYTES

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline.job import run
-from schemas.shard import decode_array, encode_array
+from schemas.shard import compress, decode_array, decompress, encode_array
 from schemas.validate import validate
 from tests.factories import make_bundle
 
@@ -92,8 +92,8 @@ def _huge_shape(data: bytes) -> bytes:
     [
         (_huge_member, "past the end of the file"),
         (_symlink_member, "not a regular file"),
-        (_replace(".meta.json", lambda d: b"[1, 2, 3]"), "list"),
-        (_replace("dmel.npy", _huge_shape), "claims shape"),
+        (_replace(".meta.json.zst", lambda d: compress(b"[1, 2, 3]")), "list"),
+        (_replace("dmel.npy.zst", lambda d: compress(_huge_shape(decompress(d)))), "claims shape"),
     ],
 )
 def test_validate_reports_instead_of_crashing(dataset: Path, tmp_path: Path, change: Callable, expected: str) -> None:

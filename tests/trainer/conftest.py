@@ -22,17 +22,30 @@ def demo_dataset(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def one_sample_dataset(demo_dataset, tmp_path_factory) -> str:
-    """A dataset of the first sample of the demo dataset (150 micro-turns, one shard): the overfitting target."""
+    """A dataset of the first sample of the demo dataset seen from its first perspective (150 micro-turns, one
+    shard): the overfitting target. (Format 3 stores both perspectives in one window; the second is left out so that
+    the target stays one example.)"""
+    import dataclasses
     import json
 
     import webdataset as wds
 
     from schemas.reader import shard_urls
+    from schemas.sample import WindowSample
 
     out = tmp_path_factory.mktemp("one-sample")
     source = wds.DataPipeline(wds.SimpleShardList(shard_urls(demo_dataset)[:1]), wds.tarfile_to_samples())
     raw = next(iter(source))
+    window = WindowSample.from_members({k: v for k, v in raw.items() if not k.startswith("__")})
+    first = dataclasses.replace(
+        window,
+        meta=dataclasses.replace(window.meta, perspectives=window.meta.perspectives[:1]),
+        labels=window.labels[:1],
+        floor=window.floor[:1],
+        targets=None if window.targets is None else window.targets[:1],
+        events=None if window.events is None else window.events[:1],
+    )
     with wds.TarWriter(str(out / "shard-00000.tar")) as writer:
-        writer.write({k: v for k, v in raw.items() if k in ("__key__",) or not k.startswith("__")})
+        writer.write({"__key__": raw["__key__"], **first.to_members()})
     (out / "manifest.json").write_text(json.dumps({"shards": [{"name": "shard-00000.tar"}]}))
     return str(out)

@@ -17,14 +17,16 @@ import numpy as np
 import webdataset as wds
 
 from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
-from schemas.shard import FIXED_MTIME, encode_array, encode_json
-from schemas.units import MICROTURN_S
+from schemas.sample import WindowMeta, WindowPerspective, WindowSample, WindowWord
+from schemas.shard import FIXED_MTIME, FORMAT_VERSION
+from schemas.units import MICROTURN_S, SAMPLES_PER_MICROTURN
 
 VOCAB = ("yes", "no", "okay", "right", "hello", "sure", "well", "so", "uh", "mm")
 
 
-def make_sample(rng: np.random.Generator, window: int) -> dict[str, bytes]:
-    """One sample's members: (W, 16, 80) uint8 dMel codes, (W,) mask (a padded tail), and words."""
+def make_sample(rng: np.random.Generator, window: int, key: str = "synth_00000") -> dict[str, bytes]:
+    """One stored window's members (format 3): speaker 'output' (row 0) plays the model, 'input' (row 1) the user;
+    (W, 16, 80) uint8 dMel codes, (W,) mask (a padded tail), and words; labels all zero."""
     frames = window * FRAMES_PER_MICROTURN
     walk = np.cumsum(rng.integers(-1, 2, size=(frames + FRAMES_PER_MICROTURN, DMEL_CHANNELS)), axis=0)
     level = np.clip(walk + rng.integers(3, 12, size=DMEL_CHANNELS), 0, DMEL_LEVELS - 1)
@@ -37,20 +39,54 @@ def make_sample(rng: np.random.Generator, window: int) -> dict[str, bytes]:
     for k in range(window):
         for stream in ("input", "output"):
             if rng.random() < 0.5:
+                start = round(k * MICROTURN_S, 3)
                 words.append(
-                    {
-                        "microturn": k,
-                        "stream": stream,
-                        "start_s": round(k * MICROTURN_S, 3),
-                        "text": VOCAB[int(rng.integers(len(VOCAB)))],
-                    }
+                    WindowWord(
+                        text=VOCAB[int(rng.integers(len(VOCAB)))],
+                        speaker=stream,
+                        start_s=start,
+                        end_s=start,
+                        heard_microturn=k,
+                        spoken_microturn=k,
+                        source="human",
+                        score=None,
+                    )
                 )
-    return {
-        "mask.npy": encode_array(mask),
-        "input.dmel.npy": encode_array(input_dmel.astype(np.uint8)),
-        "output.dmel.npy": encode_array(output_dmel.astype(np.uint8)),
-        "words.json": encode_json(words),
-    }
+    real = int(mask.sum())
+    meta = WindowMeta(
+        format_version=FORMAT_VERSION,
+        key=key,
+        conversation_id="synth",
+        conversation_key="synth",
+        window=0,
+        start_microturn=0,
+        num_microturns=real,
+        window_microturns=window,
+        last_valid_samples=SAMPLES_PER_MICROTURN,
+        conversation_samples=real * SAMPLES_PER_MICROTURN,
+        speakers=("output", "input"),
+        perspectives=(
+            WindowPerspective(perspective="output", input=1, output=0, others=(), others_row=None, interruptions=()),
+        ),
+        language="en",
+        source="synthetic",
+        licence="CC0-1.0",
+        split="train",
+        tags={},
+        video=None,
+    )
+    record = WindowSample(
+        meta=meta,
+        dmel=np.stack([output_dmel, input_dmel]).astype(np.uint8),
+        others_dmel=None,
+        activity=np.zeros((window, 2), np.float32),
+        others_activity=None,
+        labels=np.zeros((1, window), np.uint8),
+        floor=np.full((1, window), -1, np.int16),
+        mask=mask,
+        words=tuple(words),
+    )
+    return record.to_members()
 
 
 def write_dataset(directory: str | Path, *, seed: int = 0, samples: int = 4, window: int = 24, shards: int = 2) -> str:
@@ -61,13 +97,13 @@ def write_dataset(directory: str | Path, *, seed: int = 0, samples: int = 4, win
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    members = [make_sample(rng, window) for _ in range(samples)]
+    members = [make_sample(rng, window, f"synth_{j:05d}") for j in range(samples)]
     names = [f"shard-{i:05d}.tar" for i in range(shards)]
     digest = hashlib.sha256()
     for i, name in enumerate(names):
         with wds.TarWriter(str(out / name), encoder=False, mtime=FIXED_MTIME) as writer:
             for j in range(i, samples, shards):
-                writer.write({"__key__": f"synth_output_{j:05d}", **members[j]})
+                writer.write({"__key__": f"synth_{j:05d}", **members[j]})
         digest.update((out / name).read_bytes())
     (out / "manifest.json").write_text(json.dumps({"shards": [{"name": n} for n in names]}), encoding="utf-8")
     return digest.hexdigest()

@@ -12,7 +12,7 @@ import torch
 import webdataset as wds
 
 from schemas.layout import IN_TEXT, OUT_TEXT
-from schemas.shard import FIXED_MTIME, encode_json
+from schemas.shard import FIXED_MTIME, compress, encode_json
 from trainer import checkpoint
 from trainer.config import preset
 from trainer.data import Loader
@@ -43,10 +43,10 @@ def _events() -> list[dict]:
 
 def _dataset(directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
-    members = make_sample(np.random.default_rng(3), WINDOW)
-    members["events.json"] = encode_json(_events())
+    members = make_sample(np.random.default_rng(3), WINDOW, "events_00000")
+    members["events.json.zst"] = compress(encode_json([_events()]))  # format 3: one event list per perspective
     with wds.TarWriter(str(directory / "shard-00000.tar"), encoder=False, mtime=FIXED_MTIME) as writer:
-        writer.write({"__key__": "events_output_00000", **members})
+        writer.write({"__key__": "events_00000", **members})
     (directory / "manifest.json").write_text(json.dumps({"shards": [{"name": "shard-00000.tar"}]}), encoding="utf-8")
     return str(directory)
 

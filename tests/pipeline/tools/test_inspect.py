@@ -44,7 +44,7 @@ def test_inspect_png_has_the_size_asked_for_and_is_not_blank(
 def test_inspect_loads_by_index_offset_the_same_sample_as_the_reader(demo_dataset: Path) -> None:
     dataset = str(demo_dataset / "dataset")
     for expected in list(iter_samples(dataset))[:5]:
-        got = load_sample(dataset, expected["__key__"])
+        got = load_sample(dataset, expected["__key__"], expected["meta.json"]["perspective"])
         assert got["meta.json"] == expected["meta.json"]
         np.testing.assert_array_equal(got["input.dmel.npy"], expected["input.dmel.npy"])
 

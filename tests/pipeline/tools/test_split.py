@@ -72,4 +72,4 @@ def test_split_main_on_the_demo_dataset(demo_dataset: Path, tmp_path: Path) -> N
     assert set(train["speakers"]).isdisjoint(ev["speakers"])
     assert set(train["keys"]).isdisjoint(ev["keys"])
     assert all(k.rsplit("_", 2)[0] in ev["conversations"] for k in ev["keys"])
-    assert len(train["keys"]) + len(ev["keys"]) == 18
+    assert len(train["keys"]) + len(ev["keys"]) == 9  # format 3: one key per window, both perspectives in it
