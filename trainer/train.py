@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from schemas.layout import USER_TEXT_MODES
 from trainer import checkpoint, parallel
 from trainer.config import PRESETS, TrainConfig, preset
 from trainer.data import BAD_SHARD_POLICIES, Loader
@@ -301,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, help="DataLoader worker processes (default: preset's)")
     p.add_argument("--log_interval", type=int, help="optimiser steps between metric lines (default: preset's)")
     p.add_argument("--checkpoint_interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
+    p.add_argument(
+        "--user_text",
+        choices=USER_TEXT_MODES,
+        help="user words fed as text: heard (in the micro-turn of their end) or none (audio and video only; "
+        "what behaviour is reported with) (default: preset's, heard); saved in the checkpoint",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -328,7 +335,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = preset(args.config)
     top = {k: getattr(args, k) for k in ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
-    data = {k: getattr(args, k) for k in ("batch_size", "num_workers") if getattr(args, k) is not None}
+    data = {
+        k: getattr(args, k) for k in ("batch_size", "num_workers", "user_text") if getattr(args, k, None) is not None
+    }
     optim = {k: getattr(args, k) for k in ("grad_accum", "lr") if getattr(args, k) is not None}
     for name, value in (
         ("steps", cfg.steps),
