@@ -157,11 +157,16 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     bad_shards: str = "stop",
+    max_seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
     written by this call (on rank 0; other ranks return an empty list). Runs data-parallel when a process group is
-    initialised (see trainer/parallel.py)."""
+    initialised (see trainer/parallel.py). `max_seconds` (one process only): the step that ends past this many
+    seconds of this call is the last (metrics and checkpoint written; the schedule keeps its length)."""
     world = parallel.current()
+    if max_seconds is not None and world.distributed:
+        raise ValueError("max_seconds stops one process by its own clock; with several ranks use stop_at instead")
+    t_begin = time.monotonic()
     dev = parallel.device_of(world, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,6 +230,8 @@ def train(
         slots_since += sum(b["kind"].numel() for b in batches) * world.world_size
         bar.update(1)
         bar.set_postfix(loss=f"{s['loss']:.3f}")
+        if max_seconds is not None and step < end and time.monotonic() - t_begin > max_seconds:
+            end = step  # out of time: this step is the last, logged and checkpointed below
         if step % cfg.log_interval == 0 or step == end:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
