@@ -22,8 +22,9 @@ Baselines:
 Events and rows (per system; events pooled over conversations):
 - speak F1 (precision, recall): "the system speaks" per micro-turn against the data's output_speech; n = micro-turns.
 - yield take-over share within 1 s and median yield latency: for each `yield_to_output` onset e the user's silence
-  starts at y (the micro-turn after the user's last speech before e); the system starts at the first s >= y where it
-  speaks, looked for until the user speaks again (at most 5 s); latency (s - y) x 0.2 s. A yield the system never
+  starts at y (the micro-turn after the user's last speech before e; when the model's turn starts in overlap, the
+  first micro-turn after e in which the user is silent); the system starts at the first s >= y where it speaks
+  (already speaking at y: latency 0), looked for until the user speaks again (at most 5 s); latency (s - y) x 0.2 s. A yield the system never
   takes counts as infinitely late in the median (so the median is finite only when more than half the yields were
   taken: speaking at few yields cannot buy a low median); `yield_median_latency_started_s` is the median over the
   taken ones. n = yields.
@@ -174,12 +175,15 @@ def yield_latencies(pred: np.ndarray, ref: Reference) -> list[float | None]:
     search = int(round(SEARCH_S / MICROTURN_S))
     for e in ref.onsets("yield_to_output"):
         y = int(e)
-        while y > 0 and not user[y - 1]:
-            y -= 1
-        y = min(max(y, 0), int(e))
+        if user[y]:  # an overlapping yield: the user's silence starts after the onset
+            while y < len(user) and user[y]:
+                y += 1
+        else:
+            while y > 0 and not user[y - 1]:
+                y -= 1
         found = None
         for s in range(y, min(len(pred), y + search + 1)):
-            if s > e and user[s]:
+            if s > y and user[s]:
                 break
             if pred[s]:
                 found = (s - y) * MICROTURN_S

@@ -251,3 +251,17 @@ def test_user_pauses_need_the_model_silent() -> None:
     ref, _ = planted_conversation(0)
     for a, b in user_pauses(ref, 400):
         assert not ref.ref[a - 1 : b + 1].any() and b - a >= 2
+
+
+def test_a_yield_in_overlap_is_timed_from_the_users_end() -> None:
+    """The model's turn starts at 8 while the user talks to 9: latencies count from 10, the user's silence; a
+    system already speaking then scores 0, the rule N after it (not 'never', as if the user had spoken again)."""
+    labels = np.zeros(30, np.uint8)
+    labels[0:10] |= LABEL_BITS["input_speech"]
+    labels[8:20] |= LABEL_BITS["output_speech"]
+    labels[8] |= LABEL_BITS["yield_to_output"]
+    ref = Reference(labels=labels)
+    from evals.turn_taking import yield_latencies
+
+    assert yield_latencies(ref.ref, ref) == [0.0]
+    assert yield_latencies(pause_rule(ref, 600), ref) == [pytest.approx(0.4)]  # 3 silent micro-turns at 12
