@@ -24,10 +24,10 @@ Events and rows (per system; events pooled over conversations):
 - yield take-over share within 1 s and median yield latency: for each `yield_to_output` onset e the user's silence
   starts at y (the micro-turn after the user's last speech before e; when the model's turn starts in overlap, the
   first micro-turn after e in which the user is silent); the system starts at the first s >= y where it speaks
-  (already speaking at y: latency 0), looked for until the user speaks again (at most 5 s); latency (s - y) x 0.2 s. A yield the system never
-  takes counts as infinitely late in the median (so the median is finite only when more than half the yields were
-  taken: speaking at few yields cannot buy a low median); `yield_median_latency_started_s` is the median over the
-  taken ones. n = yields.
+  (already speaking at y: latency 0), looked for until the user speaks again (at most 5 s); latency (s - y) x 0.2 s.
+  A yield the system never takes counts as infinitely late in the median (so the median is finite only when more
+  than half the yields were taken: speaking at few yields cannot buy a low median);
+  `yield_median_latency_started_s` is the median over the taken ones. n = yields.
 - pause false take-over share: user pauses are silent runs [a, b) of the user between two user micro-turns, at
   least `min_pause_ms` long, during which (and one micro-turn either side) the data's model side is silent; the
   share of pauses where the system speaks in any micro-turn of [a, b). n = pauses.
