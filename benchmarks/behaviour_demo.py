@@ -24,9 +24,11 @@ feeds the user's words), `--steps` (the cosine schedule's length) or `--train_mi
 comes first. It stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
 the first `--curve_conversations` held-out conversations, the last on all of them (`eval behaviour` rows with
 95 % bootstrap CIs, the pause rule swept 200 .. 1,200 ms on the same conversations, always silent, the data);
-`--perspectives 1` scores one perspective per conversation (alternating speakers), 2 both. Rerunning with the
-same --out resumes an unfinished run and skips a finished one. The main run's (`--cues natural --user_text none`)
-final checkpoint is copied to OUT/model.pt.
+`--perspectives 2` (default) scores both perspectives of every held-out conversation (each speaker plays the user
+once; the bootstrap resamples a conversation's perspectives together): 40 dialogues give about 330 yields and 300
+within-turn pauses that way, about half with `--perspectives 1` (one perspective, alternating speakers).
+Rerunning with the same --out resumes an unfinished run and skips a finished one. The main run's (`--cues natural
+--user_text none`) final checkpoint is copied to OUT/model.pt.
 
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
 per run against the issue's goals (beyond the curve with CIs apart, shift/hold >= 0.75, interruption stop >= 0.8,
@@ -429,7 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes in training (default 0)")
-    p.add_argument("--perspectives", type=int, choices=(1, 2), default=1, help="scored per conversation (default 1)")
+    p.add_argument(
+        "--perspectives",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="perspectives scored per held-out conversation (default 2: both speakers play the user in turn)",
+    )
     p.add_argument(
         "--curve_conversations", type=int, default=12, help="held-out perspectives for the first two curve points"
     )
