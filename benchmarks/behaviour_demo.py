@@ -141,6 +141,58 @@ def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace) -> Non
         raise RuntimeError(f"{out}: {sum(made)} conversations made, {n} asked for")
 
 
+def _bundle_facts(bundles: Path) -> dict[str, Any]:
+    """Voices, topics, conversation texts and chunk texts of a bundle set (from bundle.json and planted.json)."""
+    voices, topics, texts, chunks = set(), set(), set(), []
+    dirs = sorted(p.parent for p in bundles.glob("*/bundle.json"))
+    for d in dirs:
+        b = json.loads((d / "bundle.json").read_text())
+        synth = b.get("synth") or {}
+        voices |= set((synth.get("speaker_voices") or {}).values())
+        if synth.get("topic"):
+            topics.add(synth["topic"])
+        texts.add(" ".join(str(w.get("text", "")) for w in b.get("words") or []))
+        planted = d / "planted.json"
+        if planted.exists():
+            chunks += [c["text"] for c in json.loads(planted.read_text()).get("chunks", []) if c.get("text")]
+    return {"conversations": len(dirs), "voices": voices, "topics": topics, "texts": texts, "chunks": chunks}
+
+
+def audit(d: Path) -> dict[str, Any]:
+    """What the held-out set shares with training: voices, topics, whole texts, chunk texts of >= 3 words."""
+    train, held = _bundle_facts(d / "bundles" / "train"), _bundle_facts(d / "bundles" / "eval")
+    seen = set(train["chunks"])
+    long_held = [c for c in held["chunks"] if len(c.split()) >= 3]
+    return {
+        "train_conversations": train["conversations"],
+        "train_distinct_texts": len(train["texts"]),
+        "train_voices": sorted(train["voices"]),
+        "train_topics": sorted(train["topics"]),
+        "heldout_conversations": held["conversations"],
+        "heldout_voices": sorted(held["voices"]),
+        "heldout_topics": sorted(held["topics"]),
+        "shared_voices": sorted(train["voices"] & held["voices"]),
+        "shared_topics": sorted(train["topics"] & held["topics"]),
+        "heldout_texts_in_train": len(held["texts"] & train["texts"]),
+        "train_distinct_chunks": len(seen),
+        "heldout_chunks_3plus_words": len(long_held),
+        "heldout_chunks_3plus_words_in_train": sum(c in seen for c in long_held),
+    }
+
+
+def print_audit(a: dict[str, Any]) -> None:
+    print(
+        f"data audit: train {a['train_conversations']} conversations ({a['train_distinct_texts']} distinct texts, "
+        f"{len(a['train_voices'])} voices, {len(a['train_topics'])} topics, {a['train_distinct_chunks']} distinct "
+        f"chunks); held-out {a['heldout_conversations']} ({len(a['heldout_voices'])} voices, "
+        f"{len(a['heldout_topics'])} topics); shared voices {a['shared_voices'] or 'none'}, shared topics "
+        f"{a['shared_topics'] or 'none'}, held-out texts in train {a['heldout_texts_in_train']}, held-out chunks of "
+        f">= 3 words seen verbatim in train "
+        f"{a['heldout_chunks_3plus_words_in_train']}/{a['heldout_chunks_3plus_words']}",
+        flush=True,
+    )
+
+
 def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
     """Bundles and datasets for --cues, cached: returns OUT/data/<source>-<cues>/."""
     from pipeline.job import run
@@ -151,6 +203,7 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
         done = d / "DONE.json"
         if done.exists() and json.loads(done.read_text()) == key:
             log(t0, f"data: cached in {d}")
+            print_audit(json.loads((d / "audit.json").read_text()))
             return d
         if done.exists():
             raise SystemExit(
@@ -169,7 +222,9 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
             t = time.monotonic()
             run(["--input", str(d / "bundles" / name), "--output", str(d / name)])
             log(t0, f"data: pipeline -> {d / name} in {time.monotonic() - t:.0f} s")
+        (d / "audit.json").write_text(json.dumps(audit(d), indent=1))
         done.write_text(json.dumps(key, indent=1))
+    print_audit(json.loads((d / "audit.json").read_text()))
     return d
 
 
@@ -326,6 +381,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
         "train_s": trained,
         "curve": curve,
         "final": final,
+        "data_audit": json.loads((d / "audit.json").read_text()),
     }
     result_path.write_text(json.dumps(result, indent=1))
     if (args.cues, args.user_text) == MAIN_RUN:
@@ -384,6 +440,8 @@ def report(out: Path) -> dict[str, Any]:
             cells = "".join(f"{_v(p['model'][k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
             print(f"{p['step']:>6d}{p['train_loss']:>8.3f}{p['conversations']:>6d}{cells}  {p['beyond_curve']}")
         final = res["final"]
+        if "data_audit" in res:
+            print_audit(res["data_audit"])
         print(f"final table (step {res['steps_done']}, {res['train_s'] / 60:.1f} min of training):")
         print(table(final, systems=final["table_systems"]))
         t = final["timing_ms"]
