@@ -290,6 +290,12 @@ def cmd_synth_visual(argv: list[str]) -> int:
     return visual_main(argv)
 
 
+def cmd_synth_dialogues(argv: list[str]) -> int:
+    from synth.dialogues import dialogues_main
+
+    return dialogues_main(argv)
+
+
 def cmd_eval_proactive(argv: list[str]) -> int:
     from evals.proactive import proactive_eval_main
 
@@ -358,6 +364,7 @@ COMMANDS: dict[tuple[str, ...], tuple[Command, str]] = {
     ("synth", "timed"): (cmd_synth_timed, "synthesise timed-speech conversations (reminders, timers) with targets"),
     ("synth", "cue"): (cmd_synth_cue, "synthesise cue-triggered speech (rule, monologue with cues) with targets"),
     ("synth", "visual"): (cmd_synth_visual, "synthesise counting, start/stop and call-out videos with targets"),
+    ("synth", "dialogues"): (cmd_synth_dialogues, "synthesise two-party conversations with turn-taking cues (or none)"),
 }
 
 
