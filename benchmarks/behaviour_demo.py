@@ -92,23 +92,15 @@ def data_key(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _generate_part(kind: str, out: str, n: int, seed: int, split: str, cues: str, start: int, holdout: list) -> int:
-    """One worker's share of a bundle set (a separate process)."""
-    if kind == "dialogues":
-        from synth.dialogues import make_dialogues
-
-        kw: dict[str, Any] = {"split": split, "cues": cues, "start_index": start}
-        if holdout:
-            kw["holdout_voices"] = holdout
-        return len(make_dialogues(out, n, seed, **kw))
+def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
+    """synth.demo conversations (development only: 5 fixed scripts, so held-out texts repeat training's)."""
     from synth.demo import make_demo_bundles
 
-    tmp = Path(out) / f".tmp-{split}-{start}"
-    made = make_demo_bundles(tmp, count=n, seed=seed + (1000 if split == "heldout" else 0) + start)
-    for src in made:  # unique ids across seeds and splits
-        name = f"demo-{split}-{start}-{src.name}"
-        dest = Path(out) / name
-        shutil.rmtree(dest, ignore_errors=True)
+    tmp = out / f".tmp-{split}"
+    made = make_demo_bundles(tmp, count=n, seed=seed + (1000 if split == "heldout" else 0))
+    for src in made:  # unique ids across splits
+        name = f"demo-{split}-{src.name}"
+        dest = out / name
         shutil.move(str(src), dest)
         meta = json.loads((dest / "bundle.json").read_text())
         meta["id"] = name
@@ -119,26 +111,20 @@ def _generate_part(kind: str, out: str, n: int, seed: int, split: str, cues: str
 
 def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace) -> None:
     """`n` conversations of `split` under `out`, over `--gen_workers` processes."""
-    from concurrent.futures import ProcessPoolExecutor
-
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    workers = max(1, min(args.gen_workers, n))
-    shares = [n // workers + (i < n % workers) for i in range(workers)]
-    starts = [sum(shares[:i]) for i in range(workers)]
     holdout = [v for v in args.heldout_voices.split(",") if v] if args.heldout_voices else []
-    jobs = [
-        (args.source, str(out), s, args.seed, split, args.cues, start, holdout)
-        for s, start in zip(shares, starts, strict=True)
-        if s
-    ]
-    if workers == 1:
-        made = [_generate_part(*j) for j in jobs]
+    if args.source == "dialogues":
+        from synth.dialogues import make_dialogues
+
+        kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
+        if holdout:
+            kw["holdout_voices"] = holdout
+        made = len(make_dialogues(out, n, args.seed, **kw))
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            made = list(pool.map(_generate_part, *zip(*jobs, strict=True)))
-    if sum(made) != n:
-        raise RuntimeError(f"{out}: {sum(made)} conversations made, {n} asked for")
+        made = _demo_bundles(out, n, args.seed, split)
+    if made != n:
+        raise RuntimeError(f"{out}: {made} conversations made, {n} asked for")
 
 
 def _bundle_facts(bundles: Path) -> dict[str, Any]:
