@@ -55,6 +55,7 @@ CURVE_ROWS = (
     ("speak_f1", "F1"),
     ("yield_takeover_1s", "yield<=1s"),
     ("yield_median_latency_s", "yield lat"),
+    ("yield_mean_latency_s", "mean lat"),
     ("pause_false_takeover", "pause FT"),
     ("shift_hold_bacc", "shift/hold"),
     ("interruption_stop_1s", "int stop"),
@@ -346,6 +347,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             "conversations": res["conversations"],
             "model": res["systems"]["model"],
             "beyond_curve": res.get("beyond_curve"),
+            "beyond_hull": res.get("beyond_hull"),
             "timing_ms": res["timing_ms"],
         }
         curve[i:] = [point]
@@ -390,14 +392,26 @@ def goals(res: dict[str, Any]) -> list[str]:
     final = res["final"]
     m, cmp = final["systems"]["model"], final.get("curve_comparison") or {}
     out = []
+    hull = final.get("hull_comparison") or {}
     apart = bool(cmp.get("beyond_curve")) and not cmp.get("ci_overlap", True)
+    hull_apart = bool(hull.get("beyond_ci"))
     if res["cues"] == "none":
-        verdict = "not beyond: ok" if not cmp.get("beyond_curve") else "BEYOND THE CURVE: something leaks"
+        if cmp.get("beyond_curve") and hull.get("beyond"):
+            verdict = "BEYOND the median curve AND the mean-latency hull: something leaks, find it"
+        elif cmp.get("beyond_curve"):
+            verdict = "beyond the median curve only (a chance policy can be; not beyond the mean-latency hull): ok"
+        else:
+            verdict = "not beyond: ok"
         return [f"control: {verdict}"]
     lat, ft = cmp.get("latency_margin_s", {}), cmp.get("false_takeover_margin", {})
     out.append(
-        f"beyond the curve with CIs apart: {'met' if apart else 'missed'} (margins rule - model: latency "
+        f"beyond the median curve with CIs apart: {'met' if apart else 'missed'} (margins rule - model: latency "
         f"{_v(lat, '{:+.2f}')} s, false take-over {_v(ft, '{:+.3f}')}; CIs overlap: {cmp.get('ci_overlap')})"
+    )
+    h_lat, h_ft = hull.get("latency_margin_s", {}), hull.get("false_takeover_margin", {})
+    out.append(
+        f"beyond the mean-latency hull with margins' CIs above 0: {'met' if hull_apart else 'missed'} (margins: "
+        f"latency {_v(h_lat, '{:+.2f}')} s, false take-over {_v(h_ft, '{:+.3f}')}; point beyond: {hull.get('beyond')})"
     )
     for key, goal in GOALS.items():
         v = m[key]["value"]
@@ -420,11 +434,16 @@ def report(out: Path) -> dict[str, Any]:
             f"\n=== {name}: learning curve ({res['curve'][-1]['conversations']} held-out perspectives at the end) ==="
         )
         print(
-            f"{'step':>6s}{'loss':>8s}{'convs':>6s}" + "".join(f"{label:>11s}" for _, label in CURVE_ROWS) + "  beyond"
+            f"{'step':>6s}{'loss':>8s}{'convs':>6s}"
+            + "".join(f"{label:>11s}" for _, label in CURVE_ROWS)
+            + "  beyond  hull"
         )
         for p in res["curve"]:
             cells = "".join(f"{_v(p['model'][k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
-            print(f"{p['step']:>6d}{p['train_loss']:>8.3f}{p['conversations']:>6d}{cells}  {p['beyond_curve']}")
+            print(
+                f"{p['step']:>6d}{p['train_loss']:>8.3f}{p['conversations']:>6d}{cells}  "
+                f"{str(p['beyond_curve']):6s}  {p.get('beyond_hull')}"
+            )
         final = res["final"]
         if "data_audit" in res:
             print_audit(res["data_audit"])
@@ -436,13 +455,14 @@ def report(out: Path) -> dict[str, Any]:
             print("  goal: " + line)
     if runs:
         print("\n=== summary (final checkpoints) ===")
-        print(f"{'run':28s}" + "".join(f"{label:>11s}" for _, label in CURVE_ROWS) + "  beyond  CIs apart")
+        print(f"{'run':28s}" + "".join(f"{label:>11s}" for _, label in CURVE_ROWS) + "  beyond  CIs apart  hull")
         for name, res in runs.items():
             m = res["final"]["systems"]["model"]
             cmp = res["final"].get("curve_comparison") or {}
             cells = "".join(f"{_v(m[k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
             apart = bool(cmp.get("beyond_curve")) and not cmp.get("ci_overlap", True)
-            print(f"{name:28s}{cells}  {str(cmp.get('beyond_curve')):6s}  {apart}")
+            hull = res["final"].get("hull_comparison") or {}
+            print(f"{name:28s}{cells}  {str(cmp.get('beyond_curve')):6s}  {str(apart):9s}  {hull.get('beyond')}")
     summary = {"runs": runs, "goals": {name: goals(res) for name, res in runs.items()}}
     (out / "result.json").write_text(json.dumps(summary, indent=1))
     models = [str(out / m) for m in sorted(p.name for p in out.glob("model*.pt"))]

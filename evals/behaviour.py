@@ -14,7 +14,9 @@ pause rule swept over 200 .. 1,200 ms, and the data's own model side, the ceilin
         "speak_f1" | "yield_takeover_1s" | "yield_median_latency_s" | "pause_false_takeover" | "shift_hold_bacc" |
         "interruption_stop_1s" | "backchannel_continue" | ... : {"value", "ci95": [lo, hi], "n"}}},
      "pause_rule_curve": [{"pause_ms", "yield_median_latency_s", "pause_false_takeover"}, ...],
-     "beyond_curve": bool, "curve_comparison": {...}, "conversations", "groups", "bootstrap", "min_pause_ms",
+     "beyond_curve": bool, "curve_comparison": {...},
+     "beyond_hull": bool, "hull_comparison": {...},  # mean latency against the rules' convex hull (see turn_taking)
+     "conversations", "groups", "bootstrap", "min_pause_ms",
      "user_text", "data_backchannels_per_min", "timing_ms": {"median", "p95"}}
 
 `value` is None where a row has no event to score (and a median latency is None with `"never": true` when more than
@@ -107,6 +109,7 @@ ROWS = (
     ("yield_takeover_1s", "yield: take-over share <= 1 s", "{:.3f}"),
     ("yield_median_latency_s", "yield: median latency (s; never=inf)", "{:.2f}"),
     ("yield_median_latency_started_s", "yield: median latency, taken only (s)", "{:.2f}"),
+    ("yield_mean_latency_s", "yield: mean latency (s; never=5)", "{:.2f}"),
     ("pause_false_takeover", "pause: false take-over share", "{:.3f}"),
     ("shift_hold_bacc", "shift/hold balanced accuracy", "{:.3f}"),
     ("interruption_stop_1s", "interruption: stop share <= 1 s", "{:.3f}"),
@@ -176,6 +179,19 @@ def table(result: Mapping[str, Any], *, systems: Sequence[str] | None = None) ->
             f"{'yes' if cmp['ci_overlap'] else 'no'}; beyond in "
             + ("-" if share is None else f"{100 * share:.0f} %")
             + " of resamples)"
+        )
+    hull = result.get("hull_comparison")
+    if hull:
+        share = hull["beyond_share_of_resamples"]
+        lat, ft = hull["latency_margin_s"], hull["false_takeover_margin"]
+        lines.append(
+            f"beyond the rules' convex hull in mean latency (what coin-flip policies cannot fake): "
+            f"{'YES' if hull['beyond'] else 'no'}; margins (hull - model) latency "
+            f"{_fmt('{:+.2f}', lat['value'], True)} s "
+            f"[{_fmt('{:+.2f}', lat['ci95'][0], True)},{_fmt('{:+.2f}', lat['ci95'][1], True)}], false take-over "
+            f"{_fmt('{:+.3f}', ft['value'], True)} [{_fmt('{:+.3f}', ft['ci95'][0], True)},"
+            f"{_fmt('{:+.3f}', ft['ci95'][1], True)}]; both CIs above 0: {'yes' if hull['beyond_ci'] else 'no'}; "
+            "beyond in " + ("-" if share is None else f"{100 * share:.0f} %") + " of resamples"
         )
     return "\n".join(lines)
 

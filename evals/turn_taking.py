@@ -58,6 +58,14 @@ and strictly below the second. The same readings on every bootstrap resample (mo
 conversations) give CIs of the two margins (rule minus model; > 0 favours the model); `beyond_curve_ci` is true
 when both margins' CIs lie above 0, and `ci_overlap` says whether the model's own CIs (latency, false take-over)
 overlap the CIs of the rule's readings.
+
+The median can be gamed by chance: a cue-free policy that, at the start of every user silence, speaks at once with
+probability p and otherwise stays silent has median latency 0 and false take-over about p, beyond the median curve
+for any p > 1/2 (tests/evals/test_turn_taking.py plants one). Means mix linearly, so `compare_to_hull` (`beyond_hull`)
+also reads the model's (mean yield latency, never counted as SEARCH_S; false take-over) against the lower convex
+hull of the rules' points and always silent's: every point on that hull is reached by drawing one of two rules per
+conversation, so only information the rules lack (a cue, or a leak) puts a model below it. A claim that a model
+beats the pause rule needs both readings.
 """
 
 from __future__ import annotations
@@ -94,6 +102,7 @@ METRICS = (
     "yield_takeover_1s",
     "yield_median_latency_s",
     "yield_median_latency_started_s",
+    "yield_mean_latency_s",
     "pause_false_takeover",
     "shift_hold_bacc",
     "interruption_stop_1s",
@@ -349,6 +358,12 @@ def _share(flags: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:
     return _ratio(w @ sums, w @ counts)
 
 
+def _mean(values: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:
+    sums = np.array([float(np.sum(v)) for v in values])
+    counts = np.array([float(len(v)) for v in values])
+    return _ratio(w @ sums, w @ counts)
+
+
 def _median(values: Sequence[np.ndarray], w: np.ndarray) -> np.ndarray:
     """Weighted median per row of w (np.median of the multiset; inf allowed; NaN when empty)."""
     conv = np.concatenate([np.full(len(v), i) for i, v in enumerate(values)]) if values else np.zeros(0, int)
@@ -389,6 +404,7 @@ def metric_rows(evs: Sequence[Events], w: np.ndarray) -> dict[str, np.ndarray]:
         "yield_takeover_1s": _share([e.yield_latency <= TAKE_OVER_S + _EPS for e in evs], w),
         "yield_median_latency_s": _median([e.yield_latency for e in evs], w),
         "yield_median_latency_started_s": _median(started, w),
+        "yield_mean_latency_s": _mean([np.minimum(e.yield_latency, SEARCH_S) for e in evs], w),
         "pause_false_takeover": _share([e.pause_takeover for e in evs], w),
         "shift_hold_bacc": (_ratio(hit, n_shift) + _ratio(rej, n_hold)) / 2.0,
         "interruption_stop_1s": _share([e.stop_latency <= TAKE_OVER_S + _EPS for e in evs], w),
@@ -403,6 +419,7 @@ def metric_rows(evs: Sequence[Events], w: np.ndarray) -> dict[str, np.ndarray]:
                 sum(len(e.yield_latency) for e in evs),
                 sum(len(e.yield_latency) for e in evs),
                 sum(len(s) for s in started),
+                sum(len(e.yield_latency) for e in evs),
                 sum(len(e.pause_takeover) for e in evs),
                 sum(len(s) for s in shift),
                 sum(len(e.stop_latency) for e in evs),
@@ -525,6 +542,66 @@ def compare_to_curve(model: Mapping[str, np.ndarray], rules: Sequence[Mapping[st
     }
 
 
+def lower_hull(lat: np.ndarray, ft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The lower convex hull of points (lat, ft), by increasing lat, only its decreasing part: every point on it is
+    reached by mixing two rules event by event (choose one at random per conversation), so no policy, random or not,
+    that only times silences can lie below it in expectation."""
+    order = np.lexsort((ft, lat))
+    hull: list[tuple[float, float]] = []
+    for x, y in zip(lat[order], ft[order], strict=True):
+        if hull and y >= hull[-1][1]:  # not lower than a faster point: dominated
+            continue
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1) <= 0:  # hull[-1] on or above the chord: drop it
+                hull.pop()
+            else:
+                break
+        hull.append((float(x), float(y)))
+    a = np.array(hull)
+    return a[:, 0], a[:, 1]
+
+
+def compare_to_hull(
+    model: Mapping[str, np.ndarray], rules: Sequence[Mapping[str, np.ndarray]], silent: Mapping[str, np.ndarray]
+) -> dict[str, Any]:
+    """The model's (mean yield latency, pause false take-over) against the lower convex hull of the rules' points
+    and always silent's (SEARCH_S, 0): the comparison a random mixture of rules cannot win (means mix linearly, a
+    median does not: a policy that answers at once or never, by a coin flip, has a low median at any false take-over
+    share). Readings as in `compare_to_curve`, on the point estimate and every resample."""
+    key = "yield_mean_latency_s"
+    systems = [*rules, silent]
+    lat = np.stack([r[key] for r in systems], axis=1)
+    ft = np.stack([r["pause_false_takeover"] for r in systems], axis=1)
+    m_lat, m_ft = model[key], model["pause_false_takeover"]
+    rows = []
+    for b in range(len(m_lat)):
+        if np.isnan(ft[b]).any() or np.isnan(lat[b]).any() or np.isnan(m_ft[b]) or np.isnan(m_lat[b]):
+            rows.append((math.nan, math.nan, False))
+            continue
+        hx, hy = lower_hull(lat[b], ft[b])
+        (r_lat, _), (r_ft, _), beyond = readings(float(m_lat[b]), float(m_ft[b]), hx, hy)
+        rows.append((r_lat - m_lat[b], r_ft - m_ft[b], beyond))
+    a = np.array([r[:2] for r in rows], dtype=np.float64)
+    hx, hy = lower_hull(lat[0], ft[0])
+    p_lat, p_ft, beyond = readings(float(m_lat[0]), float(m_ft[0]), hx, hy)
+    lat_ci, ft_ci = _ci(a[1:, 0][~np.isnan(a[1:, 0])]), _ci(a[1:, 1][~np.isnan(a[1:, 1])])
+    above = all(c is not None and c > 0 for c in (lat_ci[0], ft_ci[0]))
+    boot = [r[2] for r in rows[1:]]
+    return {
+        "hull": [
+            {"yield_mean_latency_s": float(x), "pause_false_takeover": float(y)} for x, y in zip(hx, hy, strict=True)
+        ],
+        "hull_latency_at_model_false_takeover_s": {"value": _finite(p_lat[0]), "bound": p_lat[1]},
+        "hull_false_takeover_at_model_latency": {"value": _finite(p_ft[0]), "bound": p_ft[1]},
+        "latency_margin_s": {"value": _finite(a[0, 0]), "ci95": lat_ci},
+        "false_takeover_margin": {"value": _finite(a[0, 1]), "ci95": ft_ci},
+        "beyond": beyond,
+        "beyond_ci": bool(beyond and above),
+        "beyond_share_of_resamples": float(np.mean(boot)) if boot else None,
+    }
+
+
 def score_systems(
     streams: Mapping[str, Sequence[np.ndarray]],
     refs: Sequence[Reference],
@@ -584,4 +661,7 @@ def score_systems(
         cmp = compare_to_curve(rows[model], rules)
         out["curve_comparison"] = cmp
         out["beyond_curve"] = cmp["beyond_curve"]
+        hull = compare_to_hull(rows[model], rules, rows["always silent"])
+        out["hull_comparison"] = hull
+        out["beyond_hull"] = hull["beyond"]
     return out

@@ -112,6 +112,7 @@ def test_answering_every_yield_after_200_ms_lies_beyond_the_curve() -> None:
     assert cmp["beyond_curve_ci"] is True and cmp["ci_overlap"] is False
     assert cmp["latency_margin_s"]["value"] > 0.5  # the rule needs > 1 s of silence to hold through every pause
     assert cmp["rule_false_takeover_at_model_latency"]["value"] == pytest.approx(1.0)
+    assert res["beyond_hull"] is True and res["hull_comparison"]["beyond_ci"] is True
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -124,6 +125,7 @@ def test_each_pause_rule_lies_on_the_curve_not_beyond(exact: bool) -> None:
         res = score_systems({"model": [pause_rule(r, n) for r in refs]}, refs, min_pause_ms=400, resamples=50)
         assert res["beyond_curve"] is False, n
         assert res["curve_comparison"]["beyond_curve_ci"] is False
+        assert res["beyond_hull"] is False, n
         curve = res["pause_rule_curve"]
         point = next(p for p in curve if p["pause_ms"] == n)
         assert res["systems"]["model"]["yield_median_latency_s"]["value"] == point["yield_median_latency_s"]
@@ -265,3 +267,25 @@ def test_a_yield_in_overlap_is_timed_from_the_users_end() -> None:
 
     assert yield_latencies(ref.ref, ref) == [0.0]
     assert yield_latencies(pause_rule(ref, 600), ref) == [pytest.approx(0.4)]  # 3 silent micro-turns at 12
+
+
+def test_a_coin_flip_at_every_silence_games_the_median_but_not_the_hull() -> None:
+    """Cue-free: at the start of every user silence, speak through it with probability 0.6, else stay silent. The
+    median latency is 0 at a 0.6 false take-over share, beyond the median curve; the mean latency (never = 5 s) puts
+    it above the rules' convex hull, which random mixtures of rules reach."""
+    refs, _ = planted(40, seed=8)
+    rng = np.random.default_rng(1)
+    model = []
+    for r in refs:
+        pred = np.zeros(len(r.labels), bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], (~r.user).astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            if a > 0 and rng.random() < 0.6:
+                pred[a:b] = True
+        model.append(pred)
+    res = score_systems({"model": model}, refs, min_pause_ms=400, resamples=100)
+    m = res["systems"]["model"]
+    assert m["yield_median_latency_s"]["value"] == 0.0 and 0.45 < m["pause_false_takeover"]["value"] < 0.75
+    assert res["beyond_curve"] is True  # the median reading is fooled ...
+    assert res["beyond_hull"] is False  # ... the mean reading against the hull is not
+    assert m["yield_mean_latency_s"]["value"] > 1.0
