@@ -31,8 +31,9 @@ Rerunning with the same --out resumes an unfinished run and skips a finished one
 --user_text none`) final checkpoint is copied to OUT/model.pt.
 
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
-per run against the issue's goals (beyond the curve with CIs apart, shift/hold >= 0.75, interruption stop >= 0.8,
-backchannel continue >= 0.8 with cues; the control not beyond), printed and written to OUT/result.json.
+per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
+margins' CIs above 0, shift/hold >= 0.75, interruption stop >= 0.8, backchannel continue >= 0.8 with cues; the
+control not beyond), printed and written to OUT/result.json.
 """
 
 from __future__ import annotations
