@@ -8,7 +8,7 @@ FROM apache/beam_python3.11_sdk:2.77.0
 
 # ffmpeg decodes every format but WAV/FLAC and all video; espeak-ng is the demo/synth TTS
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ffmpeg espeak-ng libflite1 \
+    && apt-get install -y --no-install-recommends ffmpeg espeak-ng libflite1 festival festvox-kallpc16k festvox-kdlpc16k \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/microturn

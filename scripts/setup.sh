@@ -9,19 +9,23 @@ extra=""
 [[ "${1:-}" == "--dev" ]] && extra="[dev]"
 
 missing=()
-for tool in ffmpeg ffprobe espeak-ng sox flite; do
+for tool in ffmpeg ffprobe espeak-ng sox flite festival; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
-# synth dialogues loads libespeak-ng and libflite (+ its voices) through ctypes
+# synth dialogues loads libespeak-ng and libflite (+ its voices) through ctypes, and festival's kal and ked voices
 for lib in libespeak-ng.so.1 libflite_cmu_us_slt.so.1; do
   ldconfig -p 2>/dev/null | grep -q "$lib" || missing+=("$lib")
+done
+for voice in kal_diphone ked_diphone; do
+  [[ -d /usr/share/festival/voices/english/$voice ]] || missing+=("festival voice $voice")
 done
 if ((${#missing[@]})); then
   echo "== installing Debian packages (missing: ${missing[*]})"
   SUDO=""
   [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng libespeak-ng1 sox flite libflite1 >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng libespeak-ng1 sox flite libflite1 \
+    festival festvox-kallpc16k festvox-kdlpc16k >/dev/null
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -57,7 +57,7 @@ from synth.timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HELDOUT_VOICES = ("es-029-m2", "es-wm-f5", "fl-kal16", "fl-rms")
+DEFAULT_HELDOUT_VOICES = ("es-029-m2", "es-wm-f5", "fl-kal16", "fl-rms", "fe-ked")
 """Voices that ``--split train`` never uses (and ``--split heldout`` uses only)."""
 
 SPLITS = ("train", "heldout")
@@ -547,6 +547,7 @@ def make_dialogues(
     start_index: int = 0,
     progress: bool = False,
     workers: int = 1,
+    stats: dict[str, float] | None = None,
 ) -> list[Path]:
     """Write `n` conversations as input bundles under `out_dir` (plus ``recipe.json``); return their directories.
 
@@ -561,6 +562,8 @@ def make_dialogues(
         start_index: first conversation index (to extend a set, or to split work over processes).
         progress: print a progress line to stderr every 10 conversations.
         workers: processes generating conversations at once (the output does not depend on it).
+        stats: if given, filled with ``conversations``, ``seconds`` (wall), ``audio_s``, ``conversations_per_s`` and
+            ``audio_hours_per_s``.
     """
     if cues not in CUES:
         raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
@@ -597,7 +600,14 @@ def make_dialogues(
             print(f"  {done}/{n} conversations, {audio_s / 3600:.2f} h of audio, {el:.0f} s", file=sys.stderr)
     el = time.perf_counter() - t0
     logger.info("wrote %d conversations (%.2f h) in %.1f s", n, audio_s / 3600, el)
-    make_dialogues.last_speed = (n / el, audio_s / 3600 / el, audio_s)  # type: ignore[attr-defined]
+    if stats is not None:
+        stats.update(
+            conversations=n,
+            seconds=el,
+            audio_s=audio_s,
+            conversations_per_s=n / el,
+            audio_hours_per_s=audio_s / 3600 / el,
+        )
     return [results[i] for i in sorted(results)]
 
 
@@ -672,7 +682,10 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
     topic = grammar.TOPICS[rng.choice(topics)]
     synth = _LOADED if _LOADED is not None else Synthesiser()
     conv = _Conversation(synth, {"A": va, "B": vb}, topic, cues, cfg, rng)
-    conv.build()
+    try:
+        conv.build()
+    finally:
+        synth.close()
     timeline = conv.timeline()
     conv_id = f"dlg-{split}-s{seed}-{i:05d}"
     rec = task["recipe"]
@@ -732,6 +745,7 @@ def dialogues_main(argv: Sequence[str] | None = None) -> int:
     cfg = DialogueConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DialogueConfig)})
     held = tuple(v for v in args.holdout_voices.split(",") if v)
     print(f"synthesising {args.n} {args.split} conversations (cues {args.cues}) into {args.out} ...", flush=True)
+    stats: dict[str, float] = {}
     dirs = make_dialogues(
         args.out,
         args.n,
@@ -743,8 +757,9 @@ def dialogues_main(argv: Sequence[str] | None = None) -> int:
         start_index=args.start_index,
         progress=True,
         workers=args.workers,
+        stats=stats,
     )
-    conv_s, hours_s, audio_s = make_dialogues.last_speed  # type: ignore[attr-defined]
+    conv_s, hours_s, audio_s = stats["conversations_per_s"], stats["audio_hours_per_s"], stats["audio_s"]
     print(
         f"wrote {len(dirs)} conversations ({audio_s / 3600:.2f} h of audio) to {args.out}: "
         f"{conv_s:.2f} conversations/s, {hours_s * 3600:.0f} s of audio per s ({hours_s:.4f} audio-hours/s)"

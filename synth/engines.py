@@ -1,4 +1,4 @@
-"""Whole-clause synthesis with each word's span from the engine itself: libespeak-ng and libflite, through ctypes.
+"""Whole-clause synthesis with each word's span from the engine itself: libespeak-ng and libflite (ctypes), festival.
 
     python -c "from synth.engines import VOICE_BANK, Synthesiser; s = Synthesiser(); \
 a, w = s.clause('so what did you think of it?', VOICE_BANK[0]); print(len(a) / 16000, w)"
@@ -6,26 +6,35 @@ a, w = s.clause('so what did you think of it?', VOICE_BANK[0]); print(len(a) / 1
 A clause (text up to and including its punctuation) is one engine call, so the engine's own prosody applies:
 falling at '.', rising at '?', continuation at ','. Word starts come from the engine: libespeak-ng's synthesis
 callback reports an ``espeakEVENT_WORD`` at each word's first sample (see ``synth.connected``); libflite's
-utterance carries every segment's end time, and a token's start is the end of the segment before its first phone.
+utterance carries every segment's end time, and a token's start is the end of the segment before its first phone
+(festival, kept open in pipe mode, prints the same feature for each token).
 Each word's span is then refined by energy between its start and the next word's (``synth.connected.word_spans``).
 Audio is returned at 16 kHz (the pipeline's rate; espeak-ng's 22,050 Hz is resampled with a polyphase filter),
 cut to [first word start, last word end], RMS-normalised to -20 dBFS with the peak kept below -1 dBFS.
 
-Voices (`VOICE_BANK`): 12 espeak-ng voices (accents x variants x pitch/rate) and 5 flite voices (kal, kal16, awb,
-rms, slt; Debian packages ``libflite1``/``flite``). Measured on "we could drive to the lake on the" + ',', '.', '?':
+Voices (`VOICE_BANK`): 12 espeak-ng voices (accents x variants x pitch/rate), 5 flite voices (kal, kal16, awb,
+rms, slt; Debian packages ``libflite1``/``flite``) and 2 festival diphone voices (kal, ked; ``festival``,
+``festvox-kallpc16k``, ``festvox-kdlpc16k``). Measured on "we could drive to the lake on the" + ',', '.', '?':
 espeak-ng ends it rising a little at ',' (78 -> 84 Hz for es-us-m3), falling at '.' (71 -> 66 Hz) and rising more at
 '?' (79 -> 91 Hz); flite's voices give the same F0 and durations whatever the punctuation, so in their speech only
-the words (a clause cut after a function word) cue a pause. Words espeak-ng joins to the word before (no word event,
+the words (a clause cut after a function word) cue a pause; festival rises at '?' (105 -> 110 Hz) and ends ',' and '.'
+alike. Words espeak-ng joins to the word before (no word event,
 e.g. some clitics) share that word's span in proportion to their letters.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from math import gcd
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 from scipy.signal import resample_poly
 
 from synth.connected import EspeakLibrary, word_spans
@@ -87,6 +96,8 @@ VOICE_BANK: tuple[VoiceSpec, ...] = (
     VoiceSpec(name="fl-awb", engine="flite", engine_voice="awb", stretch=1.0),
     VoiceSpec(name="fl-rms", engine="flite", engine_voice="rms", stretch=0.95),
     VoiceSpec(name="fl-slt", engine="flite", engine_voice="slt", stretch=1.0),
+    VoiceSpec(name="fe-kal", engine="festival", engine_voice="kal_diphone", stretch=1.0),
+    VoiceSpec(name="fe-ked", engine="festival", engine_voice="ked_diphone", stretch=1.1),
 )
 """Every voice `synth dialogues` can use; see DEFAULT_HELDOUT_VOICES in synth.dialogues for the split."""
 
@@ -232,12 +243,88 @@ class FliteEngine:
         return audio, starts, rate
 
 
+FESTIVAL_SCHEME = (
+    "(define (microturn_say text file) (let ((u (SynthText text)) (tok nil)) (utt.save.wave u file (quote riff)) "
+    "(set! tok (utt.relation.first u (quote Token))) "
+    '(while tok (if (item.daughter1 tok) (format t "W %f\\n" (item.feat tok '
+    '"daughter1.R:SylStructure.daughter1.daughter1.R:Segment.p.end"))) (set! tok (item.next tok))) '
+    '(format t "DONE\\n")))\n'
+)
+"""Speak a clause to a WAV and print each token's start (top-level Token items with words) then DONE."""
+
+
+class FestivalEngine:
+    """The festival program (Debian ``festival`` with ``festvox-kallpc16k``/``festvox-kdlpc16k``), one process kept
+    open in pipe mode; per clause it writes a WAV and prints each word's start (the end of the segment before its
+    first phone). Start it in the process that uses it (a forked child must not share a parent's pipe).
+
+    Raises:
+        FileNotFoundError: festival or stdbuf is not installed.
+    """
+
+    def __init__(self) -> None:
+        for tool in ("festival", "stdbuf"):
+            if shutil.which(tool) is None:
+                raise FileNotFoundError(
+                    f"{tool!r} not found: apt-get install festival festvox-kallpc16k festvox-kdlpc16k"
+                )
+        # stdbuf: festival's stdout is block-buffered on a pipe, which would never hand back a clause's times
+        self._proc = subprocess.Popen(
+            ["stdbuf", "-oL", "festival", "--pipe"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+        fd, self._wav = tempfile.mkstemp(suffix=".wav", prefix="microturn-festival-")
+        os.close(fd)
+        self._voice: tuple[str, float] | None = None
+        self._send(FESTIVAL_SCHEME)
+
+    def _send(self, command: str) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(command)
+        self._proc.stdin.flush()
+
+    def clause(self, text: str, voice: VoiceSpec) -> tuple[np.ndarray, list[int], int]:
+        """Native-rate audio, each token's start sample, and the rate."""
+        if self._voice != (voice.engine_voice, voice.stretch):
+            if not voice.engine_voice.replace("_", "").isalnum():
+                raise ValueError(f"voice {voice.name}: bad festival voice name {voice.engine_voice!r}")
+            self._send(f"(voice_{voice.engine_voice})(Parameter.set 'Duration_Stretch {voice.stretch})\n")
+            self._voice = (voice.engine_voice, voice.stretch)
+        quoted = text.replace("\\", " ").replace('"', " ")
+        self._send(f'(microturn_say "{quoted}" "{self._wav}")\n')
+        assert self._proc.stdout is not None
+        times = []
+        while True:
+            line = self._proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"festival exited while speaking {text!r} (voice {voice.engine_voice})")
+            if line.startswith("DONE"):
+                break
+            if line.startswith("W "):
+                times.append(float(line.split()[1]))
+        audio, rate = sf.read(self._wav, dtype="float32", always_2d=True)
+        if len(times) != len(text.split()):
+            raise ValueError(f"festival made {len(times)} words of {text!r}; expected {len(text.split())}")
+        return audio[:, 0], [int(round(t * rate)) for t in times], int(rate)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.stdin.close()  # type: ignore[union-attr]
+            self._proc.wait(timeout=10)
+        Path(self._wav).unlink(missing_ok=True)
+
+
 class Synthesiser:
     """Both engines behind one call; a per-(text, voice) cache, since backchannels and fillers repeat."""
 
     def __init__(self) -> None:
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
+        self._festival: FestivalEngine | None = None
         self._cache: dict[tuple[str, VoiceSpec], tuple[np.ndarray, list[tuple[int, int]]]] = {}
 
     def load(self, voices: tuple[VoiceSpec, ...] = VOICE_BANK) -> Synthesiser:
@@ -276,7 +363,41 @@ class Synthesiser:
             if self._flite is None:
                 self._flite = FliteEngine()
             return self._flite.clause(text, voice)
-        raise ValueError(f"voice {voice.name}: unknown engine {voice.engine!r}; use espeak-ng or flite")
+        if voice.engine == "festival":
+            if self._festival is None:
+                self._festival = FestivalEngine()
+            return self._festival.clause(text, voice)
+        raise ValueError(f"voice {voice.name}: unknown engine {voice.engine!r}; use espeak-ng, flite or festival")
+
+    def close(self) -> None:
+        """Stop the festival process, if one was started."""
+        if self._festival is not None:
+            self._festival.close()
+            self._festival = None
+
+
+MAX_INNER_GAP_S = 0.2
+"""A silence between two words of one clause (festival breaks phrases before "but", ...) longer than this is cut to
+`INNER_GAP_S`, so a clause is always one inter-pausal unit (the pipeline joins words across gaps < 0.3 s)."""
+INNER_GAP_S = 0.12
+
+
+def _close_gaps(clip: np.ndarray, spans: list[tuple[int, int]]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Cut the middle of every inter-word silence longer than MAX_INNER_GAP_S down to INNER_GAP_S (16 kHz)."""
+    limit, keep = int(MAX_INNER_GAP_S * OUT_RATE_HZ), int(INNER_GAP_S * OUT_RATE_HZ)
+    pieces, out, shift, pos = [], [], 0, 0
+    for k, (a, b) in enumerate(spans):
+        if k and a - spans[k - 1][1] > limit:
+            gap_start = spans[k - 1][1]
+            cut_from, cut_to = gap_start + keep // 2, a - (keep - keep // 2)
+            pieces.append(clip[pos:cut_from])
+            pos = cut_to
+            shift += cut_to - cut_from
+        out.append((a - shift, b - shift))
+    if not pieces:
+        return clip, spans
+    pieces.append(clip[pos:])
+    return np.concatenate(pieces), out
 
 
 def _finish(audio: np.ndarray, starts: list[int], rate: int, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -306,6 +427,7 @@ def _finish(audio: np.ndarray, starts: list[int], rate: int, text: str) -> tuple
     scale = lambda s: int(round((s - lo) * OUT_RATE_HZ / rate))  # noqa: E731
     n = len(clip)
     out_spans = [(min(scale(a), n - 1), min(max(scale(b), scale(a) + 1), n)) for a, b in full]
+    clip, out_spans = _close_gaps(clip, out_spans)
     rms = float(np.sqrt(np.mean(clip * clip))) or 1.0
     peak = float(np.abs(clip).max()) or 1.0
     clip = np.clip(clip * min(TARGET_RMS / rms, MAX_PEAK / peak), -1.0, 1.0).astype(np.float32)

@@ -145,7 +145,7 @@ def test_voice_and_topic_splits_are_disjoint(tmp_path):
     train, held = voice_pool("train"), voice_pool("heldout")
     assert {v.name for v in train}.isdisjoint({v.name for v in held})
     assert {v.name for v in held} == set(DEFAULT_HELDOUT_VOICES) and len(train) >= 10 and len(VOICE_BANK) >= 12
-    assert {v.engine for v in VOICE_BANK} == {"espeak-ng", "flite"}
+    assert {v.engine for v in VOICE_BANK} == {"espeak-ng", "flite", "festival"}
     custom = voice_pool("heldout", ["fl-awb", "es-us-m3"])
     assert {v.name for v in custom} == {"fl-awb", "es-us-m3"}
     assert set(grammar.TRAIN_TOPICS).isdisjoint(grammar.HELDOUT_TOPICS)
