@@ -1,179 +1,539 @@
-"""Behaviour at CPU scale: demo conversations -> pipeline -> train a tiny model -> `eval behaviour` at 3 checkpoints.
+"""Does the data teach turn-taking? Synthetic dialogues -> pipeline -> a tiny model -> `eval behaviour`, on CPU.
 
-    PYTHONPATH=. python benchmarks/behaviour_demo.py --out /tmp/behaviour-demo
+    PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --stage data --cues natural
+    PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --stage data --cues none
+    PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --cues natural --user_text none --threads 1 &
+    PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --cues none --user_text none --threads 1 &
+    PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --cues natural --user_text heard --threads 1 &
+    wait; PYTHONPATH=. python benchmarks/behaviour_demo.py --out OUT --stage report
 
-Steps: synthesise `--conversations` espeak conversations (synth.demo.make_demo_bundles) spread over `--seeds`, each
-renamed `s{seed}-demo-NNNN`; every 5th conversation is held out (no conversation is in both); the pipeline writes a
-train and an eval dataset; the `tiny` preset without frame patches (the demo has no video) and with
-`--context` micro-turns per example trains for `--steps` optimiser steps (the cosine schedule's length) or until
-`--train_minutes` are spent, whichever comes first, stopping at steps/3, 2 steps/3 and steps to run
-evals.behaviour on `--eval_conversations` held-out conversation perspectives. It prints the learning curve (train
-loss and the behaviour rows per checkpoint) and the final table with the always-silent and pause-rule baselines,
-and writes OUT/result.json. Everything lives under --out (checkpoints included): nothing goes into git. The
-defaults keep the whole run under 30 minutes on 2 CPU cores.
+(or one invocation per run in a row; `--stage all`, the default, makes the data it needs first.)
+
+Data (`--stage data`, cached under OUT/data/<source>-<cues>/ and skipped when its DONE file matches the arguments;
+a lock lets side-by-side runs share it): `--train_conversations` conversations of `microturn synth dialogues`
+(synth.dialogues.make_dialogues, split "train": training voices and topics) and `--eval_conversations` of its
+"heldout" split (voices and topics training never sees), both with `--cues` (`natural`, or `none`: the control, in
+which only a silence's length tells a yield from a pause); each set through the pipeline into a dataset.
+`--source demo` uses synth.demo instead (5 fixed scripts: for developing this script only, its held-out set
+shares every text with training).
+
+Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`tiny` on CPU; `small` for one GPU,
+see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
+`--user_text` (`none`: the model hears audio only, what behaviour is reported with; `heard`: the ablation that also
+feeds the user's words), `--steps` (the cosine schedule's length) or `--train_minutes` of training, whichever
+comes first. It stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
+the first `--curve_conversations` held-out conversations, the last on all of them (`eval behaviour` rows with
+95 % bootstrap CIs, the pause rule swept 200 .. 1,200 ms on the same conversations, always silent, the data);
+`--perspectives 2` (default) scores both perspectives of every held-out conversation (each speaker plays the user
+once; the bootstrap resamples a conversation's perspectives together): 40 dialogues give about 330 yields and 300
+within-turn pauses that way, about half with `--perspectives 1` (one perspective, alternating speakers).
+Rerunning with the same --out resumes an unfinished run and skips a finished one. The main run's (`--cues natural
+--user_text none`) final checkpoint is copied to OUT/model.pt.
+
+Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
+per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
+margins' CIs above 0, shift/hold >= 0.75, interruption stop >= 0.8, backchannel continue >= 0.8 with cues; the
+control not beyond), printed and written to OUT/result.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CURVE_ROWS = (
-    "speak_f1",
-    "yield_takeover_1s",
-    "yield_median_latency_s",
-    "pause_handling",
-    "interruption_stop_1s",
-    "backchannels_per_min",
+    ("speak_f1", "F1"),
+    ("yield_takeover_1s", "yield<=1s"),
+    ("yield_median_latency_s", "yield lat"),
+    ("yield_mean_latency_s", "mean lat"),
+    ("pause_false_takeover", "pause FT"),
+    ("shift_hold_bacc", "shift/hold"),
+    ("interruption_stop_1s", "int stop"),
+    ("backchannel_continue", "bc cont"),
 )
+GOALS = {"shift_hold_bacc": 0.75, "interruption_stop_1s": 0.8, "backchannel_continue": 0.8}
+"""Issue 21's goals for the run with cues (besides lying beyond the pause rule's curve with CIs apart)."""
+MAIN_RUN = ("natural", "none")
+"""(cues, user_text) of the run whose final checkpoint becomes OUT/model.pt."""
 
 
-def make_bundles(out: Path, conversations: int, seeds: list[int]) -> tuple[Path, Path]:
-    """Demo bundles under out/train and out/eval (every 5th conversation held out); returns both directories."""
+def log(t0: float, msg: str) -> None:
+    print(f"[{time.monotonic() - t0:7.0f} s] {msg}", flush=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (side-by-side invocations make shared data once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def data_dir(out: Path, args: argparse.Namespace) -> Path:
+    return out / "data" / f"{args.source}-{args.cues}"
+
+
+def data_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("source", "cues", "train_conversations", "eval_conversations", "seed")} | {
+        "heldout_voices": args.heldout_voices
+    }
+
+
+def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
+    """synth.demo conversations (development only: 5 fixed scripts, so held-out texts repeat training's)."""
     from synth.demo import make_demo_bundles
 
-    train, held = out / "train", out / "eval"
-    for d in (train, held):
-        d.mkdir(parents=True, exist_ok=True)
-    per_seed = [conversations // len(seeds) + (i < conversations % len(seeds)) for i in range(len(seeds))]
-    i = 0
-    for seed, count in zip(seeds, per_seed, strict=True):
-        if count == 0:
-            continue
-        tmp = out / f"tmp-seed{seed}"
-        for src in make_demo_bundles(tmp, count=count, seed=seed):
-            name = f"s{seed}-{src.name}"
-            dest = (held if i % 5 == 0 else train) / name
-            shutil.rmtree(dest, ignore_errors=True)
-            shutil.move(str(src), dest)
-            meta = json.loads((dest / "bundle.json").read_text())
-            meta["id"] = name
-            (dest / "bundle.json").write_text(json.dumps(meta, indent=1))
-            i += 1
-        shutil.rmtree(tmp, ignore_errors=True)
-    return train, held
+    tmp = out / f".tmp-{split}"
+    made = make_demo_bundles(tmp, count=n, seed=seed + (1000 if split == "heldout" else 0))
+    for src in made:  # unique ids across splits
+        name = f"demo-{split}-{src.name}"
+        dest = out / name
+        shutil.move(str(src), dest)
+        meta = json.loads((dest / "bundle.json").read_text())
+        meta["id"] = name
+        (dest / "bundle.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return len(made)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="behaviour-demo-out", help="work directory (bundles, datasets, run)")
-    p.add_argument("--conversations", type=int, default=30, help="demo conversations in all (default 30)")
-    p.add_argument("--seeds", default="0,1,2", help="generator seeds, comma-separated (default 0,1,2)")
-    p.add_argument("--steps", type=int, default=600, help="optimiser steps of the schedule (default 600)")
-    p.add_argument("--train_minutes", type=float, default=15.0, help="training time budget (default 15)")
-    p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
-    p.add_argument("--eval_conversations", type=int, default=4, help="held-out perspectives scored (default 4)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature in eval (default 1)")
-    p.add_argument("--pause_ms", type=float, default=600.0, help="pause rule baseline (default 600)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training (eval uses 1)")
-    args = p.parse_args(argv)
+def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace) -> None:
+    """`n` conversations of `split` under `out`, over `--gen_workers` processes."""
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    holdout = [v for v in args.heldout_voices.split(",") if v] if args.heldout_voices else []
+    if args.source == "dialogues":
+        from synth.dialogues import make_dialogues
 
+        kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
+        if holdout:
+            kw["holdout_voices"] = holdout
+        made = len(make_dialogues(out, n, args.seed, **kw))
+    else:
+        made = _demo_bundles(out, n, args.seed, split)
+    if made != n:
+        raise RuntimeError(f"{out}: {made} conversations made, {n} asked for")
+
+
+def _bundle_facts(bundles: Path) -> dict[str, Any]:
+    """Voices, topics, conversation texts and chunk texts of a bundle set (from bundle.json and planted.json)."""
+    voices, topics, texts, chunks = set(), set(), set(), []
+    dirs = sorted(p.parent for p in bundles.glob("*/bundle.json"))
+    for d in dirs:
+        b = json.loads((d / "bundle.json").read_text())
+        synth = b.get("synth") or {}
+        voices |= set((synth.get("speaker_voices") or {}).values())
+        if synth.get("topic"):
+            topics.add(synth["topic"])
+        texts.add(" ".join(str(w.get("text", "")) for w in b.get("words") or []))
+        planted = d / "planted.json"
+        if planted.exists():
+            chunks += [c["text"] for c in json.loads(planted.read_text()).get("chunks", []) if c.get("text")]
+    return {"conversations": len(dirs), "voices": voices, "topics": topics, "texts": texts, "chunks": chunks}
+
+
+def audit(d: Path) -> dict[str, Any]:
+    """What the held-out set shares with training: voices, topics, whole texts, chunk texts of >= 3 words."""
+    train, held = _bundle_facts(d / "bundles" / "train"), _bundle_facts(d / "bundles" / "eval")
+    seen = set(train["chunks"])
+    long_held = [c for c in held["chunks"] if len(c.split()) >= 3]
+    return {
+        "train_conversations": train["conversations"],
+        "train_distinct_texts": len(train["texts"]),
+        "train_voices": sorted(train["voices"]),
+        "train_topics": sorted(train["topics"]),
+        "heldout_conversations": held["conversations"],
+        "heldout_voices": sorted(held["voices"]),
+        "heldout_topics": sorted(held["topics"]),
+        "shared_voices": sorted(train["voices"] & held["voices"]),
+        "shared_topics": sorted(train["topics"] & held["topics"]),
+        "heldout_texts_in_train": len(held["texts"] & train["texts"]),
+        "train_distinct_chunks": len(seen),
+        "heldout_chunks_3plus_words": len(long_held),
+        "heldout_chunks_3plus_words_in_train": sum(c in seen for c in long_held),
+    }
+
+
+def print_audit(a: dict[str, Any]) -> None:
+    print(
+        f"data audit: train {a['train_conversations']} conversations ({a['train_distinct_texts']} distinct texts, "
+        f"{len(a['train_voices'])} voices, {len(a['train_topics'])} topics, {a['train_distinct_chunks']} distinct "
+        f"chunks); held-out {a['heldout_conversations']} ({len(a['heldout_voices'])} voices, "
+        f"{len(a['heldout_topics'])} topics); shared voices {a['shared_voices'] or 'none'}, shared topics "
+        f"{a['shared_topics'] or 'none'}, held-out texts in train {a['heldout_texts_in_train']}, held-out chunks of "
+        f">= 3 words seen verbatim in train "
+        f"{a['heldout_chunks_3plus_words_in_train']}/{a['heldout_chunks_3plus_words']}",
+        flush=True,
+    )
+
+
+def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
+    """Bundles and datasets for --cues, cached: returns OUT/data/<source>-<cues>/."""
+    from pipeline.job import run
+
+    d = data_dir(out, args)
+    key = data_key(args)
+    with locked(out / "data" / f".{d.name}.lock"):
+        done = d / "DONE.json"
+        if done.exists() and json.loads(done.read_text()) == key:
+            log(t0, f"data: cached in {d}")
+            print_audit(json.loads((d / "audit.json").read_text()))
+            return d
+        if done.exists():
+            raise SystemExit(
+                f"{d} holds data made with {json.loads(done.read_text())}, not {key}: use another --out or remove it"
+            )
+        for split, n, name in (
+            ("train", args.train_conversations, "train"),
+            ("heldout", args.eval_conversations, "eval"),
+        ):
+            t = time.monotonic()
+            make_bundles(d / "bundles" / name, n, split, args)
+            log(
+                t0, f"data: {n} {split} conversations ({args.source}, cues {args.cues}) in {time.monotonic() - t:.0f} s"
+            )
+            shutil.rmtree(d / name, ignore_errors=True)
+            t = time.monotonic()
+            run(["--input", str(d / "bundles" / name), "--output", str(d / name)])
+            log(t0, f"data: pipeline -> {d / name} in {time.monotonic() - t:.0f} s")
+        (d / "audit.json").write_text(json.dumps(audit(d), indent=1))
+        done.write_text(json.dumps(key, indent=1))
+    print_audit(json.loads((d / "audit.json").read_text()))
+    return d
+
+
+def model_file(preset: str) -> str:
+    """OUT/model.pt for the tiny preset's main run, OUT/model-<preset>.pt for another preset's."""
+    return "model.pt" if preset == "tiny" else f"model-{preset}.pt"
+
+
+def run_name(args: argparse.Namespace) -> str:
+    return f"{args.preset}-{args.cues}-{args.user_text}"
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    from trainer.config import preset
+
+    base = preset(args.preset)
+    data = dataclasses.replace(
+        base.data,
+        frame_patches=0,
+        context_microturns=args.context,
+        user_text=args.user_text,
+        num_workers=args.num_workers,
+        **({"batch_size": args.batch_size} if args.batch_size else {}),
+    )
+    optim = dataclasses.replace(base.optim, **({"lr": args.lr} if args.lr else {}))
+    return dataclasses.replace(
+        base,
+        name=f"behaviour-{run_name(args)}",
+        steps=args.steps,
+        seed=args.seed,
+        log_interval=max(args.steps // 50, 1),
+        checkpoint_interval=max(args.steps // 3, 1),
+        data=data,
+        optim=optim,
+    )
+
+
+def eval_conversations(d: Path, args: argparse.Namespace) -> list[Any]:
+    """The held-out conversations in id order, one perspective each (alternating) or both."""
+    from evals.respond import conversations_from_dataset
+
+    convs = conversations_from_dataset(str(d / "eval"))
+    by_id: dict[str, list[Any]] = {}
+    for c in convs:
+        by_id.setdefault(c.conversation_id or c.name, []).append(c)
+    out = []
+    for i, cid in enumerate(sorted(by_id)):
+        views = sorted(by_id[cid], key=lambda c: c.perspective or c.name)
+        out += views if args.perspectives == 2 else [views[i % len(views)]]
+    return out
+
+
+def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
     import torch
 
     from evals.behaviour import evaluate_behaviour, table
-    from evals.respond import conversations_from_dataset
-    from pipeline.job import run
     from trainer.checkpoint import load_model
-    from trainer.config import preset
     from trainer.train import train
 
-    t_start = time.monotonic()
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    print(
-        f"[{time.monotonic() - t_start:6.0f} s] synthesising {args.conversations} conversations (seeds {seeds})",
-        flush=True,
-    )
-    train_b, eval_b = make_bundles(out / "bundles", args.conversations, seeds)
-    for name, src in (("train", train_b), ("eval", eval_b)):
-        shutil.rmtree(out / name, ignore_errors=True)
-        run(["--input", str(src), "--output", str(out / name)])
-    print(f"[{time.monotonic() - t_start:6.0f} s] datasets written: {out / 'train'}, {out / 'eval'}", flush=True)
-
-    base = preset("tiny")
-    cfg = dataclasses.replace(
-        base,
-        name="behaviour-demo",
-        steps=args.steps,
-        log_interval=10,
-        checkpoint_interval=max(args.steps // 3, 1),
-        data=dataclasses.replace(base.data, frame_patches=0, context_microturns=args.context),
-    )
-    run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    convs = conversations_from_dataset(str(out / "eval"), limit=args.eval_conversations)
-    budget = args.train_minutes * 60.0
-    trained = 0.0  # seconds spent training (evaluation not counted)
-    curve, step, loss = [], 0, float("nan")
+    run_dir = out / "runs" / run_name(args)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = train_config(args)
+    volatile = ("stage", "threads", "gen_workers", "out")
+    settings = {
+        "args": {k: v for k, v in vars(args).items() if k not in volatile},
+        "config": cfg.to_dict(),
+        "data": data_key(args),
+    }
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        old = json.loads(result_path.read_text())
+        if old.get("settings") == settings:
+            log(t0, f"{run_name(args)}: finished before, {result_path}")
+            return old
+    convs = eval_conversations(d, args)
+    curve_convs = convs[: args.curve_conversations] if args.curve_conversations else convs
     marks = sorted({max(args.steps // 3, 1), max(2 * args.steps // 3, 1), args.steps})
-    while True:
-        target = next(m for m in marks if m > step)
-        stop = min(step + 25, target)  # short segments, so the time budget is kept within a segment too
-        torch.set_num_threads(args.threads)
-        t0 = time.monotonic()
-        records = train(cfg, str(out / "train"), str(run_dir), device="cpu", stop_at=stop, progress=False)
-        trained += time.monotonic() - t0
-        step = records[-1]["step"] if records else stop
-        loss = records[-1]["loss"] if records else loss
-        out_of_time = trained > budget
-        if step != target and not out_of_time:
+    budget = args.train_minutes * 60.0
+    trained, step, curve, final = 0.0, 0, [], None
+    metrics = run_dir / "metrics.jsonl"
+    progress = run_dir / "progress.json"  # the curve so far, so an interrupted run resumes with it
+    if progress.exists() and (run_dir / "checkpoint.pt").exists():
+        saved = json.loads(progress.read_text())
+        if saved.get("settings") == settings:
+            trained, step, curve = saved["train_s"], saved["step"], saved["curve"]
+            log(t0, f"{run_name(args)}: resuming at step {step} ({trained:.0f} s trained, {len(curve)} curve points)")
+    log(
+        t0,
+        f"{run_name(args)}: training {args.steps} steps (<= {args.train_minutes:g} min, {args.threads} threads, "
+        f"{args.device}); eval on {len(convs)} held-out conversation perspectives "
+        f"({len(curve_convs)} for the first two curve points)",
+    )
+    for i, mark in enumerate(marks):
+        last = i == len(marks) - 1
+        if i < len(curve) and not last:  # done before an interruption (the final point is always scored here)
             continue
-        torch.set_num_threads(1)
-        t_eval = time.monotonic()
-        model = load_model(str(run_dir / "checkpoint.pt"))
-        result = evaluate_behaviour(model, convs, pause_ms=args.pause_ms, temperature=args.temperature)
-        curve.append(
-            {
-                "step": step,
-                "train_loss": loss,
-                "train_s": trained,
-                "model": result["systems"]["model"],
-                "timing_ms": result["timing_ms"],
-            }
+        torch.set_num_threads(args.threads)
+        t = time.monotonic()
+        # segment i ends at its step mark or at (i + 1) / 3 of the time budget: three curve points either way
+        train(
+            cfg,
+            str(d / "train"),
+            str(run_dir),
+            device=args.device,
+            stop_at=mark,
+            progress=False,
+            max_seconds=max(budget * (i + 1) / len(marks) - trained, 0.0),
+        )
+        trained += time.monotonic() - t
+        state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+        step = int(state["step"])
+        lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()] if metrics.exists() else []
+        loss = next((r["loss"] for r in reversed(lines) if r["step"] <= step), float("nan"))
+        if step < mark:
+            log(
+                t0,
+                f"{run_name(args)}: time share {i + 1}/{len(marks)} of {args.train_minutes:g} min spent at step {step}",
+            )
+        torch.set_num_threads(1 if args.device == "cpu" else args.threads)
+        t = time.monotonic()
+        model = load_model(str(run_dir / "checkpoint.pt"), args.device)
+        res = evaluate_behaviour(
+            model,
+            convs if last else curve_convs,
+            pause_ms=args.pause_ms,
+            temperature=args.temperature,
+            resamples=args.resamples,
+        )
+        point = {
+            "step": step,
+            "train_loss": loss,
+            "train_s": trained,
+            "conversations": res["conversations"],
+            "model": res["systems"]["model"],
+            "beyond_curve": res.get("beyond_curve"),
+            "beyond_hull": res.get("beyond_hull"),
+            "timing_ms": res["timing_ms"],
+        }
+        curve[i:] = [point]
+        progress.write_text(json.dumps({"settings": settings, "train_s": trained, "step": step, "curve": curve}))
+        log(
+            t0,
+            f"{run_name(args)}: step {step}, loss {loss:.3f}, {trained:.0f} s of training; eval of "
+            f"{res['conversations']} perspectives took {time.monotonic() - t:.0f} s",
+        )
+        if last:
+            final = res
+    assert final is not None
+    result = {
+        "settings": settings,
+        "run": run_name(args),
+        "cues": args.cues,
+        "user_text": args.user_text,
+        "steps_done": step,
+        "train_s": trained,
+        "curve": curve,
+        "final": final,
+        "data_audit": json.loads((d / "audit.json").read_text()),
+    }
+    result_path.write_text(json.dumps(result, indent=1))
+    if (args.cues, args.user_text) == MAIN_RUN:
+        shutil.copyfile(run_dir / "checkpoint.pt", out / model_file(args.preset))
+    print(f"\n{run_name(args)} final table (step {step}, user text {args.user_text}, cues {args.cues}):")
+    print(table(final, systems=final["table_systems"]))
+    return result
+
+
+def _v(entry: dict[str, Any] | None, fmt: str = "{:.3f}") -> str:
+    if entry is None:
+        return "-"
+    if entry.get("value") is None:
+        return "inf" if entry.get("never") else "-"
+    return fmt.format(entry["value"])
+
+
+def goals(res: dict[str, Any]) -> list[str]:
+    """The issue's goals for one run's final result, each 'met' or 'missed by ...'."""
+    final = res["final"]
+    m, cmp = final["systems"]["model"], final.get("curve_comparison") or {}
+    out = []
+    hull = final.get("hull_comparison") or {}
+    apart = bool(cmp.get("beyond_curve")) and not cmp.get("ci_overlap", True)
+    hull_apart = bool(hull.get("beyond_ci"))
+    if res["cues"] == "none":
+        if cmp.get("beyond_curve") and hull.get("beyond"):
+            verdict = "BEYOND the median curve AND the mean-latency hull: something leaks, find it"
+        elif cmp.get("beyond_curve"):
+            verdict = "beyond the median curve only (a chance policy can be; not beyond the mean-latency hull): ok"
+        else:
+            verdict = "not beyond: ok"
+        return [f"control: {verdict}"]
+    lat, ft = cmp.get("latency_margin_s", {}), cmp.get("false_takeover_margin", {})
+    out.append(
+        f"beyond the median curve with CIs apart: {'met' if apart else 'missed'} (margins rule - model: latency "
+        f"{_v(lat, '{:+.2f}')} s, false take-over {_v(ft, '{:+.3f}')}; CIs overlap: {cmp.get('ci_overlap')})"
+    )
+    h_lat, h_ft = hull.get("latency_margin_s", {}), hull.get("false_takeover_margin", {})
+    out.append(
+        f"beyond the mean-latency hull with margins' CIs above 0: {'met' if hull_apart else 'missed'} (margins: "
+        f"latency {_v(h_lat, '{:+.2f}')} s, false take-over {_v(h_ft, '{:+.3f}')}; point beyond: {hull.get('beyond')})"
+    )
+    for key, goal in GOALS.items():
+        v = m[key]["value"]
+        if v is None:
+            out.append(f"{key} >= {goal}: no events")
+        else:
+            out.append(f"{key} >= {goal}: " + ("met" if v >= goal else f"missed by {goal - v:.3f}") + f" ({v:.3f})")
+    return out
+
+
+def report(out: Path) -> dict[str, Any]:
+    from evals.behaviour import table
+
+    runs = {}
+    for path in sorted((out / "runs").glob("*/result.json")):
+        res = json.loads(path.read_text())
+        runs[res["run"]] = res
+    for name, res in runs.items():
+        print(
+            f"\n=== {name}: learning curve ({res['curve'][-1]['conversations']} held-out perspectives at the end) ==="
         )
         print(
-            f"[{time.monotonic() - t_start:6.0f} s] step {step}: loss {loss:.3f}; {trained:.0f} s of training; "
-            f"eval took {time.monotonic() - t_eval:.0f} s",
-            flush=True,
+            f"{'step':>6s}{'loss':>8s}{'convs':>6s}"
+            + "".join(f"{label:>11s}" for _, label in CURVE_ROWS)
+            + "  beyond  hull"
         )
-        if step >= args.steps:
-            break
-        if out_of_time:
-            print(f"training budget of {args.train_minutes} min spent at step {step}: stopping here")
-            break
+        for p in res["curve"]:
+            cells = "".join(f"{_v(p['model'][k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
+            print(
+                f"{p['step']:>6d}{p['train_loss']:>8.3f}{p['conversations']:>6d}{cells}  "
+                f"{str(p['beyond_curve']):6s}  {p.get('beyond_hull')}"
+            )
+        final = res["final"]
+        if "data_audit" in res:
+            print_audit(res["data_audit"])
+        print(f"final table (step {res['steps_done']}, {res['train_s'] / 60:.1f} min of training):")
+        print(table(final, systems=final["table_systems"]))
+        t = final["timing_ms"]
+        print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms")
+        for line in goals(res):
+            print("  goal: " + line)
+    if runs:
+        print("\n=== summary (final checkpoints) ===")
+        print(f"{'run':28s}" + "".join(f"{label:>11s}" for _, label in CURVE_ROWS) + "  beyond  CIs apart  hull")
+        for name, res in runs.items():
+            m = res["final"]["systems"]["model"]
+            cmp = res["final"].get("curve_comparison") or {}
+            cells = "".join(f"{_v(m[k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
+            apart = bool(cmp.get("beyond_curve")) and not cmp.get("ci_overlap", True)
+            hull = res["final"].get("hull_comparison") or {}
+            print(f"{name:28s}{cells}  {str(cmp.get('beyond_curve')):6s}  {str(apart):9s}  {hull.get('beyond')}")
+    summary = {"runs": runs, "goals": {name: goals(res) for name, res in runs.items()}}
+    (out / "result.json").write_text(json.dumps(summary, indent=1))
+    models = [str(out / m) for m in sorted(p.name for p in out.glob("model*.pt"))]
+    print(f"\n{out / 'result.json'}" + (f"; final checkpoints of the main runs: {', '.join(models)}" if models else ""))
+    return summary
 
-    print(f"\nlearning curve ({len(convs)} held-out conversation perspectives, temperature {args.temperature}):")
-    print(f"{'step':>6s}{'loss':>8s}" + "".join(f"{r:>24s}" for r in CURVE_ROWS))
-    for c in curve:
-        cells = "".join("{:>24s}".format("-" if c["model"][r] is None else f"{c['model'][r]:.3f}") for r in CURVE_ROWS)
-        print(f"{c['step']:>6d}{c['train_loss']:>8.3f}" + cells)
-    print(f"\nfinal table (step {curve[-1]['step']}):")
-    print(table(result["systems"], data_rate=result["data_backchannels_per_min"]))
-    t = result["timing_ms"]
-    print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms (1 thread)")
-    worse = [r for r in CURVE_ROWS if r != "yield_median_latency_s" and _worse(result["systems"], r)]
-    print("rows where the model does not beat always silent: " + (", ".join(worse) if worse else "none"))
-    with open(out / "result.json", "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "curve": curve, "final": result}, f, indent=1)
-    print(f"total {time.monotonic() - t_start:.0f} s; {out / 'result.json'}")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="behaviour-demo-out", help="work directory (data, runs, result.json, model.pt)")
+    p.add_argument(
+        "--stage", choices=("all", "data", "train", "report"), default="all", help="what to do (default all)"
+    )
+    p.add_argument("--source", choices=("dialogues", "demo"), default="dialogues", help="synth.dialogues or synth.demo")
+    p.add_argument("--cues", choices=("natural", "none"), default="natural", help="natural cues, or the control")
+    p.add_argument("--user_text", choices=("none", "heard"), default="none", help="user words fed as text (ablation)")
+    p.add_argument("--train_conversations", type=int, default=300, help="training conversations (default 300)")
+    p.add_argument("--eval_conversations", type=int, default=40, help="held-out conversations (default 40)")
+    p.add_argument(
+        "--heldout_voices", default="", help="comma-separated voices training never hears (default: synth's)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and order (default 0)")
+    p.add_argument("--gen_workers", type=int, default=2, help="processes generating conversations (default 2)")
+    p.add_argument("--preset", choices=("tiny", "small"), default="tiny", help="model preset (default tiny)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps of the schedule (default 3000)")
+    p.add_argument("--train_minutes", type=float, default=30.0, help="training time cap, minutes (default 30)")
+    p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
+    p.add_argument("--batch_size", type=int, default=0, help="examples per step (default: the preset's)")
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes in training (default 0)")
+    p.add_argument(
+        "--perspectives",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="perspectives scored per held-out conversation (default 2: both speakers play the user in turn)",
+    )
+    p.add_argument(
+        "--curve_conversations", type=int, default=12, help="held-out perspectives for the first two curve points"
+    )
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature in eval (default 1)")
+    p.add_argument("--pause_ms", type=float, default=600.0, help="the pause rule in the main table (default 600)")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print(f"--device {args.device}: no CUDA device here (run on the GPU machine, or --device cpu)")
+            return 2
+    t0 = time.monotonic()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if args.stage == "report":
+        report(out)
+        return 0
+    d = stage_data(out, args, t0)
+    if args.stage == "data":
+        return 0
+    stage_train(out, d, args, t0)
+    if args.stage == "all":
+        report(out)
+    log(t0, "done")
     return 0
-
-
-def _worse(systems: dict, row: str) -> bool:
-    """Whether the model fails to beat always-silent on a row (higher is better for every CURVE_ROWS row but
-    latency; a row always silent cannot be scored on counts as beaten when the model has a value)."""
-    m, s = systems["model"][row], systems["always silent"][row]
-    if m is None:
-        return True
-    return s is not None and m <= s
 
 
 if __name__ == "__main__":

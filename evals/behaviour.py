@@ -1,215 +1,98 @@
-"""Behaviour of a model that takes turns, scored on per-micro-turn speak/silent streams against the dataset's labels.
+"""Behaviour of a model that takes turns: run it micro-turn by micro-turn, score when it speaks (DESIGN.md §9).
 
-    microturn eval behaviour --checkpoint runs/tiny/checkpoint.pt --data demo-out/dataset --split split.json
+    microturn eval behaviour --checkpoint runs/tiny/checkpoint.pt --data demo-out/dataset --split split.json [--json]
 
-A *stream* is one bool per 200 ms micro-turn: does the system speak then. The model's stream is the speech activity
-of its generated dMel frames (evals/vocode.py, the pipeline's activity measure) over a conversation it hears
-micro-turn by micro-turn (evals/respond.py). Two baselines run on the same conversations: *always silent*, and a
-*pause rule* that speaks in micro-turn k when the user has been silent for the last N ms (micro-turns k - n .. k,
-n = N / 200 ms, so it starts exactly N ms after the user stops) and stops in the first micro-turn the user speaks in.
-The *data* column scores the dataset's own model side with the same functions (the ceiling).
+The model's *stream* (one bool per 200 ms micro-turn: does it speak) is the speech activity of its generated dMel
+frames (evals/vocode.py, the pipeline's activity measure) over a conversation it hears micro-turn by micro-turn
+(evals/respond.py, trainer/generate.py), with the checkpoint's own user_text setting (`none`: audio only). The
+scores, their definitions and the baselines computed in the same run on the same conversations (always silent, the
+pause rule swept over 200 .. 1,200 ms, and the data's own model side, the ceiling) are in evals/turn_taking.py.
 
-Reference from each sample's labels.npy (schemas/sample.py LABEL_BITS): `user` = input_speech, `ref` = output_speech,
-events = the onset bits. Times are on the 200 ms grid. Rows (per system; counts pooled over conversations):
-- speak precision / recall / F1: "the system speaks" per micro-turn against the data's output_speech.
-- yield take-over share (within 1 s) and median latency: for each `yield_to_output` onset e, the user's silence
-  starts at y (the micro-turn after the user's last speech before e; y = e when the user spoke in e - 1); the
-  system starts at the first s >= y where it speaks, looked for until the user speaks again (at most 5 s); latency
-  (s - y) * 0.2 s; taken over when latency <= 1 s. Median over the events where it started at all.
-- pause false take-over share: user pauses are silent runs [a, b) of the user between two user micro-turns, at
-  least `min_pause_ms` long, during which (and one micro-turn either side) the data's model side is silent: the
-  user keeps the floor. The share of pauses where the system speaks in any micro-turn of [a, b). `pause handling`
-  is 1 minus it (1 = never takes the floor in a pause; an always-talking stream scores 0).
-- interruption stop share (within 1 s) and median stop latency: for each user `interruption` onset e at which the
-  system is speaking (in e - 1 or e; `eligible` counts them), the first silent micro-turn s >= e; latency
-  (s - e) * 0.2 s; stopped when <= 1 s. Median over events where it stopped at all.
-- backchannels per minute of user speech: system speech runs of at most 1 s with the user speaking in the
-  micro-turn just before and just after the run (the pipeline's backchannel: the other speaker talks through it);
-  user speech minutes = user micro-turns * 0.2 / 60. The data's own rate from its `output_backchannel` labels is
-  the row `backchannels/min (labels)`.
+`--json` prints one object:
+
+    {"systems": {"model" | "always silent" | "pause rule <N> ms" | "data": {
+        "speak_f1" | "yield_takeover_1s" | "yield_median_latency_s" | "pause_false_takeover" | "shift_hold_bacc" |
+        "interruption_stop_1s" | "backchannel_continue" | ... : {"value", "ci95": [lo, hi], "n"}}},
+     "pause_rule_curve": [{"pause_ms", "yield_median_latency_s", "pause_false_takeover"}, ...],
+     "beyond_curve": bool, "curve_comparison": {...},
+     "beyond_hull": bool, "hull_comparison": {...},  # mean latency against the rules' convex hull (see turn_taking)
+     "conversations", "groups", "bootstrap", "min_pause_ms",
+     "user_text", "data_backchannels_per_min", "timing_ms": {"median", "p95"}}
+
+`value` is None where a row has no event to score (and a median latency is None with `"never": true` when more than
+half the yields were never taken); a `ci95` end is None when it is infinite.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from schemas.sample import LABEL_BITS
+from evals.turn_taking import (
+    METRICS,
+    SWEEP_MS,
+    Reference,
+    always_silent,
+    backchannel_count,
+    events,
+    interruption_latencies,
+    metric_rows,
+    pause_rule,
+    pause_takeovers,
+    score_systems,
+    speak_prf,
+    user_pauses,
+    yield_latencies,
+)
 from schemas.units import MICROTURN_S
 
 logger = logging.getLogger(__name__)
 
-TAKE_OVER_S = 1.0
-"""A start (or stop) within this many seconds counts."""
-SEARCH_S = 5.0
-"""How long after a yield the system's start is looked for (also bounded by the user speaking again)."""
-BACKCHANNEL_MAX_S = 1.0
+__all__ = [
+    "Reference",
+    "always_silent",
+    "backchannel_count",
+    "evaluate_behaviour",
+    "interruption_latencies",
+    "pause_rule",
+    "pause_takeovers",
+    "reference_of",
+    "score",
+    "speak_prf",
+    "table",
+    "user_pauses",
+    "yield_latencies",
+]
 
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    """One conversation's labels: `labels` (K,) uint8 LABEL_BITS; user/ref speech derived from them."""
-
-    labels: np.ndarray
-
-    @property
-    def user(self) -> np.ndarray:
-        return (self.labels & LABEL_BITS["input_speech"]) > 0
-
-    @property
-    def ref(self) -> np.ndarray:
-        return (self.labels & LABEL_BITS["output_speech"]) > 0
-
-    def onsets(self, name: str) -> np.ndarray:
-        return np.flatnonzero(self.labels & LABEL_BITS[name])
-
-
-def always_silent(ref: Reference) -> np.ndarray:
-    return np.zeros(len(ref.labels), bool)
-
-
-def pause_rule(ref: Reference, pause_ms: float = 600.0) -> np.ndarray:
-    """Speak in micro-turn k when the user is silent in k - n .. k (n = pause_ms / 200, rounded), after the user has
-    spoken at least once."""
-    n = max(int(round(pause_ms / 1000.0 / MICROTURN_S)), 0)
-    user = ref.user
-    out = np.zeros(len(user), bool)
-    silent_run, heard = 0, False
-    for k, u in enumerate(user):
-        heard |= bool(u)
-        silent_run = 0 if u else silent_run + 1
-        out[k] = heard and silent_run >= n + 1
-    return out
-
-
-def speak_prf(pred: np.ndarray, ref: np.ndarray) -> dict[str, int]:
-    """Counts for precision/recall of "speaks": tp, fp, fn."""
-    pred, ref = np.asarray(pred, bool), np.asarray(ref, bool)
-    return {"tp": int((pred & ref).sum()), "fp": int((pred & ~ref).sum()), "fn": int((~pred & ref).sum())}
-
-
-def yield_latencies(pred: np.ndarray, ref: Reference) -> list[float | None]:
-    """Per yield_to_output onset, the system's start latency in seconds after the user's silence began, or None."""
-    user, out = ref.user, []
-    search = int(round(SEARCH_S / MICROTURN_S))
-    for e in ref.onsets("yield_to_output"):
-        y = int(e)
-        while y > 0 and not user[y - 1]:
-            y -= 1
-        y = min(max(y, 0), int(e))
-        found = None
-        for s in range(y, min(len(pred), y + search + 1)):
-            if s > e and user[s]:
-                break
-            if pred[s]:
-                found = (s - y) * MICROTURN_S
-                break
-        out.append(found)
-    return out
-
-
-def user_pauses(ref: Reference, min_pause_ms: float = 800.0) -> list[tuple[int, int]]:
-    """Silent runs [a, b) of the user inside the user's turn (see the module docstring)."""
-    user, model = ref.user, ref.ref
-    min_len = max(int(math.ceil(min_pause_ms / 1000.0 / MICROTURN_S - 1e-9)), 1)
-    edges = np.flatnonzero(np.diff(np.concatenate([[1], user.astype(np.int8), [1]])))
-    out = []
-    for a, b in zip(edges[::2], edges[1::2], strict=True):  # silent runs [a, b)
-        a, b = int(a), int(b)
-        if a == 0 or b >= len(user) or b - a < min_len:
-            continue
-        if not model[a - 1 : b + 1].any():
-            out.append((a, b))
-    return out
-
-
-def pause_takeovers(pred: np.ndarray, pauses: Sequence[tuple[int, int]]) -> list[bool]:
-    """Per pause, whether the system speaks in it."""
-    return [bool(np.asarray(pred[a:b]).any()) for a, b in pauses]
-
-
-def interruption_latencies(pred: np.ndarray, ref: Reference) -> list[float | None]:
-    """Per user interruption onset where the system is speaking (e - 1 or e): its stop latency in seconds, or None
-    when it never stops; events where the system is silent are left out."""
-    out = []
-    for e in ref.onsets("interruption"):
-        e = int(e)
-        if not (pred[e] or (e > 0 and pred[e - 1])):
-            continue
-        quiet = np.flatnonzero(~np.asarray(pred[e:], bool))
-        out.append(float(quiet[0]) * MICROTURN_S if quiet.size else None)
-    return out
-
-
-def backchannel_count(pred: np.ndarray, user: np.ndarray) -> int:
-    """System speech runs of at most 1 s with the user speaking just before and just after."""
-    pred = np.asarray(pred, bool)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], pred.astype(np.int8), [0]])))
-    max_len = int(round(BACKCHANNEL_MAX_S / MICROTURN_S))
-    n = 0
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
-        if b - a <= max_len and a > 0 and b < len(pred) and user[a - 1] and user[b]:
-            n += 1
-    return n
-
-
-def _median(xs: Sequence[float]) -> float | None:
-    return float(np.median(xs)) if len(xs) else None
-
-
-def _share(flags: Sequence[bool]) -> float | None:
-    return float(np.mean(flags)) if len(flags) else None
+MIN_PAUSE_MS = 400.0
+"""Shortest user pause scored by default: 2 silent micro-turns (synthetic within-turn pauses run 0.4 .. 1.5 s)."""
 
 
 def score(preds: Sequence[np.ndarray], refs: Sequence[Reference], *, min_pause_ms: float = 800.0) -> dict[str, Any]:
-    """Every row for one system over conversations (pred i scored against ref i); counts and latencies pooled."""
+    """Every row for one system over conversations as plain values (no CI): the METRICS rows and the counts
+    `yields`, `pauses`, `interruptions_eligible`, `backchannels_eligible`, `shift_hold_events`, `user_speech_min`."""
     if len(preds) != len(refs):
         raise ValueError(f"{len(preds)} streams for {len(refs)} conversations")
-    tp = fp = fn = 0
-    yields: list[float | None] = []
-    takeovers: list[bool] = []
-    stops: list[float | None] = []
-    bc = user_mt = 0
-    for pred, ref in zip(preds, refs, strict=True):
-        pred = np.asarray(pred, bool)
-        if len(pred) != len(ref.labels):
-            raise ValueError(f"a stream of {len(pred)} micro-turns for a conversation of {len(ref.labels)}")
-        c = speak_prf(pred, ref.ref)
-        tp, fp, fn = tp + c["tp"], fp + c["fp"], fn + c["fn"]
-        yields += yield_latencies(pred, ref)
-        takeovers += pause_takeovers(pred, user_pauses(ref, min_pause_ms))
-        stops += interruption_latencies(pred, ref)
-        bc += backchannel_count(pred, ref.user)
-        user_mt += int(ref.user.sum())
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    started = [x for x in yields if x is not None]
-    stopped = [x for x in stops if x is not None]
-    minutes = user_mt * MICROTURN_S / 60.0
-    false_takeover = _share(takeovers)
-    return {
-        "speak_precision": p,
-        "speak_recall": r,
-        "speak_f1": 2 * p * r / (p + r) if p + r else 0.0,
-        "yield_takeover_1s": _share([x is not None and x <= TAKE_OVER_S + 1e-9 for x in yields]),
-        "yield_median_latency_s": _median(started),
-        "yields": len(yields),
-        "pause_false_takeover": false_takeover,
-        "pause_handling": None if false_takeover is None else 1.0 - false_takeover,
-        "pauses": len(takeovers),
-        "interruption_stop_1s": _share([x is not None and x <= TAKE_OVER_S + 1e-9 for x in stops]),
-        "interruption_median_stop_s": _median(stopped),
-        "interruptions_eligible": len(stops),
-        "backchannels_per_min": bc / minutes if minutes else None,
-        "user_speech_min": minutes,
-    }
+    evs = [events(p, r, min_pause_ms=min_pause_ms) for p, r in zip(preds, refs, strict=True)]
+    rows = metric_rows(evs, np.ones((1, len(evs))))
+    out: dict[str, Any] = {}
+    for key in METRICS:
+        v = float(rows[key][0])
+        out[key] = None if not np.isfinite(v) else v
+    ft = out["pause_false_takeover"]
+    out["pause_handling"] = None if ft is None else 1.0 - ft
+    out["yields"] = sum(len(e.yield_latency) for e in evs)
+    out["pauses"] = sum(len(e.pause_takeover) for e in evs)
+    out["interruptions_eligible"] = sum(len(e.stop_latency) for e in evs)
+    out["backchannels_eligible"] = sum(len(e.backchannel_continue) for e in evs)
+    out["shift_hold_events"] = sum(len(e.shift_truth) for e in evs)
+    out["user_speech_min"] = sum(e.user_microturns for e in evs) * MICROTURN_S / 60.0
+    return out
 
 
 def data_backchannel_rate(refs: Sequence[Reference]) -> float | None:
@@ -220,40 +103,120 @@ def data_backchannel_rate(refs: Sequence[Reference]) -> float | None:
 
 
 ROWS = (
+    ("speak_f1", "speak F1", "{:.3f}"),
     ("speak_precision", "speak precision", "{:.3f}"),
     ("speak_recall", "speak recall", "{:.3f}"),
-    ("speak_f1", "speak F1", "{:.3f}"),
     ("yield_takeover_1s", "yield: take-over share <= 1 s", "{:.3f}"),
-    ("yield_median_latency_s", "yield: median start latency (s)", "{:.2f}"),
+    ("yield_median_latency_s", "yield: median latency (s; never=inf)", "{:.2f}"),
+    ("yield_median_latency_started_s", "yield: median latency, taken only (s)", "{:.2f}"),
+    ("yield_mean_latency_s", "yield: mean latency (s; never=5)", "{:.2f}"),
     ("pause_false_takeover", "pause: false take-over share", "{:.3f}"),
-    ("pause_handling", "pause handling (1 - false take-over)", "{:.3f}"),
+    ("shift_hold_bacc", "shift/hold balanced accuracy", "{:.3f}"),
     ("interruption_stop_1s", "interruption: stop share <= 1 s", "{:.3f}"),
     ("interruption_median_stop_s", "interruption: median stop (s)", "{:.2f}"),
-    ("interruptions_eligible", "interruption: events while speaking", "{:d}"),
-    ("backchannels_per_min", "backchannels / min user speech", "{:.2f}"),
+    ("backchannel_continue", "backchannel: continue share", "{:.3f}"),
+    ("backchannels_per_min", "own backchannels / min user speech", "{:.2f}"),
 )
+"""Table rows: key, label, format. Every cell: value [95 % CI] n."""
 
 
-def table(results: Mapping[str, Mapping[str, Any]], *, data_rate: float | None = None) -> str:
-    """A text table: one column per system, one line per row of ROWS."""
-    names = list(results)
-    width = max(12, *(len(n) for n in names))
-    lines = [f"{'':38s}" + "".join(f"{n:>{width + 2}s}" for n in names)]
-    for key, label, fmt in ROWS:
-        cells = []
-        for n in names:
-            v = results[n].get(key)
-            cells.append("-" if v is None else fmt.format(v))
-        lines.append(f"{label:38s}" + "".join(f"{c:>{width + 2}s}" for c in cells))
-    if data_rate is not None:  # under the last column (the data's)
-        cells = ["" for _ in names[:-1]] + [f"{data_rate:.2f}"]
-        lines.append(f"{'backchannels / min (data labels)':38s}" + "".join(f"{c:>{width + 2}s}" for c in cells))
-    first = next(iter(results.values()), {})
+def _fmt(fmt: str, v: float | None, never: bool = False) -> str:
+    if v is None:
+        return "inf" if never else "-"
+    return fmt.format(v)
+
+
+def cell(entry: Mapping[str, Any], fmt: str) -> str:
+    """`value [lo, hi] n` of one {"value", "ci95", "n"} entry."""
+    lo, hi = entry["ci95"]
+    never = bool(entry.get("never"))
+    v = _fmt(fmt, entry["value"], never)
+    if entry["value"] is None and not never:
+        return f"- n={entry['n']}"
+    lo_s = "-" if lo is None and hi is None else _fmt(fmt, lo, lo is None)
+    hi_s = "-" if lo is None and hi is None else _fmt(fmt, hi, hi is None)
+    return f"{v} [{lo_s},{hi_s}] n={entry['n']}"
+
+
+def table(result: Mapping[str, Any], *, systems: Sequence[str] | None = None) -> str:
+    """The behaviour table (one column per system; every cell value [95 % CI] n), the pause-rule sweep and the
+    model's place against it."""
+    sys_ = result["systems"]
+    names = list(systems) if systems else [n for n in sys_ if not n.startswith("pause rule")]
+    cols = [[cell(sys_[n][key], fmt) for n in names] for key, _, fmt in ROWS]
+    width = max(14, *(len(n) for n in names), *(len(c) for row in cols for c in row))
+    label_w = max(len(label) for _, label, _ in ROWS) + 2
+    lines = [" " * label_w + "".join(f"{n:>{width + 2}s}" for n in names)]
+    for (_, label, _), row in zip(ROWS, cols, strict=True):
+        lines.append(f"{label:{label_w}s}" + "".join(f"{c:>{width + 2}s}" for c in row))
     lines.append(
-        f"({first.get('yields', 0)} yields, {first.get('pauses', 0)} user pauses, "
-        f"{first.get('user_speech_min', 0.0):.2f} min of user speech)"
+        f"({result['conversations']} conversation perspectives of {result['groups']} conversations; 95 % bootstrap "
+        f"CIs over conversations, {result['bootstrap']['resamples']} resamples; "
+        f"pauses >= {result['min_pause_ms']:g} ms)"
     )
+    lines.append("")
+    lines.append("pause rule swept on the same conversations (speak after N ms of user silence):")
+    lines.append(f"{'N ms':>8s}{'median yield latency s':>34s}{'pause false take-over':>34s}")
+    for point in result["pause_rule_curve"]:
+        s = sys_[f"pause rule {point['pause_ms']:g} ms"]
+        lines.append(
+            f"{point['pause_ms']:>8.0f}{cell(s['yield_median_latency_s'], '{:.2f}'):>34s}"
+            f"{cell(s['pause_false_takeover'], '{:.3f}'):>34s}"
+        )
+    cmp = result.get("curve_comparison")
+    if cmp:
+        m = sys_["model"]
+        lines.append(
+            f"model: median yield latency {cell(m['yield_median_latency_s'], '{:.2f}')} s, pause false take-over "
+            f"{cell(m['pause_false_takeover'], '{:.3f}')}"
+        )
+        lines.append(_reading("rule's latency at the model's false take-over", cmp, "latency", "{:.2f}", "s"))
+        lines.append(_reading("rule's false take-over at the model's latency", cmp, "false_takeover", "{:.3f}", ""))
+        share = cmp["beyond_share_of_resamples"]
+        lines.append(
+            f"beyond the pause rule's curve: {'YES' if cmp['beyond_curve'] else 'no'} (both margins' CIs above 0: "
+            f"{'yes' if cmp['beyond_curve_ci'] else 'no'}; model and rule CIs overlap: "
+            f"{'yes' if cmp['ci_overlap'] else 'no'}; beyond in "
+            + ("-" if share is None else f"{100 * share:.0f} %")
+            + " of resamples)"
+        )
+    hull = result.get("hull_comparison")
+    if hull:
+        share = hull["beyond_share_of_resamples"]
+        lat, ft = hull["latency_margin_s"], hull["false_takeover_margin"]
+        lines.append(
+            f"beyond the rules' convex hull in mean latency (what coin-flip policies cannot fake): "
+            f"{'YES' if hull['beyond'] else 'no'}; margins (hull - model) latency "
+            f"{_fmt('{:+.2f}', lat['value'], True)} s "
+            f"[{_fmt('{:+.2f}', lat['ci95'][0], True)},{_fmt('{:+.2f}', lat['ci95'][1], True)}], false take-over "
+            f"{_fmt('{:+.3f}', ft['value'], True)} [{_fmt('{:+.3f}', ft['ci95'][0], True)},"
+            f"{_fmt('{:+.3f}', ft['ci95'][1], True)}]; both CIs above 0: {'yes' if hull['beyond_ci'] else 'no'}; "
+            "beyond in " + ("-" if share is None else f"{100 * share:.0f} %") + " of resamples"
+        )
     return "\n".join(lines)
+
+
+def _reading(text: str, cmp: Mapping[str, Any], kind: str, fmt: str, unit: str) -> str:
+    key = "rule_latency_at_model_false_takeover_s" if kind == "latency" else "rule_false_takeover_at_model_latency"
+    r, margin = cmp[key], cmp[f"{kind}_margin" + ("_s" if kind == "latency" else "")]
+    bound = {"exact": "", "lower": ">= ", "upper": "<= "}[r["bound"]]
+    ci = r["ci95"]
+    return (
+        f"  {text}: {bound}{_fmt(fmt, r['value'], True)}{unit} [{_fmt(fmt, ci[0], True)},{_fmt(fmt, ci[1], True)}];"
+        f" margin (rule - model) {_fmt(fmt, margin['value'], True)} "
+        f"[{_fmt(fmt, margin['ci95'][0], True)},{_fmt(fmt, margin['ci95'][1], True)}]"
+    )
+
+
+def reference_of(conv: Any) -> Reference:
+    """A conversation's Reference: its labels and the user side's word intervals (input and others streams)."""
+    words = conv.sample.get("words.json") or []
+    spans = tuple(
+        (float(w["start_s"]), float(w.get("end_s", w["start_s"])))
+        for w in words
+        if w.get("stream") in ("input", "others")
+    )
+    return Reference(labels=np.asarray(conv.sample["labels.npy"], np.uint8), user_speech_s=spans or None)
 
 
 def evaluate_behaviour(
@@ -261,36 +224,56 @@ def evaluate_behaviour(
     convs: Sequence[Any],
     *,
     pause_ms: float = 600.0,
-    min_pause_ms: float = 800.0,
+    min_pause_ms: float = MIN_PAUSE_MS,
     temperature: float = 1.0,
     top_k: int = 0,
     seed: int = 0,
+    resamples: int = 1000,
+    bootstrap_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run `model` over the conversations (evals.respond) and score it beside the baselines and the data.
+    """Run `model` over the conversations (trainer.generate, the checkpoint's user_text) and score it beside the
+    baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table.
 
-    Returns {"systems": {name: rows}, "data_backchannels_per_min", "timing_ms": {median, p95}, "conversations"}."""
+    Returns score_systems' object plus "table_systems", "user_text", "data_backchannels_per_min", "timing_ms"."""
     from evals.vocode import frame_activity
     from trainer.generate import generate, timing_summary
 
-    refs = [Reference(labels=np.asarray(c.sample["labels.npy"], np.uint8)) for c in convs]
+    refs = [reference_of(c) for c in convs]
     preds, seconds = [], []
     for i, conv in enumerate(convs):
         gen = generate(model, conv, temperature=temperature, top_k=top_k, seed=seed + i)
         preds.append(frame_activity(gen.dmel) > 0)
         seconds += gen.seconds
-    systems = {
-        "model": score(preds, refs, min_pause_ms=min_pause_ms),
-        "always silent": score([always_silent(r) for r in refs], refs, min_pause_ms=min_pause_ms),
-        f"pause rule {pause_ms:g} ms": score([pause_rule(r, pause_ms) for r in refs], refs, min_pause_ms=min_pause_ms),
-        "data": score([r.ref for r in refs], refs, min_pause_ms=min_pause_ms),
-    }
+    groups = [c.conversation_id or c.name for c in convs]
+    result = score_systems(
+        {"model": preds, "data": [r.ref for r in refs]},
+        refs,
+        groups=groups,
+        min_pause_ms=min_pause_ms,
+        sweep_ms=SWEEP_MS,
+        resamples=resamples,
+        seed=bootstrap_seed,
+    )
+    if pause_ms not in SWEEP_MS:  # the table's rule, off the sweep's grid: scored on its own
+        extra = score_systems(
+            {},
+            refs,
+            groups=groups,
+            min_pause_ms=min_pause_ms,
+            sweep_ms=(pause_ms,),
+            resamples=resamples,
+            seed=bootstrap_seed,
+            model=None,
+        )
+        result["systems"][f"pause rule {pause_ms:g} ms"] = extra["systems"][f"pause rule {pause_ms:g} ms"]
     med, p95 = timing_summary(seconds)
-    return {
-        "systems": systems,
-        "data_backchannels_per_min": data_backchannel_rate(refs),
-        "timing_ms": {"median": med, "p95": p95},
-        "conversations": len(convs),
-    }
+    result.update(
+        table_systems=["model", "always silent", f"pause rule {pause_ms:g} ms", "data"],
+        user_text=model.cfg.data.user_text,
+        data_backchannels_per_min=data_backchannel_rate(refs),
+        timing_ms={"median": med, "p95": p95},
+    )
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -304,14 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
     p.add_argument("--split", default=None, help="split.json from `microturn split`: only its eval conversations")
     p.add_argument(
-        "--pause_ms", type=float, default=600.0, help="pause rule: speak after this much user silence (default 600)"
+        "--pause_ms",
+        type=float,
+        default=600.0,
+        help="the pause rule shown in the main table, ms of user silence (default 600; the whole sweep 200..1200 ms "
+        "is always scored)",
     )
     p.add_argument(
         "--min_pause_ms",
         type=float,
-        default=800.0,
-        help="shortest user pause scored (default 800, as `export fdbench`)",
+        default=MIN_PAUSE_MS,
+        help=f"shortest user pause scored, ms (default {MIN_PAUSE_MS:g}; `export fdbench` uses 800)",
     )
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples over conversations (default 1000)")
+    p.add_argument("--bootstrap_seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
     p.add_argument("--top_k", type=int, default=0, help="top-k sampling; 0 = all classes")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
@@ -352,12 +341,16 @@ def eval_behaviour_main(argv: Sequence[str]) -> int:
         temperature=args.temperature,
         top_k=args.top_k,
         seed=args.seed,
+        resamples=args.resamples,
+        bootstrap_seed=args.bootstrap_seed,
     )
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['conversations']} conversations of {args.data}")
-    print(table(result["systems"], data_rate=result["data_backchannels_per_min"]))
+    print(f"{result['conversations']} conversation perspectives of {args.data}; user text: {result['user_text']}")
+    print(table(result, systems=result["table_systems"]))
+    rate = result["data_backchannels_per_min"]
+    print("data's own backchannels / min of user speech (labels): " + ("-" if rate is None else f"{rate:.2f}"))
     t = result["timing_ms"]
     print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms")
     return 0

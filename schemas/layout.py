@@ -10,6 +10,7 @@ Per micro-turn, in this order (S = spec.text_slots, P = spec.frame_patches, F = 
 | F     | IN_DMEL   | user dMel, one slot per 12.5 ms frame (80 channels of 4-bit codes); `others` adds in  |
 | P     | PATCH     | 40x40 patches of the micro-turn's video frame (masked when there is no frame)         |
 | S     | IN_TEXT   | bytes of the user (and others) words placed in this micro-turn, then END, then PAD    |
+|       |           | (`user_text="heard"`); with `user_text="none"` no word byte, only input events + END  |
 | 1     | SPEAK     | marker: the model's side starts                                                       |
 | S     | OUT_TEXT  | bytes of the model words placed in this micro-turn, then END, then PAD                |
 | F     | OUT_DMEL  | model dMel frames                                                                     |
@@ -17,6 +18,11 @@ Per micro-turn, in this order (S = spec.text_slots, P = spec.frame_patches, F = 
 Loss only on the output side: OUT_TEXT slots up to and including END, and OUT_DMEL slots of real micro-turns. The
 model predicts slot i from positions < i (next-token), and every position attends causally to the *valid* slots
 before it (`attendable`), so the output of micro-turn k sees all input up to the end of micro-turn k.
+
+User text (DESIGN.md §6): `spec.user_text` is `"heard"` (the user's and others' words in the micro-turn that
+contains their end, as a streaming recogniser would give them) or `"none"` (audio and video only, what a deployed
+interaction model hears: no IN_TEXT slot carries a word byte; input-side event arrivals such as tool responses are
+not speech and still travel there). The model side's words are packed the same way under both.
 
 Text: words are UTF-8 bytes joined by one space, in (micro-turn, start) order; more than S - 1 bytes in one
 micro-turn are cut (counted in `Packed.text_bytes_cut`). A micro-turn without words still gets END: "say nothing
@@ -71,6 +77,9 @@ TEXT_VOCAB = 258
 PATCH_PX = 40
 """Frame patches are 40x40 pixels, RGB."""
 
+USER_TEXT_MODES = ("heard", "none")
+"""`LayoutSpec.user_text`: the user's words in IN_TEXT as heard (at their end), or no user words at all."""
+
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LayoutSpec:
@@ -79,8 +88,11 @@ class LayoutSpec:
     frame_patches: int = 48  # PATCH slots per micro-turn (patches of PATCH_PX x PATCH_PX pixels)
     text_slots: int = 16  # IN_TEXT and OUT_TEXT slots each: up to text_slots - 1 bytes, then TEXT_END
     event_slots: int = 8  # at most this many of a micro-turn's text bytes carry events (the rest: words)
+    user_text: str = "heard"  # "heard": user words in IN_TEXT at their end; "none": audio (and video) only
 
     def __post_init__(self) -> None:
+        if self.user_text not in USER_TEXT_MODES:
+            raise ValueError(f"user_text must be one of {USER_TEXT_MODES}, got {self.user_text!r}")
         if self.frame_patches < 0:
             raise ValueError(f"frame_patches must be >= 0, got {self.frame_patches}")
         if self.text_slots < 1:
@@ -288,7 +300,8 @@ def pack(
     budget = min(spec.event_slots, spec.text_slots - 1)
     real_w = mask.copy()
     last_real = int(np.flatnonzero(real_w)[-1]) if real_w.any() else -1
-    for kind_id, streams, side in ((IN_TEXT, ("input", "others"), "input"), (OUT_TEXT, ("output",), "output")):
+    heard: tuple[str, ...] = ("input", "others") if spec.user_text == "heard" else ()
+    for kind_id, streams, side in ((IN_TEXT, heard, "input"), (OUT_TEXT, ("output",), "output")):
         cols = np.flatnonzero(slots == kind_id)
         ev_bytes, pending = [b""] * window, 0
         if events:

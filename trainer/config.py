@@ -33,10 +33,19 @@ class DataConfig:
     frame_patches: int = 48  # PATCH slots per micro-turn (DESIGN.md §3 default 320x240 -> 48)
     text_slots: int = 16  # byte slots per micro-turn and side, the last for END
     event_slots: int = 8  # of those, at most this many carry timed events (schemas/layout.py); the rest spills
+    user_text: str = "heard"  # user words fed as text: "heard" (at their end) or "none" (audio and video only)
+
+    def __post_init__(self) -> None:
+        self.layout  # noqa: B018 - validates the slot counts and user_text early, with the layout's messages
 
     @property
     def layout(self) -> LayoutSpec:
-        return LayoutSpec(frame_patches=self.frame_patches, text_slots=self.text_slots, event_slots=self.event_slots)
+        return LayoutSpec(
+            frame_patches=self.frame_patches,
+            text_slots=self.text_slots,
+            event_slots=self.event_slots,
+            user_text=self.user_text,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from schemas.layout import USER_TEXT_MODES
 from trainer import checkpoint, parallel
 from trainer.config import PRESETS, TrainConfig, preset
 from trainer.data import BAD_SHARD_POLICIES, Loader
@@ -158,11 +159,16 @@ def train(
     stop_at: int | None = None,
     progress: bool = True,
     bad_shards: str = "stop",
+    max_seconds: float | None = None,
 ) -> list[dict[str, Any]]:
     """Train (or resume from out_dir/checkpoint.pt) until step cfg.steps or `stop_at`; returns the metric records
     written by this call (on rank 0; other ranks return an empty list). Runs data-parallel when a process group is
-    initialised (see trainer/parallel.py)."""
+    initialised (see trainer/parallel.py). `max_seconds` (one process only): the step that ends past this many
+    seconds of this call is the last (metrics and checkpoint written; the schedule keeps its length)."""
     world = parallel.current()
+    if max_seconds is not None and world.distributed:
+        raise ValueError("max_seconds stops one process by its own clock; with several ranks use stop_at instead")
+    t_begin = time.monotonic()
     dev = parallel.device_of(world, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +213,8 @@ def train(
         slots_since += sum(b["kind"].numel() for b in batches) * world.world_size
         bar.update(1)
         bar.set_postfix(loss=f"{s['loss']:.3f}")
+        if max_seconds is not None and step < end and time.monotonic() - t_begin > max_seconds:
+            end = step  # out of time: this step is the last, logged and checkpointed below
         if step % cfg.log_interval == 0 or step == end:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
@@ -367,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_workers", type=int, help="DataLoader worker processes (default: preset's)")
     p.add_argument("--log_interval", type=int, help="optimiser steps between metric lines (default: preset's)")
     p.add_argument("--checkpoint_interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
+    p.add_argument(
+        "--user_text",
+        choices=USER_TEXT_MODES,
+        help="user words fed as text: heard (in the micro-turn of their end) or none (audio and video only; "
+        "what behaviour is reported with) (default: preset's, heard); saved in the checkpoint",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -394,7 +408,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = preset(args.config)
     top = {k: getattr(args, k) for k in ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
-    data = {k: getattr(args, k) for k in ("batch_size", "num_workers") if getattr(args, k) is not None}
+    data = {
+        k: getattr(args, k) for k in ("batch_size", "num_workers", "user_text") if getattr(args, k, None) is not None
+    }
     optim = {k: getattr(args, k) for k in ("grad_accum", "lr") if getattr(args, k) is not None}
     for name, value in (
         ("steps", cfg.steps),

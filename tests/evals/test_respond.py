@@ -15,10 +15,11 @@ import torch
 
 from evals.respond import write_outputs, write_response_file
 from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
-from schemas.layout import OUT_DMEL, OUT_TEXT, TEXT_END, TEXT_PAD, microturn_slots
+from schemas.layout import IN_TEXT, OUT_DMEL, OUT_TEXT, TEXT_END, TEXT_PAD, microturn_slots
 from schemas.units import SAMPLES_PER_MICROTURN
+from trainer.checkpoint import load_model, save
 from trainer.config import DataConfig, ModelConfig, TrainConfig
-from trainer.generate import Conversation, full_sequence, generate, sample_logits
+from trainer.generate import Conversation, full_sequence, generate, pack_conversation, sample_logits
 from trainer.model import Model
 
 
@@ -31,11 +32,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_model(frame_patches: int = 4, text_slots: int = 5, context: int = 4, seed: int = 0) -> Model:
+def tiny_model(
+    frame_patches: int = 4, text_slots: int = 5, context: int = 4, seed: int = 0, user_text: str = "heard"
+) -> Model:
     torch.manual_seed(seed)
     cfg = TrainConfig(
         model=ModelConfig(dim=32, layers=2, heads=2, experts=4, top_k=2, ffn_dim=48, stem_dim=16),
-        data=DataConfig(context_microturns=context, frame_patches=frame_patches, text_slots=text_slots),
+        data=DataConfig(
+            context_microturns=context, frame_patches=frame_patches, text_slots=text_slots, user_text=user_text
+        ),
         moe_impl="loop",
     )
     return Model(cfg).eval()
@@ -61,11 +66,13 @@ def conversation(k: int, *, frames: bool, seed: int = 0) -> Conversation:
     return conv
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_kv_cache_equals_full_forward(temperature: float) -> None:
-    model = tiny_model()
+@pytest.mark.parametrize(("temperature", "user_text"), [(0.0, "heard"), (1.0, "heard"), (1.0, "none")])
+def test_kv_cache_equals_full_forward(temperature: float, user_text: str) -> None:
+    model = tiny_model(user_text=user_text)
     conv = conversation(4, frames=True)
     gen = generate(model, conv, temperature=temperature, top_k=0 if temperature == 0 else 7, seed=3, trace=True)
+    in_text = pack_conversation(conv, model.cfg).text[pack_conversation(conv, model.cfg).kind == IN_TEXT]
+    assert (in_text < 256).any() == (user_text == "heard")  # "hello" is fed only when heard
     assert gen.dmel.shape == (4, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
     assert (gen.text == TEXT_END).sum(1).tolist() == [1, 1, 1, 1]  # one END per micro-turn, PAD after it
     h, _ = model.trunk(full_sequence(model, conv, gen))
@@ -168,3 +175,19 @@ def test_clip_user_words_are_placed_as_the_pipeline_places_them(tmp_path) -> Non
     assert conv.name == "v1.0__pause__clip_1" and conv.fdbench_out == "v1.0/pause/clip_1"
     np.testing.assert_array_equal(conv.sample["input.dmel.npy"].reshape(-1, DMEL_CHANNELS), dmel_codes(pcm))
     assert [(w["text"], w["microturn"]) for w in conv.sample["words.json"]] == [("one", 3), ("two", 3), ("late", 4)]
+
+
+def test_checkpoint_carries_user_text(tmp_path) -> None:
+    """`generate` (and so `respond` and `eval behaviour`) packs with the checkpoint's user_text; a checkpoint
+    written before the option existed was trained with the user's words and loads as `heard`."""
+    model = tiny_model(frame_patches=0, user_text="none")
+    save(tmp_path / "none.pt", {"model": model.state_dict(), "config": model.cfg.to_dict()})
+    loaded = load_model(str(tmp_path / "none.pt"))
+    assert loaded.cfg.data.user_text == "none" and loaded.cfg.data.layout.user_text == "none"
+    conv = conversation(3, frames=False)
+    a, b = generate(model, conv, seed=4), generate(loaded, conv, seed=4)
+    assert (a.dmel == b.dmel).all()
+    old = model.cfg.to_dict()
+    del old["data"]["user_text"]
+    save(tmp_path / "old.pt", {"model": model.state_dict(), "config": old})
+    assert load_model(str(tmp_path / "old.pt")).cfg.data.user_text == "heard"

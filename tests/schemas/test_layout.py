@@ -150,3 +150,28 @@ def test_dequantise_agrees_with_pipeline_levels():
     np.testing.assert_allclose(dequantise_dmel(codes), -7.0 + 0.6 * codes, atol=1e-6)
     with pytest.raises(ValueError):
         dequantise_dmel(np.array([16]))
+
+
+def test_user_text_none_feeds_no_user_word_byte() -> None:
+    """`user_text="none"` (audio and video only): no IN_TEXT slot carries a word byte of the user or others; every
+    real micro-turn still has its END; the model side and its loss targets are as with `heard`; an input-side event
+    (an arrival, not speech) still travels in IN_TEXT."""
+    words = [word("hello", "input", 0), word("hi", "others", 1), word("yes", "output", 1), word("there", "input", 2)]
+    heard = pack(make_sample(words=words), LayoutSpec(frame_patches=0, text_slots=8), first=0, count=6)
+    none = pack(make_sample(words=words), LayoutSpec(frame_patches=0, text_slots=8, user_text="none"), first=0, count=6)
+    assert (heard.text[heard.kind == IN_TEXT] < 256).any()
+    in_text = none.text[none.kind == IN_TEXT].reshape(6, 8)
+    assert not (in_text < 256).any()
+    assert (in_text[:4, 0] == TEXT_END).all() and (in_text[4:] == TEXT_PAD).all()  # 4 real micro-turns
+    for name in ("text", "target_text", "target_dmel", "dmel"):
+        out = heard.kind == OUT_TEXT if name in ("text", "target_text") else slice(None)
+        assert (getattr(heard, name)[out] == getattr(none, name)[out]).all(), name
+    event = {"kind": "tool_response", "side": "input", "microturn": 1, "time_s": 0.25, "name": "calc"}
+    event.update(content="42", arguments=None, task=None, topic=None, status=None, target=False)
+    sample = make_sample(words=words)
+    sample["events.json"] = [event]
+    p = pack(sample, LayoutSpec(frame_patches=0, text_slots=16, user_text="none"), first=0, count=6)
+    row = p.text[p.kind == IN_TEXT].reshape(6, 16)[1]
+    assert row[0] == 0xFF and p.event[p.kind == IN_TEXT].reshape(6, 16)[1, 0]
+    with pytest.raises(ValueError, match="user_text"):
+        LayoutSpec(user_text="asr")

@@ -125,3 +125,17 @@ def test_video_frames_reach_the_patch_slots(tmp_path) -> None:
     assert len(packed) == 2  # 10 micro-turns of video
     valid = np.concatenate([p.patch_valid for p in packed])
     assert valid.all() and all(p.patches.any() for p in packed)
+
+
+def test_loader_honours_user_text(tmp_path) -> None:
+    """With user_text "none" the batches carry no byte in IN_TEXT slots, the same OUT_TEXT as with "heard"."""
+    from schemas.layout import IN_TEXT, OUT_TEXT
+
+    from .synthetic import write_dataset
+
+    write_dataset(tmp_path, seed=3, samples=2, window=8, shards=1)
+    heard = next(Loader(str(tmp_path), dataclasses.replace(CFG, frame_patches=0), shuffle=False))
+    none = next(Loader(str(tmp_path), dataclasses.replace(CFG, frame_patches=0, user_text="none"), shuffle=False))
+    assert (heard["text"][heard["kind"] == IN_TEXT] < 256).any()
+    assert not (none["text"][none["kind"] == IN_TEXT] < 256).any()
+    assert torch.equal(heard["text"][heard["kind"] == OUT_TEXT], none["text"][none["kind"] == OUT_TEXT])

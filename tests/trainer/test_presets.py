@@ -54,3 +54,12 @@ def test_small_preset_counts_and_one_training_step(tmp_path):
     for block in model.blocks:  # every expert of every layer got a gradient (top-2 of 8 over ~200 tokens)
         assert (block.moe.w1_EFD.grad.flatten(1).abs().sum(1) > 0).all()
     assert out["load"].shape == (m.layers, m.experts)
+
+
+def test_user_text_flag() -> None:
+    """`microturn train --user_text none` reaches the layout; left out, the preset's `heard` stays."""
+    from trainer.train import build_parser, config_from_args
+
+    none = config_from_args(build_parser().parse_args(["--data", "d", "--out", "o", "--user_text", "none"]))
+    assert none.data.user_text == "none" and none.data.layout.user_text == "none"
+    assert config_from_args(build_parser().parse_args(["--data", "d", "--out", "o"])).data.user_text == "heard"

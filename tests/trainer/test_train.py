@@ -125,3 +125,19 @@ def test_checkpoint_is_weights_only(tmp_path):
     state = checkpoint.load(path)
     checkpoint.set_rng_state(state["rng"])
     assert state["step"] == 3 and not list(Path(tmp_path).glob(".*tmp*"))
+
+
+def test_max_seconds_stops_with_a_checkpoint(tmp_path):
+    """Out of time after the first step: that step is logged and checkpointed; a later call resumes from it."""
+    from .synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", seed=2, samples=2, window=8, shards=1)
+    base = preset("tiny")
+    cfg = dataclasses.replace(
+        base, steps=5, log_interval=5, data=dataclasses.replace(base.data, frame_patches=0, batch_size=2)
+    )
+    records = train(cfg, str(tmp_path / "data"), str(tmp_path / "run"), device="cpu", progress=False, max_seconds=0)
+    assert [r["step"] for r in records] == [1]
+    assert checkpoint.load(tmp_path / "run" / checkpoint.CHECKPOINT_FILE)["step"] == 1
+    records = train(cfg, str(tmp_path / "data"), str(tmp_path / "run"), device="cpu", progress=False, stop_at=3)
+    assert [r["step"] for r in records] == [3]

@@ -1,0 +1,64 @@
+"""The behaviour benchmark's argument handling, CPU side (benchmarks/behaviour_demo.py, benchmarks/behaviour_gpu.sh).
+
+PYTHONPATH=. python -m pytest -q tests/evals/test_behaviour_benchmark.py
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench():
+    spec = importlib.util.spec_from_file_location("behaviour_demo", REPO / "benchmarks" / "behaviour_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_script_commands_parse(tmp_path) -> None:
+    """Every command the GPU script runs parses; its training runs use the small preset on cuda, audio only, and
+    the same data as the CPU benchmark (same data key, so a CPU run's cached data is reused)."""
+    demo = bench()
+    out = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "behaviour_gpu.sh"), str(tmp_path / "out")],
+        env={"DRY_RUN": "1", "PATH": "/usr/bin:/bin", "HEARD": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert len(out) == 6
+    parsed = [demo.build_parser().parse_args(shlex.split(line)[2:]) for line in out]
+    assert [a.stage for a in parsed] == ["data", "data", "train", "train", "train", "report"]
+    cpu = demo.build_parser().parse_args(["--out", str(tmp_path / "out")])
+    for a in parsed[2:5]:
+        assert (a.preset, a.device) == ("small", "cuda") and a.out == str(tmp_path / "out")
+        assert demo.data_key(a) == demo.data_key(cpu) | {"cues": a.cues}
+        cfg = demo.train_config(a)
+        assert cfg.data.frame_patches == 0 and cfg.data.context_microturns == 32 and cfg.model.dim == 512
+    assert [(a.cues, a.user_text) for a in parsed[2:5]] == [("natural", "none"), ("none", "none"), ("natural", "heard")]
+    assert demo.run_name(parsed[2]) == "small-natural-none" and demo.model_file("small") == "model-small.pt"
+
+
+def test_cpu_defaults_follow_the_issue() -> None:
+    demo = bench()
+    a = demo.build_parser().parse_args([])
+    assert (a.train_conversations, a.eval_conversations, a.train_minutes) == (300, 40, 30.0)
+    assert (a.cues, a.user_text, a.preset, a.device) == ("natural", "none", "tiny", "cpu")
+    cfg = demo.train_config(demo.build_parser().parse_args(["--user_text", "heard"]))
+    assert cfg.data.user_text == "heard" and cfg.data.layout.user_text == "heard" and cfg.data.frame_patches == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where there is no GPU")
+def test_cuda_without_a_gpu_stops_with_a_message(tmp_path, capsys) -> None:
+    demo = bench()
+    assert demo.main(["--out", str(tmp_path), "--device", "cuda", "--preset", "small"]) == 2
+    assert "no CUDA device" in capsys.readouterr().out
+    assert not (tmp_path / "data").exists()
