@@ -29,4 +29,5 @@ COPY pipeline ./pipeline
 COPY synth ./synth
 COPY trainer ./trainer
 COPY kernels ./kernels
+COPY evals ./evals
 RUN pip install --no-cache-dir . && pip check

@@ -45,7 +45,8 @@ def test_colliding_ids_and_long_ids_through_the_job(tmp_path: Path) -> None:
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(out)])
 
     index = pq.read_table(out / "index").to_pylist()
-    assert len({r["key"] for r in index}) == len(index)  # no duplicate keys
+    # no duplicate keys: one row per (window key, perspective), every window key seen from both speakers
+    assert len({(r["key"], r["perspective"]) for r in index}) == len(index) == 2 * len({r["key"] for r in index})
     assert {r["conversation_id"] for r in index} == {"a/b", "a-b-3ec69c85", first, long_id}
     assert all(len(r["key"]) < MAX_KEY_CHARS + 40 for r in index)
     rejected = pq.read_table(out / "rejected.parquet").to_pylist()
