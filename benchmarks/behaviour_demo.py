@@ -238,6 +238,7 @@ def train_config(args: argparse.Namespace) -> Any:
         **({"batch_size": args.batch_size} if args.batch_size else {}),
     )
     optim = dataclasses.replace(base.optim, **({"lr": args.lr} if args.lr else {}))
+    loss = dataclasses.replace(base.loss, speak_weight=args.speak_weight)
     return dataclasses.replace(
         base,
         name=f"behaviour-{run_name(args)}",
@@ -247,6 +248,7 @@ def train_config(args: argparse.Namespace) -> Any:
         checkpoint_interval=max(args.steps // 3, 1),
         data=data,
         optim=optim,
+        loss=loss,
     )
 
 
@@ -493,6 +495,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_minutes", type=float, default=30.0, help="training time cap, minutes (default 30)")
     p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
     p.add_argument("--batch_size", type=int, default=0, help="examples per step (default: the preset's)")
+    p.add_argument(
+        "--speak_weight",
+        type=float,
+        default=1.0,
+        help="weight of the speak head's loss (trainer LossConfig.speak_weight; 0 = no head, the model speaks when "
+        "its sampled frames are loud) (default 1)",
+    )
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes in training (default 0)")

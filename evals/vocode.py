@@ -5,9 +5,8 @@
 Speech activity uses the pipeline's own measure (`schemas.grid.activity`: the fraction of each micro-turn's 3,200
 samples covered by speech intervals). The pipeline's intervals come from word timings; generated frames have no
 words, so a 12.5 ms frame counts as speech when its mean log10 mel level over the 80 channels is above
-`SPEECH_LEVEL_LOG10`, and speech frames closer than `JOIN_GAP_S` are joined into one interval (the closure of a
-stop inside a word). Calibration on the espeak demo dataset: silent micro-turns of the model stream peak at a mean
-level of -7.0 .. -6.4 (99th percentile about -3), speaking ones at -2.5 .. -1.5; the threshold sits between.
+`schemas.dmel.SPEECH_LEVEL_LOG10` (`schemas.dmel.speech_frames`, calibrated there), and speech frames closer than
+`JOIN_GAP_S` are joined into one interval (the closure of a stop inside a word).
 
 Audio from codes is the codec's inverse, `schemas.dmel.dmel_to_audio`.
 """
@@ -16,20 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, HOP_SAMPLES, dequantise_dmel
+from schemas.dmel import FRAMES_PER_MICROTURN, HOP_SAMPLES, SPEECH_LEVEL_LOG10, speech_frames
 from schemas.grid import Interval, activity, merge
 from schemas.units import SAMPLE_RATE_HZ
 
-SPEECH_LEVEL_LOG10 = -4.5
-"""A frame is speech when its mean log10 mel level (80 channels) is above this (silence: -7 .. -6.4)."""
 JOIN_GAP_S = 0.15
 """Speech frames separated by less than this (seconds) belong to one interval."""
 
 
 def speech_intervals(codes_KFC: np.ndarray) -> list[Interval]:
     """Speech intervals (16 kHz samples) of dMel codes (K, 16, 80): frame f covers samples [200 f, 200 (f + 1))."""
-    levels = dequantise_dmel(np.asarray(codes_KFC)).reshape(-1, DMEL_CHANNELS).mean(-1)
-    voiced = levels > SPEECH_LEVEL_LOG10
+    codes = np.asarray(codes_KFC)
+    voiced = speech_frames(codes.reshape(-1, codes.shape[-1]))
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     runs = [
         Interval(start=int(a) * HOP_SAMPLES, end=int(b) * HOP_SAMPLES)
@@ -52,4 +49,4 @@ def stereo(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["FRAMES_PER_MICROTURN", "frame_activity", "speech_intervals", "stereo"]
+__all__ = ["FRAMES_PER_MICROTURN", "SPEECH_LEVEL_LOG10", "frame_activity", "speech_intervals", "stereo"]

@@ -46,6 +46,7 @@ def write_bundle(
     tags: Mapping[str, str] | None = None,
     annotations: tuple[Annotation, ...] = (),
     extra: Mapping[str, Any] | None = None,
+    split: str = "train",
 ) -> Path:
     """Write one bundle directory (created if missing; files there are overwritten).
 
@@ -57,6 +58,7 @@ def write_bundle(
         source: the bundle's ``source``; language is ``en`` and licence ``CC0-1.0``.
         stereo: one ``both.flac`` (channel i = i-th speaker) instead of one WAV per speaker.
         model_speakers, tags, annotations, extra: passed to the bundle as they are.
+        split: the bundle's split hint (``train`` unless the generator holds the conversation out).
     Returns:
         The path of ``bundle.json``.
     """
@@ -81,6 +83,7 @@ def write_bundle(
         language="en",
         source=source,
         licence="CC0-1.0",
+        split=split,
         model_speakers=model_speakers,
         tags=dict(tags or {}),
         annotations=annotations,

@@ -696,6 +696,7 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
         planted=conv.planted(),
         source="microturn-dialogues",
         tags={"split": split, "cues": cues, "topic": topic.name},
+        split=split,  # the split hint: "heldout" conversations say so, as their tags do
         extra={"synth": {**rec, "index": i, "topic": topic.name, "speaker_voices": {"A": va.name, "B": vb.name}}},
     )
     return out / conv_id, timeline.duration_s

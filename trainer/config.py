@@ -66,6 +66,9 @@ class LossConfig:
     z_weight: float = 1e-3  # router z-loss (ST-MoE), mean over layers
     flow_scale: float = 2.5  # log-mel targets are normalised as (x - flow_center) / flow_scale
     flow_center: float = -3.0
+    speak_weight: float = 0.0  # >0 adds the speak head (trainer/heads.py SpeakHead): BCE per micro-turn on "the
+    # model speaks in this micro-turn", read at the SPEAK slot; generation then keeps the model silent where it says
+    # no. 0 = no head (the parameters and the loss of a checkpoint without it are unchanged)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,11 @@ attend over), so the cost of a micro-turn does not grow with the conversation. P
 (RoPE depends only on their differences). A full-sequence forward pass on the same tokens gives the same logits
 (tests/trainer/test_respond.py); the same seed gives the same output.
 
+With a speak head (trainer/heads.py SpeakHead, `LossConfig.speak_weight > 0`) the model decides at each
+micro-turn's SPEAK slot whether it speaks: below `speak_threshold` its text is END and its 16 frames are digital
+silence (`schemas.dmel.SILENCE_CODE`), fed back like sampled ones; otherwise text and frames are sampled as above.
+The probability of every micro-turn is kept in `Generated.speak_prob`.
+
 `evals/respond.py` runs this over conversations and writes what it generated.
 """
 
@@ -27,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, SILENCE_CODE
 from schemas.layout import OUT_DMEL, OUT_TEXT, PATCH, SPEAK, TEXT_END, TEXT_PAD, microturn_slots, pack
 from schemas.units import microturn_start_s
 from trainer.config import TrainConfig
@@ -58,12 +63,14 @@ class Conversation:
 @dataclasses.dataclass
 class Generated:
     """The model side of a conversation: text tokens (K, S) int (bytes, END, PAD), dMel codes (K, 16, 80) uint8,
-    the wall time of each micro-turn (seconds), and, when traced, the logits of every generated slot."""
+    the wall time of each micro-turn (seconds), when traced the logits of every generated slot, and with a speak
+    head its probability of speaking in each micro-turn (K,) float32 (NaN without one)."""
 
     text: np.ndarray
     dmel: np.ndarray
     seconds: list[float]
     trace: list[tuple[int, torch.Tensor]] = dataclasses.field(default_factory=list)
+    speak_prob: np.ndarray | None = None
 
     def words(self) -> list[dict[str, Any]]:
         """Generated words: {text, microturn, start_s, end_s}; times are the micro-turn's bounds (seconds)."""
@@ -226,6 +233,7 @@ def generate(
     seed: int = 0,
     window: int | None = None,
     trace: bool = False,
+    speak_threshold: float = 0.5,
 ) -> Generated:
     """Generate the model side of `conv` micro-turn by micro-turn (see the module docstring).
 
@@ -233,6 +241,7 @@ def generate(
         window: micro-turns kept in the KV cache, the current one included (default: the checkpoint's
             context_microturns).
         trace: keep the logits of every generated slot (absolute slot index, logits) for tests.
+        speak_threshold: with a speak head, the probability of speaking below which the micro-turn is silent.
     """
     model.eval()
     cfg = model.cfg
@@ -250,6 +259,7 @@ def generate(
     out_text = np.full((k_total, s), TEXT_PAD, dtype=np.int16)
     out_dmel = np.zeros((k_total, FRAMES_PER_MICROTURN, DMEL_CHANNELS), dtype=np.uint8)
     seconds: list[float] = []
+    speak_prob = np.full(k_total, np.nan, dtype=np.float32)
     traced: list[tuple[int, torch.Tensor]] = []
     pending: tuple[int, np.ndarray] | None = None  # last dMel frame of the previous micro-turn, fed with the next input
     kept = traced if trace else None
@@ -274,10 +284,17 @@ def generate(
             idx, over_dmel = [pending[0], *idx], {pending[0]: pending[1]}
         pending = None
         h = run(idx, [True] * len(idx), dmel=over_dmel)[-1]
-        h = _text_slots(model, run, h, first=base + text_at, out=out_text[k], sample=sample, traced=kept)
-        pending = _dmel_frames(model, run, h, first=base + dmel_at, out=out_dmel[k], sample=sample, traced=kept)
+        if model.speak_head is not None:
+            speak_prob[k] = float(torch.sigmoid(model.speak_head.logits(h[None]))[0])
+        if speak_prob[k] < speak_threshold:  # False when NaN (no head)
+            pending = _silent_microturn(run, first_text=base + text_at, first_dmel=base + dmel_at)
+            out_text[k, 0] = TEXT_END
+            out_dmel[k] = SILENCE_CODE
+        else:
+            h = _text_slots(model, run, h, first=base + text_at, out=out_text[k], sample=sample, traced=kept)
+            pending = _dmel_frames(model, run, h, first=base + dmel_at, out=out_dmel[k], sample=sample, traced=kept)
         seconds.append(time.perf_counter() - t0)
-    return Generated(text=out_text, dmel=out_dmel, seconds=seconds, trace=traced)
+    return Generated(text=out_text, dmel=out_dmel, seconds=seconds, trace=traced, speak_prob=speak_prob)
 
 
 Feed = Callable[..., torch.Tensor]
@@ -313,6 +330,21 @@ def _text_slots(
             return feed([slot], [True], text={slot: TEXT_END})[-1]
         h = feed([slot], [True], text={slot: tok})[-1]
     return h  # no text slots
+
+
+def _silent_microturn(feed: Feed, *, first_text: int, first_dmel: int) -> tuple[int, np.ndarray]:
+    """Feed a silent model micro-turn (text END, then frames of digital silence) in one pass; returns the last
+    frame's (slot, codes), fed with the next micro-turn's input as `_dmel_frames` does."""
+    silence = np.full(DMEL_CHANNELS, SILENCE_CODE, dtype=np.uint8)
+    frames = list(range(first_dmel, first_dmel + FRAMES_PER_MICROTURN - 1))
+    # the PAD text slots are not attendable and nothing is predicted here, so they need no pass
+    feed(
+        [first_text, *frames],
+        [True] * (1 + len(frames)),
+        text={first_text: TEXT_END},
+        dmel=dict.fromkeys(frames, silence),
+    )
+    return first_dmel + FRAMES_PER_MICROTURN - 1, silence
 
 
 def _dmel_frames(

@@ -44,6 +44,26 @@ class DmelHead(nn.Module):
         return per_channel / DMEL_CHANNELS
 
 
+class SpeakHead(nn.Module):
+    """Does the model speak in this micro-turn? One logit from the hidden state at the micro-turn's SPEAK slot, which
+    has heard all input up to the micro-turn's end and none of the model's own output in it (DESIGN.md §6). The
+    target is `schemas.dmel.speech_frames` of the micro-turn's 16 model dMel frames, any of them: the measure the
+    behaviour evaluation reads generated speech with (evals/vocode.py). An explicit turn-taking decision, as the
+    state tokens of duplex models (listen / speak) and voice activity projection heads are."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, 1)
+
+    def logits(self, h_MD: torch.Tensor) -> torch.Tensor:
+        """(M, D) hidden states at SPEAK slots -> (M,) fp32 logits of speaking."""
+        return self.proj(h_MD).float().squeeze(-1)
+
+    def forward(self, h_MD: torch.Tensor, speaks_M: torch.Tensor) -> torch.Tensor:
+        """Summed binary cross-entropy (nats) of M decisions (bool targets)."""
+        return F.binary_cross_entropy_with_logits(self.logits(h_MD), speaks_M.float(), reduction="sum")
+
+
 def time_embedding(t_M1: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of flow time t in [0, 1]: (M, 1) -> (M, dim)."""
     half = dim // 2

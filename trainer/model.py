@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS
-from schemas.layout import IN_DMEL, IN_TEXT, OUT_DMEL, OUT_TEXT, PATCH, PATCH_PX, SLOT_KINDS, TEXT_VOCAB
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, speech_frames
+from schemas.layout import CHUNK, IN_DMEL, IN_TEXT, OUT_DMEL, OUT_TEXT, PATCH, PATCH_PX, SLOT_KINDS, SPEAK, TEXT_VOCAB
 from trainer.config import TrainConfig
-from trainer.heads import DmelHead, FlowHead, TextHead
+from trainer.heads import DmelHead, FlowHead, SpeakHead, TextHead
 from trainer.moe import MoE
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,19 @@ def attention_mask(attendable_BN: torch.Tensor) -> torch.Tensor:
     return (causal[None] & (attendable_BN[:, None, :] | eye[None]))[:, None]
 
 
+def speak_targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SPEAK slots of real micro-turns, (B, N) bool, and for each of them in row-major order whether the model
+    speaks in that micro-turn, (M,) bool: any of its 16 OUT_DMEL frames is speech (`schemas.dmel.speech_frames`)."""
+    kind = batch["kind"]
+    b, n = kind.shape
+    per = n // max(int((kind[0] == CHUNK).sum()), 1)  # slots per micro-turn: the layout is static
+    at_speak = (kind == SPEAK) & batch["attendable"]
+    voiced = speech_frames(batch["dmel"]) & (kind == OUT_DMEL)
+    speaks = voiced.view(b, n // per, per).any(-1)
+    real = at_speak.view(b, n // per, per).any(-1)
+    return at_speak, speaks[real]
+
+
 class Model(nn.Module):
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__()
@@ -128,6 +141,8 @@ class Model(nn.Module):
         self.text_head, self.dmel_head, self.flow_head = TextHead(m.dim), DmelHead(m.dim), FlowHead(m.dim)
         for emb in (self.kind_emb, self.text_emb):
             nn.init.normal_(emb.weight, std=0.02)
+        # made last, and only when used: a model without it draws the same initial weights as before it existed
+        self.speak_head = SpeakHead(m.dim) if cfg.loss.speak_weight > 0 else None
         self.register_buffer("channel_offset", torch.arange(DMEL_CHANNELS) * DMEL_LEVELS, persistent=False)
 
     def _multi_hot(self, codes_BMC: torch.Tensor) -> torch.Tensor:
@@ -176,12 +191,16 @@ class Model(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> dict:
         """Summed losses and target counts of one micro-batch, plus router statistics.
 
-        Returns: text, dmel, flow (summed losses, fp32 scalars), n_text, n_dmel (ints), aux, z (means over layers),
-        load (layers, E) and entropy (mean over layers), detached.
+        Returns: text, dmel, flow, speak (summed losses, fp32 scalars; speak 0 without the speak head), n_text,
+        n_dmel, n_speak (ints), aux, z (means over layers), load (layers, E) and entropy (mean over layers), detached.
         """
         t_text, t_dmel = batch["target_text"], batch["target_dmel"]
         pred_text, pred_dmel = t_text[:, 1:], t_dmel[:, 1:]  # hidden at i - 1 predicts slot i
         h, stats = self.trunk(batch)
+        speak, n_speak = h.new_zeros((), dtype=torch.float32), 0
+        if self.speak_head is not None:  # read at the SPEAK slot itself: it has heard the whole micro-turn
+            at_speak, speaks = speak_targets(batch)
+            speak, n_speak = self.speak_head(h[at_speak], speaks), int(speaks.numel())
         h = h[:, :-1]
         text = self.text_head(h[pred_text], batch["text"][:, 1:][pred_text])
         dmel = self.dmel_head(h[pred_dmel], batch["dmel"][:, 1:][pred_dmel])
@@ -192,6 +211,8 @@ class Model(nn.Module):
             "text": text,
             "dmel": dmel,
             "flow": flow,
+            "speak": speak,
+            "n_speak": n_speak,
             "n_text": int(pred_text.sum()),
             "n_dmel": int(pred_dmel.sum()),
             "n_active": int(active_slots(batch).sum()),

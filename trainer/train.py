@@ -39,7 +39,7 @@ from schemas.layout import USER_TEXT_MODES
 from trainer import checkpoint, parallel
 from trainer.config import PRESETS, TrainConfig, preset
 from trainer.data import BAD_SHARD_POLICIES, Loader
-from trainer.model import Model, active_slots
+from trainer.model import Model, active_slots, speak_targets
 from trainer.moe import MOE_IMPLS
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ def step_losses(
         ],
         device,
     )
-    sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
+    n_speak = 0
+    if model.speak_head is not None:  # one decision per real micro-turn
+        (n_speak,) = parallel.all_reduce_ints([sum(int(speak_targets(b)[1].numel()) for b in batches)], device)
+    sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "speak": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
     load = None
     lc = cfg.loss
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -107,16 +110,18 @@ def step_losses(
             out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, i * world.world_size + world.rank))
         share = out["n_active"] / max(n_active_total, 1)
         text, dmel, flow = out["text"] / max(n_text, 1), out["dmel"] / max(n_dmel, 1), out["flow"] / max(n_dmel, 1)
-        loss = text + dmel + lc.flow_weight * flow + share * (lc.aux_weight * out["aux"] + lc.z_weight * out["z"])
+        speak = out["speak"] / max(n_speak, 1)
+        loss = text + dmel + lc.flow_weight * flow + lc.speak_weight * speak
+        loss = loss + share * (lc.aux_weight * out["aux"] + lc.z_weight * out["z"])
         if backward:
             loss.backward()
-        for key, value in (("text", text), ("dmel", dmel), ("flow", flow)):
+        for key, value in (("text", text), ("dmel", dmel), ("flow", flow), ("speak", speak)):
             sums[key] += float(value.detach())
         for key in ("aux", "z", "entropy"):
             sums[key] += share * float(out[key].detach())
         load = out["load"] * share if load is None else load + out["load"] * share
     if world.distributed:
-        keys = ("text", "dmel", "flow", "aux", "z", "entropy")
+        keys = ("text", "dmel", "flow", "speak", "aux", "z", "entropy")
         flat = parallel.all_reduce_floats([sums[k] for k in keys] + load.flatten().tolist(), device)
         sums.update(zip(keys, flat[: len(keys)], strict=True))
         load = torch.tensor(flat[len(keys) :], dtype=load.dtype).view(load.shape)
@@ -124,10 +129,11 @@ def step_losses(
         sums["text"]
         + sums["dmel"]
         + lc.flow_weight * sums["flow"]
+        + lc.speak_weight * sums["speak"]
         + lc.aux_weight * sums["aux"]
         + lc.z_weight * sums["z"]
     )
-    sums.update(n_text=n_text, n_dmel=n_dmel, n_active=n_active_total, load=load)
+    sums.update(n_text=n_text, n_dmel=n_dmel, n_speak=n_speak, n_active=n_active_total, load=load)
     return sums
 
 
@@ -298,6 +304,7 @@ def _metrics_record(
         "text": s["text"],
         "dmel": s["dmel"],
         "flow": s["flow"],
+        **({"speak": s["speak"]} if s["n_speak"] else {}),  # only with the speak head: old curves stay as they were
         "aux": s["aux"],
         "z": s["z"],
         "grad_norm": grad_norm,

@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 
 from evals.respond import write_outputs, write_response_file
-from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN
-from schemas.layout import IN_TEXT, OUT_DMEL, OUT_TEXT, TEXT_END, TEXT_PAD, microturn_slots
+from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, FRAMES_PER_MICROTURN, SILENCE_CODE
+from schemas.layout import IN_TEXT, OUT_DMEL, OUT_TEXT, SPEAK, TEXT_END, TEXT_PAD, microturn_slots
 from schemas.units import SAMPLES_PER_MICROTURN
 from trainer.checkpoint import load_model, save
 from trainer.config import DataConfig, ModelConfig, TrainConfig
@@ -191,3 +191,34 @@ def test_checkpoint_carries_user_text(tmp_path) -> None:
     del old["data"]["user_text"]
     save(tmp_path / "old.pt", {"model": model.state_dict(), "config": old})
     assert load_model(str(tmp_path / "old.pt")).cfg.data.user_text == "heard"
+
+
+def test_speak_head_gates_silent_microturns_and_the_cache_still_equals_full_forward() -> None:
+    torch.manual_seed(1)
+    base = tiny_model()
+    model = Model(dataclasses.replace(base.cfg, loss=dataclasses.replace(base.cfg.loss, speak_weight=1.0))).eval()
+    conv = conversation(8, frames=False)
+    free = generate(model, conv, temperature=1.0, top_k=7, seed=3, speak_threshold=0.0, window=8)
+    assert np.isfinite(free.speak_prob).all()  # probabilities are kept; threshold 0 never gates
+    cut = float(np.median(free.speak_prob))
+    gen = generate(model, conv, temperature=1.0, top_k=7, seed=3, trace=True, speak_threshold=cut, window=8)
+    silent = gen.speak_prob < cut
+    assert silent.any() and (~silent).any()
+    assert (gen.dmel[silent] == SILENCE_CODE).all()
+    assert (gen.text[silent, 0] == TEXT_END).all() and (gen.text[silent, 1:] == TEXT_PAD).all()
+    h, _ = model.trunk(full_sequence(model, conv, gen))
+    h = h[0]
+    slots = microturn_slots(model.cfg.data.layout)
+    per = len(slots)
+    speak_at = int(np.flatnonzero(slots == SPEAK)[0])
+    with torch.no_grad():
+        full_prob = torch.sigmoid(model.speak_head.logits(h[np.arange(conv.microturns) * per + speak_at])).numpy()
+    np.testing.assert_allclose(gen.speak_prob, full_prob, atol=1e-5)  # read after silent micro-turns too
+    traced_mts = {slot // per for slot, _ in gen.trace}
+    assert traced_mts == set(np.flatnonzero(~silent).tolist())  # nothing is sampled in a silent micro-turn
+    for slot, logits in gen.trace:
+        if slots[slot % per] == OUT_DMEL:
+            full = model.dmel_head.proj(h[slot - 1]).view(DMEL_CHANNELS, DMEL_LEVELS)
+        else:
+            full = model.text_head.proj(h[slot - 1])
+        torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)

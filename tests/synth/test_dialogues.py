@@ -154,6 +154,7 @@ def test_voice_and_topic_splits_are_disjoint(tmp_path):
     assert train_words.isdisjoint(held_words), train_words & held_words
     (d,) = make_dialogues(tmp_path, 1, seed=1, split="heldout", config=SHORT)
     synth = _load(d / "bundle.json")["synth"]
+    assert _load(d / "bundle.json")["split"] == "heldout"  # the bundle's own split hint says so too
     assert set(synth["speaker_voices"].values()) <= set(DEFAULT_HELDOUT_VOICES)
     assert synth["topic"] in grammar.HELDOUT_TOPICS
     text = {w["text"] for w in _load(d / "bundle.json")["words"]}

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from schemas.layout import LayoutSpec, pack
-from trainer.config import DataConfig, ModelConfig, TrainConfig
+from trainer.config import DataConfig, LossConfig, ModelConfig, TrainConfig
 from trainer.data import collate
-from trainer.model import HMLPStem, Model, attention_mask
+from trainer.model import HMLPStem, Model, attention_mask, speak_targets
 
 TINY = TrainConfig(
     model=ModelConfig(dim=32, layers=2, heads=2, experts=3, top_k=2, ffn_dim=32, stem_dim=32),
@@ -102,3 +102,37 @@ def test_the_future_does_not_change_the_past():
     base, changed = hidden["base"], hidden["changed"]
     torch.testing.assert_close(base[:, :first_changed], changed[:, :first_changed], rtol=0, atol=0)
     assert not torch.equal(base[:, first_changed], changed[:, first_changed])
+
+
+def test_speak_targets_read_the_model_frames_of_real_microturns():
+    spec = TINY.data.layout
+
+    def plant(sample):
+        sample["output.dmel.npy"][:] = 1  # digital silence everywhere ...
+        sample["output.dmel.npy"][1, 7] = 9  # ... but one loud frame in micro-turn 1
+        sample["input.dmel.npy"][:] = 15  # loud user frames are not the model speaking
+        sample["mask.npy"][2] = 0  # micro-turn 2 is padding: no decision
+
+    batch = _batch(spec, frames=False, mutate=plant)
+    at_speak, speaks = speak_targets(batch)
+    assert at_speak.sum(1).tolist() == [2, 2]
+    assert speaks.tolist() == [False, True, False, True]
+
+
+def test_speak_head_is_trained_and_absent_by_default():
+    torch.manual_seed(0)
+    plain = Model(TINY)
+    assert plain.speak_head is None
+    out = plain(_batch(TINY.data.layout, frames=False), torch.Generator().manual_seed(0))
+    assert float(out["speak"]) == 0.0 and out["n_speak"] == 0
+    torch.manual_seed(0)
+    model = Model(dataclasses.replace(TINY, loss=LossConfig(speak_weight=1.0)))
+    shared = plain.state_dict()
+    for key, value in model.state_dict().items():  # the head is made last: every other weight is drawn as before
+        if not key.startswith("speak_head."):
+            torch.testing.assert_close(value, shared[key], rtol=0, atol=0)
+    out = model(_batch(TINY.data.layout, frames=False), torch.Generator().manual_seed(0))
+    assert out["n_speak"] == 2 * 3 and float(out["speak"]) > 0
+    out["speak"].backward()
+    assert model.speak_head.proj.weight.grad.abs().sum() > 0
+    assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0  # the decision trains the trunk too
