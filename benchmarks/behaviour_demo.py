@@ -238,7 +238,7 @@ def train_config(args: argparse.Namespace) -> Any:
         **({"batch_size": args.batch_size} if args.batch_size else {}),
     )
     optim = dataclasses.replace(base.optim, **({"lr": args.lr} if args.lr else {}))
-    loss = dataclasses.replace(base.loss, speak_weight=args.speak_weight)
+    loss = dataclasses.replace(base.loss, speak_weight=args.speak_weight, speak_horizon=args.speak_horizon)
     return dataclasses.replace(
         base,
         name=f"behaviour-{run_name(args)}",
@@ -501,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="weight of the speak head's loss (trainer LossConfig.speak_weight; 0 = no head, the model speaks when "
         "its sampled frames are loud) (default 1)",
+    )
+    p.add_argument(
+        "--speak_horizon",
+        type=int,
+        default=1,
+        help="the speak head's target looks this many micro-turns ahead (LossConfig.speak_horizon; default 1: "
+        "speaks now or in the next 200 ms)",
     )
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")

@@ -69,6 +69,8 @@ class LossConfig:
     speak_weight: float = 0.0  # >0 adds the speak head (trainer/heads.py SpeakHead): BCE per micro-turn on "the
     # model speaks in this micro-turn", read at the SPEAK slot; generation then keeps the model silent where it says
     # no. 0 = no head (the parameters and the loss of a checkpoint without it are unchanged)
+    speak_horizon: int = 0  # the speak target looks this many micro-turns ahead: "speaks in k .. k + H" (within the
+    # example), so the decision to start is learnt before the data's onset as a voice activity projection is
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

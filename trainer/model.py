@@ -113,15 +113,19 @@ def attention_mask(attendable_BN: torch.Tensor) -> torch.Tensor:
     return (causal[None] & (attendable_BN[:, None, :] | eye[None]))[:, None]
 
 
-def speak_targets(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def speak_targets(batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The SPEAK slots of real micro-turns, (B, N) bool, and for each of them in row-major order whether the model
-    speaks in that micro-turn, (M,) bool: any of its 16 OUT_DMEL frames is speech (`schemas.dmel.speech_frames`)."""
+    speaks in that micro-turn or in the `horizon` micro-turns after it (those inside the example), (M,) bool: any
+    of their OUT_DMEL frames is speech (`schemas.dmel.speech_frames`)."""
     kind = batch["kind"]
     b, n = kind.shape
     per = n // max(int((kind[0] == CHUNK).sum()), 1)  # slots per micro-turn: the layout is static
     at_speak = (kind == SPEAK) & batch["attendable"]
     voiced = speech_frames(batch["dmel"]) & (kind == OUT_DMEL)
-    speaks = voiced.view(b, n // per, per).any(-1)
+    now = voiced.view(b, n // per, per).any(-1)
+    speaks = now.clone()
+    for h in range(1, horizon + 1):
+        speaks[:, :-h] |= now[:, h:]
     real = at_speak.view(b, n // per, per).any(-1)
     return at_speak, speaks[real]
 
@@ -199,7 +203,7 @@ class Model(nn.Module):
         h, stats = self.trunk(batch)
         speak, n_speak = h.new_zeros((), dtype=torch.float32), 0
         if self.speak_head is not None:  # read at the SPEAK slot itself: it has heard the whole micro-turn
-            at_speak, speaks = speak_targets(batch)
+            at_speak, speaks = speak_targets(batch, self.cfg.loss.speak_horizon)
             speak, n_speak = self.speak_head(h[at_speak], speaks), int(speaks.numel())
         h = h[:, :-1]
         text = self.text_head(h[pred_text], batch["text"][:, 1:][pred_text])

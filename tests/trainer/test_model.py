@@ -117,6 +117,8 @@ def test_speak_targets_read_the_model_frames_of_real_microturns():
     at_speak, speaks = speak_targets(batch)
     assert at_speak.sum(1).tolist() == [2, 2]
     assert speaks.tolist() == [False, True, False, True]
+    _, ahead = speak_targets(batch, horizon=1)  # speaks in k or k + 1
+    assert ahead.tolist() == [True, True, True, True]
 
 
 def test_speak_head_is_trained_and_absent_by_default():
