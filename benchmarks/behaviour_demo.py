@@ -168,6 +168,32 @@ def audit(d: Path) -> dict[str, Any]:
     }
 
 
+def cue_audit(d: Path) -> dict[str, Any]:
+    """evals.cue_probe on the data: a linear probe on the user's last 300 ms of voiced frames before each silence,
+    fitted on the training dataset, telling yields from within-turn pauses on the held-out one (held-out AUC near
+    0.5 on the control, above it with cues)."""
+    import numpy as np
+
+    from evals.behaviour import reference_of
+    from evals.cue_probe import cue_probe
+    from evals.respond import conversations_from_dataset
+
+    def load(name: str) -> list[tuple[Any, Any]]:
+        convs = conversations_from_dataset(str(d / name))
+        return [(np.asarray(c.sample["input.dmel.npy"]), reference_of(c)) for c in convs]
+
+    return cue_probe(load("train"), load("eval"))
+
+
+def with_cue_audit(d: Path) -> dict[str, Any]:
+    """audit.json, the cue probe added once (data cached before the probe existed get it on their next use)."""
+    a = json.loads((d / "audit.json").read_text())
+    if "cue_probe" not in a:
+        a["cue_probe"] = cue_audit(d)
+        (d / "audit.json").write_text(json.dumps(a, indent=1))
+    return a
+
+
 def print_audit(a: dict[str, Any]) -> None:
     print(
         f"data audit: train {a['train_conversations']} conversations ({a['train_distinct_texts']} distinct texts, "
@@ -179,6 +205,15 @@ def print_audit(a: dict[str, Any]) -> None:
         f"{a['heldout_chunks_3plus_words_in_train']}/{a['heldout_chunks_3plus_words']}",
         flush=True,
     )
+    p = a.get("cue_probe")
+    if p:
+        held = "-" if p["heldout_auc"] is None else f"{p['heldout_auc']:.3f}"
+        print(
+            f"cue probe (evals/cue_probe.py: yields vs pauses from the user's last {p['frames']} voiced frames, fitted "
+            f"on training): held-out AUC {held} over {p['heldout_onsets']} silences (train AUC "
+            f"{p['train_auc']:.3f}, {p['train_onsets']} silences; 0.5 = the audio tells nothing)",
+            flush=True,
+        )
 
 
 def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
@@ -191,7 +226,7 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
         done = d / "DONE.json"
         if done.exists() and json.loads(done.read_text()) == key:
             log(t0, f"data: cached in {d}")
-            print_audit(json.loads((d / "audit.json").read_text()))
+            print_audit(with_cue_audit(d))
             return d
         if done.exists():
             raise SystemExit(
@@ -211,6 +246,7 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
             run(["--input", str(d / "bundles" / name), "--output", str(d / name)])
             log(t0, f"data: pipeline -> {d / name} in {time.monotonic() - t:.0f} s")
         (d / "audit.json").write_text(json.dumps(audit(d), indent=1))
+        with_cue_audit(d)
         done.write_text(json.dumps(key, indent=1))
     print_audit(json.loads((d / "audit.json").read_text()))
     return d
@@ -448,8 +484,10 @@ def report(out: Path) -> dict[str, Any]:
                 f"{str(p['beyond_curve']):6s}  {p.get('beyond_hull')}"
             )
         final = res["final"]
-        if "data_audit" in res:
-            print_audit(res["data_audit"])
+        data = out / "data" / f"{res['settings']['data']['source']}-{res['cues']}" / "audit.json"
+        a = json.loads(data.read_text()) if data.exists() else res.get("data_audit")  # the probe may be newer
+        if a:
+            print_audit(a)
         print(f"final table (step {res['steps_done']}, {res['train_s'] / 60:.1f} min of training):")
         print(table(final, systems=final["table_systems"]))
         t = final["timing_ms"]
