@@ -274,7 +274,9 @@ def train_config(args: argparse.Namespace) -> Any:
         **({"batch_size": args.batch_size} if args.batch_size else {}),
     )
     optim = dataclasses.replace(base.optim, **({"lr": args.lr} if args.lr else {}))
-    loss = dataclasses.replace(base.loss, speak_weight=args.speak_weight, speak_horizon=args.speak_horizon)
+    loss = dataclasses.replace(
+        base.loss, speak_weight=args.speak_weight, speak_horizon=args.speak_horizon, speak_focus=args.speak_focus
+    )
     return dataclasses.replace(
         base,
         name=f"behaviour-{run_name(args)}",
@@ -546,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="the speak head's target looks this many micro-turns ahead (LossConfig.speak_horizon; default 1: "
         "speaks now or in the next 200 ms)",
+    )
+    p.add_argument(
+        "--speak_focus",
+        type=float,
+        default=1.0,
+        help="weight of the speak loss where the floor may change, relative to elsewhere (LossConfig.speak_focus; "
+        "default 1)",
     )
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")

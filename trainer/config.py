@@ -71,6 +71,9 @@ class LossConfig:
     # no. 0 = no head (the parameters and the loss of a checkpoint without it are unchanged)
     speak_horizon: int = 0  # the speak target looks this many micro-turns ahead: "speaks in k .. k + H" (within the
     # example), so the decision to start is learnt before the data's onset as a voice activity projection is
+    speak_focus: float = 1.0  # weight of the speak loss at micro-turns where the floor may change (the model silent
+    # in k - 1 and the user silent in k, or the model speaking in k - 1 and the user speaking in k), relative to the
+    # rest, where carrying on with what the model did is almost always right
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

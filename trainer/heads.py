@@ -59,9 +59,10 @@ class SpeakHead(nn.Module):
         """(M, D) hidden states at SPEAK slots -> (M,) fp32 logits of speaking."""
         return self.proj(h_MD).float().squeeze(-1)
 
-    def forward(self, h_MD: torch.Tensor, speaks_M: torch.Tensor) -> torch.Tensor:
-        """Summed binary cross-entropy (nats) of M decisions (bool targets)."""
-        return F.binary_cross_entropy_with_logits(self.logits(h_MD), speaks_M.float(), reduction="sum")
+    def forward(self, h_MD: torch.Tensor, speaks_M: torch.Tensor, weight_M: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """Summed binary cross-entropy (nats) of M decisions (bool targets), each times its weight."""
+        bce = F.binary_cross_entropy_with_logits(self.logits(h_MD), speaks_M.float(), reduction="none")
+        return (bce * weight_M).sum()
 
 
 def time_embedding(t_M1: torch.Tensor, dim: int) -> torch.Tensor:

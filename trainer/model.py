@@ -113,21 +113,27 @@ def attention_mask(attendable_BN: torch.Tensor) -> torch.Tensor:
     return (causal[None] & (attendable_BN[:, None, :] | eye[None]))[:, None]
 
 
-def speak_targets(batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SPEAK slots of real micro-turns, (B, N) bool, and for each of them in row-major order whether the model
-    speaks in that micro-turn or in the `horizon` micro-turns after it (those inside the example), (M,) bool: any
-    of their OUT_DMEL frames is speech (`schemas.dmel.speech_frames`)."""
+def speak_targets(batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The speak head's slots and targets: the SPEAK slots of real micro-turns, (B, N) bool; for each of them in
+    row-major order whether the model speaks in that micro-turn or in the `horizon` micro-turns after it (those
+    inside the example), (M,) bool: any of their OUT_DMEL frames is speech (`schemas.dmel.speech_frames`); and
+    whether the floor may change there, (M,) bool: the model was silent in the micro-turn before and the user is
+    silent in this one, or the model spoke before and the user speaks now (the first micro-turn of an example has
+    no before: it counts as silent)."""
     kind = batch["kind"]
     b, n = kind.shape
     per = n // max(int((kind[0] == CHUNK).sum()), 1)  # slots per micro-turn: the layout is static
     at_speak = (kind == SPEAK) & batch["attendable"]
-    voiced = speech_frames(batch["dmel"]) & (kind == OUT_DMEL)
-    now = voiced.view(b, n // per, per).any(-1)
+    voiced = speech_frames(batch["dmel"])
+    now = (voiced & (kind == OUT_DMEL)).view(b, n // per, per).any(-1)
+    user = (voiced & (kind == IN_DMEL)).view(b, n // per, per).any(-1)
+    before = torch.zeros_like(now)
+    before[:, 1:] = now[:, :-1]
     speaks = now.clone()
     for h in range(1, horizon + 1):
         speaks[:, :-h] |= now[:, h:]
     real = at_speak.view(b, n // per, per).any(-1)
-    return at_speak, speaks[real]
+    return at_speak, speaks[real], (before == user)[real]
 
 
 class Model(nn.Module):
@@ -203,8 +209,10 @@ class Model(nn.Module):
         h, stats = self.trunk(batch)
         speak, n_speak = h.new_zeros((), dtype=torch.float32), 0
         if self.speak_head is not None:  # read at the SPEAK slot itself: it has heard the whole micro-turn
-            at_speak, speaks = speak_targets(batch, self.cfg.loss.speak_horizon)
-            speak, n_speak = self.speak_head(h[at_speak], speaks), int(speaks.numel())
+            lc = self.cfg.loss
+            at_speak, speaks, may_change = speak_targets(batch, lc.speak_horizon)
+            weight = 1.0 + (lc.speak_focus - 1.0) * may_change.float()
+            speak, n_speak = self.speak_head(h[at_speak], speaks, weight), int(speaks.numel())
         h = h[:, :-1]
         text = self.text_head(h[pred_text], batch["text"][:, 1:][pred_text])
         dmel = self.dmel_head(h[pred_dmel], batch["dmel"][:, 1:][pred_dmel])

@@ -114,11 +114,21 @@ def test_speak_targets_read_the_model_frames_of_real_microturns():
         sample["mask.npy"][2] = 0  # micro-turn 2 is padding: no decision
 
     batch = _batch(spec, frames=False, mutate=plant)
-    at_speak, speaks = speak_targets(batch)
+    at_speak, speaks, may_change = speak_targets(batch)
     assert at_speak.sum(1).tolist() == [2, 2]
     assert speaks.tolist() == [False, True, False, True]
-    _, ahead = speak_targets(batch, horizon=1)  # speaks in k or k + 1
+    assert may_change.tolist() == [False] * 4  # the user speaks throughout while the model was silent before
+    _, ahead, _ = speak_targets(batch, horizon=1)  # speaks in k or k + 1
     assert ahead.tolist() == [True, True, True, True]
+
+    def quiet_user(sample):
+        plant(sample)
+        sample["input.dmel.npy"][:] = 1
+        sample["input.dmel.npy"][1] = 12  # the user speaks in micro-turn 1 only
+
+    _, _, may_change = speak_targets(_batch(spec, frames=False, mutate=quiet_user))
+    # micro-turn 0: model silent before (none), user silent -> may start; 1: model silent before, user speaks -> no
+    assert may_change.tolist() == [True, False, True, False]
 
 
 def test_speak_head_is_trained_and_absent_by_default():
