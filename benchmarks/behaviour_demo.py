@@ -380,6 +380,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             pause_ms=args.pause_ms,
             temperature=args.temperature,
             resamples=args.resamples,
+            speak_threshold=args.speak_threshold,
         )
         point = {
             "step": step,
@@ -389,6 +390,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             "model": res["systems"]["model"],
             "beyond_curve": res.get("beyond_curve"),
             "beyond_hull": res.get("beyond_hull"),
+            "speak_decision": res.get("speak_decision"),
             "timing_ms": res["timing_ms"],
         }
         curve[i:] = [point]
@@ -463,6 +465,13 @@ def goals(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _auc(decision: dict[str, Any] | None) -> str:
+    """The speak head's yields-vs-pauses AUC at silence starts (evals.behaviour.speak_decision), or '-'."""
+    if not decision or decision.get("auc") is None:
+        return "-"
+    return f"{decision['auc']:.3f} ({decision['yields']}/{decision['pauses']})"
+
+
 def report(out: Path) -> dict[str, Any]:
     from evals.behaviour import table
 
@@ -477,13 +486,13 @@ def report(out: Path) -> dict[str, Any]:
         print(
             f"{'step':>6s}{'loss':>8s}{'convs':>6s}"
             + "".join(f"{label:>11s}" for _, label in CURVE_ROWS)
-            + "  beyond  hull"
+            + "  beyond  hull   head AUC"
         )
         for p in res["curve"]:
             cells = "".join(f"{_v(p['model'][k], '{:.2f}' if 'lat' in k else '{:.3f}'):>11s}" for k, _ in CURVE_ROWS)
             print(
                 f"{p['step']:>6d}{p['train_loss']:>8.3f}{p['conversations']:>6d}{cells}  "
-                f"{str(p['beyond_curve']):6s}  {p.get('beyond_hull')}"
+                f"{str(p['beyond_curve']):6s}  {str(p.get('beyond_hull')):5s}  {_auc(p.get('speak_decision'))}"
             )
         final = res["final"]
         data = out / "data" / f"{res['settings']['data']['source']}-{res['cues']}" / "audit.json"
@@ -548,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="the speak head's target looks this many micro-turns ahead (LossConfig.speak_horizon; default 1: "
         "speaks now or in the next 200 ms)",
+    )
+    p.add_argument(
+        "--speak_threshold",
+        type=float,
+        default=0.5,
+        help="the speak head's decision threshold in evaluation: silent below it (default 0.5)",
     )
     p.add_argument(
         "--speak_focus",

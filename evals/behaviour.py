@@ -180,6 +180,13 @@ def table(result: Mapping[str, Any], *, systems: Sequence[str] | None = None) ->
             + ("-" if share is None else f"{100 * share:.0f} %")
             + " of resamples)"
         )
+    dec = result.get("speak_decision")
+    if dec:
+        auc, p_yield, p_pause = (_fmt("{:.3f}", dec[k]) for k in ("auc", "mean_p_yield", "mean_p_pause"))
+        lines.append(
+            f"speak head where the user's silence starts: yields vs pauses AUC {auc} (mean p {p_yield} at "
+            f"{dec['yields']} yields, {p_pause} at {dec['pauses']} pauses; 0.5 = no cue used)"
+        )
     hull = result.get("hull_comparison")
     if hull:
         share = hull["beyond_share_of_resamples"]
@@ -219,6 +226,34 @@ def reference_of(conv: Any) -> Reference:
     return Reference(labels=np.asarray(conv.sample["labels.npy"], np.uint8), user_speech_s=spans or None)
 
 
+def speak_decision(
+    probs: Sequence[np.ndarray | None], refs: Sequence[Reference], preds: Sequence[np.ndarray]
+) -> dict[str, Any] | None:
+    """How well the speak head tells a yield from a within-turn pause where the user's silence starts (its first
+    micro-turn, evals.cue_probe.silence_onsets, the model silent in the micro-turn before): the ROC AUC of its
+    probability there (0.5: no better than the silence's length, which is the same at that moment), with the mean
+    probability at yields and at pauses and their counts. Comparable with the data's cue probe
+    (evals/cue_probe.py). None without a speak head."""
+    from evals.cue_probe import roc_auc, silence_onsets
+
+    if not probs or any(p is None or np.isnan(p).all() for p in probs):
+        return None
+    scores, labels = [], []
+    for p, ref, pred in zip(probs, refs, preds, strict=True):
+        for k, label in silence_onsets(ref):
+            if k >= 1 and not pred[k - 1]:
+                scores.append(float(p[k]))
+                labels.append(label)
+    s, y = np.asarray(scores), np.asarray(labels)
+    return {
+        "auc": roc_auc(s, y),
+        "yields": int(y.sum()),
+        "pauses": int(len(y) - y.sum()),
+        "mean_p_yield": float(s[y == 1].mean()) if y.any() else None,
+        "mean_p_pause": float(s[y == 0].mean()) if (y == 0).any() else None,
+    }
+
+
 def evaluate_behaviour(
     model: Any,
     convs: Sequence[Any],
@@ -230,19 +265,25 @@ def evaluate_behaviour(
     seed: int = 0,
     resamples: int = 1000,
     bootstrap_seed: int = 0,
+    speak_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """Run `model` over the conversations (trainer.generate, the checkpoint's user_text) and score it beside the
-    baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table.
+    baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table;
+    `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head).
 
-    Returns score_systems' object plus "table_systems", "user_text", "data_backchannels_per_min", "timing_ms"."""
+    Returns score_systems' object plus "speak_decision", "table_systems", "user_text", "data_backchannels_per_min",
+    "timing_ms"."""
     from evals.vocode import frame_activity
     from trainer.generate import generate, timing_summary
 
     refs = [reference_of(c) for c in convs]
-    preds, seconds = [], []
+    preds, seconds, probs = [], [], []
     for i, conv in enumerate(convs):
-        gen = generate(model, conv, temperature=temperature, top_k=top_k, seed=seed + i)
+        gen = generate(
+            model, conv, temperature=temperature, top_k=top_k, seed=seed + i, speak_threshold=speak_threshold
+        )
         preds.append(frame_activity(gen.dmel) > 0)
+        probs.append(gen.speak_prob)
         seconds += gen.seconds
     groups = [c.conversation_id or c.name for c in convs]
     result = score_systems(
@@ -268,6 +309,7 @@ def evaluate_behaviour(
         result["systems"][f"pause rule {pause_ms:g} ms"] = extra["systems"][f"pause rule {pause_ms:g} ms"]
     med, p95 = timing_summary(seconds)
     result.update(
+        speak_decision=speak_decision(probs, refs, preds),
         table_systems=["model", "always silent", f"pause rule {pause_ms:g} ms", "data"],
         user_text=model.cfg.data.user_text,
         data_backchannels_per_min=data_backchannel_rate(refs),

@@ -66,3 +66,21 @@ def test_baselines_and_data() -> None:
     assert data["speak_f1"] == 1.0 and data["yield_median_latency_s"] == pytest.approx(0.4)
     assert data["backchannels_per_min"] == pytest.approx(1 / (32 * 0.2 / 60))  # 32 user micro-turns
     assert data["shift_hold_bacc"] == 1.0 and data["backchannel_continue"] is None  # no user backchannel here
+
+
+def test_speak_decision_reads_the_head_where_the_silence_starts() -> None:
+    from evals.behaviour import speak_decision
+
+    ref = planted()  # silences start at 10 (yield), 32 (pause, 1 s) and 41 (yield)
+    silent = np.zeros(K, bool)
+    probs = np.full(K, 0.2, np.float32)
+    probs[[10, 41]] = 0.9  # high where a yield's silence starts, low at the pause
+    d = speak_decision([probs], [ref], [silent])
+    assert d["auc"] == 1.0 and (d["yields"], d["pauses"]) == (2, 1)
+    assert d["mean_p_yield"] == pytest.approx(0.9) and d["mean_p_pause"] == pytest.approx(0.2)
+    probs[32] = 0.95  # the pause now looks most like a yield
+    assert speak_decision([probs], [ref], [silent])["auc"] == 0.0
+    talking = silent.copy()
+    talking[40] = True  # the model already speaks before the second yield's silence: not a decision to start
+    assert speak_decision([probs], [ref], [talking])["yields"] == 1
+    assert speak_decision([None], [ref], [silent]) is None  # no speak head
