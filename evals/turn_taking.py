@@ -64,8 +64,10 @@ probability p and otherwise stays silent has median latency 0 and false take-ove
 for any p > 1/2 (tests/evals/test_turn_taking.py plants one). Means mix linearly, so `compare_to_hull` (`beyond_hull`)
 also reads the model's (mean yield latency, never counted as SEARCH_S; false take-over) against the lower convex
 hull of the rules' points and always silent's: every point on that hull is reached by drawing one of two rules per
-conversation, so only information the rules lack (a cue, or a leak) puts a model below it. A claim that a model
-beats the pause rule needs both readings.
+conversation, so only information the rules lack (a cue, or a leak) puts a model below it. The hull's rules run on
+past the sweep to SEARCH_S (`HULL_EXTRA_MS`), so a model that waits longer than 1.2 s meets a plain longer
+threshold, not a mixture of the 1.2 s rule and silence. A claim that a model beats the pause rule needs both
+readings.
 """
 
 from __future__ import annotations
@@ -87,6 +89,9 @@ SEARCH_S = 5.0
 BACKCHANNEL_MAX_S = 1.0
 SWEEP_MS = tuple(range(200, 1201, 100))
 """The pause rule's thresholds (DESIGN.md §9)."""
+HULL_EXTRA_MS = tuple(range(1300, int(SEARCH_S * 1000) + 1, 100))
+"""Longer rules, for the hull only: a model slower than the sweep's 1.2 s would otherwise be compared with a mixture
+of the 1.2 s rule and silence, which any plain longer threshold beats (a slow, cue-free model looked beyond it)."""
 SHIFT_AT = 1
 """Shift/hold: decided this many micro-turns (200 ms) into a mutual silence ..."""
 SHIFT_WINDOW = 3
@@ -635,6 +640,9 @@ def score_systems(
     add("pause rule 0 ms (anchor)", [silence_rule(r) for r in refs])
     for n in sweep_ms:
         add(f"pause rule {n:g} ms", [pause_rule(r, n) for r in refs])
+    longer = [n for n in HULL_EXTRA_MS if n > max(sweep_ms, default=0)] if model in rows else []
+    for n in longer:  # for the hull only, not shown
+        add(f"pause rule {n:g} ms (hull)", [pause_rule(r, n) for r in refs])
     curve = []
     for n in sweep_ms:
         s = rows[f"pause rule {n:g} ms"]
@@ -649,7 +657,7 @@ def score_systems(
             }
         )
     out: dict[str, Any] = {
-        "systems": {name: summarise(r) for name, r in rows.items() if name != "pause rule 0 ms (anchor)"},
+        "systems": {name: summarise(r) for name, r in rows.items() if not name.endswith(")")},
         "pause_rule_curve": curve,
         "conversations": len(refs),
         "groups": len(set(groups)),
@@ -661,7 +669,8 @@ def score_systems(
         cmp = compare_to_curve(rows[model], rules)
         out["curve_comparison"] = cmp
         out["beyond_curve"] = cmp["beyond_curve"]
-        hull = compare_to_hull(rows[model], rules, rows["always silent"])
+        hull_rules = rules + [rows[f"pause rule {n:g} ms (hull)"] for n in longer]
+        hull = compare_to_hull(rows[model], hull_rules, rows["always silent"])
         out["hull_comparison"] = hull
         out["beyond_hull"] = hull["beyond"]
     return out

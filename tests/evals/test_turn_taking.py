@@ -289,3 +289,17 @@ def test_a_coin_flip_at_every_silence_games_the_median_but_not_the_hull() -> Non
     assert res["beyond_curve"] is True  # the median reading is fooled ...
     assert res["beyond_hull"] is False  # ... the mean reading against the hull is not
     assert m["yield_mean_latency_s"]["value"] > 1.0
+
+
+def test_a_rule_slower_than_the_sweep_is_not_beyond_the_hull() -> None:
+    """A plain 1.6 s pause rule (cue-free) waits longer than the sweep's longest rule and never takes over in these
+    pauses (at most 1.4 s): against a hull ending in a mixture of the 1.2 s rule and silence it would look beyond;
+    the hull's longer rules put it on the hull."""
+    refs, _ = planted(30, seed=3)
+    slow = [pause_rule(r, 1600) for r in refs]
+    res = score_systems({"model": slow}, refs, min_pause_ms=400, resamples=50)
+    m = res["systems"]["model"]
+    assert m["pause_false_takeover"]["value"] == 0.0 and 1.0 < m["yield_mean_latency_s"]["value"] < 5.0
+    assert res["beyond_hull"] is False
+    assert abs(res["hull_comparison"]["latency_margin_s"]["value"]) < 1e-9  # on the hull: its own point
+    assert not any(name.endswith("(hull)") for name in res["systems"])  # the longer rules are not table columns
