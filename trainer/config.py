@@ -50,7 +50,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class OptimConfig:
-    lr: float = 3e-3  # peak learning rate
+    lr: float = 3e-3  # peak learning rate, per step
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
     warmup_steps: int = 10
     betas: tuple[float, float] = (0.9, 0.95)
@@ -75,11 +75,11 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
-    steps: int = 200  # optimiser steps (the length of the cosine schedule)
-    seed: int = 0
-    moe_impl: str = "grouped"
-    log_interval: int = 10  # steps between JSONL metric lines
-    checkpoint_interval: int = 100  # steps between checkpoints (one is always written at the end)
+    steps: int = 200  # optimiser steps, the length of the cosine LR schedule
+    seed: int = 0  # seed of initialisation, data order and noise
+    moe_impl: str = "grouped"  # MoE expert implementation
+    log_interval: int = 10  # optimiser steps between metric lines (metrics.jsonl)
+    checkpoint_interval: int = 100  # optimiser steps between checkpoints (one is always written at the end)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
