@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "schemas", "synth", "trainer", "kernels")
+PACKAGES = ("pipeline", "schemas", "synth", "trainer", "kernels", "cli")
 TIMEOUT_S = 180
 
 
