@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from cli import evals, run, synth, tools, train
+from cli.storage import pop_storage_flags
 
 logger = logging.getLogger("microturn")
 
@@ -62,7 +63,7 @@ Command = Callable[[list[str]], int]
 def _configure_storage(argv: list[str]) -> list[str]:
     """Take --s3_endpoint_url, --s3_access_key_id, --s3_secret_access_key out of a command's arguments and point
     Beam's FileSystems at them (without them: boto3's AWS_* environment variables); the rest is returned."""
-    from schemas.storage import configure, pop_storage_flags
+    from schemas.storage import configure
 
     flags, rest = pop_storage_flags(argv)
     configure(flags)

@@ -12,28 +12,7 @@ import sys
 import tempfile
 from typing import Any
 
-
-def add_storage_args(parser: argparse.ArgumentParser) -> None:
-    """Add --s3_endpoint_url, --s3_access_key_id and --s3_secret_access_key (schemas.storage.S3_OPTIONS)."""
-    parser.add_argument(
-        "--s3_endpoint_url",
-        default=None,
-        help="S3 endpoint for s3:// paths, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL_S3 or AWS)",
-    )
-    parser.add_argument("--s3_access_key_id", default=None, help="S3 access key (default: $AWS_ACCESS_KEY_ID)")
-    parser.add_argument("--s3_secret_access_key", default=None, help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
-
-
-def configure_from_args(args: argparse.Namespace) -> None:
-    """`schemas.storage.configure` from the flags of `add_storage_args`."""
-    from schemas.storage import S3_OPTIONS, configure
-
-    flags = []
-    for name in S3_OPTIONS:
-        value = getattr(args, name, None)
-        if value:
-            flags += [f"--{name}", str(value)]
-    configure(flags)
+from cli.storage import add_storage_args, configure_from_args
 
 
 def cmd_validate(argv: list[str]) -> int:

@@ -11,9 +11,12 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.flags import add_flags, flag_values
-from trainer.config import PRESETS, DataConfig, OptimConfig, TrainConfig, preset
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
 
 OLD = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
 TRAIN_FIELDS = ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")
@@ -23,6 +26,7 @@ OPTIM_FIELDS = ("grad_accum", "lr")
 
 def train_parser() -> argparse.ArgumentParser:
     from schemas.layout import USER_TEXT_MODES
+    from trainer.config import PRESETS, DataConfig, OptimConfig, TrainConfig
     from trainer.data import BAD_SHARD_POLICIES
     from trainer.moe import MOE_IMPLS
 
@@ -55,6 +59,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The preset of --config with the flags given; ValueError for a count below 1."""
+    from trainer.config import DataConfig, OptimConfig, TrainConfig, preset
+
     cfg = preset(args.config)
     data, optim = flag_values(DataConfig, args, names=DATA_FIELDS), flag_values(OptimConfig, args, names=OPTIM_FIELDS)
     cfg = dataclasses.replace(cfg, **flag_values(TrainConfig, args, names=TRAIN_FIELDS))
@@ -101,6 +107,7 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    from trainer.config import DataConfig, TrainConfig
     from trainer.moe import MOE_IMPLS
 
     p = argparse.ArgumentParser(prog="microturn eval", description="Per-head losses of a checkpoint on shards.")

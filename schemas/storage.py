@@ -1,5 +1,5 @@
 """Paths through Beam's FileSystems (local, s3://, gs://, ...): open, read, stage to a local file, directory checks,
-and the S3 options every tool takes.
+and the S3 options every tool takes (their flags: cli/storage.py).
 
     python -c "from schemas.storage import read_bytes; print(len(read_bytes('pyproject.toml')))"
 
@@ -65,23 +65,6 @@ def configure(options: PipelineOptions | Sequence[str] | None = None, *, export:
         for name, env in S3_OPTIONS.items():
             if getattr(s3, name, None):
                 os.environ[env] = str(getattr(s3, name))
-
-
-def pop_storage_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split `argv` into (the S3 flags with their values, the rest), for commands that pass their own arguments
-    on unparsed; accepts ``--flag value`` and ``--flag=value``."""
-    storage, rest = [], []
-    it = iter(argv)
-    for arg in it:
-        name = arg.split("=", 1)[0]
-        if name.startswith("--") and name[2:] in S3_OPTIONS:
-            if "=" in arg:
-                storage.append(arg)
-            else:
-                storage += [arg, next(it, "")]
-        else:
-            rest.append(arg)
-    return storage, rest
 
 
 def _ensure_configured() -> None:

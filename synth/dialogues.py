@@ -700,9 +700,8 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
     return out / conv_id, timeline.duration_s
 
 
-if (
-    __name__ == "__main__"
-):  # the helper process of _fork_each; the command is `microturn synth dialogues` (cli/synth.py)
+# the helper process of _fork_each; the command is `microturn synth dialogues` (cli/synth.py)
+if __name__ == "__main__":
     if sys.argv[1:2] != ["--serve"]:
         sys.exit("usage: python -m synth.dialogues --serve WORKERS (a helper process; see `microturn synth dialogues`)")
     _serve(int(sys.argv[2]))
