@@ -30,4 +30,5 @@ COPY synth ./synth
 COPY trainer ./trainer
 COPY kernels ./kernels
 COPY evals ./evals
+COPY cli ./cli
 RUN pip install --no-cache-dir . && pip check

@@ -25,8 +25,6 @@ half the yields were never taken); a `ci95` end is None when it is infinite.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -316,83 +314,3 @@ def evaluate_behaviour(
         timing_ms={"median": med, "p95": p95},
     )
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="microturn eval behaviour",
-        description="Run a checkpoint in real time over "
-        "held-out conversations and score when it speaks, beside always-silent and "
-        "pause-rule baselines (rows: see evals/behaviour.py).",
-    )
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
-    p.add_argument("--data", required=True, help="dataset directory (manifest.json + shards)")
-    p.add_argument("--split", default=None, help="split.json from `microturn split`: only its eval conversations")
-    p.add_argument(
-        "--pause_ms",
-        type=float,
-        default=600.0,
-        help="the pause rule shown in the main table, ms of user silence (default 600; the whole sweep 200..1200 ms "
-        "is always scored)",
-    )
-    p.add_argument(
-        "--min_pause_ms",
-        type=float,
-        default=MIN_PAUSE_MS,
-        help=f"shortest user pause scored, ms (default {MIN_PAUSE_MS:g}; `export fdbench` uses 800)",
-    )
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples over conversations (default 1000)")
-    p.add_argument("--bootstrap_seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1)")
-    p.add_argument("--top_k", type=int, default=0, help="top-k sampling; 0 = all classes")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    p.add_argument("--max_conversations", type=int, default=0, help="at most this many (default 0 = all)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return p
-
-
-def eval_behaviour_main(argv: Sequence[str]) -> int:
-    """`microturn eval behaviour`: print the behaviour table of a checkpoint and the baselines; returns 0."""
-    import torch
-
-    from evals.respond import load_inputs
-    from trainer.checkpoint import load_model
-
-    args = build_parser().parse_args(list(argv))
-    torch.set_num_threads(args.threads)
-    keep = None
-    if args.split:
-        from pipeline.tools.split import load_split
-
-        keep = set(load_split(args.split)["eval"]["conversations"])
-    convs = load_inputs(args.data, limit=args.max_conversations, keep=keep)
-    if not convs:
-        print(f"microturn eval behaviour: no conversations in {args.data}" + (f" for {args.split}" if keep else ""))
-        return 2
-    if any("labels.npy" not in c.sample for c in convs):
-        print("microturn eval behaviour: --data must be a dataset (labels.npy per sample)")
-        return 2
-    model = load_model(args.checkpoint, args.device)
-    result = evaluate_behaviour(
-        model,
-        convs,
-        pause_ms=args.pause_ms,
-        min_pause_ms=args.min_pause_ms,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        seed=args.seed,
-        resamples=args.resamples,
-        bootstrap_seed=args.bootstrap_seed,
-    )
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    print(f"{result['conversations']} conversation perspectives of {args.data}; user text: {result['user_text']}")
-    print(table(result, systems=result["table_systems"]))
-    rate = result["data_backchannels_per_min"]
-    print("data's own backchannels / min of user speech (labels): " + ("-" if rate is None else f"{rate:.2f}"))
-    t = result["timing_ms"]
-    print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms")
-    return 0

@@ -65,13 +65,11 @@ speaker; its clips' texts are empty.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import json
 import logging
 import os
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -81,7 +79,7 @@ import soundfile as sf
 
 from pipeline.labels import FLOOR_CHANGES, Event, Ipu, LabelConfig, detect_events, ipus
 from pipeline.tools.inspect import load_sample
-from pipeline.tools.split import add_split_arguments, conversations_from_index, load_split, split_dataset
+from pipeline.tools.split import conversations_from_index
 from schemas.bundle import Segment, Word
 from schemas.paths import confined_join, safe_name
 from schemas.shard import require_format
@@ -627,96 +625,3 @@ def whole_dataset_split(dataset: str) -> dict:
             "hours": round(sum(c.duration_s for c in convs) / 3600.0, 6),
         },
     }
-
-
-def _choose_split(args: argparse.Namespace) -> tuple[dict, str]:
-    """The split to export and how it was chosen, for the summary line."""
-    if args.split and args.all:
-        raise ValueError("--split and --all exclude each other")
-    if args.split:
-        return load_split(args.split), "held-out"
-    if args.all:
-        return whole_dataset_split(args.dataset), "all (--all: no held-out split)"
-    whole = whole_dataset_split(args.dataset)
-    if len(whole["eval"]["conversations"]) == 1:
-        return whole, "all (the dataset has one conversation: nothing to hold out from)"
-    try:
-        split = split_dataset(
-            args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
-        )
-    except ValueError as e:
-        raise ValueError(f"{e}; or pass --all to export every conversation (a dedicated evaluation set)") from e
-    return split, "held-out"
-
-
-def export_fdbench_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microturn export fdbench",
-        description="Export evaluation clips of held-out conversations in Full-Duplex-Bench's layout (v1.0 "
-        "backchannel, pause handling, smooth turn-taking, user interruption; v1.5 user interruption, user "
-        "backchannel, and for conversations of more than two parties talking_to_other and background_speech). "
-        "The dataset must have been written with --keep_audio. A dataset of one conversation, or any with --all, "
-        "is exported whole.",
-    )
-    parser.add_argument("dataset", help="dataset directory written with --keep_audio")
-    parser.add_argument("--out", required=True, help="output directory for the clip folders")
-    parser.add_argument(
-        "--split",
-        default=None,
-        help="split.json from `microturn split`; without it the split is computed with the options "
-        "below and saved as OUT/split.json",
-    )
-    parser.add_argument(
-        "--all",
-        action="store_true",
-        help="export every conversation (a dedicated evaluation set): no held-out split; split.json then has an "
-        "empty train side",
-    )
-    add_split_arguments(parser)
-    defaults = ExportConfig()
-    parser.add_argument(
-        "--context_s",
-        type=float,
-        default=defaults.context_s,
-        help=f"seconds of conversation before the event in each clip (default {defaults.context_s})",
-    )
-    parser.add_argument(
-        "--response_s",
-        type=float,
-        default=defaults.response_s,
-        help=f"seconds of silence after the user's last kept sound (default {defaults.response_s})",
-    )
-    parser.add_argument(
-        "--pause_min_s",
-        type=float,
-        default=defaults.pause_min_s,
-        help=f"seconds: shortest user pause for pause_handling (default {defaults.pause_min_s})",
-    )
-    parser.add_argument(
-        "--max_per_task",
-        type=int,
-        default=defaults.max_per_task,
-        help=f"clips per task at most (default {defaults.max_per_task})",
-    )
-    args = parser.parse_args(list(argv))
-    try:
-        split, chosen = _choose_split(args)
-        config = ExportConfig(
-            context_s=args.context_s,
-            response_s=args.response_s,
-            pause_min_s=args.pause_min_s,
-            max_per_task=args.max_per_task,
-        )
-        rows = export_fdbench(args.dataset, args.out, split=split, config=config)
-    except ValueError as e:
-        print(f"microturn export fdbench: error: {e}", file=sys.stderr)
-        return 2
-    counts: dict[str, int] = defaultdict(int)
-    for r in rows:
-        counts[r["dir"].rsplit("/", 1)[0]] += 1
-    print(
-        f"{len(rows)} clips from {len(split['eval']['conversations'])} conversations, {chosen}: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    )
-    print(f"wrote {args.out}")
-    return 0

@@ -32,7 +32,6 @@ v1.5 names Silero VAD for its own timing; Silero needs a downloaded model, which
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -202,23 +201,3 @@ def render(result: dict[str, Any]) -> str:
             f"{hint[task]}"
         )
     return "\n".join(lines)
-
-
-def eval_fdbench_main(argv: Sequence[str]) -> int:
-    """`microturn eval fdbench`: print Full-Duplex-Bench v1 take-over rates and latencies; returns 0."""
-    p = argparse.ArgumentParser(
-        prog="microturn eval fdbench",
-        description="Full-Duplex-Bench v1 take-over rate "
-        "and latency of response WAVs (pause handling, smooth turn-taking, user "
-        "interruption), energy VAD (see evals/fdbench_score.py).",
-    )
-    p.add_argument("--clips", required=True, help="directory written by `microturn export fdbench`")
-    p.add_argument("--responses", required=True, help="directory of {v1/task/clip}/output.wav responses")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    args = p.parse_args(list(argv))
-    result = evaluate_fdbench(args.clips, args.responses)
-    if not result:
-        print(f"microturn eval fdbench: no v1 pause_handling / smooth_turn_taking / user_interruption in {args.clips}")
-        return 2
-    print(json.dumps(result) if args.json else render(result))
-    return 0

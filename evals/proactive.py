@@ -27,12 +27,10 @@ its normalised tokens occur in a row in the responses with the first one startin
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import re
-import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -312,32 +310,3 @@ def score(convs: Mapping[str, Conversation], responses: Mapping[str, Sequence[Ma
             "accuracy": _ratio(sum(ok for _, ok in callout), len(callout)),
         },
     }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microturn eval proactive", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a dataset the job wrote, or a directory of input bundles")
-    p.add_argument("--responses", required=True, help="JSONL of {conversation_id, words} or a directory of <id>.json")
-    p.add_argument(
-        "--silence_floor",
-        type=float,
-        default=0.5,
-        help="call-out score of correct silence and of a hit at the window end, 0..1 (default %(default)s)",
-    )
-    p.add_argument("--out", default=None, help="also write the scores to this JSON file")
-    return p
-
-
-def proactive_eval_main(argv: Sequence[str]) -> int:
-    """`microturn eval proactive ...`: prints the scores as JSON; 2 on unreadable input."""
-    args = build_parser().parse_args(argv)
-    try:
-        result = score(load_conversations(args.data), load_responses(args.responses), silence_floor=args.silence_floor)
-    except (ValueError, OSError, KeyError, TypeError, UnicodeDecodeError) as e:
-        print(f"microturn eval proactive: error: {e}", file=sys.stderr)
-        return 2
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0

@@ -29,7 +29,6 @@ OUT/<task path>/<clip>/output.wav, the file Full-Duplex-Bench scores.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -39,13 +38,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.paths import confined_join, safe_name
 from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_seconds, microturn_start_s
-from trainer.checkpoint import load_model
-from trainer.generate import Conversation, Generated, iter_generated, timing_summary
+from trainer.generate import Conversation, Generated
 
 logger = logging.getLogger(__name__)
 
@@ -244,51 +241,3 @@ def write_response_file(conv: Conversation, gen: Generated, out_dir: str) -> str
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=1, ensure_ascii=False)
     return path
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="microturn respond",
-        description="Run a checkpoint micro-turn by micro-turn "
-        "over conversations and write its words, speak/silent decisions and audio.",
-    )
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
-    p.add_argument(
-        "--input", required=True, help="dataset directory, bundles directory, or `microturn export fdbench` directory"
-    )
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy (default 1)")
-    p.add_argument("--top_k", type=int, default=0, help="sample among the k most likely classes; 0 = all")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (conversation i uses seed + i)")
-    p.add_argument("--max_conversations", type=int, default=0, help="stop after this many (default 0 = all)")
-    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the ops are small)")
-    return p
-
-
-def respond_main(argv: Sequence[str]) -> int:
-    """`microturn respond`: generate and write the model side of every input conversation; returns 0."""
-    args = build_parser().parse_args(list(argv))
-    torch.set_num_threads(args.threads)
-    model = load_model(args.checkpoint, args.device)
-    convs = load_inputs(args.input, limit=args.max_conversations)
-    if not convs:
-        print(f"microturn respond: no conversations in {args.input}")
-        return 2
-    os.makedirs(args.out, exist_ok=True)
-    all_seconds: list[float] = []
-    for conv, gen in iter_generated(model, convs, temperature=args.temperature, top_k=args.top_k, seed=args.seed):
-        info = write_outputs(conv, gen, args.out, seed=args.seed)
-        all_seconds += gen.seconds
-        med, p95 = timing_summary(gen.seconds)
-        print(
-            f"{conv.name}: {conv.microturns} micro-turns, {info['words']} words, speaks in "
-            f"{info['speak_share']:.0%} of micro-turns, {med:.1f} ms median -> {info['folder']}"
-        )
-    med, p95 = timing_summary(all_seconds)
-    verdict = "real time" if p95 < 200 else "NOT real time"
-    print(
-        f"wall time per micro-turn on {args.device} ({torch.get_num_threads()} threads): median {med:.1f} ms, "
-        f"p95 {p95:.1f} ms over {len(all_seconds)} micro-turns ({verdict}: a micro-turn is 200 ms)"
-    )
-    return 0

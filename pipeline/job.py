@@ -512,8 +512,19 @@ def _counter(result: Any, name: str) -> int:
     return int(sum(c.committed or 0 for c in found))
 
 
-def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> dict:
-    """Run the job; returns the manifest it wrote (read back from the output).
+class JobResult(dict):
+    """What `run` returns: the manifest the job wrote (read back from the output; this object is that dict) and
+    `output`, the dataset's location as --output gave it, for the caller's summary (no re-parsing of the flags)."""
+
+    __slots__ = ("output",)
+
+    def __init__(self, manifest: dict, *, output: str) -> None:
+        super().__init__(manifest)
+        self.output = output
+
+
+def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None = None) -> JobResult:
+    """Run the job; returns the manifest it wrote (read back from the output) with the output's location.
 
     Raises:
         ValueError: bad options or input path; OutputError (a ValueError) when --output is a file, not ours, in use
@@ -541,7 +552,7 @@ def run(argv: Sequence[str] | None = None, test_pipeline: beam.Pipeline | None =
         raise
     finally:
         release_output(lock)
-    return manifest
+    return JobResult(manifest, output=opts.output)
 
 
 def _run(

@@ -1,5 +1,5 @@
 """Paths through Beam's FileSystems (local, s3://, gs://, ...): open, read, stage to a local file, directory checks,
-and the S3 options every tool takes.
+and the S3 options every tool takes (their flags: cli/storage.py).
 
     python -c "from schemas.storage import read_bytes; print(len(read_bytes('pyproject.toml')))"
 
@@ -50,17 +50,6 @@ def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
-def add_storage_args(parser: Any) -> None:
-    """Add --s3_endpoint_url, --s3_access_key_id and --s3_secret_access_key to an argparse parser."""
-    parser.add_argument(
-        "--s3_endpoint_url",
-        default=None,
-        help="S3 endpoint for s3:// paths, e.g. http://127.0.0.1:8333 (default: $AWS_ENDPOINT_URL_S3 or AWS)",
-    )
-    parser.add_argument("--s3_access_key_id", default=None, help="S3 access key (default: $AWS_ACCESS_KEY_ID)")
-    parser.add_argument("--s3_secret_access_key", default=None, help="S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
-
-
 def configure(options: PipelineOptions | Sequence[str] | None = None, *, export: bool = True) -> None:
     """Point Beam's FileSystems (in this process) at `options` (PipelineOptions or Beam flags; S3 options are what
     matter here); with `export`, the S3 options given are also set as boto3's environment variables."""
@@ -76,33 +65,6 @@ def configure(options: PipelineOptions | Sequence[str] | None = None, *, export:
         for name, env in S3_OPTIONS.items():
             if getattr(s3, name, None):
                 os.environ[env] = str(getattr(s3, name))
-
-
-def configure_from_args(args: Any) -> None:
-    """`configure` from an argparse namespace that has the add_storage_args attributes."""
-    flags = []
-    for name in S3_OPTIONS:
-        value = getattr(args, name, None)
-        if value:
-            flags += [f"--{name}", str(value)]
-    configure(flags)
-
-
-def pop_storage_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Split `argv` into (the S3 flags with their values, the rest), for commands that pass their own arguments
-    on unparsed; accepts ``--flag value`` and ``--flag=value``."""
-    storage, rest = [], []
-    it = iter(argv)
-    for arg in it:
-        name = arg.split("=", 1)[0]
-        if name.startswith("--") and name[2:] in S3_OPTIONS:
-            if "=" in arg:
-                storage.append(arg)
-            else:
-                storage += [arg, next(it, "")]
-        else:
-            rest.append(arg)
-    return storage, rest
 
 
 def _ensure_configured() -> None:

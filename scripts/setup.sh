@@ -39,5 +39,5 @@ echo "== installing microturn$extra into .venv (first time: ~8 GB, a few minutes
 .venv/bin/python -m pip check
 # pip does not byte-compile an editable install: compile it once, so that every command starts without compiling
 # the package again (where PYTHONDONTWRITEBYTECODE is set, Python would otherwise do it on every start).
-.venv/bin/python -m compileall -q -j 0 microturn_cli.py pipeline schemas synth trainer kernels evals >/dev/null
+.venv/bin/python -m compileall -q -j 0 microturn_cli.py cli pipeline schemas synth trainer kernels evals >/dev/null
 echo "== ready: .venv/bin/microturn --help"

@@ -298,17 +298,3 @@ def make_agent_bundles(
         )
         dirs.append(out / conv_id)
     return dirs
-
-
-def agent_main(argv: list[str]) -> int:
-    """`microturn synth agent`: write delegation conversations as input bundles."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="microturn synth agent", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="directory for the bundles (one sub-directory each)")
-    parser.add_argument("--count", type=int, default=5, help="number of conversations (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same bytes")
-    args = parser.parse_args(argv)
-    dirs = make_agent_bundles(args.out, count=args.count, seed=args.seed)
-    print(f"wrote {len(dirs)} delegation conversations to {args.out}")
-    return 0

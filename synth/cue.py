@@ -20,13 +20,10 @@ every monologue has at least one cue.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from synth.proactive import MODEL, USER, Example, Script, generate
+from synth.proactive import MODEL, USER, Example, Script
 
 FILLERS = (
     "so yesterday I went into town with my brother",
@@ -77,10 +74,10 @@ RULE_TEXT = {
 class CueConfig:
     """Durations in seconds (see the module docstring)."""
 
-    min_monologue_s: float = 30.0
-    max_monologue_s: float = 90.0
-    latency_s: float = 0.3
-    after_s: float = 1.0
+    min_monologue_s: float = 30.0  # shortest user monologue after the rule, seconds
+    max_monologue_s: float = 90.0  # longest user monologue, seconds
+    latency_s: float = 0.3  # the model starts this long after the cue word ends, seconds
+    after_s: float = 1.0  # target window end after the due time, seconds
 
     def __post_init__(self) -> None:
         if not 5 <= self.min_monologue_s <= self.max_monologue_s:
@@ -158,33 +155,3 @@ def make_cue(cfg: CueConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN201 (r
         )
 
     return make
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = CueConfig()
-    p = argparse.ArgumentParser(prog="microturn synth cue", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory: bundles/, truth.jsonl, summary.json")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed + options = same bytes (default 0)")
-    p.add_argument("--count", type=int, default=10, help="number of conversations (default 10)")
-    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to draw from (default all)")
-    for name, help_text in (
-        ("min_monologue_s", "shortest user monologue after the rule, seconds"),
-        ("max_monologue_s", "longest user monologue, seconds"),
-        ("latency_s", "the model starts this long after the cue word ends, seconds"),
-        ("after_s", "target window end after the due time, seconds"),
-    ):
-        p.add_argument(f"--{name}", type=float, default=getattr(d, name), help=f"{help_text} (default %(default)s)")
-    return p
-
-
-def cue_main(argv: list[str]) -> int:
-    """`microturn synth cue ...`: 0 on success, 2 on bad options."""
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = CueConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count", "tasks")})
-        summary = generate("cue", make_cue(cfg, tuple(args.tasks)), args.out, seed=args.seed, count=args.count)
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0

@@ -31,7 +31,6 @@ what follows it (``pause``, ``yield``, ``interrupted``, ``end``; an interrupted 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import json
@@ -702,74 +701,8 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
     return out / conv_id, timeline.duration_s
 
 
-def _parse_value(text: str, default: Any) -> Any:
-    if isinstance(default, tuple):
-        parts = text.split(",")
-        if len(parts) != 2:
-            raise argparse.ArgumentTypeError(f"expected LO,HI, got {text!r}")
-        return tuple(type(default[0])(p) for p in parts)
-    return type(default)(text)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="microturn synth dialogues",
-        description="Synthesise two-party conversations with turn-taking cues (or the cue-free control) as bundles.",
-    )
-    p.add_argument("--out", required=True, help="output directory (bundles and recipe.json)")
-    p.add_argument("--n", type=int, default=10, help="number of conversations")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes")
-    p.add_argument("--split", choices=SPLITS, default="train", help="voices and topics: train or held-out")
-    p.add_argument("--cues", choices=CUES, default="natural", help="natural turn-taking cues, or none (control)")
-    p.add_argument(
-        "--holdout_voices",
-        default=",".join(DEFAULT_HELDOUT_VOICES),
-        help=f"comma-separated voices kept out of train (known: {', '.join(VOICES_BY_NAME)})",
-    )
-    p.add_argument("--start_index", type=int, default=0, help="index of the first conversation")
-    p.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
-    for f in dataclasses.fields(DialogueConfig):
-        default = f.default
-        unit = "LO,HI" if isinstance(default, tuple) else type(default).__name__.upper()
-        p.add_argument(
-            f"--{f.name}",
-            type=lambda t, d=default: _parse_value(t, d),
-            default=default,
-            metavar=unit,
-            help=f"{f.metadata['help']} (default {default})",
-        )
-    return p
-
-
-def dialogues_main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = DialogueConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DialogueConfig)})
-    held = tuple(v for v in args.holdout_voices.split(",") if v)
-    print(f"synthesising {args.n} {args.split} conversations (cues {args.cues}) into {args.out} ...", flush=True)
-    stats: dict[str, float] = {}
-    dirs = make_dialogues(
-        args.out,
-        args.n,
-        args.seed,
-        split=args.split,
-        cues=args.cues,
-        config=cfg,
-        holdout_voices=held,
-        start_index=args.start_index,
-        progress=True,
-        workers=args.workers,
-        stats=stats,
-    )
-    conv_s, hours_s, audio_s = stats["conversations_per_s"], stats["audio_hours_per_s"], stats["audio_s"]
-    print(
-        f"wrote {len(dirs)} conversations ({audio_s / 3600:.2f} h of audio) to {args.out}: "
-        f"{conv_s:.2f} conversations/s, {hours_s * 3600:.0f} s of audio per s ({hours_s:.4f} audio-hours/s)"
-    )
-    return 0
-
-
+# the helper process of _fork_each; the command is `microturn synth dialogues` (cli/synth.py)
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--serve"]:
-        _serve(int(sys.argv[2]))
-    else:
-        sys.exit(dialogues_main())
+    if sys.argv[1:2] != ["--serve"]:
+        sys.exit("usage: python -m synth.dialogues --serve WORKERS (a helper process; see `microturn synth dialogues`)")
+    _serve(int(sys.argv[2]))

@@ -32,7 +32,6 @@ import math
 import os
 import random
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -427,27 +426,3 @@ def import_gander(
             if rejected is not None:
                 rejected.append((origin, reason))
     return written
-
-
-def import_gander_main(argv: list[str]) -> int:
-    """`microturn import gander FILE.jsonl --out BUNDLES_DIR`."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="microturn import gander", description=__doc__.split("\n\n")[0])
-    parser.add_argument("input", help="Gander JSONL file (one conversation per line)")
-    parser.add_argument("--out", required=True, help="directory for the bundles")
-    parser.add_argument(
-        "--allow_outside_paths",
-        action="store_true",
-        help="read audio files outside the Gander file's directory (default: refused, as the job refuses them)",
-    )
-    args = parser.parse_args(argv)
-    rejected: list[tuple[str, str]] = []
-    written = import_gander(args.input, args.out, allow_outside=args.allow_outside_paths, rejected=rejected)
-    for origin, reason in rejected:
-        print(f"rejected {origin}: {reason}", file=sys.stderr)
-    print(
-        f"wrote {len(written)} bundles to {args.out}, rejected {len(rejected)} lines; "
-        f"next: microturn run --input {args.out} --output DATASET"
-    )
-    return 0 if written or not rejected else 2

@@ -20,14 +20,10 @@ that overlaps the due time (the model must still speak). Every target's window i
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from synth.proactive import MODEL, USER, Example, Script, generate, number_words
+from synth.proactive import MODEL, USER, Example, Script, number_words
 
 CHAT = (
     "by the way the weather looks nice today",
@@ -53,13 +49,13 @@ ACTIONS = (("breathe in and out", "breathe"), ("stretch my arms", "stretch"), ("
 class TimedConfig:
     """Ranges in seconds (see the module docstring)."""
 
-    min_wait_s: float = 3.0
-    max_wait_s: float = 120.0
-    min_period_s: float = 3.0
-    max_period_s: float = 10.0
-    answer_latency_s: float = 0.4
-    before_s: float = 0.2
-    after_s: float = 1.0
+    min_wait_s: float = 3.0  # shortest one-shot wait / elapsed time, seconds
+    max_wait_s: float = 120.0  # longest one-shot wait / elapsed time, seconds
+    min_period_s: float = 3.0  # shortest reminder period, seconds
+    max_period_s: float = 10.0  # longest reminder period, seconds
+    answer_latency_s: float = 0.4  # elapsed-time answer after the question ends, seconds
+    before_s: float = 0.2  # target window start before the due time, seconds
+    after_s: float = 1.0  # target window end after the due time, seconds
 
     def __post_init__(self) -> None:
         if not 3 <= self.min_wait_s <= self.max_wait_s:
@@ -146,38 +142,3 @@ def make_timed(cfg: TimedConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN20
         )
 
     return make
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = TimedConfig()
-    p = argparse.ArgumentParser(prog="microturn synth timed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory: bundles/, truth.jsonl, summary.json")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed + options = same bytes (default 0)")
-    p.add_argument("--count", type=int, default=10, help="number of conversations (default 10)")
-    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to draw from (default all)")
-    for name, help_text in (
-        ("min_wait_s", "shortest one-shot wait / elapsed time, seconds"),
-        ("max_wait_s", "longest one-shot wait / elapsed time, seconds"),
-        ("min_period_s", "shortest reminder period, seconds"),
-        ("max_period_s", "longest reminder period, seconds"),
-        ("answer_latency_s", "elapsed-time answer after the question ends, seconds"),
-        ("before_s", "target window start before the due time, seconds"),
-        ("after_s", "target window end after the due time, seconds"),
-    ):
-        p.add_argument(f"--{name}", type=float, default=getattr(d, name), help=f"{help_text} (default %(default)s)")
-    return p
-
-
-def timed_main(argv: list[str]) -> int:
-    """`microturn synth timed ...`: 0 on success, 2 on bad options."""
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = TimedConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count", "tasks")})
-        summary: dict[str, Any] = generate(
-            "timed", make_timed(cfg, tuple(args.tasks)), args.out, seed=args.seed, count=args.count
-        )
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0

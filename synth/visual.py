@@ -23,16 +23,13 @@ the window is [event, due + --after_s].
 
 from __future__ import annotations
 
-import argparse
-import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from synth.proactive import MODEL, USER, Example, Script, generate
+from synth.proactive import MODEL, USER, Example, Script
 
 FPS = 10
 WIDTH, HEIGHT = 320, 240
@@ -49,13 +46,13 @@ DEFAULT_CLIPS = Path(__file__).resolve().parents[1].parent / "shared" / "fixture
 class VisualConfig:
     """Durations in seconds (see the module docstring)."""
 
-    min_period_s: float = 0.6
-    max_period_s: float = 2.0
-    min_reps: int = 3
-    max_reps: int = 6
-    latency_s: float = 0.3
-    after_s: float = 1.0
-    clips: str = str(DEFAULT_CLIPS)
+    min_period_s: float = 0.6  # shortest repetition period, seconds
+    max_period_s: float = 2.0  # longest repetition period, seconds
+    min_reps: int = 3  # fewest repetitions per clip, count
+    max_reps: int = 6  # most repetitions per clip, count
+    latency_s: float = 0.3  # the model speaks this long after the visible event, seconds
+    after_s: float = 1.0  # target window end after the due time, seconds
+    clips: str = str(DEFAULT_CLIPS)  # directory of CC BY clips to loop for count_clip (*.mp4, *.mkv)
 
     def __post_init__(self) -> None:
         if not 0.3 <= self.min_period_s <= self.max_period_s:
@@ -205,37 +202,3 @@ def make_visual(cfg: VisualConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN
         )
 
     return make
-
-
-def build_parser() -> argparse.ArgumentParser:
-    d = VisualConfig()
-    p = argparse.ArgumentParser(prog="microturn synth visual", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, help="output directory: bundles/, truth.jsonl, summary.json")
-    p.add_argument("--seed", type=int, default=0, help="random seed; same seed + options = same bytes (default 0)")
-    p.add_argument("--count", type=int, default=10, help="number of conversations (default 10)")
-    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS), help="tasks to draw from (default all)")
-    for name, kind, help_text in (
-        ("min_period_s", float, "shortest repetition period, seconds"),
-        ("max_period_s", float, "longest repetition period, seconds"),
-        ("min_reps", int, "fewest repetitions per clip, count"),
-        ("max_reps", int, "most repetitions per clip, count"),
-        ("latency_s", float, "the model speaks this long after the visible event, seconds"),
-        ("after_s", float, "target window end after the due time, seconds"),
-        ("clips", str, "directory of CC BY clips to loop for count_clip (*.mp4, *.mkv)"),
-    ):
-        p.add_argument(f"--{name}", type=kind, default=getattr(d, name), help=f"{help_text} (default %(default)s)")
-    return p
-
-
-def visual_main(argv: list[str]) -> int:
-    """`microturn synth visual ...`: 0 on success, 2 on bad options or a failing ffmpeg."""
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = VisualConfig(**{k: v for k, v in vars(args).items() if k not in ("out", "seed", "count", "tasks")})
-        make = make_visual(cfg, tuple(args.tasks))
-        summary = generate("visual", make, args.out, seed=args.seed, count=args.count)
-    except (ValueError, RuntimeError, subprocess.CalledProcessError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2))
-    return 0

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "schemas", "synth", "trainer", "kernels")
+PACKAGES = ("pipeline", "schemas", "synth", "trainer", "kernels", "cli")
 TIMEOUT_S = 180
 
 
@@ -65,7 +65,7 @@ def test_usage_lines_are_found() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(demo_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.train import train_main
+    from cli.train import cmd_train as train_main
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert (

@@ -50,7 +50,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class OptimConfig:
-    lr: float = 3e-3  # peak learning rate
+    lr: float = 3e-3  # peak learning rate, per step
     min_lr_ratio: float = 0.1  # cosine floor, as a fraction of lr
     warmup_steps: int = 10
     betas: tuple[float, float] = (0.9, 0.95)
@@ -66,14 +66,14 @@ class LossConfig:
     z_weight: float = 1e-3  # router z-loss (ST-MoE), mean over layers
     flow_scale: float = 2.5  # log-mel targets are normalised as (x - flow_center) / flow_scale
     flow_center: float = -3.0
-    speak_weight: float = 0.0  # >0 adds the speak head (trainer/heads.py SpeakHead): BCE per micro-turn on "the
-    # model speaks in this micro-turn", read at the SPEAK slot; generation then keeps the model silent where it says
-    # no. 0 = no head (the parameters and the loss of a checkpoint without it are unchanged)
-    speak_horizon: int = 0  # the speak target looks this many micro-turns ahead: "speaks in k .. k + H" (within the
-    # example), so the decision to start is learnt before the data's onset as a voice activity projection is
-    speak_focus: float = 1.0  # weight of the speak loss at micro-turns where the floor may change (the model silent
-    # in k - 1 and the user silent in k, or the model speaking in k - 1 and the user speaking in k), relative to the
-    # rest, where carrying on with what the model did is almost always right
+    # The speak head (trainer/heads.py SpeakHead): BCE per micro-turn on "the model speaks in this micro-turn (or in
+    # the next speak_horizon ones)", read at the SPEAK slot; generation keeps the model silent where it says no. With
+    # speak_weight 0 there is no head: parameters and loss of a checkpoint without it are as before it existed.
+    # speak_focus weighs the micro-turns where the floor may change (the model silent in k - 1 and the user silent in
+    # k, or the model speaking in k - 1 and the user speaking in k) against the rest, where carrying on is right.
+    speak_weight: float = 0.0  # weight of the speak head's loss; 0 = no speak head
+    speak_horizon: int = 0  # micro-turns the speak target looks ahead (speaks in k .. k + H)
+    speak_focus: float = 1.0  # weight of the speak loss where the floor may change, relative to elsewhere
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,11 +83,11 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
-    steps: int = 200  # optimiser steps (the length of the cosine schedule)
-    seed: int = 0
-    moe_impl: str = "grouped"
-    log_interval: int = 10  # steps between JSONL metric lines
-    checkpoint_interval: int = 100  # steps between checkpoints (one is always written at the end)
+    steps: int = 200  # optimiser steps, the length of the cosine LR schedule
+    seed: int = 0  # seed of initialisation, data order and noise
+    moe_impl: str = "grouped"  # MoE expert implementation
+    log_interval: int = 10  # optimiser steps between metric lines (metrics.jsonl)
+    checkpoint_interval: int = 100  # optimiser steps between checkpoints (one is always written at the end)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

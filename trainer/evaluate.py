@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on (held-out) shards: per-head losses over every example, one pass, file order.
 
-    python -c "from trainer.evaluate import eval_main; eval_main(['--checkpoint', 'runs/tiny/checkpoint.pt', \
+    python -c "from cli.train import cmd_eval; cmd_eval(['--checkpoint', 'runs/tiny/checkpoint.pt', \
 '--data', 'demo-out/dataset'])"
 
 Losses are averaged over targets: text in nats per byte (and END), dMel in nats per channel of a frame, flow
@@ -9,20 +9,15 @@ matching as mean squared velocity error per channel (noise drawn from a fixed se
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import logging
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from trainer import checkpoint
 from trainer.data import Loader
 from trainer.model import Model, active_slots
-from trainer.moe import MOE_IMPLS
-from trainer.train import pick_device, to_device
+from trainer.train import to_device
 
 logger = logging.getLogger(__name__)
 
@@ -59,47 +54,3 @@ def evaluate(
         "targets_dmel": n_dmel,
         "batches": batches,
     }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microturn eval", description="Per-head losses of a checkpoint on shards.")
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by `microturn train`")
-    p.add_argument("--data", required=True, help="dataset directory (manifest.json + shard-*.tar), ideally held out")
-    p.add_argument("--max_batches", type=int, default=0, help="stop after this many batches (default: 0 = all)")
-    p.add_argument("--batch_size", type=int, help="examples per batch (default: the checkpoint's)")
-    p.add_argument("--moe_impl", choices=sorted(MOE_IMPLS), help="MoE implementation (default: the checkpoint's)")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes (default: 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
-    for flag in ("--max-batches", "--batch-size", "--num-workers"):
-        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int, **old)
-    p.add_argument("--moe-impl", dest="moe_impl", choices=sorted(MOE_IMPLS), **old)
-    return p
-
-
-def eval_main(argv: list[str]) -> int:
-    """`microturn eval`: print per-head losses of --checkpoint on --data; returns 0."""
-    args = build_parser().parse_args(argv)
-    dev = pick_device(args.device)
-    state = checkpoint.load(args.checkpoint, map_location=dev)
-    checkpoint.require(state, args.checkpoint, "step")
-    cfg = checkpoint.config_of(state, args.checkpoint)
-    data = dataclasses.replace(
-        cfg.data, num_workers=args.num_workers, batch_size=args.batch_size or cfg.data.batch_size
-    )
-    cfg = dataclasses.replace(cfg, data=data, moe_impl=args.moe_impl or cfg.moe_impl)
-    model = Model(cfg).to(dev)
-    checkpoint.load_weights(model, state, args.checkpoint)
-    loader = Loader(args.data, cfg.data, seed=cfg.seed, epochs=1, shuffle=False)
-    result = evaluate(model, loader, dev, max_batches=args.max_batches, seed=cfg.seed, progress=True)
-    result["step"] = int(state["step"])
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"checkpoint step {result['step']}, {result['batches']} batches of {args.data}")
-        print(f"  text  cross-entropy  {result['text']:.4f} nats/byte     ({result['targets_text']} targets)")
-        print(f"  dmel  cross-entropy  {result['dmel']:.4f} nats/channel  ({result['targets_dmel']} frames)")
-        print(f"  flow  matching MSE   {result['flow']:.4f} per channel")
-        print(f"  router aux {result['aux']:.4f}, z {result['z']:.4f}")
-    return 0

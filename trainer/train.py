@@ -1,7 +1,8 @@
 """Train the interaction model on micro-turn shards.
 
     microturn train --data demo-out/dataset --out runs/tiny
-    torchrun --standalone --nproc_per_node 2 -m trainer.train --data demo-out/dataset --out runs/tiny-dp --device cpu
+    torchrun --standalone --nproc_per_node 2 -m microturn_cli train --data demo-out/dataset --out runs/tiny-dp \
+        --device cpu
 
 One optimiser step = `grad_accum` micro-batches. Every loss head is a sum over its targets divided by the number of
 targets of the *whole step*, so accumulation gives the same gradient as one big batch; the router losses are
@@ -21,7 +22,6 @@ different number of ranks.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -35,12 +35,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from schemas.layout import USER_TEXT_MODES
 from trainer import checkpoint, parallel
-from trainer.config import PRESETS, TrainConfig, preset
-from trainer.data import BAD_SHARD_POLICIES, Loader
+from trainer.config import TrainConfig
+from trainer.data import Loader
 from trainer.model import Model, active_slots, speak_targets
-from trainer.moe import MOE_IMPLS
 
 logger = logging.getLogger(__name__)
 
@@ -360,99 +358,3 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
     path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microturn train", description="Train the MoE interaction model on shards.")
-    p.add_argument(
-        "--data",
-        required=True,
-        help="dataset directory (manifest.json + shard-*.tar), or a shard list file (its shards.txt, or a subset: "
-        "one shard a line)",
-    )
-    p.add_argument("--out", required=True, help="run directory: checkpoint.pt and metrics.jsonl; resumes if present")
-    p.add_argument("--config", default="tiny", choices=sorted(PRESETS), help="preset (default: tiny)")
-    p.add_argument("--steps", type=int, help="optimiser steps, the length of the LR schedule (default: preset's)")
-    p.add_argument("--stop_at", type=int, help="stop after this optimiser step (checkpoint kept, schedule unchanged)")
-    p.add_argument("--moe_impl", choices=sorted(MOE_IMPLS), help="MoE expert implementation (default: grouped)")
-    p.add_argument("--seed", type=int, help="seed of initialisation, data order and noise (default: 0)")
-    p.add_argument("--batch_size", type=int, help="examples per micro-batch (default: preset's)")
-    p.add_argument("--grad_accum", type=int, help="micro-batches per optimiser step (default: preset's)")
-    p.add_argument("--lr", type=float, help="peak learning rate, per step (default: preset's)")
-    p.add_argument("--num_workers", type=int, help="DataLoader worker processes (default: preset's)")
-    p.add_argument("--log_interval", type=int, help="optimiser steps between metric lines (default: preset's)")
-    p.add_argument("--checkpoint_interval", type=int, help="optimiser steps between checkpoints (default: preset's)")
-    p.add_argument(
-        "--user_text",
-        choices=USER_TEXT_MODES,
-        help="user words fed as text: heard (in the micro-turn of their end) or none (audio and video only; "
-        "what behaviour is reported with) (default: preset's, heard); saved in the checkpoint",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--bad_shards",
-        choices=BAD_SHARD_POLICIES,
-        default="stop",
-        help="at a corrupt shard: stop with a message naming it, or skip it (logged and counted) (default: stop)",
-    )
-    old = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
-    for flag in (
-        "--stop-at",
-        "--batch-size",
-        "--grad-accum",
-        "--num-workers",
-        "--log-interval",
-        "--checkpoint-interval",
-    ):
-        p.add_argument(flag, dest=flag[2:].replace("-", "_"), type=int, **old)
-    p.add_argument("--moe-impl", dest="moe_impl", choices=sorted(MOE_IMPLS), **old)
-    p.add_argument("--no-progress", dest="no_progress", action="store_true", **old)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = preset(args.config)
-    top = {k: getattr(args, k) for k in ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")}
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in top.items() if v is not None})
-    data = {
-        k: getattr(args, k) for k in ("batch_size", "num_workers", "user_text") if getattr(args, k, None) is not None
-    }
-    optim = {k: getattr(args, k) for k in ("grad_accum", "lr") if getattr(args, k) is not None}
-    for name, value in (
-        ("steps", cfg.steps),
-        ("batch_size", data.get("batch_size", 1)),
-        ("grad_accum", optim.get("grad_accum", 1)),
-    ):
-        if value < 1:
-            raise ValueError(f"--{name} must be >= 1, got {value}")
-    return dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, **data), optim=dataclasses.replace(cfg.optim, **optim)
-    )
-
-
-def train_main(argv: list[str]) -> int:
-    """`microturn train`: parse flags, train, return 0."""
-    args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
-    started = parallel.init_from_env(args.device)
-    try:
-        records = train(
-            cfg,
-            args.data,
-            args.out,
-            device=args.device,
-            stop_at=args.stop_at,
-            progress=not args.no_progress,
-            bad_shards=args.bad_shards,
-        )
-    finally:
-        if started:
-            parallel.shutdown()
-    if records:
-        last = records[-1]
-        print(
-            f"step {last['step']}: loss {last['loss']:.4f} (text {last['text']:.4f}, dmel {last['dmel']:.4f}, "
-            f"flow {last['flow']:.4f}); checkpoint {Path(args.out) / checkpoint.CHECKPOINT_FILE}"
-        )
-    return 0

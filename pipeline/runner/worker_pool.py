@@ -1,7 +1,7 @@
 """Beam's SDK worker pool (the workers of `--environment_type EXTERNAL`) listening on one address only.
 
-    python -m pipeline.runner.worker_pool --service_port 8098                 # 127.0.0.1 only (the default)
-    python -m pipeline.runner.worker_pool --service_port 8098 --host 0.0.0.0  # every IPv4 interface
+    python -m cli.worker_pool --service_port 8098                 # 127.0.0.1 only (the default)
+    python -m cli.worker_pool --service_port 8098 --host 0.0.0.0  # every IPv4 interface
 
 Beam 2.77's own `python -m apache_beam.runners.worker.worker_pool_main --service_port 8098` binds every interface
 (`[::]`, hard-coded): anyone who reaches the port can start worker processes on the machine. This is the same
@@ -11,10 +11,7 @@ servicer (Beam's BeamFnExternalWorkerPoolServicer, one worker process per reques
 
 from __future__ import annotations
 
-import argparse
 import logging
-import time
-from collections.abc import Sequence
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -36,25 +33,3 @@ def start(host: str, port: int, container_executable: str | None = None) -> tupl
     beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(pool, server)
     server.start()
     return f"{host}:{bound}", server
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.runner.worker_pool", description=__doc__.splitlines()[0])
-    parser.add_argument("--service_port", type=int, required=True, help="port to listen on (0: a free one)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
-    parser.add_argument(
-        "--container_executable", default=None, help="executable of the Beam SDK container contract (as Beam's pool)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    address, server = start(args.host, args.service_port, args.container_executable)
-    logger.info("SDK worker pool listening on %s", address)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop(0)
-
-
-if __name__ == "__main__":
-    main()

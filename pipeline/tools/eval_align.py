@@ -21,7 +21,6 @@ out; when none is left the exit status is 2.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.align import AlignConfig, align
-from pipeline.aligners import AlignerBackend, add_aligner_args, aligner_config, load_backend, word_error_counts
+from pipeline.aligners import AlignerBackend, word_error_counts
 from pipeline.decode import decode_conversation
 from pipeline.read import list_inputs, load_conversation
 from schemas.bundle import BundleError, Conversation, Word
@@ -192,61 +191,3 @@ def load_measurable(path: str) -> list[Conversation]:
             continue
         convs.append(conv)
     return convs
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="microturn eval-align", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--input",
-        default=None,
-        help="bundles with true word times (`microturn eval-align` without it first writes --count "
-        "demo conversations to a temporary directory and measures on those)",
-    )
-    parser.add_argument(
-        "--count", type=int, default=2, help="demo conversations to write when --input is not given (default 2)"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="demo generator seed, without --input (default 0)")
-    parser.add_argument(
-        "--connected",
-        action="store_true",
-        help="without --input: measure on --count connected-speech conversations (synth.connected: whole "
-        "sentences) instead of the word-by-word demo",
-    )
-    parser.add_argument(
-        "--mode",
-        choices=("text", "audio", "both"),
-        default="both",
-        help="text: align known text; audio: transcribe and align; both (default)",
-    )
-    add_aligner_args(parser)
-    return parser
-
-
-def eval_align_main(argv: list[str]) -> int:
-    """``microturn eval-align`` on the bundles of --input (the CLI supplies demo bundles without it); see the module
-    docstring. Returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    config = aligner_config(args)
-    if config.backend == "none":
-        parser.error("choose a backend with --aligner (pocketsphinx, faster-whisper or whisperx)")
-    if args.input is None:
-        parser.error("--input is required here; `microturn eval-align` without it writes demo bundles first")
-    try:
-        convs = load_measurable(args.input)
-    except ValueError as e:  # no such path / no inputs there
-        print(f"microturn eval-align: error: {e}", file=sys.stderr)
-        return 2
-    if not convs:
-        print("microturn eval-align: error: no input could be measured (see the rejections above)", file=sys.stderr)
-        return 2
-    backend = load_backend(config)
-    assert backend is not None
-    align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
-    modes = ("text", "audio") if args.mode == "both" else (args.mode,)
-    for mode in modes:
-        if mode == "audio" and not config.whisper_model:
-            print(f"eval-align  mode=audio  backend={backend.name}: skipped (transcription needs --whisper_model)")
-            continue
-        print(evaluate(convs, backend, mode=mode, config=align_config).render())
-    return 0

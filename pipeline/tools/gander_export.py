@@ -17,12 +17,9 @@ kept to the ms (its micro-turn is what the dataset guarantees).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -132,21 +129,3 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
         for line in lines:
             f.write(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n")
     return len(lines)
-
-
-def export_gander_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microturn export gander",
-        description="Write a dataset's conversations as Gander JSONL (turns, audio paths, tool calls, deliveries).",
-    )
-    parser.add_argument("dataset", help="dataset directory (made with --keep_audio for audio paths)")
-    parser.add_argument("--out", required=True, help="the JSONL file; WAVs go to audio/ next to it")
-    parser.add_argument("--text_only", action="store_true", help="no audio: turns without audio_in / speech_out")
-    args = parser.parse_args(list(argv))
-    try:
-        n = export_gander(args.dataset, args.out, text_only=args.text_only)
-    except ValueError as e:
-        print(f"microturn export gander: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {n} conversations to {args.out}")
-    return 0

@@ -14,11 +14,9 @@ is exactly width_px x height_px.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import posixpath
-import sys
 import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -276,49 +274,3 @@ def _thumbnails(ax: Any, frames: np.ndarray, mask: np.ndarray | None, span_s: fl
     ax.set_ylim(0, 1)
     ax.set_yticks([])
     ax.set_ylabel("video", fontsize=9)
-
-
-def inspect_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microturn inspect",
-        description="Draw one sample as a PNG: both streams' dMel on a shared time axis with the 200 ms grid, "
-        "words at their times, speech activity and interaction labels as coloured bands, video "
-        "thumbnails when the sample has frames.",
-    )
-    parser.add_argument("dataset", help="dataset directory (the job's --output)")
-    parser.add_argument("key", help="sample key, '{conversation}_{window:05d}' (see the index)")
-    parser.add_argument(
-        "--perspective",
-        default=None,
-        help="the speaker playing the model, as in the index's perspective column (default: the window's first)",
-    )
-    parser.add_argument("--out", required=True, help="path of the PNG file to write")
-    parser.add_argument("--width_px", type=int, default=3000, help="picture width in pixels (default 3000)")
-    parser.add_argument("--height_px", type=int, default=1400, help="picture height in pixels (default 1400)")
-    parser.add_argument("--dpi", type=int, default=100, help="dots per inch: font scale (default 100)")
-    parser.add_argument(
-        "--start_s", type=float, default=None, help="seconds from the window start where the picture begins (default 0)"
-    )
-    parser.add_argument(
-        "--end_s",
-        type=float,
-        default=None,
-        help="seconds from the window start where the picture ends (default: the window's end)",
-    )
-    args = parser.parse_args(list(argv))
-    try:
-        sample = load_sample(args.dataset, args.key, args.perspective)
-    except SampleNotFound as e:
-        print(f"microturn inspect: error: {e.args[0]}", file=sys.stderr)
-        return 2
-    render_sample(
-        sample,
-        args.out,
-        width_px=args.width_px,
-        height_px=args.height_px,
-        dpi=args.dpi,
-        start_s=args.start_s,
-        end_s=args.end_s,
-    )
-    print(f"wrote {args.out} ({args.width_px} x {args.height_px} px)")
-    return 0

@@ -18,7 +18,6 @@ them back.
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import math
@@ -154,7 +153,8 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _fmt(x: float, digits: int = 4) -> str:
+def format_value(x: float, digits: int = 4) -> str:
+    """`x` with `digits` decimals; NaN as n/a."""
     return "n/a" if isinstance(x, float) and math.isnan(x) else f"{x:.{digits}f}"
 
 
@@ -258,8 +258,8 @@ def _metric(name: str, value: Any, shown: str, side: int) -> str:
 
 def _overview(summaries: Sequence[Mapping[str, Any]]) -> str:
     fields = [
-        ("hours", "conversation hours", _fmt),
-        ("sample_hours", "sample hours (all perspectives)", _fmt),
+        ("hours", "conversation hours", format_value),
+        ("sample_hours", "sample hours (all perspectives)", format_value),
         ("inputs", "inputs", str),
         ("conversations", "conversations written", str),
         ("rejected", "inputs rejected", str),
@@ -281,7 +281,7 @@ def _section_tables(s: Mapping[str, Any], side: int) -> str:
             r["language"],
             _metric("source_conversations", r["conversations"], str(r["conversations"]), side),
             str(r["samples"]),
-            _fmt(r["hours"]),
+            format_value(r["hours"]),
         ]
         for r in s["sources"]
     ]
@@ -340,7 +340,10 @@ def _section_tables(s: Mapping[str, Any], side: int) -> str:
                     e,
                     _metric(f"events:{e}", s["event_counts"].get(e, 0), str(s["event_counts"].get(e, 0)), side),
                     _metric(
-                        f"rate:{e}", s["events_per_minute"].get(e, 0.0), _fmt(s["events_per_minute"].get(e, 0.0)), side
+                        f"rate:{e}",
+                        s["events_per_minute"].get(e, 0.0),
+                        format_value(s["events_per_minute"].get(e, 0.0)),
+                        side,
                     ),
                 ]
                 for e in events
@@ -364,7 +367,7 @@ def _charts(summaries: Sequence[Mapping[str, Any]], jsd: Mapping[str, float] | N
         if compare and jsd is not None:
             parts.append(
                 f'<p class="jsd">Jensen-Shannon divergence: <b data-jsd="{name}" '
-                f'data-value="{jsd[name]:.6f}">{_fmt(jsd[name])}</b></p>'
+                f'data-value="{jsd[name]:.6f}">{format_value(jsd[name])}</b></p>'
             )
         if cats:
             parts.append(
@@ -386,7 +389,7 @@ def _charts(summaries: Sequence[Mapping[str, Any]], jsd: Mapping[str, float] | N
     if compare and jsd is not None:
         parts.append(
             f'<p class="jsd">Jensen-Shannon divergence of event types: <b data-jsd="{EVENT_DISTRIBUTION}" '
-            f'data-value="{jsd[EVENT_DISTRIBUTION]:.6f}">{_fmt(jsd[EVENT_DISTRIBUTION])}</b></p>'
+            f'data-value="{jsd[EVENT_DISTRIBUTION]:.6f}">{format_value(jsd[EVENT_DISTRIBUTION])}</b></p>'
         )
     if events:
         parts.append(
@@ -442,7 +445,7 @@ def render(summaries: Sequence[Mapping[str, Any]]) -> str:
             "<h2>Divergences</h2>"
             + _table(
                 ["distribution", "Jensen-Shannon divergence (base 2)"],
-                [[name, f'<td data-jsd-table="{_e(name)}">{_e(_fmt(v))}</td>'] for name, v in jsd.items()],
+                [[name, f'<td data-jsd-table="{_e(name)}">{_e(format_value(v))}</td>'] for name, v in jsd.items()],
             )
         )
     parts.append("<h2>Turn-taking distributions</h2>")
@@ -460,24 +463,3 @@ def write_report(dataset: str, out: str, *, compare: str | None = None) -> dict[
     with open(out, "w", encoding="utf-8") as f:
         f.write(render(summaries))
     return {"summaries": summaries, "jsd": divergences(*summaries) if compare else None}
-
-
-def report_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microturn report",
-        description="Write a self-contained HTML report of a dataset (no network resources): hours, "
-        "conversations, samples, perspectives, sources and licences, rejected inputs by stage and kind, and "
-        "turn-taking distributions on 200 ms bins; with --compare, two datasets side by side with the "
-        "Jensen-Shannon divergence of each distribution.",
-    )
-    parser.add_argument("dataset", help="dataset directory (the job's --output)")
-    parser.add_argument("--compare", default=None, help="a second dataset directory to compare with")
-    parser.add_argument("--out", required=True, help="path of the HTML file to write")
-    args = parser.parse_args(list(argv))
-    result = write_report(args.dataset, args.out, compare=args.compare)
-    s = result["summaries"][0]
-    print(f"{args.dataset}: {s['hours']:.4f} h, {s['conversations']} conversations, {s['samples']} samples")
-    if result["jsd"]:
-        print("Jensen-Shannon divergences: " + ", ".join(f"{k} {_fmt(v)}" for k, v in result["jsd"].items()))
-    print(f"wrote {args.out}")
-    return 0

@@ -19,11 +19,9 @@ speaker_scope="conversation" its speakers are written as "{conversation}/{speake
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -184,50 +182,3 @@ def load_split(path: str) -> dict:
         if side not in obj or "conversations" not in obj[side]:
             raise ValueError(f"{path}: not a split.json (no {side}.conversations); write one with `microturn split`")
     return obj
-
-
-def add_split_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--eval_fraction",
-        type=float,
-        default=0.1,
-        help="share of conversation hours (0..1) that goes to evaluation (default 0.1)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stable hash that orders groups (default 0)")
-    parser.add_argument(
-        "--speaker_scope",
-        choices=SPEAKER_SCOPES,
-        default="global",
-        help="global: equal speaker ids in different conversations are the same person; "
-        "conversation: speaker ids are labels inside one recording (default global)",
-    )
-
-
-def split_main(argv: Sequence[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="microturn split",
-        description="Split a dataset into train and evaluation, disjoint by conversation and by speaker; "
-        "writes split.json with the conversations, speakers, sample keys and hours of each side.",
-    )
-    parser.add_argument("dataset", help="dataset directory (the job's --output)")
-    parser.add_argument("--out", required=True, help="path of the split JSON file to write")
-    add_split_arguments(parser)
-    args = parser.parse_args(list(argv))
-    try:
-        obj = split_dataset(
-            args.dataset, eval_fraction=args.eval_fraction, seed=args.seed, speaker_scope=args.speaker_scope
-        )
-    except ValueError as e:
-        print(f"microturn split: error: {e}", file=sys.stderr)
-        return 2
-    with open(args.out, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    for side in ("train", "eval"):
-        s = obj[side]
-        print(
-            f"{side:5s}: {len(s['conversations'])} conversations, {len(s['speakers'])} speakers, "
-            f"{len(s['keys'])} samples, {s['hours']:.4f} h"
-        )
-    print(f"wrote {args.out}")
-    return 0

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evals.fdbench_export import ExportConfig, export_fdbench, export_fdbench_main
+from cli.evals import cmd_export_fdbench as export_fdbench_main
+from evals.fdbench_export import ExportConfig, export_fdbench
 from pipeline.job import run
 from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import split_dataset

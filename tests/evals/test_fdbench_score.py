@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from evals.fdbench_score import energy_vad, eval_fdbench_main, evaluate_fdbench
+from cli.evals import cmd_fdbench as eval_fdbench_main
+from evals.fdbench_score import energy_vad, evaluate_fdbench
 
 SR = 16_000
 CLIP_S = 8.0

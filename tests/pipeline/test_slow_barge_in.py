@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evals.fdbench_export import export_fdbench_main
+from cli.evals import cmd_export_fdbench as export_fdbench_main
 from pipeline.job import run
 from schemas.reader import iter_samples
 from schemas.sample import LABEL_BITS

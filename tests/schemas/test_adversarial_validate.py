@@ -137,7 +137,7 @@ def test_train_stops_naming_the_corrupt_shard(dataset: Path, tmp_path: Path, cap
 
 
 def test_train_skips_and_counts_corrupt_shards(dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from trainer.train import train_main
+    from cli.train import cmd_train as train_main
 
     ds, name = _corrupt_shard(dataset, tmp_path)
     argv = ["--data", str(ds), "--out", str(tmp_path / "run"), "--config", "tiny", "--steps", "2", "--num_workers"]

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cli.tools import cmd_eval_align as eval_align_main
 from microturn_cli import main
 from pipeline.aligners import AlignerConfig, load_backend
 from pipeline.read import list_inputs, load_conversation
-from pipeline.tools.eval_align import eval_align_main, evaluate
+from pipeline.tools.eval_align import evaluate
 from synth.connected import make_connected_bundles
 
 

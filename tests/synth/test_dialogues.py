@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from cli.synth import dialogues_parser as build_parser
 from pipeline.labels import LabelConfig, detect_events, ipus
 from schemas.bundle import Word
 from schemas.reader import iter_samples
@@ -19,7 +20,6 @@ from synth import grammar
 from synth.dialogues import (
     DEFAULT_HELDOUT_VOICES,
     DialogueConfig,
-    build_parser,
     make_dialogues,
     turn_text,
     voice_pool,

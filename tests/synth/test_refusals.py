@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from cli.synth import cmd_refusals as refusals_main
 from schemas.reader import iter_samples
 from schemas.sample import LABEL_BITS
 from synth.layouts import LAYOUTS
-from synth.refusals import generate_refusals, parse_weights, read_prompts, refusals_main
+from synth.refusals import generate_refusals, parse_weights, read_prompts
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "synth" / "prompts" / "example_prompts.jsonl"
 SEED, COUNT = 2, 7  # seed 2 draws all five layouts in its first 7 examples (one escalation: keeps the test short)

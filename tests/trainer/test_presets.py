@@ -58,7 +58,8 @@ def test_small_preset_counts_and_one_training_step(tmp_path):
 
 def test_user_text_flag() -> None:
     """`microturn train --user_text none` reaches the layout; left out, the preset's `heard` stays."""
-    from trainer.train import build_parser, config_from_args
+    from cli.train import config_from_args
+    from cli.train import train_parser as build_parser
 
     none = config_from_args(build_parser().parse_args(["--data", "d", "--out", "o", "--user_text", "none"]))
     assert none.data.user_text == "none" and none.data.layout.user_text == "none"

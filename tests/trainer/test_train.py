@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli.train import cmd_eval as eval_main
+from cli.train import cmd_train as train_main
 from trainer import checkpoint
 from trainer.config import preset
 from trainer.data import Loader
-from trainer.evaluate import eval_main, evaluate
+from trainer.evaluate import evaluate
 from trainer.model import Model
-from trainer.train import train, train_main
+from trainer.train import train
 
 OVERFIT_STEPS = 40
 OVERFIT_FACTOR = 2.5

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from microturn_cli import cmd_run
+from cli.run import cmd_run
 from pipeline.job import run
 from pipeline.read import list_inputs, load_conversation
 from schemas.bundle import BundleError

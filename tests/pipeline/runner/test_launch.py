@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def local_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, int]]:
-    """(job endpoint, worker pool endpoint, pool port): Beam's Python job service and pipeline.runner.worker_pool (bound
+    """(job endpoint, worker pool endpoint, pool port): Beam's Python job service and cli.worker_pool (bound
     to 127.0.0.1), both running in a directory of their own."""
     logs = tmp_path_factory.mktemp("pool")
     job_port, pool_port = free_ports(2)
@@ -47,7 +47,7 @@ def local_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     try:
         for module, port in (
             ("apache_beam.runners.portability.local_job_service_main", job_port),
-            ("pipeline.runner.worker_pool", pool_port),
+            ("cli.worker_pool", pool_port),
         ):
             log = logs / f"{module.rsplit('.', 1)[-1]}.log"
             flag = "--port" if module.startswith("apache_beam") else "--service_port"
@@ -183,7 +183,7 @@ def test_relative_paths_through_a_worker_pool_in_another_directory(
     job, pool, pool_port = local_endpoints
     loopback = {"0100007F", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, also as IPv4-mapped IPv6 (gRPC)
     listening = _listening(pool_port)
-    assert listening and set(listening) <= loopback, listening  # pipeline.runner.worker_pool: not every interface
+    assert listening and set(listening) <= loopback, listening  # cli.worker_pool: not every interface
     for i in range(2):
         make_bundle(tmp_path / "in" / f"c{i}", conv_id=f"c{i}", seconds=2.0)
     monkeypatch.chdir(tmp_path)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.tools.inspect import inspect_main, load_sample, render_sample
+from cli.tools import cmd_inspect as inspect_main
+from pipeline.tools.inspect import load_sample, render_sample
 from schemas.reader import iter_samples
 
 

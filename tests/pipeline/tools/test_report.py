@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.spatial.distance import jensenshannon
 
-from pipeline.tools.report import report_main
+from cli.tools import cmd_report as report_main
 from schemas.reader import iter_samples
 
 from ...evals.test_fdbench_export import keep_audio_subset

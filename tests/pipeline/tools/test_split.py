@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.tools.split import ConversationInfo, split_conversations, split_main
+from cli.tools import cmd_split as split_main
+from pipeline.tools.split import ConversationInfo, split_conversations
 
 
 def _conv(cid: str, *speakers: str, seconds: float = 60.0, hint: str = "train") -> ConversationInfo:

@@ -1,6 +1,6 @@
 """The `microturn` command: -v before or after the subcommand, --help of every subcommand, logging set up once.
 
-.venv/bin/python -m pytest -q tests/test_cli.py
+.venv/bin/python -m pytest -q tests/cli/test_dispatch.py
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 from microturn_cli import COMMANDS, main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("verbose_first", [True, False], ids=["microturn -v report", "microturn report -v"])
@@ -104,7 +104,7 @@ def test_eval_help_names_the_two_word_eval_commands(capsys: pytest.CaptureFixtur
 
 
 def test_run_says_how_fast_it_went(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from .factories import make_bundle
+    from ..factories import make_bundle
 
     make_bundle(tmp_path / "in" / "c", conv_id="c", seconds=2.0)
     assert main(["run", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 0

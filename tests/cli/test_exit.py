@@ -13,9 +13,9 @@ import pytest
 
 from pipeline.job import run
 
-from .factories import make_bundle
+from ..factories import make_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
