@@ -139,3 +139,48 @@ def test_loader_honours_user_text(tmp_path) -> None:
     assert (heard["text"][heard["kind"] == IN_TEXT] < 256).any()
     assert not (none["text"][none["kind"] == IN_TEXT] < 256).any()
     assert torch.equal(heard["text"][heard["kind"] == OUT_TEXT], none["text"][none["kind"] == OUT_TEXT])
+
+
+def test_loader_batches_equal_pack_and_collate(tmp_path) -> None:
+    """The loader's in-place packing (collate_spans) gives the model exactly the tensors of the reference path,
+    `pack` each example + `collate` (padding with `empty_example`), on a generated sample with video frames, an
+    others stream, events of both sides and words; key order, dtypes, shapes and values."""
+    from schemas.layout import LayoutSpec
+    from tests.schemas.test_layout_batch import make_sample
+    from trainer.data import collate, collate_spans, empty_example, sample_examples, sample_spans_prepared
+
+    cfg = DataConfig(context_microturns=3, batch_size=5, frame_patches=6, text_slots=8, event_slots=5)
+    assert cfg.layout == LayoutSpec(frame_patches=6, text_slots=8, event_slots=5)
+    sample = make_sample(seed=1)
+    old = list(sample_examples(sample, cfg))
+    new = list(sample_spans_prepared(sample, cfg))
+    assert len(old) == len(new) == 3
+    pad = empty_example(cfg.layout, cfg.context_microturns)
+    for examples, spans in ((old, new), (old[1:], new[1:]), ([], [])):
+        want = collate(examples + [pad] * (cfg.batch_size - len(examples)))
+        got = collate_spans(spans, cfg, size=cfg.batch_size)
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
+            assert torch.equal(got[name], want[name]), name
+    assert got["patches"].stride() == want["patches"].stride() == (0,) * 5  # no frame: no memory, as before
+    full = collate_spans(new, cfg, size=cfg.batch_size)
+    assert full["patch_valid"].any() and full["has_others"].any() and full["event"].any()
+
+
+def test_loader_batches_equal_the_reference_path_on_a_dataset(demo_dataset) -> None:
+    """Loader batches (file order) equal `pack` + `collate` of the same examples read with schemas.reader."""
+    from trainer.data import collate, empty_example, sample_examples
+
+    cfg = dataclasses.replace(CFG, shuffle_buffer=1)
+    examples = [ex for s in iter_samples(demo_dataset) for ex in sample_examples(s, cfg)]
+    pad = empty_example(cfg.layout, cfg.context_microturns)
+    bs = cfg.batch_size
+    got = list(Loader(demo_dataset, cfg, epochs=1, shuffle=False))
+    assert len(got) == -(-len(examples) // bs)
+    for i, batch in enumerate(got):
+        chunk = examples[i * bs : (i + 1) * bs]
+        want = collate(chunk + [pad] * (bs - len(chunk)))
+        assert list(batch) == list(want)
+        for name in want:
+            assert batch[name].dtype == want[name].dtype and torch.equal(batch[name], want[name]), (i, name)
