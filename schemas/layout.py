@@ -45,6 +45,11 @@ examples never moves an event. `decode_event_bytes` reads the events back from a
 
 dMel codes are dequantised with the 16 levels of schemas/dmel.py (-7 + 0.6 i in log10 units), the levels
 pipeline/features.py quantises to.
+
+Two implementations of the one layout: `pack` (one example, the reference; generation packs with it) and `prepare`
++ `PackedBatch` (the trainer's loader: a sample's text, events and padding prepared once, then each example written
+straight into its batch's arrays, no per-example arrays and no stacking copy). tests/schemas/test_layout_batch.py
+and tests/trainer/test_data.py check that they give equal arrays, every field.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ Order. Epoch e permutes the shards with a generator seeded by (seed, e). The str
 num_workers *slots*: slot g reads shards g, g + S, ... of the permuted list when there are at least S shards, else
 every shard but only the samples whose running index is g modulo S (so no slot is left empty). Within a slot, each
 sample is cut into examples of `context_microturns` micro-turns, examples pass a shuffle buffer seeded by (seed, e,
-g) and are grouped into batches (the last one padded with empty, fully masked examples). Nothing depends on
+g) and are grouped into batches (the last one padded with empty, fully masked examples). The shuffle buffer holds
+spans of prepared samples (`Span`), not packed arrays: an example is packed when its batch is built, straight into
+the batch's arrays (schemas.layout.PackedBatch; the same tensors as `pack` + `collate`, tested). Nothing depends on
 timing, on which process runs a slot, or on anything but (seed, epoch, position).
 
 Resume. The main process takes batches round-robin from its DataLoader workers (torch's in-order mode) and counts,
