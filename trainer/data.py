@@ -19,7 +19,9 @@ worker 0 plays the slot that was next: the batch sequence continues exactly wher
 the skipped part of the epoch from the shards (a cost paid once per restart).
 
 Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
-the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel). A
+batch's "logmel" holds the OUT_DMEL slots' frames only, (B, C * 16, 80) (trainer/model.py flow_targets); every other
+field is `Packed`'s with a leading batch dim.
 
 Perspectives. A stored window (format 3) holds every speaker's streams once; the loader decodes it once and packs
 one example stream per perspective (schemas.reader.decode_samples), as format 2's one sample per perspective did.
@@ -38,7 +40,7 @@ import webdataset as wds
 
 from schemas.checked_reader import shard_problem
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, log_mel
-from schemas.layout import LayoutSpec, Packed, PackedBatch, Prepared, pack, prepare
+from schemas.layout import LayoutSpec, Packed, PackedBatch, Prepared, output_logmel_rows, pack, prepare
 from schemas.reader import decode_samples, shard_urls
 from schemas.shard import FormatVersionError
 from schemas.units import SAMPLES_PER_MICROTURN
@@ -150,7 +152,9 @@ has_others). Stacking them cost ~90 % of the loader's time on a dataset without 
 
 
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
-    """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool."""
+    """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool; logmel
+    keeps the OUT_DMEL slots' rows only, (B, C * 16, 80) (schemas.layout.output_logmel_rows: the model reads the
+    flow target there alone; the whole (B, N, 80) was ~40 % of the loader's CPU time, benchmarks/storage.py)."""
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
@@ -161,6 +165,8 @@ def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)
+        elif f.name == "logmel":
+            out[f.name] = torch.from_numpy(np.stack([output_logmel_rows(e) for e in examples]))
         else:
             out[f.name] = torch.from_numpy(np.stack(values))
     return out

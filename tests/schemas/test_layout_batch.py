@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from schemas.layout import LayoutSpec, Packed, PackedBatch, pack, prepare
+from schemas.layout import LayoutSpec, Packed, PackedBatch, output_logmel_rows, pack, prepare
 
 W = 10
 SPEC = LayoutSpec(frame_patches=6, text_slots=8, event_slots=5)
@@ -84,10 +84,11 @@ def packed_batch(sample: dict, spec: LayoutSpec, firsts: list[int], count: int, 
 
 
 def assert_batch_equals_stack(got: dict, examples: list[Packed]) -> None:
+    """Every field equals the stacked `pack` results; logmel the stacked OUT_DMEL rows (output_logmel_rows)."""
     names = [f.name for f in dataclasses.fields(Packed)]
     assert list(got) == names
     for name in names:
-        values = [getattr(e, name) for e in examples]
+        values = [output_logmel_rows(e) if name == "logmel" else getattr(e, name) for e in examples]
         if name in ("text_bytes_cut", "event_bytes_cut"):
             assert got[name] == sum(values), name
         else:

@@ -31,7 +31,8 @@ def epoch_batches(demo_dataset: str, cfg: DataConfig) -> int:
 def test_batch_shapes_are_static(demo_dataset):
     batch = next(Loader(demo_dataset, CFG))
     n = CFG.context_microturns * CFG.layout.slots_per_microturn
-    assert batch["kind"].shape == (3, n) and batch["dmel"].shape == (3, n, 80) and batch["logmel"].shape == (3, n, 80)
+    assert batch["kind"].shape == (3, n) and batch["dmel"].shape == (3, n, 80)
+    assert batch["logmel"].shape == (3, CFG.context_microturns * 16, 80)  # the OUT_DMEL slots' frames only
     assert batch["patches"].shape == (3, CFG.context_microturns * 2, 3, 40, 40)
     assert batch["target_dmel"].any() and batch["target_text"].any()
 
@@ -184,3 +185,22 @@ def test_loader_batches_equal_the_reference_path_on_a_dataset(demo_dataset) -> N
         assert list(batch) == list(want)
         for name in want:
             assert batch[name].dtype == want[name].dtype and torch.equal(batch[name], want[name]), (i, name)
+
+
+def test_flow_targets_are_the_full_logmel_at_target_slots() -> None:
+    """The model's flow target from the compact batch["logmel"] (OUT_DMEL rows only) is, value for value and in
+    order, what it read from the whole (B, N, 80) `pack` logmel before: logmel[:, 1:][target_dmel[:, 1:]]."""
+    from tests.schemas.test_layout_batch import make_sample
+    from trainer.data import collate, collate_spans, sample_examples, sample_spans_prepared
+    from trainer.model import flow_targets
+
+    cfg = DataConfig(context_microturns=3, batch_size=4, frame_patches=6, text_slots=8, event_slots=5)
+    sample = make_sample(seed=2)  # 8 real micro-turns of 10
+    sample["output.flac"] = np.random.default_rng(0).normal(0, 0.1, 10 * 3200).astype(np.float32)
+    examples = list(sample_examples(sample, cfg))  # the last span holds a padding micro-turn
+    full = torch.from_numpy(np.stack([e.logmel for e in examples]))
+    target = torch.from_numpy(np.stack([e.target_dmel for e in examples]))
+    before = full[:, 1:][target[:, 1:]]
+    assert len(examples) == 3 and len(before) == 8 * 16
+    for batch in (collate(examples), collate_spans(list(sample_spans_prepared(sample, cfg)), cfg)):
+        assert torch.equal(flow_targets(batch), before)
