@@ -107,16 +107,17 @@ def loader_figures(dataset: Path) -> None:
         Path(url).read_bytes()
     print(f"  (load average {os.getloadavg()[0]:.2f}; h/s = conversation-hours per wall second)")
 
-    def line(what: str, t0: tuple[float, float], samples: int, examples: int | None = None) -> None:
+    def line(what: str, t0: tuple[float, float, int], samples: int, examples: int | None = None) -> None:
         seconds, cpu = time.perf_counter() - t0[0], time.process_time() - t0[1]
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - t0[2]
         ex = "" if examples is None else f", {examples / seconds:6.1f} examples/s"
         print(
             f"  {what:46s} {seconds:6.2f} s wall {cpu:6.2f} s CPU  {samples / seconds:8.1f} samples/s{ex}"
-            f"  {hours / seconds:7.2f} h/s  {cpu / hours:6.3f} CPU-s per conversation-hour"
+            f"  {hours / seconds:7.2f} h/s  {cpu / hours:6.3f} CPU-s per conversation-hour  {faults:6d} page faults"
         )
 
-    def start() -> tuple[float, float]:
-        return time.perf_counter(), time.process_time()
+    def start() -> tuple[float, float, int]:
+        return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     count = sum(1 for _ in wds.WebDataset(urls, shardshuffle=False, empty_check=False))  # stored windows
     t = start()
@@ -147,6 +148,7 @@ def loader_figures(dataset: Path) -> None:
                 batch.put(row, prepare(v, cfg.layout), first=0)
             batch.arrays()
         line("schemas.layout prepare + PackedBatch (batches)", t, count, len(views))
+    del views  # the loader reads the shards itself; 120 decoded windows held here would only crowd the heap
     for which in ("first", "second"):  # the first pass pays the allocator's first page faults on the big arrays
         t = start()
         examples = 0

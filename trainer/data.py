@@ -154,7 +154,7 @@ has_others). Stacking them cost ~90 % of the loader's time on a dataset without 
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
     """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool; logmel
     keeps the OUT_DMEL slots' rows only, (B, C * 16, 80) (schemas.layout.output_logmel_rows: the model reads the
-    flow target there alone; the whole (B, N, 80) was ~40 % of the loader's CPU time, benchmarks/storage.py)."""
+    flow target there alone; building the whole (B, N, 80) was 35-40 % of the in-place loader's CPU time)."""
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
