@@ -14,8 +14,11 @@ the same machine and run; CPU time, of the process tree, is the steadier figure 
 2. The loader on the format-3 AMI dataset (page-cached, one process), in one run: reading the shards' bytes raw
    (the floor), `wds.WebDataset(urls).decode(wds_zstd)` (plain webdataset with the documented decoder),
    `schemas.reader.decode_samples` (decompress, unpack, every perspective), `schemas.layout.pack` alone on decoded
-   samples, and the trainer's `Loader` (read, decompress, pick the perspective, pack the tiny layout, collate;
-   150-micro-turn examples, num_workers 0): samples/s, examples/s and conversation-hours/s.
+   samples, `prepare` + `PackedBatch` (the loader's in-place packer) alone, and the trainer's `Loader` (read,
+   decompress, pick the perspective, pack the tiny layout into its batches; 150-micro-turn examples, num_workers
+   0): samples/s, examples/s, conversation-hours per wall second and CPU seconds (time.process_time) per
+   conversation-hour, the steadier figure on a shared machine. `--loader_dataset DIR` prints only these, for a
+   dataset written before.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def print_sizes(label: str, dataset: Path) -> float:
 
 
 def loader_figures(dataset: Path) -> None:
+    """The loader's stages on a format-3 dataset, one process, page-cached: wall and CPU (time.process_time) per
+    line; CPU seconds per conversation-hour is the figure that means something on a shared machine."""
     import numpy as np
     import webdataset as wds
 
@@ -100,33 +105,56 @@ def loader_figures(dataset: Path) -> None:
     hours = json.loads((dataset / "manifest.json").read_text())["hours"]
     for url in urls:  # page-cache the shards
         Path(url).read_bytes()
+    print(f"  (load average {os.getloadavg()[0]:.2f}; h/s = conversation-hours per wall second)")
 
-    def line(what: str, seconds: float, samples: int, examples: int | None = None) -> None:
-        ex = "" if examples is None else f", {examples / seconds:7.1f} examples/s"
-        print(f"  {what:44s} {seconds:6.2f} s  {samples / seconds:8.1f} samples/s{ex}  {hours / seconds:6.2f} h/s")
+    def line(what: str, t0: tuple[float, float, int], samples: int, examples: int | None = None) -> None:
+        seconds, cpu = time.perf_counter() - t0[0], time.process_time() - t0[1]
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - t0[2]
+        ex = "" if examples is None else f", {examples / seconds:6.1f} examples/s"
+        print(
+            f"  {what:46s} {seconds:6.2f} s wall {cpu:6.2f} s CPU  {samples / seconds:8.1f} samples/s{ex}"
+            f"  {hours / seconds:7.2f} h/s  {cpu / hours:6.3f} CPU-s per conversation-hour  {faults:6d} page faults"
+        )
+
+    def start() -> tuple[float, float, int]:
+        return time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
     count = sum(1 for _ in wds.WebDataset(urls, shardshuffle=False, empty_check=False))  # stored windows
-    t = time.perf_counter()
+    t = start()
     n = sum(len(Path(u).read_bytes()) for u in urls)
-    line(f"raw shard bytes ({n / 1e6:.1f} MB)", time.perf_counter() - t, count)
-    t = time.perf_counter()
+    line(f"raw shard bytes ({n / 1e6:.1f} MB)", t, count)
+    t = start()
     for _ in wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode(wds_zstd):
         pass
-    line("wds.WebDataset(urls).decode(wds_zstd)", time.perf_counter() - t, count)
-    t = time.perf_counter()
+    line("wds.WebDataset(urls).decode(wds_zstd)", t, count)
+    t = start()
     views = [v for raw in wds.WebDataset(urls, shardshuffle=False, empty_check=False) for v in decode_samples(raw)]
-    line("schemas.reader.decode_samples (all views)", time.perf_counter() - t, count, len(views))
+    line("schemas.reader.decode_samples (all views)", t, count, len(views))
     cfg = dataclasses.replace(preset("tiny").data, context_microturns=150, num_workers=0)
-    t = time.perf_counter()
+    t = start()
     for v in views:
         pack(v, cfg.layout, first=0, count=cfg.context_microturns)
-    line("schemas.layout.pack alone (decoded views)", time.perf_counter() - t, count, len(views))
+    line("schemas.layout.pack alone (reference, no stack)", t, count, len(views))
+    try:
+        from schemas.layout import PackedBatch, prepare
+    except ImportError:  # a checkout from before the in-place packer
+        PackedBatch = None  # noqa: N806
+    if PackedBatch is not None:
+        t = start()
+        bs = cfg.batch_size
+        for i in range(0, len(views), bs):
+            batch = PackedBatch(cfg.layout, cfg.context_microturns, bs)
+            for row, v in enumerate(views[i : i + bs]):
+                batch.put(row, prepare(v, cfg.layout), first=0)
+            batch.arrays()
+        line("schemas.layout prepare + PackedBatch (batches)", t, count, len(views))
+    del views  # the loader reads the shards itself; 120 decoded windows held here would only crowd the heap
     for which in ("first", "second"):  # the first pass pays the allocator's first page faults on the big arrays
-        t = time.perf_counter()
+        t = start()
         examples = 0
         for batch in Loader(str(dataset), cfg, epochs=1, shuffle=False):
             examples += int(np.asarray(batch["attendable"].any(dim=1)).sum())
-        line(f"trainer Loader (read..pack, collate), {which} pass", time.perf_counter() - t, count, examples)
+        line(f"trainer Loader (read..pack, collate), {which} pass", t, count, examples)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="job runs per checkout for the median (default 3)")
     ap.add_argument("--v2_code", default=None, help="a checkout of the format-2 code for the 'before' figures")
     ap.add_argument("--work", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument(
+        "--loader_dataset",
+        default=None,
+        help="only the loader figures, on this written format-3 dataset (no corpus is built, no job run)",
+    )
     args = ap.parse_args(argv)
+    if args.loader_dataset:
+        print(f"loader on {args.loader_dataset}, one process, page-cached:")
+        loader_figures(Path(args.loader_dataset))
+        return 0
     work = Path(args.work or tempfile.mkdtemp(prefix="storage-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     from synth.demo import make_demo_bundles

@@ -45,6 +45,13 @@ examples never moves an event. `decode_event_bytes` reads the events back from a
 
 dMel codes are dequantised with the 16 levels of schemas/dmel.py (-7 + 0.6 i in log10 units), the levels
 pipeline/features.py quantises to.
+
+Two implementations of the one layout: `pack` (one example, the reference; generation packs with it) and `prepare`
++ `PackedBatch` (the trainer's loader: a sample's text, events and padding prepared once, then each example written
+straight into its batch's arrays, no per-example arrays and no stacking copy). tests/schemas/test_layout_batch.py
+and tests/trainer/test_data.py check that they give equal arrays, every field. A batch's `logmel` holds the
+OUT_DMEL slots' frames only, (B, C * 16, 80) (`output_logmel_rows`): the model reads its flow target there alone,
+and the whole (N, 80) float32 array is 5.5 MB of zeros per 150-micro-turn example.
 """
 
 from __future__ import annotations
@@ -360,3 +367,283 @@ def pack(
         event=is_event.reshape(n),
         event_bytes_cut=event_cut,
     )
+
+
+# The loader's path: the same layout written straight into a batch's arrays. `pack` above is the reference (and
+# what generation packs with); tests/schemas/test_layout_batch.py checks that `PackedBatch` rows equal `pack` +
+# stacking on samples with video, others, events and text. What a window needs whatever its span (text bytes and
+# events placed per micro-turn, codes with padding zeroed) is done once per window by `prepare`; `PackedBatch.put`
+# then only copies slices, and the buffers are allocated once per batch (no per-example arrays, no stacking copy).
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Prepared:
+    """One decoded sample ready to be packed at any span (W window micro-turns, S = spec.text_slots)."""
+
+    spec: LayoutSpec
+    real: np.ndarray  # (W,) bool: the window's mask
+    in_dmel: np.ndarray  # (W, 16, 80) uint8, zero where not real
+    out_dmel: np.ndarray  # (W, 16, 80) uint8 codes 0..15, zero where not real
+    others: np.ndarray | None  # (W, 16, 80) uint8, zero where not real; None when the sample has no others stream
+    logmel: np.ndarray | None  # (W, 16, 80) float32, LEVELS[0] where not real; None: dequantise out_dmel
+    in_text: np.ndarray  # (W, S) int16 IN_TEXT tokens of each micro-turn (TEXT_PAD only where not real)
+    out_text: np.ndarray  # (W, S) int16 OUT_TEXT tokens
+    in_event: np.ndarray  # (W, S) bool: IN_TEXT slots holding event bytes
+    out_event: np.ndarray  # (W, S) bool
+    text_cut: np.ndarray  # (W,) int64 text bytes cut in each micro-turn (both sides)
+    event_pending: int  # event bytes pending after the last real micro-turn (both sides)
+    last_real: int  # the last real micro-turn, -1 when none
+    frames: np.ndarray | None  # (W, H, W_px, 3) uint8 video frames
+    has_frame: np.ndarray | None  # (W,) bool with frames: real and on screen
+
+
+def _text_rows(
+    per_mt: dict[int, list[tuple[float, str]]], ev_bytes: list[bytes], real: np.ndarray, s: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One side's text tokens (W, S) int16, event mask (W, S) bool and bytes cut (W,) of every real micro-turn: its
+    words (cut to leave room for its events), its event bytes, TEXT_END; as `pack` places them, in one scatter.
+
+    Args:
+        per_mt: {micro-turn: [(start_s, text) of its words]} (micro-turns without words left out).
+        ev_bytes: (W,) the event bytes each micro-turn carries (`_schedule_events`).
+    """
+    w = len(real)
+    lens = np.zeros(w, dtype=np.int64)
+    cut = np.zeros(w, dtype=np.int64)
+    rows: list[bytes] = []
+    kept_len: list[int] = []
+    ks = sorted({k for k in per_mt if real[k]} | {k for k, ev in enumerate(ev_bytes) if ev and real[k]})
+    for k in ks:  # only micro-turns with words or events: the others hold TEXT_END alone
+        ws = per_mt.get(k)
+        data = " ".join(t for _, t in sorted(ws)).encode("utf-8") if ws else b""
+        ev = ev_bytes[k]
+        kept = data[: s - 1 - len(ev)]
+        cut[k] = len(data) - len(kept)
+        rows.append(kept + ev)
+        kept_len.append(len(kept))
+    text = np.full((w, s), TEXT_PAD, dtype=np.int16)
+    event = np.zeros((w, s), dtype=bool)
+    if ks:
+        row_at = np.asarray(ks, dtype=np.int64)
+        row_len = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        lens[row_at] = row_len
+        flat = np.frombuffer(b"".join(rows), dtype=np.uint8)
+        r = np.repeat(row_at, row_len)
+        col = np.arange(len(flat)) - np.repeat(np.cumsum(row_len) - row_len, row_len)
+        text[r, col] = flat
+        event[r, col] = col >= np.repeat(np.asarray(kept_len, dtype=np.int64), row_len)
+    at = np.flatnonzero(real)
+    text[at, lens[at]] = TEXT_END
+    return text, event, cut
+
+
+def prepare(
+    sample: dict[str, Any],
+    spec: LayoutSpec,
+    *,
+    frames: np.ndarray | None = None,
+    frame_valid: np.ndarray | None = None,
+    output_logmel: np.ndarray | None = None,
+) -> Prepared:
+    """A decoded sample made ready for `PackedBatch.put` at any span; the arguments are `pack`'s."""
+    real = np.asarray(sample["mask.npy"]).astype(bool)
+    window = len(real)
+    pad = not real.all()
+
+    def codes(name: str) -> np.ndarray:
+        a = np.asarray(sample[name])
+        if pad:
+            a = a * real[:, None, None]
+        return a.astype(np.uint8, copy=False)
+
+    out_raw = np.asarray(sample["output.dmel.npy"])
+    if output_logmel is None:
+        if not np.issubdtype(out_raw.dtype, np.integer):
+            raise ValueError(f"dMel codes must be integers in 0..{len(LEVELS) - 1}, got dtype {out_raw.dtype}")
+        lo, hi = (int(out_raw.min()), int(out_raw.max())) if out_raw.size else (0, 0)
+        if lo < 0 or hi >= len(LEVELS):
+            raise ValueError(f"dMel codes must be in 0..{len(LEVELS) - 1}, got {lo}..{hi}")
+        logmel = None
+    else:
+        logmel = np.array(output_logmel, dtype=np.float32)
+        logmel[~real] = LEVELS[0]
+    # per micro-turn and side: the words (sorted by start), the scheduled events
+    s = spec.text_slots
+    heard: tuple[str, ...] = ("input", "others") if spec.user_text == "heard" else ()
+    words_in: dict[int, list[tuple[float, str]]] = {}
+    words_out: dict[int, list[tuple[float, str]]] = {}
+    for w in sample.get("words.json", []):
+        k = int(w["microturn"])
+        if 0 <= k < window:
+            if w["stream"] in heard:
+                words_in.setdefault(k, []).append((float(w["start_s"]), str(w["text"])))
+            elif w["stream"] == "output":
+                words_out.setdefault(k, []).append((float(w["start_s"]), str(w["text"])))
+    events = sample.get("events.json") or []
+    budget = min(spec.event_slots, spec.text_slots - 1)
+    pending_all = 0
+    sides = []
+    for side, per_mt in (("input", words_in), ("output", words_out)):
+        ev_bytes, pending = [b""] * window, 0
+        if events:
+            if budget >= 2:
+                ev_bytes, pending = _schedule_events(events, side, window, real, budget)
+            else:  # no room for a marker and a byte: every event byte is counted as cut
+                pending = sum(len(encode_event(e)) for e in events if e["side"] == side)
+        pending_all += pending
+        sides.append(_text_rows(per_mt, ev_bytes, real, s))
+    (in_text, in_event, in_cut), (out_text, out_event, out_cut) = sides
+    has_frame = None
+    if frames is not None and spec.frame_patches:
+        frames = np.asarray(frames, dtype=np.uint8)
+        has_frame = real & (np.ones(window, bool) if frame_valid is None else np.asarray(frame_valid, bool))
+    else:
+        frames = None
+    return Prepared(
+        spec=spec,
+        real=real,
+        in_dmel=codes("input.dmel.npy"),
+        out_dmel=codes("output.dmel.npy"),
+        others=codes("others.dmel.npy") if "others.dmel.npy" in sample else None,
+        logmel=logmel,
+        in_text=in_text,
+        out_text=out_text,
+        in_event=in_event,
+        out_event=out_event,
+        text_cut=in_cut + out_cut,
+        event_pending=pending_all,
+        last_real=int(np.flatnonzero(real)[-1]) if real.any() else -1,
+        frames=frames,
+        has_frame=has_frame,
+    )
+
+
+def output_logmel_rows(packed: Packed) -> np.ndarray:
+    """The rows of `packed.logmel` at its OUT_DMEL slots, in slot order: (C * 16, 80) float32. What a batch holds
+    as 'logmel' per example (the other rows are zeros that nothing reads; 5.5 MB per 150-micro-turn example)."""
+    return packed.logmel[packed.kind == OUT_DMEL]
+
+
+class PackedBatch:
+    """B examples of C micro-turns in the §6 layout, written in place: `arrays()` gives the fields of `Packed` with
+    a leading batch dim (as `np.stack` of B `pack` results would), `has_others` (B,) and the cut counts summed,
+    except `logmel`: (B, C * 16, 80), the OUT_DMEL slots' rows only (`output_logmel_rows`).
+
+    Each row is written once (`put`); a row never written holds an empty, fully masked example (`pack` of a sample
+    without real micro-turns). others_dmel and patches get memory only when an example has others or a valid frame;
+    until then `arrays()` gives them as a read-only zero view.
+    """
+
+    def __init__(self, spec: LayoutSpec, count: int, size: int) -> None:
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count}")
+        self.spec, self.count, self.size = spec, count, size
+        slots = microturn_slots(spec)
+        self.per = per = len(slots)
+        n, q = count * per, spec.frame_patches
+        self.kind = np.broadcast_to(np.tile(slots, count), (size, n)).copy()
+        self.microturn = np.broadcast_to(np.repeat(np.arange(count, dtype=np.int16), per), (size, n)).copy()
+        self.dmel = np.zeros((size, n, DMEL_CHANNELS), dtype=np.uint8)
+        self.others_dmel: np.ndarray | None = None
+        self.text = np.full((size, n), TEXT_PAD, dtype=np.int16)
+        # only the OUT_DMEL slots' frames (the rest of Packed.logmel is zeros no one reads): every row written
+        self.logmel = np.empty((size, count * FRAMES_PER_MICROTURN, DMEL_CHANNELS), dtype=np.float32)
+        self.patches: np.ndarray | None = None
+        self.patch_valid = np.zeros((size, count * q), dtype=bool)
+        self.attendable = np.zeros((size, n), dtype=bool)
+        self.target_text = np.zeros((size, n), dtype=bool)
+        self.target_dmel = np.zeros((size, n), dtype=bool)
+        self.event = np.zeros((size, n), dtype=bool)
+        self.has_others = np.zeros(size, dtype=bool)
+        self.written = np.zeros(size, dtype=bool)
+        self.text_bytes_cut = self.event_bytes_cut = 0
+        self._at = {kind: _run(slots, kind) for kind in range(len(SLOT_KINDS))}
+
+    def put(self, row: int, prepared: Prepared, *, first: int) -> None:
+        """Write micro-turns [first, first + count) of a prepared sample as example `row` (as `pack` would)."""
+        if prepared.spec != self.spec:
+            raise ValueError(f"the sample was prepared for {prepared.spec}, the batch has {self.spec}")
+        c, per, at = self.count, self.per, self._at
+        if self.written[row]:
+            raise ValueError(f"row {row} of the batch is written already")
+        self.written[row] = True
+        window = len(prepared.real)
+        a, b = max(0, -first), min(c, window - first)  # the span's micro-turns inside the window: [a, b)
+        real = np.zeros(c, dtype=bool)
+        logmel_all = self.logmel[row].reshape(c, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+        logmel_all[:a] = LEVELS[0]  # outside the window: as dequantised zero codes
+        logmel_all[max(a, b) :] = LEVELS[0]
+        if a < b:
+            lo, hi = first + a, first + b
+            real[a:b] = prepared.real[lo:hi]
+            dmel = self.dmel[row].reshape(c, per, DMEL_CHANNELS)
+            dmel[a:b, at[IN_DMEL]] = prepared.in_dmel[lo:hi]
+            dmel[a:b, at[OUT_DMEL]] = prepared.out_dmel[lo:hi]
+            if prepared.others is not None:
+                if self.others_dmel is None:
+                    self.others_dmel = np.zeros_like(self.dmel)
+                others = self.others_dmel[row].reshape(c, per, DMEL_CHANNELS)
+                others[a:b, at[IN_DMEL]] = prepared.others[lo:hi]
+            logmel = logmel_all[a:b]
+            if prepared.logmel is None:
+                np.take(LEVELS, prepared.out_dmel[lo:hi], out=logmel, mode="clip")  # codes checked by prepare
+            else:
+                logmel[...] = prepared.logmel[lo:hi]
+            text = self.text[row].reshape(c, per)
+            event = self.event[row].reshape(c, per)
+            text[a:b, at[IN_TEXT]] = prepared.in_text[lo:hi]
+            text[a:b, at[OUT_TEXT]] = prepared.out_text[lo:hi]
+            event[a:b, at[IN_TEXT]] = prepared.in_event[lo:hi]
+            event[a:b, at[OUT_TEXT]] = prepared.out_event[lo:hi]
+            self.text_bytes_cut += int(prepared.text_cut[lo:hi].sum())
+            if prepared.frames is not None and prepared.has_frame is not None:
+                q = self.spec.frame_patches
+                for k in np.flatnonzero(prepared.has_frame[lo:hi]).tolist():
+                    p = patchify(prepared.frames[lo + k])
+                    if len(p) != q:
+                        shape = prepared.frames[lo + k].shape
+                        raise ValueError(f"a {shape} frame gives {len(p)} patches; spec.frame_patches is {q}")
+                    if self.patches is None:
+                        self.patches = np.zeros((self.size, c * q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+                    k_at = a + k
+                    self.patches[row, k_at * q : (k_at + 1) * q] = p
+                    self.patch_valid[row, k_at * q : (k_at + 1) * q] = True
+        if first <= prepared.last_real < first + c:
+            self.event_bytes_cut += prepared.event_pending
+        self.has_others[row] = prepared.others is not None
+        attendable = self.attendable[row].reshape(c, per)
+        attendable[:] = real[:, None]
+        text = self.text[row].reshape(c, per)
+        for kind in (IN_TEXT, OUT_TEXT):
+            attendable[:, at[kind]] &= text[:, at[kind]] != TEXT_PAD
+        attendable[:, at[PATCH]] &= self.patch_valid[row].reshape(c, -1)
+        self.target_text[row].reshape(c, per)[:, at[OUT_TEXT]] = attendable[:, at[OUT_TEXT]]
+        self.target_dmel[row].reshape(c, per)[:, at[OUT_DMEL]] = attendable[:, at[OUT_DMEL]]
+
+    def arrays(self) -> dict[str, Any]:
+        """{field of `Packed`: (B, ...) array}, in `Packed`'s field order; has_others (B,) bool, the cut counts
+        as ints (summed over the batch); logmel (B, C * 16, 80) (`output_logmel_rows` of each example)."""
+        n, q = self.count * self.per, self.count * self.spec.frame_patches
+        for row in np.flatnonzero(~self.written).tolist():  # an empty example: dequantised zero codes
+            self.logmel[row] = LEVELS[0]
+            self.written[row] = True
+        zero = np.zeros((), dtype=np.uint8)
+        others = self.others_dmel
+        patches = self.patches
+        return {
+            "kind": self.kind,
+            "microturn": self.microturn,
+            "dmel": self.dmel,
+            "others_dmel": np.broadcast_to(zero, (self.size, n, DMEL_CHANNELS)) if others is None else others,
+            "has_others": self.has_others,
+            "text": self.text,
+            "logmel": self.logmel,
+            "patches": np.broadcast_to(zero, (self.size, q, 3, PATCH_PX, PATCH_PX)) if patches is None else patches,
+            "patch_valid": self.patch_valid,
+            "attendable": self.attendable,
+            "target_text": self.target_text,
+            "target_dmel": self.target_dmel,
+            "text_bytes_cut": self.text_bytes_cut,
+            "event": self.event,
+            "event_bytes_cut": self.event_bytes_cut,
+        }

@@ -21,6 +21,7 @@ shards in ~8 s of CPU: gzip -6 (2 s) would slow it by ~25 %, zstd -5 costs ~4 %.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -128,15 +129,34 @@ def pack_codes(codes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes((d[..., 0::2] << 4) | d[..., 1::2], -1, -2))
 
 
+_NIBBLES = np.uint64(0x0F0F0F0F0F0F0F0F)
+
+
 def unpack_codes(packed: np.ndarray) -> np.ndarray:
-    """Inverse of `pack_codes`: (..., C/2, T) uint8 -> (..., T, C) uint8 codes 0..15."""
+    """Inverse of `pack_codes`: (..., C/2, T) uint8 -> (..., T, C) uint8 codes 0..15.
+
+    The running sum over frames is the decoder's cost. When T is a multiple of 16 and C of 8 (dMel: T = W * 16,
+    C = 80) it runs on 8 codes at once: in 64-bit lanes of 8 one-byte codes, a sum of 16 frames (<= 240) never
+    carries out of its byte, so each 16-frame block is summed lane-wise, cut to 4 bits, and the blocks' running
+    offsets are added after (2.3x faster than a uint8 cumsum; the same result, tested)."""
     p = np.asarray(packed, dtype=np.uint8)
-    d = np.empty((*p.shape[:-2], 2 * p.shape[-2], p.shape[-1]), dtype=np.uint8)  # (..., C, T)
-    d[..., 0::2, :] = p >> 4
-    d[..., 1::2, :] = p & 15
-    np.cumsum(d, axis=-1, dtype=np.uint8, out=d)
+    lead, half, t = p.shape[:-2], p.shape[-2], p.shape[-1]
+    d = np.empty((*lead, t, half, 2), dtype=np.uint8)  # (..., T, C/2, 2) = (..., T, C), frame-major
+    pt = np.swapaxes(p, -1, -2)
+    np.right_shift(pt, 4, out=d[..., 0])
+    np.bitwise_and(pt, 15, out=d[..., 1])
+    c = 2 * half
+    if t % 16 or c % 8:
+        np.cumsum(d.reshape(*lead, t, c), axis=-2, dtype=np.uint8, out=d.reshape(*lead, t, c))
+    else:
+        blocks = d.reshape(*lead, t // 16, 16, c)
+        lanes = blocks.view(np.uint64)  # (..., T/16, 16, C/8)
+        np.add.accumulate(lanes, axis=-2, out=lanes)
+        lanes &= _NIBBLES
+        offset = np.add.accumulate(blocks[..., -1, :], axis=-2, dtype=np.uint8)  # mod 256, so mod 16 too
+        blocks[..., 1:, :, :] += offset[..., :-1, None, :]
     d &= 15
-    return np.ascontiguousarray(np.swapaxes(d, -1, -2))
+    return d.reshape(*lead, t, c)
 
 
 def shard_for(conversation_id: str, num_shards: int) -> int:
@@ -163,20 +183,35 @@ def encode_array(array: np.ndarray) -> bytes:
 
 
 def decode_array(data: bytes) -> np.ndarray:
-    """An .npy member's array; ValueError when its header is malformed or claims more bytes than the member has
-    (a huge shape must not allocate memory before failing)."""
-    f = io.BytesIO(data)
+    """An .npy member's array (a writable copy, as np.load gives); ValueError when its header is malformed, holds
+    objects (never unpickled), or claims more bytes than the member has (a huge shape must not allocate memory
+    before failing). Headers are parsed by numpy once per distinct header (members of a dataset share a few)."""
+    start = 10 if data[6:7] == b"\x01" else 12
+    size = int.from_bytes(data[8:start], "little") if len(data) >= start else 0
     try:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
+        shape, fortran_order, dtype = _npy_header(bytes(data[: start + size]))
     except Exception as e:  # noqa: BLE001 - any malformed header
         raise ValueError(f"not an .npy array: {e}") from None
-    need = math.prod(shape) * dtype.itemsize
-    if need > len(data) - f.tell():
+    if dtype.hasobject:
+        raise ValueError("not an .npy array of numbers: object arrays are never loaded (allow_pickle=False)")
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    if need > len(data) - start - size:
         raise ValueError(f".npy header claims shape {shape} ({need} bytes) but the member has {len(data)} bytes")
-    f.seek(0)
-    return np.load(f, allow_pickle=False)
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=start + size).copy()
+    return flat.reshape(shape[::-1]).transpose() if fortran_order else flat.reshape(shape)
+
+
+@functools.lru_cache(maxsize=512)
+def _npy_header(head: bytes) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) of an .npy header (magic, version, length, dict), by numpy's own reader."""
+    f = io.BytesIO(head)
+    version = np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(f)
+    if f.tell() != len(head):
+        raise ValueError("the header is not where its length says")
+    return tuple(int(n) for n in shape), bool(fortran_order), dtype
 
 
 def encode_json(obj: Any) -> bytes:

@@ -7,17 +7,21 @@ Order. Epoch e permutes the shards with a generator seeded by (seed, e). The str
 num_workers *slots*: slot g reads shards g, g + S, ... of the permuted list when there are at least S shards, else
 every shard but only the samples whose running index is g modulo S (so no slot is left empty). Within a slot, each
 sample is cut into examples of `context_microturns` micro-turns, examples pass a shuffle buffer seeded by (seed, e,
-g) and are grouped into batches (the last one padded with empty, fully masked examples). Nothing depends on
+g) and are grouped into batches (the last one padded with empty, fully masked examples). The shuffle buffer holds
+spans of prepared samples (`Span`), not packed arrays: an example is packed when its batch is built, straight into
+the batch's arrays (schemas.layout.PackedBatch; the same tensors as `pack` + `collate`, tested). Nothing depends on
 timing, on which process runs a slot, or on anything but (seed, epoch, position).
 
 Resume. The main process takes batches round-robin from its DataLoader workers (torch's in-order mode) and counts,
 per slot, the batches it has consumed, and which slot comes next. A resumed loader re-reads each slot's stream and
-skips the consumed batches (re-packed, not batched), and rotates the slots over the workers so that
+skips the consumed batches (read, not packed), and rotates the slots over the workers so that
 worker 0 plays the slot that was next: the batch sequence continues exactly where it stopped. Skipping re-reads
 the skipped part of the epoch from the shards (a cost paid once per restart).
 
 Flow-matching targets: the model stream's continuous log-mel comes from the raw audio member `output.flac` when
-the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel).
+the dataset kept it (`--keep_audio`), else from the dequantised `output.dmel.npy` (the demo dataset: dMel). A
+batch's "logmel" holds the OUT_DMEL slots' frames only, (B, C * 16, 80) (trainer/model.py flow_targets); every other
+field is `Packed`'s with a leading batch dim.
 
 Perspectives. A stored window (format 3) holds every speaker's streams once; the loader decodes it once and packs
 one example stream per perspective (schemas.reader.decode_samples), as format 2's one sample per perspective did.
@@ -36,7 +40,7 @@ import webdataset as wds
 
 from schemas.checked_reader import shard_problem
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, log_mel
-from schemas.layout import LayoutSpec, Packed, pack
+from schemas.layout import LayoutSpec, Packed, PackedBatch, Prepared, output_logmel_rows, pack, prepare
 from schemas.reader import decode_samples, shard_urls
 from schemas.shard import FormatVersionError
 from schemas.units import SAMPLES_PER_MICROTURN
@@ -69,9 +73,9 @@ def sample_spans(sample: dict[str, Any], context: int) -> list[int]:
 
 
 def sample_examples(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Packed]:
-    logmel = None
-    if "output.flac" in sample:
-        logmel = logmel_frames(np.asarray(sample["output.flac"], dtype=np.float32), len(sample["mask.npy"]))
+    """The examples of a sample, each packed alone (schemas.layout.pack, the reference path; the loader builds the
+    same arrays in place: `sample_spans_prepared` + `collate_spans`)."""
+    logmel = _output_logmel(sample)
     for first in sample_spans(sample, cfg.context_microturns):
         frames = sample.get("frames")  # decoded by schemas.reader when the dataset has video
         yield pack(
@@ -83,6 +87,53 @@ def sample_examples(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Packed]
             frames=frames,
             frame_valid=None if frames is None else np.asarray(sample["frame_mask"], bool),
         )
+
+
+def _output_logmel(sample: dict[str, Any]) -> np.ndarray | None:
+    if "output.flac" not in sample:
+        return None
+    return logmel_frames(np.asarray(sample["output.flac"], dtype=np.float32), len(sample["mask.npy"]))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """One example to be: micro-turns [first, first + context) of a prepared sample, packed when its batch is
+    built (the shuffle buffer holds these, not packed arrays)."""
+
+    prepared: Prepared
+    first: int
+
+
+def sample_spans_prepared(sample: dict[str, Any], cfg: DataConfig) -> Iterator[Span]:
+    """The examples of a sample as `sample_examples` cuts them, prepared once per sample, packed later."""
+    frames = sample.get("frames")
+    prepared = prepare(
+        sample,
+        cfg.layout,
+        output_logmel=_output_logmel(sample),
+        frames=frames,
+        frame_valid=None if frames is None else np.asarray(sample["frame_mask"], bool),
+    )
+    for first in sample_spans(sample, cfg.context_microturns):
+        yield Span(prepared, first)
+
+
+def collate_spans(spans: list[Span], cfg: DataConfig, size: int | None = None) -> dict[str, torch.Tensor]:
+    """The batch of `spans` packed in place (schemas.layout.PackedBatch), padded to `size` examples (default: as
+    many as spans) with empty ones: the same tensors as `collate` of their `pack` results and `empty_example`s."""
+    size = len(spans) if size is None else size
+    batch = PackedBatch(cfg.layout, cfg.context_microturns, size)
+    for row, span in enumerate(spans):
+        batch.put(row, span.prepared, first=span.first)
+    out: dict[str, torch.Tensor] = {}
+    for name, value in batch.arrays().items():
+        if name in ZERO_WHEN and getattr(batch, name) is None:  # as `collate`: one zero expanded, no memory
+            out[name] = torch.zeros((), dtype=torch.uint8).expand(value.shape)
+        elif isinstance(value, int):
+            out[name] = torch.tensor(value)
+        else:
+            out[name] = torch.from_numpy(value)
+    return out
 
 
 def empty_example(spec: LayoutSpec, context: int) -> Packed:
@@ -101,7 +152,9 @@ has_others). Stacking them cost ~90 % of the loader's time on a dataset without 
 
 
 def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
-    """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool."""
+    """Stack examples: every `Packed` array field gains a leading batch dim; has_others becomes (B,) bool; logmel
+    keeps the OUT_DMEL slots' rows only, (B, C * 16, 80) (schemas.layout.output_logmel_rows: the model reads the
+    flow target there alone; building the whole (B, N, 80) was 35-40 % of the in-place loader's CPU time)."""
     out: dict[str, torch.Tensor] = {}
     for f in dataclasses.fields(Packed):
         values = [getattr(e, f.name) for e in examples]
@@ -112,6 +165,8 @@ def collate(examples: list[Packed]) -> dict[str, torch.Tensor]:
             out[f.name] = torch.tensor(sum(values))
         elif f.name == "has_others":
             out[f.name] = torch.tensor(values, dtype=torch.bool)
+        elif f.name == "logmel":
+            out[f.name] = torch.from_numpy(np.stack([output_logmel_rows(e) for e in examples]))
         else:
             out[f.name] = torch.from_numpy(np.stack(values))
     return out
@@ -190,15 +245,15 @@ class ShardStream(torch.utils.data.IterableDataset):
                     "skipped corrupt shard %s (%s: %s); %d skipped", url, type(e).__name__, e, self.skipped_shards
                 )
 
-    def slot_examples(self, slot: int) -> Iterator[Packed]:
-        """The examples of a slot in this epoch, after the shuffle buffer."""
+    def slot_examples(self, slot: int) -> Iterator[Span]:
+        """The examples of a slot in this epoch (not packed yet), after the shuffle buffer."""
         num_global = self.world_size * self.slots
         g = self.rank * self.slots + slot
         rng = _seed(self.seed, self.epoch, g, 1)
-        buffer: list[Packed] = []
+        buffer: list[Span] = []
         size = self.cfg.shuffle_buffer if self.shuffle else 1
         for sample in self._samples(g, num_global):
-            for ex in sample_examples(sample, self.cfg):
+            for ex in sample_spans_prepared(sample, self.cfg):
                 if len(buffer) < size:
                     buffer.append(ex)
                     continue
@@ -211,17 +266,16 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def slot_batches(self, slot: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         bs = self.cfg.batch_size
-        batch: list[Packed] = []
+        batch: list[Span] = []
         index = 0
         for ex in self.slot_examples(slot):
             batch.append(ex)
             if len(batch) == bs:
-                if index >= skip:
-                    yield collate(batch)
+                if index >= skip:  # skipped batches are never packed
+                    yield collate_spans(batch, self.cfg)
                 index, batch = index + 1, []
         if batch and index >= skip:
-            pad = empty_example(self.cfg.layout, self.cfg.context_microturns)
-            yield collate(batch + [pad] * (bs - len(batch)))
+            yield collate_spans(batch, self.cfg, size=bs)  # padded with empty examples
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
@@ -344,8 +398,7 @@ class Loader:
 
     def empty_batch(self) -> dict[str, torch.Tensor]:
         """A batch of fully masked examples (no targets, no attendable slots): a rank's share when it runs short."""
-        pad = empty_example(self.cfg.layout, self.cfg.context_microturns)
-        return collate([pad] * self.cfg.batch_size)
+        return collate_spans([], self.cfg, size=self.cfg.batch_size)
 
     def __next__(self) -> dict[str, torch.Tensor]:
         for _ in range(2):

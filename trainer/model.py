@@ -105,6 +105,14 @@ def active_slots(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return active
 
 
+def flow_targets(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The continuous log-mel frames of the target OUT_DMEL slots, (T, 80) in (example, slot) order: the frames
+    `h[:, :-1][target_dmel[:, 1:]]` predicts. batch["logmel"] is (B, C * 16, 80), the OUT_DMEL slots' rows only
+    (trainer/data.py collate); the layout is the same for every example, so the columns come from example 0."""
+    cols = (batch["kind"][0] == OUT_DMEL).nonzero(as_tuple=True)[0]
+    return batch["logmel"][batch["target_dmel"][:, cols]]
+
+
 def attention_mask(attendable_BN: torch.Tensor) -> torch.Tensor:
     """§6 mask, True = may attend: key j <= query i and (j attendable or j == i). (B, N) -> (B, 1, N, N)."""
     n = attendable_BN.shape[1]
@@ -217,7 +225,7 @@ class Model(nn.Module):
         text = self.text_head(h[pred_text], batch["text"][:, 1:][pred_text])
         dmel = self.dmel_head(h[pred_dmel], batch["dmel"][:, 1:][pred_dmel])
         lc = self.cfg.loss
-        x1 = (batch["logmel"][:, 1:][pred_dmel].float() - lc.flow_center) / lc.flow_scale
+        x1 = (flow_targets(batch).float() - lc.flow_center) / lc.flow_scale
         flow = self.flow_head(h[pred_dmel], x1, generator)
         return {
             "text": text,

@@ -31,7 +31,8 @@ def epoch_batches(demo_dataset: str, cfg: DataConfig) -> int:
 def test_batch_shapes_are_static(demo_dataset):
     batch = next(Loader(demo_dataset, CFG))
     n = CFG.context_microturns * CFG.layout.slots_per_microturn
-    assert batch["kind"].shape == (3, n) and batch["dmel"].shape == (3, n, 80) and batch["logmel"].shape == (3, n, 80)
+    assert batch["kind"].shape == (3, n) and batch["dmel"].shape == (3, n, 80)
+    assert batch["logmel"].shape == (3, CFG.context_microturns * 16, 80)  # the OUT_DMEL slots' frames only
     assert batch["patches"].shape == (3, CFG.context_microturns * 2, 3, 40, 40)
     assert batch["target_dmel"].any() and batch["target_text"].any()
 
@@ -139,3 +140,67 @@ def test_loader_honours_user_text(tmp_path) -> None:
     assert (heard["text"][heard["kind"] == IN_TEXT] < 256).any()
     assert not (none["text"][none["kind"] == IN_TEXT] < 256).any()
     assert torch.equal(heard["text"][heard["kind"] == OUT_TEXT], none["text"][none["kind"] == OUT_TEXT])
+
+
+def test_loader_batches_equal_pack_and_collate(tmp_path) -> None:
+    """The loader's in-place packing (collate_spans) gives the model exactly the tensors of the reference path,
+    `pack` each example + `collate` (padding with `empty_example`), on a generated sample with video frames, an
+    others stream, events of both sides and words; key order, dtypes, shapes and values."""
+    from schemas.layout import LayoutSpec
+    from tests.schemas.test_layout_batch import make_sample
+    from trainer.data import collate, collate_spans, empty_example, sample_examples, sample_spans_prepared
+
+    cfg = DataConfig(context_microturns=3, batch_size=5, frame_patches=6, text_slots=8, event_slots=5)
+    assert cfg.layout == LayoutSpec(frame_patches=6, text_slots=8, event_slots=5)
+    sample = make_sample(seed=1)
+    old = list(sample_examples(sample, cfg))
+    new = list(sample_spans_prepared(sample, cfg))
+    assert len(old) == len(new) == 3
+    pad = empty_example(cfg.layout, cfg.context_microturns)
+    for examples, spans in ((old, new), (old[1:], new[1:]), ([], [])):
+        want = collate(examples + [pad] * (cfg.batch_size - len(examples)))
+        got = collate_spans(spans, cfg, size=cfg.batch_size)
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].dtype == want[name].dtype and got[name].shape == want[name].shape, name
+            assert torch.equal(got[name], want[name]), name
+    assert got["patches"].stride() == want["patches"].stride() == (0,) * 5  # no frame: no memory, as before
+    full = collate_spans(new, cfg, size=cfg.batch_size)
+    assert full["patch_valid"].any() and full["has_others"].any() and full["event"].any()
+
+
+def test_loader_batches_equal_the_reference_path_on_a_dataset(demo_dataset) -> None:
+    """Loader batches (file order) equal `pack` + `collate` of the same examples read with schemas.reader."""
+    from trainer.data import collate, empty_example, sample_examples
+
+    cfg = dataclasses.replace(CFG, shuffle_buffer=1)
+    examples = [ex for s in iter_samples(demo_dataset) for ex in sample_examples(s, cfg)]
+    pad = empty_example(cfg.layout, cfg.context_microturns)
+    bs = cfg.batch_size
+    got = list(Loader(demo_dataset, cfg, epochs=1, shuffle=False))
+    assert len(got) == -(-len(examples) // bs)
+    for i, batch in enumerate(got):
+        chunk = examples[i * bs : (i + 1) * bs]
+        want = collate(chunk + [pad] * (bs - len(chunk)))
+        assert list(batch) == list(want)
+        for name in want:
+            assert batch[name].dtype == want[name].dtype and torch.equal(batch[name], want[name]), (i, name)
+
+
+def test_flow_targets_are_the_full_logmel_at_target_slots() -> None:
+    """The model's flow target from the compact batch["logmel"] (OUT_DMEL rows only) is, value for value and in
+    order, what it read from the whole (B, N, 80) `pack` logmel before: logmel[:, 1:][target_dmel[:, 1:]]."""
+    from tests.schemas.test_layout_batch import make_sample
+    from trainer.data import collate, collate_spans, sample_examples, sample_spans_prepared
+    from trainer.model import flow_targets
+
+    cfg = DataConfig(context_microturns=3, batch_size=4, frame_patches=6, text_slots=8, event_slots=5)
+    sample = make_sample(seed=2)  # 8 real micro-turns of 10
+    sample["output.flac"] = np.random.default_rng(0).normal(0, 0.1, 10 * 3200).astype(np.float32)
+    examples = list(sample_examples(sample, cfg))  # the last span holds a padding micro-turn
+    full = torch.from_numpy(np.stack([e.logmel for e in examples]))
+    target = torch.from_numpy(np.stack([e.target_dmel for e in examples]))
+    before = full[:, 1:][target[:, 1:]]
+    assert len(examples) == 3 and len(before) == 8 * 16
+    for batch in (collate(examples), collate_spans(list(sample_spans_prepared(sample, cfg)), cfg)):
+        assert torch.equal(flow_targets(batch), before)
