@@ -318,7 +318,8 @@ def cmd_eval_proactive(argv: list[str]) -> int:
 def cmd_eval_align(argv: list[str]) -> int:
     """`microturn eval-align`: without --input, first writes --count demo bundles (seed --seed) to a temporary
     directory, as `microturn demo` does, and measures on those; with --connected, the connected-speech truth set
-    of synth.connected (whole espeak-ng sentences, true word starts from espeak-ng's word events) instead."""
+    of synth.connected (whole espeak-ng sentences, true word starts from espeak-ng's word events) instead; with
+    --dialogues N, `synth dialogues` conversations cast by `synth.dialogues.rate_casts` (every voice, every rate)."""
     from pipeline.tools.eval_align import build_parser, eval_align_main
     from synth.connected import make_connected_bundles
     from synth.demo import make_demo_bundles
@@ -328,7 +329,14 @@ def cmd_eval_align(argv: list[str]) -> int:
         return eval_align_main(argv)
     make_bundles = make_connected_bundles if args.connected else make_demo_bundles
     with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
-        make_bundles(tmp, count=args.count, seed=args.seed)
+        if args.dialogues:
+            from synth.dialogues import DialogueConfig, make_dialogues, rate_casts
+
+            casts = rate_casts(args.dialogues, args.rates, seed=args.seed)
+            config = DialogueConfig(duration_s=args.dialogue_s)
+            make_dialogues(tmp, len(casts), args.seed, config=config, casts=casts, workers=os.cpu_count() or 1)
+        else:
+            make_bundles(tmp, count=args.count, seed=args.seed)
         return eval_align_main([*argv, "--input", tmp])
 
 
