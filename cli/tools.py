@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from typing import Any
@@ -228,6 +229,30 @@ def eval_align_parser() -> argparse.ArgumentParser:
         "sentences) instead of the word-by-word demo",
     )
     parser.add_argument(
+        "--dialogues",
+        type=int,
+        default=0,
+        metavar="N",
+        help="without --input: measure on `synth dialogues` conversations in which each of the 19 voices speaks "
+        "in N conversations at each rate of --rates (ceil(19 N / 2) conversations a rate), and print the figures "
+        "per voice, per rate and per word class",
+    )
+    parser.add_argument(
+        "--rates",
+        type=lambda t: [float(x) for x in t.split(",") if x],
+        default=[0.8, 1.0, 1.25],
+        metavar="F,F,...",
+        help="with --dialogues: speaking-rate factors (espeak-ng words per minute times F, flite and festival "
+        "duration stretch over F; default 0.8,1.0,1.25)",
+    )
+    parser.add_argument(
+        "--dialogue_s",
+        type=lambda t: tuple(float(x) for x in t.split(",")),
+        default=(14.0, 18.0),
+        metavar="LO,HI",
+        help="with --dialogues: each conversation's length target in seconds (default 14,18)",
+    )
+    parser.add_argument(
         "--mode",
         choices=("text", "audio", "both"),
         default="both",
@@ -240,7 +265,8 @@ def eval_align_parser() -> argparse.ArgumentParser:
 def cmd_eval_align(argv: list[str]) -> int:
     """`microturn eval-align`: without --input, first writes --count demo bundles (seed --seed) to a temporary
     directory, as `microturn demo` does, and measures on those; with --connected, the connected-speech truth set
-    of synth.connected (whole espeak-ng sentences, true word starts from espeak-ng's word events) instead."""
+    of synth.connected (whole espeak-ng sentences, true word starts from espeak-ng's word events) instead; with
+    --dialogues N, `synth dialogues` conversations cast by `synth.dialogues.rate_casts` (every voice, every rate)."""
     from pipeline.aligners import aligner_config
     from synth.connected import make_connected_bundles
     from synth.demo import make_demo_bundles
@@ -254,7 +280,14 @@ def cmd_eval_align(argv: list[str]) -> int:
         return _eval_align(args, config, args.input)
     make_bundles = make_connected_bundles if args.connected else make_demo_bundles
     with tempfile.TemporaryDirectory(prefix="microturn-eval-align-") as tmp:
-        make_bundles(tmp, count=args.count, seed=args.seed)
+        if args.dialogues:
+            from synth.dialogues import DialogueConfig, make_dialogues, rate_casts
+
+            casts = rate_casts(args.dialogues, args.rates, seed=args.seed)
+            dialogue_config = DialogueConfig(duration_s=args.dialogue_s)
+            make_dialogues(tmp, len(casts), args.seed, config=dialogue_config, casts=casts, workers=os.cpu_count() or 1)
+        else:
+            make_bundles(tmp, count=args.count, seed=args.seed)
         return _eval_align(args, config, tmp)
 
 
@@ -262,7 +295,7 @@ def _eval_align(args: argparse.Namespace, config: Any, inputs: str) -> int:
     """Measure the aligner of `config` on the bundles in `inputs`, print one report per --mode; the exit status."""
     from pipeline.align import AlignConfig
     from pipeline.aligners import load_backend
-    from pipeline.tools.eval_align import evaluate, load_measurable
+    from pipeline.tools.eval_align import GOALS, class_table, evaluate, group_table, load_measurable
 
     try:
         convs = load_measurable(inputs)
@@ -280,5 +313,18 @@ def _eval_align(args: argparse.Namespace, config: Any, inputs: str) -> int:
         if mode == "audio" and not config.whisper_model:
             print(f"eval-align  mode=audio  backend={backend.name}: skipped (transcription needs --whisper_model)")
             continue
-        print(evaluate(convs, backend, mode=mode, config=align_config).render())
+        report = evaluate(convs, backend, mode=mode, config=align_config)
+        print(report.render())
+        if any(w.voice != "-" for w in report.words):  # synth dialogues: who spoke each word is known
+            print(
+                f"per voice (goals: <= {100 * GOALS['unplaced']:g} % unplaced, p95 start <= "
+                f"{GOALS['start_p95_ms']:g} ms, >= {100 * GOALS['same_microturn']:g} % same micro-turn, "
+                f"{100 * GOALS['within_one_microturn']:g} % within one)"
+            )
+            print(group_table(report.words, "voice"))
+            if len({w.rate for w in report.words}) > 1:
+                print("per speaking-rate factor")
+                print(group_table(report.words, "rate"))
+            print("per word class (a word has several)")
+            print(class_table(report.words))
     return 0

@@ -60,6 +60,8 @@ DEFAULT_HELDOUT_VOICES = ("es-029-m2", "es-wm-f5", "fl-kal16", "fl-rms", "fe-ked
 """Voices that ``--split train`` never uses (and ``--split heldout`` uses only)."""
 
 SPLITS = ("train", "heldout")
+Cast = tuple[tuple[str, float], tuple[str, float]]
+"""One conversation's voices: (voice name, speaking-rate factor) of speaker A, then of B."""
 CUES = ("natural", "none")
 RECIPE_VERSION = 1
 
@@ -547,6 +549,7 @@ def make_dialogues(
     progress: bool = False,
     workers: int = 1,
     stats: dict[str, float] | None = None,
+    casts: Sequence[Cast] | None = None,
 ) -> list[Path]:
     """Write `n` conversations as input bundles under `out_dir` (plus ``recipe.json``); return their directories.
 
@@ -561,6 +564,9 @@ def make_dialogues(
         start_index: first conversation index (to extend a set, or to split work over processes).
         progress: print a progress line to stderr every 10 conversations.
         workers: processes generating conversations at once (the output does not depend on it).
+        casts: if given, conversation ``start_index + k`` is spoken by ``casts[k]`` (one (voice name, speaking-rate
+            factor) pair per speaker A, B; any voice of `VOICE_BANK`, whatever the split; `VoiceSpec.at_rate`)
+            instead of two voices drawn from the split's pool; written to ``extra.synth.speaker_rates``.
         stats: if given, filled with ``conversations``, ``seconds`` (wall), ``audio_s``, ``conversations_per_s`` and
             ``audio_hours_per_s``.
     """
@@ -568,6 +574,12 @@ def make_dialogues(
         raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if casts is not None:
+        if len(casts) != n:
+            raise ValueError(f"casts gives {len(casts)} conversations' voices, but n is {n}")
+        unknown = sorted({name for cast in casts for name, _ in cast} - set(VOICES_BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown voice(s) {unknown} in casts; known: {sorted(VOICES_BY_NAME)}")
     cfg = config or DialogueConfig()
     rec = recipe(seed=seed, split=split, cues=cues, config=cfg, holdout_voices=holdout_voices)
     out = Path(out_dir)
@@ -583,6 +595,7 @@ def make_dialogues(
             "config": cfg.to_dict(),
             "holdout_voices": list(holdout_voices),
             "recipe": rec,
+            "cast": None if casts is None else [list(c) for c in casts[i - start_index]],
         }
         for i in range(start_index, start_index + n)
     ]
@@ -608,6 +621,27 @@ def make_dialogues(
             audio_hours_per_s=audio_s / 3600 / el,
         )
     return [results[i] for i in sorted(results)]
+
+
+def rate_casts(per_voice: int, rates: Sequence[float], seed: int = 0) -> list[Cast]:
+    """Casts (`make_dialogues`) in which every voice of `VOICE_BANK` speaks in at least `per_voice` conversations at
+    each speaking-rate factor of `rates`: per rate, the voices in a shuffled order (seeded by `seed` and the rate)
+    taken two by two, round and round, ceil(len(VOICE_BANK) * per_voice / 2) conversations.
+
+    Raises:
+        ValueError: `per_voice` < 1, no rates, or a rate that is not > 0.
+    """
+    if per_voice < 1 or not rates or not all(r > 0 for r in rates):
+        raise ValueError(f"need per_voice >= 1 and rates > 0, got per_voice={per_voice}, rates={list(rates)}")
+    names = [v.name for v in VOICE_BANK]
+    casts: list[Cast] = []
+    for rate in rates:
+        order = names[:]
+        random.Random(f"microturn-rate-casts:{seed}:{rate}").shuffle(order)
+        for j in range(-(-len(names) * per_voice // 2)):
+            a, b = order[(2 * j) % len(order)], order[(2 * j + 1) % len(order)]
+            casts.append(((a, float(rate)), (b, float(rate))))
+    return casts
 
 
 def _fork_each(tasks: list[dict], workers: int):  # noqa: ANN202 - an iterator of result dicts
@@ -678,6 +712,11 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
     pool, topics = voice_pool(split, task["holdout_voices"]), topic_pool(split)
     rng = random.Random(f"microturn-dialogues:{seed}:{split}:{i}")
     va, vb = rng.sample(pool, 2)
+    rates = None
+    if task.get("cast"):  # drawn all the same, so that every later draw is as without a cast
+        (name_a, rate_a), (name_b, rate_b) = task["cast"]
+        va, vb = VOICES_BY_NAME[name_a].at_rate(rate_a), VOICES_BY_NAME[name_b].at_rate(rate_b)
+        rates = {"A": rate_a, "B": rate_b}
     topic = grammar.TOPICS[rng.choice(topics)]
     synth = _LOADED if _LOADED is not None else Synthesiser()
     conv = _Conversation(synth, {"A": va, "B": vb}, topic, cues, cfg, rng)
@@ -696,7 +735,15 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
         source="microturn-dialogues",
         tags={"split": split, "cues": cues, "topic": topic.name},
         split=split,  # the split hint: "heldout" conversations say so, as their tags do
-        extra={"synth": {**rec, "index": i, "topic": topic.name, "speaker_voices": {"A": va.name, "B": vb.name}}},
+        extra={
+            "synth": {
+                **rec,
+                "index": i,
+                "topic": topic.name,
+                "speaker_voices": {"A": va.name, "B": vb.name},
+                **({"speaker_rates": rates} if rates is not None else {}),
+            }
+        },
     )
     return out / conv_id, timeline.duration_s
 

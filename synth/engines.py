@@ -25,6 +25,7 @@ e.g. some clitics) share that word's span in proportion to their letters.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -66,6 +67,15 @@ class VoiceSpec:
     rate_wpm: int = 175
     pitch: int = 50
     stretch: float = 1.0
+
+    def at_rate(self, factor: float) -> VoiceSpec:
+        """This voice `factor` times as fast: espeak-ng's words per minute times `factor`, flite's and festival's
+        duration stretch divided by it (the name is kept)."""
+        if not factor > 0:
+            raise ValueError(f"a speaking-rate factor must be > 0, got {factor}")
+        if self.engine == "espeak-ng":
+            return dataclasses.replace(self, rate_wpm=int(round(self.rate_wpm * factor)))
+        return dataclasses.replace(self, stretch=round(self.stretch / factor, 4))
 
     def to_dict(self) -> dict:
         return {
