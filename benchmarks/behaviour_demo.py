@@ -21,7 +21,9 @@ Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`
 see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
 `--user_text` (`none`: the model hears audio only, what behaviour is reported with; `heard`: the ablation that also
 feeds the user's words), `--steps` (the cosine schedule's length) or `--train_minutes` of training, whichever
-comes first. It stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
+comes first; the speak head (`--speak_weight 1 --speak_horizon 1` by default; `--speak_weight 0`: none, the model
+speaks when its sampled frames are loud) decides when the model speaks, at `--speak_threshold` in evaluation. It
+stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
 the first `--curve_conversations` held-out conversations, the last on all of them (`eval behaviour` rows with
 95 % bootstrap CIs, the pause rule swept 200 .. 1,200 ms on the same conversations, always silent, the data);
 `--perspectives 2` (default) scores both perspectives of every held-out conversation (each speaker plays the user
@@ -29,6 +31,9 @@ once; the bootstrap resamples a conversation's perspectives together): 40 dialog
 within-turn pauses that way, about half with `--perspectives 1` (one perspective, alternating speakers).
 Rerunning with the same --out resumes an unfinished run and skips a finished one. The main run's (`--cues natural
 --user_text none`) final checkpoint is copied to OUT/model.pt.
+
+The data audit also runs evals/cue_probe.py once per data set (cached in its audit.json): a linear probe's held-out
+AUC for yields vs pauses from the user's last 300 ms of voiced frames, near 0.5 on the control.
 
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
 per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
