@@ -121,6 +121,11 @@ def attention_mask(attendable_BN: torch.Tensor) -> torch.Tensor:
     return (causal[None] & (attendable_BN[:, None, :] | eye[None]))[:, None]
 
 
+def speak_slots(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The SPEAK slots of real micro-turns, (B, N) bool: one speak decision each."""
+    return (batch["kind"] == SPEAK) & batch["attendable"]
+
+
 def speak_targets(batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The speak head's slots and targets: the SPEAK slots of real micro-turns, (B, N) bool; for each of them in
     row-major order whether the model speaks in that micro-turn or in the `horizon` micro-turns after it (those
@@ -131,7 +136,7 @@ def speak_targets(batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[tor
     kind = batch["kind"]
     b, n = kind.shape
     per = n // max(int((kind[0] == CHUNK).sum()), 1)  # slots per micro-turn: the layout is static
-    at_speak = (kind == SPEAK) & batch["attendable"]
+    at_speak = speak_slots(batch)
     voiced = speech_frames(batch["dmel"])
     now = (voiced & (kind == OUT_DMEL)).view(b, n // per, per).any(-1)
     user = (voiced & (kind == IN_DMEL)).view(b, n // per, per).any(-1)

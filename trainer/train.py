@@ -38,7 +38,7 @@ from tqdm import tqdm
 from trainer import checkpoint, parallel
 from trainer.config import TrainConfig
 from trainer.data import Loader
-from trainer.model import Model, active_slots, speak_targets
+from trainer.model import Model, active_slots, speak_slots
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def step_losses(
     )
     n_speak = 0
     if model.speak_head is not None:  # one decision per real micro-turn
-        (n_speak,) = parallel.all_reduce_ints([sum(int(speak_targets(b)[1].numel()) for b in batches)], device)
+        (n_speak,) = parallel.all_reduce_ints([sum(int(speak_slots(b).sum()) for b in batches)], device)
     sums = {"text": 0.0, "dmel": 0.0, "flow": 0.0, "speak": 0.0, "aux": 0.0, "z": 0.0, "entropy": 0.0}
     load = None
     lc = cfg.loss
