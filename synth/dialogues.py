@@ -10,10 +10,14 @@ its words' spans from the engine (``synth.engines``); clauses are never built fr
 
 Cues (``--cues``):
 - ``natural``: a chunk before a within-turn pause ends in an incomplete clause on a function word, spoken with
-  continuation prosody ("we could take the," ... pause ... "boat out on sunday."); a chunk before a yield ends in a
-  complete statement ('.') or a question ('?').
+  continuation prosody ("we could take the," ... pause ... "boat out on sunday."), and with ``pause_filler_p`` a
+  filled pause after it ("we could take the, um," ...; Clark & Fox Tree 2002: uh/um announce a delay, not an end);
+  a chunk before a yield ends in a complete statement ('.') or a question ('?'). Interruptions are competitive
+  incomings, louder than the speaker's other speech while they overlap (``interrupt_gain_db``; French & Local 1983:
+  "turn-competitive incomings" are high and loud), backchannels softer (``backchannel_gain_db``).
 - ``none`` (the control): every chunk is drawn by the same procedure, whole sentences ending in '.', whatever
-  follows it; only the silence's length tells a yield from a pause.
+  follows it, no filled pause before a pause, every utterance at one level; only the silence's length tells a yield
+  from a pause.
 
 Timing (every distribution is a `DialogueConfig` field, a CLI flag, and written into each bundle and recipe.json):
 yields after a gap drawn from ``yield_gap_s`` (or, with ``yield_overlap_p``, starting ``yield_overlap_s`` before the
@@ -53,6 +57,7 @@ from synth import grammar
 from synth.bundle_writer import write_bundle, write_json
 from synth.engines import OUT_RATE_HZ, VOICE_BANK, VOICES_BY_NAME, Synthesiser, VoiceSpec
 from synth.timeline import Timeline
+from synth.tts import MAX_PEAK
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +68,8 @@ SPLITS = ("train", "heldout")
 Cast = tuple[tuple[str, float], tuple[str, float]]
 """One conversation's voices: (voice name, speaking-rate factor) of speaker A, then of B."""
 CUES = ("natural", "none")
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+"""2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s."""
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - the flag's help
@@ -87,17 +93,24 @@ class DialogueConfig:
     sentences_per_chunk: tuple[int, int] = _f((1, 1), "sentences per chunk (count range)")
     question_p: float = _f(0.35, "probability that a turn ends in a question (natural cues)")
     filler_p: float = _f(0.2, "probability that a chunk starts with a filler (um, well, ...)")
+    pause_filler_p: float = _f(0.5, "probability that a chunk before a within-turn pause ends in um/uh (natural)")
     backchannel_p: float = _f(0.5, "probability of a listener backchannel in each long enough chunk of the host")
     backchannel_host_min_s: float = _f(1.8, "a chunk hosts a backchannel only if at least this long (s)")
     backchannel_after_s: float = _f(0.6, "the host talks on at least this long after a backchannel (s)")
     backchannel_max_s: float = _f(0.9, "a backchannel lasts at most this long (s)")
+    backchannel_gain_db: float = _f(-6.0, "level of a backchannel against the speaker's other speech (dB; natural)")
     overlap_p: float = _f(0.25, "probability of a listener talk-over (>= 3 words, no floor change) per chunk")
     overlap_host_min_s: float = _f(2.5, "a chunk hosts a talk-over only if at least this long (s)")
     overlap_after_s: float = _f(0.7, "the host talks on at least this long after a talk-over (s)")
     into_host_s: float = _f(0.3, "a talk-over or interruption starts at least this far into the host's chunk (s)")
     own_gap_s: float = _f(0.5, "one speaker's separate utterances stay at least this far apart (s)")
     interrupt_p: float = _f(0.12, "probability that a turn is interrupted by the next speaker")
-    interrupt_stop_s: tuple[float, float] = _f((0.2, 1.0), "the interrupted speaker stops this long after onset (s)")
+    interrupt_stop_s: tuple[float, float] = _f(
+        (0.2, 0.6), "the interrupted speaker stops this long after onset (s; overlaps resolve within 1-3 syllables)"
+    )
+    interrupt_gain_db: float = _f(
+        6.0, "level of an interruption against the speaker's other speech until the other stops (dB; natural)"
+    )
     interrupt_outlast_s: float = _f(0.3, "the interrupter talks on at least this long after the host stops (s)")
     onset_margin_s: float = _f(0.01, "event onsets stay this far from every multiple of 0.2 s (s)")
 
@@ -194,6 +207,8 @@ def turn_text(
                 if head is not None:
                     clauses = clauses[: len(clauses) - n_last] + head[0]
                     carry = head[1]
+                    if rng.random() < cfg.pause_filler_p:
+                        clauses.append(grammar.hesitation(rng))
                 else:
                     clauses[-1] = clauses[-1].rstrip(".?") + ","
                     clauses.append(grammar.filler(rng))
@@ -235,6 +250,22 @@ def chunk_final_class(chunk: ChunkText) -> str:
 
 
 # --- audio layout ------------------------------------------------------------------------------------------------
+
+
+def louder_until(audio: np.ndarray, gain_db: float, hold: int, release: int) -> np.ndarray:
+    """`audio` with `gain_db` (dB) for its first `hold` samples, then back to 0 dB linearly over `release` samples;
+    a soft limiter (slope 1 below half scale, never above MAX_PEAK) keeps a louder clip from clipping."""
+    gain = np.ones(len(audio), np.float64)
+    g = 10 ** (gain_db / 20)
+    hold = min(hold, len(audio))
+    gain[:hold] = g
+    ramp = np.linspace(g, 1.0, release + 2)[1:-1][: len(audio) - hold]
+    gain[hold : hold + len(ramp)] = ramp
+    y = audio * gain
+    knee, room = 0.5, MAX_PEAK - 0.5
+    over = np.abs(y) > knee
+    y[over] = np.sign(y[over]) * (knee + room * np.tanh((np.abs(y[over]) - knee) / room))
+    return y.astype(np.float32)
 
 
 @dataclass(kw_only=True)
@@ -408,6 +439,8 @@ class _Conversation:
         del host[ci + 1 :]
         host[ci].stop_word = wi
         host[ci].ends = "interrupted"
+        if self.cues == "natural":
+            nxt[0].audio = louder_until(nxt[0].audio, cfg.interrupt_gain_db, stop - onset + self.s(0.2), self.s(0.2))
         self.events.append(
             _Event(
                 kind="interruption",
@@ -442,6 +475,8 @@ class _Conversation:
             if lo > hi:
                 continue
             u.start, u.ends = self.off_grid(rng.randint(lo, hi)), kind
+            if kind == "backchannel" and self.cues == "natural":
+                u.audio = louder_until(u.audio, cfg.backchannel_gain_db, len(u.audio), 0)
             self.talkovers.append(u)
             self.last_end[s] = u.end
             self.events.append(_Event(kind=kind, by=s, of=c.speaker, chunk=u))

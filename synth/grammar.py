@@ -136,6 +136,9 @@ TIMES = ("yesterday", "last week", "on monday", "this morning", "last night", "o
 PLANS = ("tomorrow", "next week", "on saturday", "tonight", "after lunch", "next month", "this weekend", "soon")
 ADVERBS = ("really", "pretty", "quite", "so", "a bit", "actually", "kind of", "very")
 FILLERS = ("um,", "uh,", "well,", "you know,", "I mean,", "so,", "like,", "okay so,")
+HESITATIONS = ("um,", "uh,")
+"""Filled pauses: said before a within-turn pause they tell the listener that more is coming (Clark & Fox Tree 2002,
+"Using uh and um in spontaneous speaking")."""
 OPENERS = ("yes,", "no,", "yeah,", "well,", "oh,", "hmm,", "right,", "sure,", "not really,", "I think so,")
 LINKS = ("and", "but", "because", "so")
 BACKCHANNELS = ("mm hmm", "yeah", "right", "uh huh", "okay", "I see", "sure", "oh wow", "true", "yes")
@@ -220,6 +223,11 @@ def answer_opener(rng: random.Random) -> str:
 
 def filler(rng: random.Random) -> str:
     return _pick(rng, FILLERS)
+
+
+def hesitation(rng: random.Random) -> str:
+    """A filled pause ("um," or "uh,") as a clause of its own."""
+    return _pick(rng, HESITATIONS)
 
 
 def split_incomplete(rng: random.Random, clauses: list[str]) -> tuple[list[str], list[str]] | None:

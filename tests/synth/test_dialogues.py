@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -209,3 +210,45 @@ def test_cli_flags_come_from_the_config():
     assert args.pause_s == (0.5, 1.0) and args.interrupt_p == 0.3 and args.yield_gap_s == (0.1, 0.6)
     with pytest.raises(ValueError, match="IPU gap"):
         DialogueConfig(pause_s=(0.2, 1.0))
+
+
+def test_natural_pauses_can_end_in_a_filled_pause_and_the_control_never_does():
+    cfg = DialogueConfig(long_turn_p=1.0, pauses_per_long_turn=(2, 2), pause_filler_p=1.0)
+    topic = grammar.TOPICS["cooking"]
+    rng_n, rng_c = random.Random(1), random.Random(1)
+    ends_n, ends_c = Counter(), Counter()
+    for _ in range(40):
+        for c in turn_text(rng_n, topic, "natural", cfg, answer=False, interrupting=False)[:-1]:
+            ends_n[c.clauses[-1]] += 1
+            assert c.clauses[-1] in grammar.FILLERS, c  # a hesitation, or the fallback filler
+        for c in turn_text(rng_c, topic, "none", cfg, answer=False, interrupting=False)[:-1]:
+            ends_c[c.clauses[-1] in grammar.HESITATIONS] += 1
+    assert sum(ends_n[h] for h in grammar.HESITATIONS) >= 48, ends_n  # 80 pauses; the rest: no function word
+    assert ends_c[True] == 0 and ends_c[False] == 80
+
+
+def _event_levels_db(dirs: list[Path], seconds: float = 0.25) -> dict[str, list[float]]:
+    """Level (dB RMS) of the first `seconds` of every interruption and backchannel, by event type."""
+    got: dict[str, list[float]] = {"interruption": [], "backchannel": []}
+    for d in dirs:
+        tracks = {s: sf.read(d / f"{s}.wav", dtype="float32")[0] for s in ("A", "B")}
+        for e in _load(d / "planted.json")["events"]:
+            if e["type"] in got and e.get("intent") != "overlapped_yield":
+                x = tracks[e["by"]][int(e["start_s"] * 16000) : int((e["start_s"] + seconds) * 16000)]
+                got[e["type"]].append(float(20 * np.log10(np.sqrt(np.mean(x * x)))))
+    return got
+
+
+@pytest.mark.parametrize("cues", ["natural", "none"])
+def test_interruptions_are_louder_and_backchannels_softer_with_natural_cues(tmp_path, cues):
+    cfg = DialogueConfig(duration_s=(30.0, 34.0), interrupt_p=0.5, backchannel_p=0.7)
+    flat = dataclasses.replace(cfg, interrupt_gain_db=0.0, backchannel_gain_db=0.0)
+    got = _event_levels_db(make_dialogues(tmp_path / "gain", 2, seed=5, cues=cues, config=cfg))
+    ref = _event_levels_db(make_dialogues(tmp_path / "flat", 2, seed=5, cues=cues, config=flat))
+    assert len(got["interruption"]) >= 2 and len(got["backchannel"]) >= 2, got
+    up = np.array(got["interruption"]) - np.array(ref["interruption"])
+    down = np.array(got["backchannel"]) - np.array(ref["backchannel"])
+    if cues == "natural":  # +6 dB (the soft limiter takes a little off loud onsets) and -6 dB
+        assert np.all((up > 4.5) & (up < 6.01)) and np.allclose(down, -6.0, atol=0.01), (up, down)
+    else:  # the control: one level for everything
+        assert np.all(up == 0) and np.all(down == 0), (up, down)
