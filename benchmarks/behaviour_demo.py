@@ -386,6 +386,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             temperature=args.temperature,
             resamples=args.resamples,
             speak_threshold=args.speak_threshold,
+            workers=args.threads if args.device == "cpu" else 1,
         )
         point = {
             "step": step,
@@ -577,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
         "default 1)",
     )
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for training (CPU eval uses 1)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch threads for training; CPU eval runs this many 1-thread processes"
+    )
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes in training (default 0)")
     p.add_argument(
         "--perspectives",

@@ -111,6 +111,12 @@ def behaviour_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the conversations on the CPU, one thread each; the same streams as 1 (default 1)",
+    )
+    p.add_argument(
         "--speak_threshold",
         type=float,
         default=0.5,
@@ -131,6 +137,9 @@ def cmd_behaviour(argv: list[str]) -> int:
     from trainer.checkpoint import load_model
 
     args = behaviour_parser().parse_args(list(argv))
+    if args.workers > 1 and args.device != "cpu":
+        print("microturn eval behaviour: --workers > 1 runs on the CPU only; use --workers 1 with --device cuda")
+        return 2
     torch.set_num_threads(args.threads)
     keep = set(load_split(args.split)["eval"]["conversations"]) if args.split else None
     convs = load_inputs(args.data, limit=args.max_conversations, keep=keep)
@@ -152,6 +161,7 @@ def cmd_behaviour(argv: list[str]) -> int:
         resamples=args.resamples,
         bootstrap_seed=args.bootstrap_seed,
         speak_threshold=args.speak_threshold,
+        workers=args.workers,
     )
     if args.json:
         print(json.dumps(result))

@@ -252,6 +252,43 @@ def speak_decision(
     }
 
 
+_WORKER_MODEL: Any = None
+
+
+def _run_one(model: Any, conv: Any, i: int, opts: tuple[float, int, int, float]) -> tuple[Any, Any, list[float]]:
+    """Conversation i through the model: its speech stream (K,) bool, speak probabilities (K,), seconds per
+    micro-turn."""
+    from evals.vocode import frame_activity
+    from trainer.generate import generate
+
+    temperature, top_k, seed, threshold = opts
+    gen = generate(model, conv, temperature=temperature, top_k=top_k, seed=seed + i, speak_threshold=threshold)
+    return frame_activity(gen.dmel) > 0, gen.speak_prob, gen.seconds
+
+
+def _worker_init(model: Any) -> None:
+    import torch
+
+    global _WORKER_MODEL
+    torch.set_num_threads(1)
+    _WORKER_MODEL = model
+
+
+def _worker_run(job: tuple[Any, int, tuple[float, int, int, float]]) -> tuple[Any, Any, list[float]]:
+    return _run_one(_WORKER_MODEL, *job)
+
+
+def _run_all(model: Any, convs: Sequence[Any], opts: tuple[float, int, int, float], workers: int) -> list[tuple]:
+    """`_run_one` over every conversation, in order; over `workers` spawned processes when more than one."""
+    if workers <= 1 or len(convs) <= 1:
+        return [_run_one(model, c, i, opts) for i, c in enumerate(convs)]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # not fork: the parent's OpenMP pool does not survive a fork
+    with ctx.Pool(min(workers, len(convs)), initializer=_worker_init, initargs=(model,)) as pool:
+        return pool.map(_worker_run, [(c, i, opts) for i, c in enumerate(convs)], chunksize=1)
+
+
 def evaluate_behaviour(
     model: Any,
     convs: Sequence[Any],
@@ -264,25 +301,24 @@ def evaluate_behaviour(
     resamples: int = 1000,
     bootstrap_seed: int = 0,
     speak_threshold: float = 0.5,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run `model` over the conversations (trainer.generate, the checkpoint's user_text) and score it beside the
     baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table;
-    `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head).
+    `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head); `workers` processes
+    (one torch thread each) share the conversations, with the same streams as one (conversation i samples with
+    seed + i wherever it runs).
 
     Returns score_systems' object plus "speak_decision", "table_systems", "user_text", "data_backchannels_per_min",
     "timing_ms"."""
-    from evals.vocode import frame_activity
-    from trainer.generate import generate, timing_summary
+    from trainer.generate import timing_summary
 
     refs = [reference_of(c) for c in convs]
     preds, seconds, probs = [], [], []
-    for i, conv in enumerate(convs):
-        gen = generate(
-            model, conv, temperature=temperature, top_k=top_k, seed=seed + i, speak_threshold=speak_threshold
-        )
-        preds.append(frame_activity(gen.dmel) > 0)
-        probs.append(gen.speak_prob)
-        seconds += gen.seconds
+    for pred, prob, secs in _run_all(model, convs, (temperature, top_k, seed, speak_threshold), workers):
+        preds.append(pred)
+        probs.append(prob)
+        seconds += secs
     groups = [c.conversation_id or c.name for c in convs]
     result = score_systems(
         {"model": preds, "data": [r.ref for r in refs]},

@@ -222,3 +222,20 @@ def test_speak_head_gates_silent_microturns_and_the_cache_still_equals_full_forw
         else:
             full = model.text_head.proj(h[slot - 1])
         torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
+
+
+def test_behaviour_workers_give_the_streams_of_one_process() -> None:
+    """`eval behaviour --workers 2` (spawned processes) yields what one process does, conversation by conversation."""
+    from evals.behaviour import _run_all
+
+    torch.manual_seed(2)
+    base = tiny_model()
+    model = Model(dataclasses.replace(base.cfg, loss=dataclasses.replace(base.cfg.loss, speak_weight=1.0))).eval()
+    convs = [conversation(6, frames=False, seed=s) for s in range(3)]
+    opts = (1.0, 7, 5, 0.5)
+    one, two = _run_all(model, convs, opts, 1), _run_all(model, convs, opts, 2)
+    assert len(one) == len(two) == 3
+    for (pred_a, prob_a, _), (pred_b, prob_b, _) in zip(one, two, strict=True):
+        np.testing.assert_array_equal(pred_a, pred_b)
+        np.testing.assert_allclose(prob_a, prob_b, atol=1e-6)
+    assert len({tuple(p) for p, _, _ in one}) > 1 or len({tuple(np.round(q, 4)) for _, q, _ in one}) > 1
