@@ -35,6 +35,12 @@ Rerunning with the same --out resumes an unfinished run and skips a finished one
 The data audit also runs evals/cue_probe.py once per data set (cached in its audit.json): a linear probe's held-out
 AUC for yields vs pauses from the user's last 300 ms of voiced frames, near 0.5 on the control.
 
+The speak threshold of the final evaluation is chosen on `--dev_conversations` (20) more conversations of the
+*training* voices and topics, numbered after the training ones (other texts, never trained on; OUT/data/.../dev):
+each of `--thresholds` (0.2 .. 0.5) is run there and the best shift/hold balanced accuracy wins; the held-out
+set is scored once, at that threshold (the pause rule, for its part, is shown at every N of its sweep).
+`--stage retune` redoes that choice and the final evaluation for a finished run.
+
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
 per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
 margins' CIs above 0, shift/hold >= 0.75, interruption stop >= 0.8, backchannel continue >= 0.8 with cues; the
@@ -116,8 +122,8 @@ def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
     return len(made)
 
 
-def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace) -> None:
-    """`n` conversations of `split` under `out`, over `--gen_workers` processes."""
+def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace, start_index: int = 0) -> None:
+    """`n` conversations of `split` under `out` (numbered from `start_index`), over `--gen_workers` processes."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     holdout = [v for v in args.heldout_voices.split(",") if v] if args.heldout_voices else []
@@ -125,6 +131,7 @@ def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace) -> Non
         from synth.dialogues import make_dialogues
 
         kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
+        kw["start_index"] = start_index
         if holdout:
             kw["holdout_voices"] = holdout
         made = len(make_dialogues(out, n, args.seed, **kw))
@@ -231,6 +238,7 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
         done = d / "DONE.json"
         if done.exists() and json.loads(done.read_text()) == key:
             log(t0, f"data: cached in {d}")
+            stage_dev(d, args, t0)
             print_audit(with_cue_audit(d))
             return d
         if done.exists():
@@ -253,8 +261,32 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
         (d / "audit.json").write_text(json.dumps(audit(d), indent=1))
         with_cue_audit(d)
         done.write_text(json.dumps(key, indent=1))
+        stage_dev(d, args, t0)
     print_audit(json.loads((d / "audit.json").read_text()))
     return d
+
+
+def stage_dev(d: Path, args: argparse.Namespace, t0: float) -> None:
+    """OUT/data/<source>-<cues>/dev: `--dev_conversations` more conversations of the *training* voices and topics
+    (numbered after the training ones: other texts), never trained on, where the speak threshold is chosen; made
+    once (also for data cached before the dev set existed)."""
+    from pipeline.job import run
+
+    done = d / "dev" / "DEV_DONE.json"
+    key = {"dev_conversations": args.dev_conversations, "start_index": args.train_conversations}
+    if args.source != "dialogues" or args.dev_conversations <= 0:
+        return  # synth.demo has 5 scripts: no text a dev set could hold that training lacks
+    if done.exists() and json.loads(done.read_text()) == key:
+        return
+    t = time.monotonic()
+    make_bundles(d / "bundles" / "dev", args.dev_conversations, "train", args, start_index=args.train_conversations)
+    shutil.rmtree(d / "dev", ignore_errors=True)
+    run(["--input", str(d / "bundles" / "dev"), "--output", str(d / "dev")])
+    done.write_text(json.dumps(key))
+    log(
+        t0,
+        f"data: {args.dev_conversations} dev conversations (training voices, topics) in {time.monotonic() - t:.0f} s",
+    )
 
 
 def model_file(preset: str) -> str:
@@ -295,11 +327,12 @@ def train_config(args: argparse.Namespace) -> Any:
     )
 
 
-def eval_conversations(d: Path, args: argparse.Namespace) -> list[Any]:
-    """The held-out conversations in id order, one perspective each (alternating) or both."""
+def eval_conversations(d: Path, args: argparse.Namespace, name: str = "eval") -> list[Any]:
+    """The held-out (`name` "eval") or dev ("dev") conversations in id order, one perspective each (alternating)
+    or both."""
     from evals.respond import conversations_from_dataset
 
-    convs = conversations_from_dataset(str(d / "eval"))
+    convs = conversations_from_dataset(str(d / name))
     by_id: dict[str, list[Any]] = {}
     for c in convs:
         by_id.setdefault(c.conversation_id or c.name, []).append(c)
@@ -308,6 +341,50 @@ def eval_conversations(d: Path, args: argparse.Namespace) -> list[Any]:
         views = sorted(by_id[cid], key=lambda c: c.perspective or c.name)
         out += views if args.perspectives == 2 else [views[i % len(views)]]
     return out
+
+
+def choose_threshold(model: Any, d: Path, args: argparse.Namespace, t0: float) -> tuple[float, dict[str, Any]]:
+    """The speak threshold of the final evaluation, chosen on the dev conversations (training voices and topics,
+    never trained on; never the held-out ones): each of `--thresholds` is run there and the one with the best
+    shift/hold balanced accuracy wins (ties: the higher threshold). Without dev data or thresholds:
+    `--speak_threshold`. Returns (threshold, {"chosen", "dev_perspectives", "rows": [{threshold, metrics}]})."""
+    from evals.behaviour import evaluate_behaviour
+
+    grid = sorted({float(x) for x in args.thresholds.split(",") if x.strip()})
+    if not grid or args.dev_conversations <= 0 or not (d / "dev").exists():
+        return args.speak_threshold, {"chosen": args.speak_threshold, "rows": [], "dev_perspectives": 0}
+    dev = eval_conversations(d, argparse.Namespace(**{**vars(args), "perspectives": 2}), "dev")
+    rows = []
+    for thr in grid:
+        res = evaluate_behaviour(
+            model,
+            dev,
+            pause_ms=args.pause_ms,
+            temperature=args.temperature,
+            resamples=200,
+            speak_threshold=thr,
+            workers=args.threads if args.device == "cpu" else 1,
+        )
+        m = res["systems"]["model"]
+        row = {"threshold": thr} | {k: m[k]["value"] for k, _ in CURVE_ROWS}
+        rows.append(row)
+        log(
+            t0,
+            f"{run_name(args)}: dev ({len(dev)} perspectives) at speak threshold {thr:g}: "
+            + ", ".join(f"{label} {_v(m[k], '{:.2f}' if 'lat' in k else '{:.3f}')}" for k, label in CURVE_ROWS),
+        )
+    best = best_threshold(rows)
+    log(t0, f"{run_name(args)}: speak threshold {best:g} (best dev shift/hold) for the held-out eval")
+    return best, {"chosen": best, "rows": rows, "dev_perspectives": len(dev)}
+
+
+def best_threshold(rows: list[dict[str, Any]]) -> float:
+    """The threshold of the row with the highest shift/hold balanced accuracy (None counts lowest; ties: the
+    higher threshold, the more cautious model)."""
+    if not rows:
+        raise ValueError("no threshold rows to choose from")
+    best = max(rows, key=lambda r: (-1.0 if r["shift_hold_bacc"] is None else r["shift_hold_bacc"], r["threshold"]))
+    return float(best["threshold"])
 
 
 def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
@@ -320,7 +397,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
     run_dir = out / "runs" / run_name(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = train_config(args)
-    volatile = ("stage", "threads", "gen_workers", "out")
+    volatile = ("stage", "threads", "gen_workers", "out", "dev_conversations", "thresholds")
     settings = {
         "args": {k: v for k, v in vars(args).items() if k not in volatile},
         "config": cfg.to_dict(),
@@ -379,15 +456,21 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
         torch.set_num_threads(1 if args.device == "cpu" else args.threads)
         t = time.monotonic()
         model = load_model(str(run_dir / "checkpoint.pt"), args.device)
+        threshold = args.speak_threshold
+        if last:
+            threshold, selection = choose_threshold(model, d, args, t0)
         res = evaluate_behaviour(
             model,
             convs if last else curve_convs,
             pause_ms=args.pause_ms,
             temperature=args.temperature,
             resamples=args.resamples,
-            speak_threshold=args.speak_threshold,
+            speak_threshold=threshold,
             workers=args.threads if args.device == "cpu" else 1,
         )
+        res["speak_threshold"] = threshold
+        if last:
+            res["threshold_selection"] = selection
         point = {
             "step": step,
             "train_loss": loss,
@@ -424,6 +507,46 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
     if (args.cues, args.user_text) == MAIN_RUN:
         shutil.copyfile(run_dir / "checkpoint.pt", out / model_file(args.preset))
     print(f"\n{run_name(args)} final table (step {step}, user text {args.user_text}, cues {args.cues}):")
+    print(table(final, systems=final["table_systems"]))
+    return result
+
+
+def stage_retune(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
+    """A finished run's final evaluation again, its speak threshold chosen on the dev conversations
+    (`choose_threshold`): for runs finished before the threshold was chosen, or with other `--thresholds`."""
+    import torch
+
+    from evals.behaviour import evaluate_behaviour, table
+    from trainer.checkpoint import load_model
+
+    run_dir = out / "runs" / run_name(args)
+    result_path = run_dir / "result.json"
+    if not result_path.exists():
+        raise SystemExit(f"{result_path} does not exist: train the run first (--stage train)")
+    result = json.loads(result_path.read_text())
+    torch.set_num_threads(1 if args.device == "cpu" else args.threads)
+    model = load_model(str(run_dir / "checkpoint.pt"), args.device)
+    threshold, selection = choose_threshold(model, d, args, t0)
+    t = time.monotonic()
+    final = evaluate_behaviour(
+        model,
+        eval_conversations(d, args),
+        pause_ms=args.pause_ms,
+        temperature=args.temperature,
+        resamples=args.resamples,
+        speak_threshold=threshold,
+        workers=args.threads if args.device == "cpu" else 1,
+    )
+    final |= {"speak_threshold": threshold, "threshold_selection": selection}
+    took = time.monotonic() - t
+    log(t0, f"{run_name(args)}: held-out eval of {final['conversations']} perspectives took {took:.0f} s")
+    point = result["curve"][-1]
+    for key in ("beyond_curve", "beyond_hull", "speak_decision", "timing_ms"):
+        point[key] = final.get(key)
+    point["model"] = final["systems"]["model"]
+    result["final"] = final
+    result_path.write_text(json.dumps(result, indent=1))
+    print(f"\n{run_name(args)} final table (step {result['steps_done']}, speak threshold {threshold:g}):")
     print(table(final, systems=final["table_systems"]))
     return result
 
@@ -509,6 +632,16 @@ def report(out: Path) -> dict[str, Any]:
         print(table(final, systems=final["table_systems"]))
         t = final["timing_ms"]
         print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms")
+        sel = final.get("threshold_selection") or {}
+        for row in sel.get("rows", []):
+            cells = ", ".join(
+                f"{label} " + ("-" if row[k] is None else f"{row[k]:.2f}" if "lat" in k else f"{row[k]:.3f}")
+                for k, label in CURVE_ROWS
+            )
+            print(f"  dev ({sel['dev_perspectives']} perspectives), speak threshold {row['threshold']:g}: {cells}")
+        if "speak_threshold" in final:
+            how = "chosen on dev (best shift/hold)" if sel.get("rows") else "fixed"
+            print(f"  speak threshold of this table: {final['speak_threshold']:g} ({how})")
         for line in goals(res):
             print("  goal: " + line)
     if runs:
@@ -532,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="behaviour-demo-out", help="work directory (data, runs, result.json, model.pt)")
     p.add_argument(
-        "--stage", choices=("all", "data", "train", "report"), default="all", help="what to do (default all)"
+        "--stage", choices=("all", "data", "train", "retune", "report"), default="all", help="what to do (default all)"
     )
     p.add_argument("--source", choices=("dialogues", "demo"), default="dialogues", help="synth.dialogues or synth.demo")
     p.add_argument("--cues", choices=("natural", "none"), default="natural", help="natural cues, or the control")
@@ -568,7 +701,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--speak_threshold",
         type=float,
         default=0.5,
-        help="the speak head's decision threshold in evaluation: silent below it (default 0.5)",
+        help="the speak head's decision threshold (silent below it) at the learning curve's first points, and at "
+        "the end when no threshold is chosen on dev conversations (default 0.5)",
+    )
+    p.add_argument(
+        "--thresholds",
+        default="0.2,0.3,0.4,0.5",
+        help="speak thresholds tried on the dev conversations after training; the best shift/hold one scores the "
+        "held-out set ('' = --speak_threshold; default 0.2,0.3,0.4,0.5)",
+    )
+    p.add_argument(
+        "--dev_conversations",
+        type=int,
+        default=20,
+        help="conversations of the training voices and topics, never trained on, that choose the threshold "
+        "(default 20; 0 = none)",
     )
     p.add_argument(
         "--speak_focus",
@@ -614,6 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     d = stage_data(out, args, t0)
     if args.stage == "data":
+        return 0
+    if args.stage == "retune":
+        stage_retune(out, d, args, t0)
+        report(out)
         return 0
     stage_train(out, d, args, t0)
     if args.stage == "all":

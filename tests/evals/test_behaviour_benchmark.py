@@ -62,3 +62,17 @@ def test_cuda_without_a_gpu_stops_with_a_message(tmp_path, capsys) -> None:
     assert demo.main(["--out", str(tmp_path), "--device", "cuda", "--preset", "small"]) == 2
     assert "no CUDA device" in capsys.readouterr().out
     assert not (tmp_path / "data").exists()
+
+
+def test_the_threshold_with_the_best_dev_shift_hold_wins_ties_to_the_higher() -> None:
+    demo = bench()
+    rows = [
+        {"threshold": 0.2, "shift_hold_bacc": 0.61},
+        {"threshold": 0.3, "shift_hold_bacc": 0.70},
+        {"threshold": 0.4, "shift_hold_bacc": 0.70},
+        {"threshold": 0.5, "shift_hold_bacc": None},
+    ]
+    assert demo.best_threshold(rows) == 0.4
+    assert demo.best_threshold(rows[:2]) == 0.3
+    with pytest.raises(ValueError):
+        demo.best_threshold([])
