@@ -82,11 +82,11 @@ from pipeline.tools.inspect import load_sample
 from pipeline.tools.split import conversations_from_index
 from schemas.bundle import Segment, Word
 from schemas.paths import confined_join, safe_name
+from schemas.reader import join_windows
 from schemas.shard import require_format
 from schemas.tables import read_index_rows, read_manifest
 from schemas.units import (
     SAMPLE_RATE_HZ,
-    SAMPLES_PER_MICROTURN,
     microturn_of_sample,
     microturn_start_s,
     microturn_start_sample,
@@ -140,50 +140,40 @@ OTHERS = "<others>"
 """Pseudo-speaker of the others' stream when units come from activity.npy (no words: RTTM-only sources)."""
 
 
-def conversation_words(samples: Sequence[Mapping]) -> list[Word]:
-    """A conversation's words in conversation seconds, from the words.json of its windows (one perspective)."""
-    out = []
-    for s in samples:
-        t0 = microturn_start_s(s["meta.json"]["start_microturn"])
-        for w in s["words.json"]:
-            out.append(
-                Word(
-                    text=w["text"],
-                    start_s=t0 + w["start_s"],
-                    end_s=t0 + w["end_s"],
-                    speaker=w["speaker"],
-                    score=w.get("score"),
-                    source=w.get("source", "human"),
-                )
-            )
+def conversation_words(conv: Mapping) -> list[Word]:
+    """A conversation's words in conversation seconds, from a joined conversation (schemas.reader.join_windows; one
+    perspective)."""
+    out = [
+        Word(
+            text=w["text"],
+            start_s=w["start_s"],
+            end_s=w["end_s"],
+            speaker=w["speaker"],
+            score=w.get("score"),
+            source=w.get("source", "human"),
+        )
+        for w in conv["words.json"]
+    ]
     return sorted(out, key=lambda w: (w.start_s, w.end_s, w.speaker))
 
 
-def user_stream(samples: Sequence[Mapping], member: str = "input.flac") -> np.ndarray:
+def user_stream(conv: Mapping, member: str = "input.flac") -> np.ndarray:
     """One stream's 16 kHz audio over the whole conversation (the user's by default; `others.flac` for the
-    others' mix), from that member of its windows in order."""
-    parts = []
-    for s in sorted(samples, key=lambda s: s["meta.json"]["window"]):
-        if member not in s:
-            raise ValueError(
-                f"sample {s['meta.json']['key']} has no {member} member: export fdbench needs a "
-                "dataset written with --keep_audio"
-            )
-        parts.append(s[member][: s["meta.json"]["num_microturns"] * SAMPLES_PER_MICROTURN])
-    pcm = np.concatenate(parts).astype(np.float32)
-    return pcm[: samples[0]["meta.json"]["conversation_samples"]]
+    others' mix), from a joined conversation (schemas.reader.join_windows)."""
+    meta = conv["meta.json"]
+    if member not in conv:
+        raise ValueError(
+            f"sample {meta['key']} has no {member} member: export fdbench needs a dataset written with --keep_audio"
+        )
+    return conv[member][: meta["conversation_samples"]]
 
 
-def activity_segments(samples: Sequence[Mapping], *, user: str, model: str) -> list[Segment]:
-    """Each stream's speech as segments on the 200 ms grid, from activity.npy (a micro-turn with any speech is
-    speech); the others' stream is one pseudo-speaker OTHERS. For conversations without words."""
-    activity = np.concatenate(
-        [
-            s["activity.npy"][: s["meta.json"]["num_microturns"]]
-            for s in sorted(samples, key=lambda s: s["meta.json"]["window"])
-        ]
-    )
-    total = samples[0]["meta.json"]["conversation_samples"]
+def activity_segments(conv: Mapping, *, user: str, model: str) -> list[Segment]:
+    """Each stream's speech as segments on the 200 ms grid, from the activity.npy of a joined conversation
+    (schemas.reader.join_windows; a micro-turn with any speech is speech); the others' stream is one pseudo-speaker
+    OTHERS. For conversations without words."""
+    activity = conv["activity.npy"]
+    total = conv["meta.json"]["conversation_samples"]
     out = []
     for col, speaker in enumerate((user, OTHERS, model)):  # schemas.sample.STREAMS order
         on = np.concatenate([[0], (activity[:, col] > 0).astype(np.int8), [0]])
@@ -496,17 +486,17 @@ def _perspective_clips(
 ) -> tuple[list[Clip], _Source]:
     """The clips of one perspective of a conversation, from its windows' index `rows` (those that mix in the others'
     stream only where there is one), and what writing them needs."""
-    samples = [load_sample(dataset, r["key"], persp) for r in sorted(rows, key=lambda r: r["window"])]
-    meta = samples[0]["meta.json"]
-    words = conversation_words(samples)
+    conv = join_windows([load_sample(dataset, r["key"], persp) for r in rows])
+    meta = conv["meta.json"]
+    words = conversation_words(conv)
     spk = meta["speakers"]
     user, model = spk["input"], spk["output"]
     segments, speakers = None, [model, user, *spk["others"]]
     if not words:  # e.g. RTTM-only sources: speech from activity.npy on the 200 ms grid, no texts
         logger.info("%s has no words: events from activity.npy (200 ms grid)", conv_id)
-        segments, speakers = activity_segments(samples, user=user, model=model), [model, user, OTHERS]
-    pcm = user_stream(samples)
-    others_pcm = user_stream(samples, "others.flac") if spk["others"] else None
+        segments, speakers = activity_segments(conv, user=user, model=model), [model, user, OTHERS]
+    pcm = user_stream(conv)
+    others_pcm = user_stream(conv, "others.flac") if spk["others"] else None
     clips = find_clips(
         words,
         user=user,

@@ -33,7 +33,6 @@ import json
 import logging
 import os
 import tempfile
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +40,7 @@ import numpy as np
 
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.paths import confined_join, safe_name
-from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_seconds, microturn_start_s
+from schemas.units import SAMPLE_RATE_HZ, microturn_of_seconds, microturn_start_s
 from trainer.generate import Conversation, Generated
 
 logger = logging.getLogger(__name__)
@@ -52,18 +51,13 @@ logger = logging.getLogger(__name__)
 
 def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, limit: int = 0) -> list[Conversation]:
     """The dataset's conversations (one per perspective), windows joined in order. `keep`: conversation ids."""
-    from schemas.checked_reader import checked_samples
+    from schemas.reader import iter_conversations
 
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for sample in checked_samples(dataset):
-        meta = sample["meta.json"]
-        if keep is not None and meta["conversation_id"] not in keep:
-            continue
-        groups[(meta["conversation_key"], meta["perspective"])].append(sample)
     out = []
-    for (ckey, persp), samples in sorted(groups.items()):
-        conv = join_windows(f"{safe_name(ckey)}_{safe_name(persp)}", samples)
-        meta = conv.sample["meta.json"]
+    for joined in iter_conversations(dataset, conversation_ids=keep):
+        meta = joined["meta.json"]
+        ckey, persp = meta["conversation_key"], meta["perspective"]
+        conv = _conversation(f"{safe_name(ckey)}_{safe_name(persp)}", joined)
         conv.conversation_id, conv.conversation_key, conv.perspective = meta["conversation_id"], ckey, persp
         out.append(conv)
         if limit and len(out) >= limit:
@@ -73,45 +67,26 @@ def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, li
 
 def join_windows(name: str, samples: Sequence[dict]) -> Conversation:
     """Join a conversation's windows (one perspective) into one `Conversation` (real micro-turns only)."""
-    samples = sorted(samples, key=lambda s: s["meta.json"]["window"])
-    parts: dict[str, list[np.ndarray]] = defaultdict(list)
-    words: list[dict] = []
-    frames, frame_valid = [], []
-    for s in samples:
-        meta = s["meta.json"]
-        n, first = meta["num_microturns"], meta["start_microturn"]
-        for member in (
-            "input.dmel.npy",
-            "output.dmel.npy",
-            "others.dmel.npy",
-            "activity.npy",
-            "labels.npy",
-            "floor.npy",
-        ):
-            if member in s:
-                parts[member].append(np.asarray(s[member])[:n])
-        if "input.flac" in s:
-            parts["input.flac"].append(np.asarray(s["input.flac"], np.float32)[: n * SAMPLES_PER_MICROTURN])
-        for w in s.get("words.json", []):
-            w = dict(w)
-            w["microturn"] = int(w["microturn"]) + first
-            w["start_s"] = float(w["start_s"]) + microturn_start_s(first)
-            w["end_s"] = float(w.get("end_s", w["start_s"])) + microturn_start_s(first)
-            words.append(w)
-        if "frames" in s:
-            frames.append(np.asarray(s["frames"])[:n])
-            frame_valid.append(np.asarray(s["frame_mask"], bool)[:n])
-    sample: dict[str, Any] = {m: np.concatenate(v) for m, v in parts.items() if m != "input.flac"}
-    sample["mask.npy"] = np.ones(len(sample["input.dmel.npy"]), np.uint8)
-    sample["words.json"] = words
-    sample["meta.json"] = samples[0]["meta.json"]
-    pcm = np.concatenate(parts["input.flac"]) if parts.get("input.flac") else None
+    from schemas.reader import join_windows as join
+
+    return _conversation(name, join(samples))
+
+
+def _conversation(name: str, joined: dict[str, Any]) -> Conversation:
+    """A `Conversation` of a joined conversation (schemas.reader.join_windows): its dMel, activity, labels and
+    floor, mask and words (not its events), the user's 16 kHz PCM and the video frames when the dataset has them."""
+    from schemas.reader import JOINED_ARRAYS
+
+    sample: dict[str, Any] = {m: joined[m] for m in JOINED_ARRAYS if m in joined}
+    sample["mask.npy"] = joined["mask.npy"]
+    sample["words.json"] = joined["words.json"]
+    sample["meta.json"] = joined["meta.json"]
     return Conversation(
         name=name,
         sample=sample,
-        user_pcm=pcm,
-        frames=np.concatenate(frames) if frames else None,
-        frame_valid=np.concatenate(frame_valid) if frame_valid else None,
+        user_pcm=joined.get("input.flac"),
+        frames=joined.get("frames"),
+        frame_valid=joined.get("frame_mask"),
     )
 
 

@@ -257,6 +257,114 @@ def decode_conversation(
         return _decode_conversation(conv, video_config, video_file=local, threads=threads)
 
 
+def _tracks_by_file(conv: Conversation) -> tuple[dict[str, list[tuple[int, str]]], list[str]]:
+    """Which tracks each file holds ({path: [(track index, speaker)]}, in track order) and the speakers of the
+    tracks without a path (silent). Tracks without a speaker are named ``track{i}``."""
+    silent: list[str] = []
+    by_path: dict[str, list[tuple[int, str]]] = {}
+    for i, track in enumerate(conv.tracks):
+        if track.path is None:
+            silent.append(track.speaker or f"track{i}")
+            continue
+        by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
+    return by_path, silent
+
+
+def _track_mono(data: np.ndarray, channel: int | None, *, path: str, speaker: str) -> np.ndarray:
+    """One track of a decoded file (frames, channels) as float32 mono at the file's rate: its `channel`, or the
+    mean of all channels when None.
+
+    Raises:
+        DecodeError: (bad_channel_map) the file has no such channel.
+    """
+    channels = data.shape[1]
+    if channel is None:
+        if channels != 1:
+            mono = data.astype(np.float32).mean(axis=1)
+            if data.dtype == np.int16:
+                mono /= 32768.0
+            return mono
+        return _to_float(data[:, 0])
+    if channel >= channels:
+        raise DecodeError(
+            "bad_channel_map",
+            f"{path}: channel map asks for channel {channel} (speaker {speaker}) but the file has "
+            f"{channels} channel(s); channels are numbered from 0",
+        )
+    return _to_float(data[:, channel])
+
+
+def _decode_tracks(
+    conv: Conversation, by_path: Mapping[str, list[tuple[int, str]]], threads: int
+) -> dict[str, np.ndarray]:
+    """Each file decoded once, each of its tracks cut to the conversation and resampled to 16 kHz float32:
+    {speaker: samples}, in file then track order. Up to `threads` tracks are resampled at a time."""
+    streams: dict[str, np.ndarray] = {}
+    pending: list[tuple[str, np.ndarray, int]] = []  # (speaker, mono at its rate, rate), resampled `threads` at a time
+
+    def resample_pending() -> None:
+        done = map_streams(lambda job: resample_to_16k(job[1], job[2]), pending, threads=threads)
+        streams.update((speaker, pcm) for (speaker, _, _), pcm in zip(pending, done, strict=True))
+        pending.clear()
+
+    for path, tracks in by_path.items():
+        data, rate = decode_file(path)
+        for i, speaker in tracks:
+            mono = _track_mono(data, conv.tracks[i].channel, path=path, speaker=speaker)
+            pending.append((speaker, _stretch(mono, rate, conv.tracks[i], path), rate))
+            if len(pending) >= threads:
+                resample_pending()
+        del data
+    resample_pending()
+    return streams
+
+
+def _conversation_samples(track_samples: Mapping[str, int], probe: VideoProbe | None, origin_s: float) -> int:
+    """The conversation's length in 16 kHz samples: its longest track, or without audio tracks the video from
+    `origin_s` (seconds of video time) to its end.
+
+    Raises:
+        DecodeError: (no_media) neither tracks nor a video; (empty_conversation) the length is 0.
+    """
+    if track_samples:
+        num_samples = max(track_samples.values())
+    elif probe is not None:
+        num_samples = max(0, round((probe.end_s - origin_s) * SAMPLE_RATE_HZ))
+    else:
+        raise DecodeError("no_media", "the bundle has neither audio tracks nor a video")
+    if num_samples == 0:
+        raise DecodeError(
+            "empty_conversation", "the conversation is empty: no audio samples and no video after its start"
+        )
+    return num_samples
+
+
+def _decode_video(
+    conv: Conversation,
+    probe: VideoProbe,
+    *,
+    video_file: str | None,
+    origin_s: float,
+    num_samples: int,
+    video_config: VideoConfig | None,
+) -> VideoFrames:
+    """The video's frames on the micro-turn grid of a conversation of `num_samples` 16 kHz samples, video time
+    `origin_s` (seconds) being conversation time 0; read from `video_file` (a staged copy) when given."""
+    assert conv.video is not None
+    video = video_frames(
+        video_file or conv.video.path,
+        origin_s=origin_s,
+        num_microturns=num_microturns(num_samples),
+        config=video_config or VideoConfig(),
+        probe=probe,
+    )
+    video.info["path"] = conv.video.path  # the input's own path, not a staged copy's
+    video.info["audio_samples"] = num_samples
+    # a video that runs on after the audio is cut at the audio's end; say by how much
+    video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin_s - num_samples / SAMPLE_RATE_HZ), 6)
+    return video
+
+
 def _decode_conversation(
     conv: Conversation,
     video_config: VideoConfig | None = None,
@@ -279,60 +387,13 @@ def _decode_conversation(
             raise DecodeError("missing_file", f"{conv.video.path}: file does not exist")
         probe = probe_video(video_file or conv.video.path)
         conv = _with_video_tracks(conv, probe)
-    streams: dict[str, np.ndarray] = {}
-    silent: list[str] = []
-    by_path: dict[str, list[tuple[int, str]]] = {}
-    for i, track in enumerate(conv.tracks):
-        if track.path is None:
-            silent.append(track.speaker or f"track{i}")
-            continue
-        by_path.setdefault(track.path, []).append((i, track.speaker or f"track{i}"))
-    pending: list[tuple[str, np.ndarray, int]] = []  # (speaker, mono at its rate, rate), resampled `threads` at a time
-
-    def resample_pending() -> None:
-        done = map_streams(lambda job: resample_to_16k(job[1], job[2]), pending, threads=threads)
-        streams.update((speaker, pcm) for (speaker, _, _), pcm in zip(pending, done, strict=True))
-        pending.clear()
-
-    for path, tracks in by_path.items():
-        data, rate = decode_file(path)
-        channels = data.shape[1]
-        for i, speaker in tracks:
-            channel = conv.tracks[i].channel
-            if channel is None:
-                if channels != 1:
-                    mono = data.astype(np.float32).mean(axis=1)
-                    if data.dtype == np.int16:
-                        mono /= 32768.0
-                else:
-                    mono = _to_float(data[:, 0])
-            elif channel >= channels:
-                raise DecodeError(
-                    "bad_channel_map",
-                    f"{path}: channel map asks for channel {channel} (speaker {speaker}) but the file has "
-                    f"{channels} channel(s); channels are numbered from 0",
-                )
-            else:
-                mono = _to_float(data[:, channel])
-            pending.append((speaker, _stretch(mono, rate, conv.tracks[i], path), rate))
-            if len(pending) >= threads:
-                resample_pending()
-        del data
-    resample_pending()
+    by_path, silent = _tracks_by_file(conv)
+    streams = _decode_tracks(conv, by_path, threads)
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0
     if probe is not None:
         origin = _video_origin(conv, probe)
-    if track_samples:
-        num_samples = max(track_samples.values())
-    elif probe is not None:
-        num_samples = max(0, round((probe.end_s - origin) * SAMPLE_RATE_HZ))
-    else:
-        raise DecodeError("no_media", "the bundle has neither audio tracks nor a video")
-    if num_samples == 0:
-        raise DecodeError(
-            "empty_conversation", "the conversation is empty: no audio samples and no video after its start"
-        )
+    num_samples = _conversation_samples(track_samples, probe, origin)
     for speaker in silent:
         streams[speaker] = np.zeros(num_samples, dtype=np.float32)
         track_samples[speaker] = 0
@@ -341,17 +402,9 @@ def _decode_conversation(
             streams[speaker] = np.concatenate([pcm, np.zeros(num_samples - len(pcm), dtype=np.float32)])
     video = None
     if probe is not None:
-        video = video_frames(
-            video_file or conv.video.path,
-            origin_s=origin,
-            num_microturns=num_microturns(num_samples),
-            config=video_config or VideoConfig(),
-            probe=probe,
+        video = _decode_video(
+            conv, probe, video_file=video_file, origin_s=origin, num_samples=num_samples, video_config=video_config
         )
-        video.info["path"] = conv.video.path  # the input's own path, not a staged copy's
-        video.info["audio_samples"] = num_samples
-        # a video that runs on after the audio is cut at the audio's end; say by how much
-        video.info["video_beyond_audio_s"] = round(max(0.0, probe.end_s - origin - num_samples / SAMPLE_RATE_HZ), 6)
     return DecodedConversation(
         conversation=conv, streams=streams, num_samples=num_samples, track_samples=track_samples, video=video
     )

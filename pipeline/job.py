@@ -377,23 +377,12 @@ def _threads(fn: StageFn, opts: MicroturnOptions) -> StageFn:
     return with_storage(fn, opts)
 
 
-def build(
-    p: beam.Pipeline,
-    opts: MicroturnOptions,
-    refs: Sequence[InputRef] | None,
-    config: dict,
-    progress: str | None = None,
-) -> dict[str, Any]:
-    """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
-    written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
-    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict).
-
-    `refs` None (the job): the workers list --input (pipeline.read.ListInputs), so that the graph's size does not
-    depend on the number of inputs; a list: exactly these inputs, embedded in the graph (tests). With `progress`
-    (a local file: pipeline.runner.progress), each decoded and each finished conversation is recorded there."""
+def _input_stages(
+    p: beam.Pipeline, opts: MicroturnOptions, refs: Sequence[InputRef] | None, config: dict
+) -> tuple[Any, Any, dict[str, Any]]:
+    """List, read and deduplicate the inputs and set aside those a previous run finished: (the listed InputRefs,
+    the work directory as a side input, {stage: its tagged outputs} for Read, Dedupe and Resume)."""
     output = opts.output.rstrip("/")
-    labels = LabelConfig(**config["labels"])
-    windows = WindowConfig(**config["windows"])
     if refs is None:
         listed = p | "ListInputs" >> ListInputs(opts.input, opts)
     else:
@@ -412,10 +401,16 @@ def build(
     resumed = deduped.ok | "Resume" >> beam.ParDo(with_storage(ResumeFn(), opts), work_dir).with_outputs(
         "done", main="todo"
     )
+    return listed, work_dir, {"read": read, "deduped": deduped, "resumed": resumed}
+
+
+def _conversation_stages(todo: Any, opts: MicroturnOptions, config: dict, work_dir: Any) -> dict[str, Any]:
+    """Decode, align, featurise, label, then window each conversation and write its part: {stage: its tagged
+    outputs (ok, REJECTED)} in data-flow order."""
     # The stages' outputs are typed so that Beam codes them with StageValueCoder (see pipeline/runner/coders.py).
     register_stage_coders(DecodedConversation, AlignedConversation, FeaturisedConversation, LabelledConversation)
     decode_fn = _threads(DecodeFn(VideoConfig(**config["video"])), opts)
-    decoded = resumed.todo | "Decode" >> beam.ParDo(decode_fn).with_output_types(DecodedConversation).with_outputs(
+    decoded = todo | "Decode" >> beam.ParDo(decode_fn).with_output_types(DecodedConversation).with_outputs(
         REJECTED, main="ok"
     )
     align_fn = _threads(AlignFn(AlignConfig(**config["align"]), AlignerConfig(**config["aligner"])), opts)
@@ -425,14 +420,20 @@ def build(
     featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_output_types(
         FeaturisedConversation
     ).with_outputs(REJECTED, main="ok")
-    labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(labels)).with_output_types(
+    labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(LabelConfig(**config["labels"]))).with_output_types(
         LabelledConversation
     ).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        _threads(WritePartFn(windows), opts), work_dir
+        _threads(WritePartFn(WindowConfig(**config["windows"])), opts), work_dir
     ).with_outputs(REJECTED, main="ok")
-    all_parts = (parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
-    target = int(config["shard_size_mb"] * 1_000_000)
+    return {"decoded": decoded, "aligned": aligned, "featured": featured, "labelled": labelled, "parts": parts}
+
+
+def _shard_stages(all_parts: Any, opts: MicroturnOptions, config: dict, work_dir: Any) -> Any:
+    """Bucket the parts (by a stable hash of the conversation id; the bucket count from their total bytes and
+    --shard_size_mb, or --num_shards) and write one shard per bucket: one summary dict per shard."""
+    output = opts.output.rstrip("/")
+    target = int(config["shard_size_mb"] * 1_000_000)  # bytes
     override = config["num_shards"]
     buckets = (
         all_parts
@@ -440,27 +441,26 @@ def build(
         | "TotalBytes" >> beam.CombineGlobally(sum)
         | "NumBuckets" >> beam.Map(num_buckets, target, override)
     )
-    shards = (
+    return (
         all_parts
         | "KeyByBucket" >> beam.Map(lambda part, n: (shard_for(part.conversation_id, n), part), AsSingleton(buckets))
         | "GroupByBucket" >> beam.GroupByKey()
         | "WriteShards"
         >> beam.ParDo(with_storage(WriteShardsFn(output, None if override is not None else target), opts), work_dir)
     )
-    rejections = (
-        read[REJECTED],
-        deduped[REJECTED],
-        decoded[REJECTED],
-        aligned[REJECTED],
-        featured[REJECTED],
-        labelled[REJECTED],
-        parts[REJECTED],
-    )
-    rejected = rejections | "AllRejected" >> beam.Flatten()
-    if progress is not None:  # on each stage's own output, so that it is recorded as it happens (not after a Flatten)
-        _ = decoded.ok | "ProgressDecoded" >> beam.ParDo(ProgressFn(progress, DECODED))
-        for i, finished in enumerate((parts.ok, resumed.done, *rejections)):
-            _ = finished | f"ProgressDone{i}" >> beam.ParDo(ProgressFn(progress, DONE))
+
+
+def _table_stages(
+    p: beam.Pipeline,
+    opts: MicroturnOptions,
+    config: dict,
+    work_dir: Any,
+    listed: Any,
+    shards: Any,
+    rejected: Any,
+) -> Any:
+    """After every shard: rejected.parquet, then manifest.json; returns the one manifest dict."""
+    output = opts.output.rstrip("/")
     flags = storage_flags(opts)  # the S3 options for the Map steps below that write (DoFns carry them: with_storage)
     totals = shards | "MergeSummaries" >> beam.CombineGlobally(ManifestCombineFn())
     # rejected.parquet from sorted runs of bounded size (pipeline/runner/rejected_table.py), after every shard
@@ -474,7 +474,7 @@ def build(
         >> beam.Map(lambda runs, _: configure_worker(flags) or write_rejected_runs(output, runs), AsSingleton(totals))
     )
     num_inputs = AsSingleton(listed | "CountInputs" >> beam.combiners.Count.Globally())
-    manifest = (
+    return (
         p
         | "Once" >> beam.Create([None])
         | "WriteManifest"
@@ -488,6 +488,35 @@ def build(
             num_inputs,
         )
     )
+
+
+def build(
+    p: beam.Pipeline,
+    opts: MicroturnOptions,
+    refs: Sequence[InputRef] | None,
+    config: dict,
+    progress: str | None = None,
+) -> dict[str, Any]:
+    """Add the job's transforms to `p`; return its named PCollections (for tests' assert_that): `parts` (PartInfo
+    written by this run), `reused` (PartInfo of an interrupted run), `shards` (one summary dict per shard:
+    pipeline.manifest.shard_summary), `rejected` (Rejection) and `manifest` (the one manifest dict).
+
+    `refs` None (the job): the workers list --input (pipeline.read.ListInputs), so that the graph's size does not
+    depend on the number of inputs; a list: exactly these inputs, embedded in the graph (tests). With `progress`
+    (a local file: pipeline.runner.progress), each decoded and each finished conversation is recorded there."""
+    listed, work_dir, inputs = _input_stages(p, opts, refs, config)
+    resumed = inputs["resumed"]
+    stages = _conversation_stages(resumed.todo, opts, config, work_dir)
+    parts = stages["parts"]
+    all_parts = (parts.ok, resumed.done) | "AllParts" >> beam.Flatten()
+    shards = _shard_stages(all_parts, opts, config, work_dir)
+    rejections = tuple(outputs[REJECTED] for outputs in (inputs["read"], inputs["deduped"], *stages.values()))
+    rejected = rejections | "AllRejected" >> beam.Flatten()
+    if progress is not None:  # on each stage's own output, so that it is recorded as it happens (not after a Flatten)
+        _ = stages["decoded"].ok | "ProgressDecoded" >> beam.ParDo(ProgressFn(progress, DECODED))
+        for i, finished in enumerate((parts.ok, resumed.done, *rejections)):
+            _ = finished | f"ProgressDone{i}" >> beam.ParDo(ProgressFn(progress, DONE))
+    manifest = _table_stages(p, opts, config, work_dir, listed, shards, rejected)
     return {"parts": parts.ok, "reused": resumed.done, "shards": shards, "rejected": rejected, "manifest": manifest}
 
 

@@ -23,12 +23,14 @@ from pipeline.features import dmel_codes
 from pipeline.labels import Event, perspective_interruptions, perspective_labels
 from pipeline.speakers import input_roles
 from pipeline.targets import window_targets
-from schemas.bundle import sanitise_id
+from schemas.bundle import Word, sanitise_id
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
+from schemas.events import TimelineEvent
 from schemas.grid import activity, merge, word_microturn
 from schemas.sample import (
     LABEL_BITS,
     MicroTurnSample,
+    SampleInterruption,
     SampleVideo,
     WindowAnnotation,
     WindowMeta,
@@ -98,30 +100,92 @@ def _window(array: np.ndarray, start: int, stop: int, length: int) -> np.ndarray
     return np.concatenate([part, pad])
 
 
-def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterator[Sample]:
-    """Every sample of the conversation, windows in time order: each window holds every speaker's streams once and
-    the per-perspective labels (perspectives in speaker order); its index rows are one per perspective."""
-    aligned = labelled.aligned
-    conv = aligned.conversation
-    k_total = num_microturns(aligned.num_samples)
-    w_len = config.window_microturns
-    conv_key = sanitise_id(conv.id)
-    act = {s: activity(iv, k_total) for s, iv in aligned.speech.items()}
-    roles = []  # per perspective: (output, user, others)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Perspective:
+    """One speaker playing the model, over the whole conversation: its roles, labels and timeline."""
+
+    output: str  # the speaker playing the model
+    user: str  # the other party who speaks the most
+    others: tuple[str, ...]  # the remaining speakers, mixed into one `others` stream
+    others_row: int | None  # row of that mix in _OthersMix (None: no others)
+    labels: np.ndarray  # (K,) uint8 label bits per conversation micro-turn (200 ms)
+    floor: np.ndarray  # (K,) who holds the floor per conversation micro-turn
+    interruptions: tuple[SampleInterruption, ...]  # at conversation micro-turns, in time order
+    events: tuple[TimelineEvent, ...] | None  # the bundle's events seen from `output`; None without events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _OthersMix:
+    """Per perspective with others, in perspective order: the others' streams summed into one."""
+
+    dmel: tuple[np.ndarray, ...]  # per row, uint8 (K, 16, 80): dMel codes per micro-turn and frame
+    activity: tuple[np.ndarray, ...]  # per row, float32 (K,): speech fraction per micro-turn
+    pcm: tuple[np.ndarray, ...]  # per row, float32 16 kHz samples, the conversation's length
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _PlacedWords:
+    """The words of the stored streams with both placements, in time order, and sorted by each placement so a
+    window's words are two bisections away."""
+
+    placed: tuple[tuple[int, int, Word], ...]  # (heard micro-turn, spoken micro-turn, word), conversation micro-turns
+    by_heard: tuple[int, ...]  # indices into `placed`, by heard micro-turn
+    heard_mt: tuple[int, ...]  # the heard micro-turn of each of `by_heard`
+    by_spoken: tuple[int, ...]  # indices into `placed` of the model speakers' words, by spoken micro-turn
+    spoken_mt: tuple[int, ...]  # the spoken micro-turn of each of `by_spoken`
+
+    def between(self, first: int, stop: int) -> list[tuple[int, int, Word]]:
+        """The words heard or spoken in conversation micro-turns [first, stop), in time order."""
+        chosen = sorted(
+            {self.by_heard[i] for i in range(bisect_left(self.heard_mt, first), bisect_left(self.heard_mt, stop))}
+            | {self.by_spoken[i] for i in range(bisect_left(self.spoken_mt, first), bisect_left(self.spoken_mt, stop))}
+        )
+        return [self.placed[i] for i in chosen]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _ConversationCut:
+    """What every window of one conversation reads, computed once per conversation."""
+
+    labelled: LabelledConversation
+    config: WindowConfig
+    num_microturns: int  # K: the conversation's micro-turns (200 ms), the last one possibly partial
+    key: str  # the conversation's key-safe id
+    speakers: tuple[str, ...]  # stored speaker rows, in the conversation's speaker order
+    perspectives: tuple[_Perspective, ...]  # in speaker order
+    others: _OthersMix
+    words: _PlacedWords
+    in_streams: frozenset[str]  # speakers heard or speaking in some perspective
+    dmel: tuple[np.ndarray, ...]  # per stored speaker, uint8 (K, 16, 80)
+    activity: np.ndarray  # float32 (K, S): speech fraction per micro-turn and stored speaker
+
+
+def _roles(labelled: LabelledConversation, config: WindowConfig) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(output, user, others) speaker ids of each perspective, in speaker order."""
+    roles = []
     for output in output_speakers(labelled, config):
-        user, others = input_roles(output, aligned.speech)
+        user, others = input_roles(output, labelled.aligned.speech)
         assert user is not None  # align() guarantees two speakers
         roles.append((output, user, tuple(others)))
-    used = {s for output, user, _ in roles for s in (output, user)}
-    speakers = [s for s in aligned.speech if s in used]  # stored rows, in the conversation's speaker order
-    row = {s: i for i, s in enumerate(speakers)}
+    return roles
+
+
+def _perspectives(
+    labelled: LabelledConversation,
+    roles: Sequence[tuple[str, str, tuple[str, ...]]],
+    act: Mapping[str, np.ndarray],
+    num_microturns: int,
+) -> tuple[tuple[_Perspective, ...], _OthersMix]:
+    """Each perspective's labels and timeline over the conversation's `num_microturns` micro-turns (200 ms), and
+    the mix of its others (a row of _OthersMix) when it has some. `act`: per speaker, float32 (K,) speech fraction."""
+    aligned = labelled.aligned
     perspectives, others_dmel, others_act, others_pcm = [], [], [], []
     for output, user, others in roles:
         input_side = merge([iv for s in (user, *others) for iv in aligned.speech[s]])
         labels, floor = perspective_labels(
             labelled.events,
             output_speaker=output,
-            input_activity=activity(input_side, k_total),
+            input_activity=activity(input_side, num_microturns),
             output_activity=act[output],
         )
         others_row = None
@@ -129,149 +193,223 @@ def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterato
             others_row = len(others_dmel)
             mix = np.sum([aligned.streams[s] for s in others], axis=0, dtype=np.float32)
             others_dmel.append(dmel_codes(mix).reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS))
-            others_act.append(activity(merge([iv for s in others for iv in aligned.speech[s]]), k_total))
+            others_act.append(activity(merge([iv for s in others for iv in aligned.speech[s]]), num_microturns))
             others_pcm.append(mix)
         perspectives.append(
-            {
-                "output": output,
-                "user": user,
-                "others": others,
-                "others_row": others_row,
-                "labels": labels,
-                "floor": floor,
-                "interruptions": perspective_interruptions(
-                    labelled.events, output_speaker=output, num_microturns=k_total
+            _Perspective(
+                output=output,
+                user=user,
+                others=others,
+                others_row=others_row,
+                labels=labels,
+                floor=floor,
+                interruptions=tuple(
+                    perspective_interruptions(labelled.events, output_speaker=output, num_microturns=num_microturns)
                 ),
-                "events": perspective_events(conv, output, k_total),
-            }
+                events=perspective_events(aligned.conversation, output, num_microturns),
+            )
         )
-    outputs = {output for output, _, _ in roles}
-    in_streams = {s for _, user, others in roles for s in (user, *others)} | outputs
+    return tuple(perspectives), _OthersMix(dmel=tuple(others_dmel), activity=tuple(others_act), pcm=tuple(others_pcm))
+
+
+def _place_words(
+    words: Sequence[Word], *, in_streams: frozenset[str], outputs: frozenset[str], num_microturns: int
+) -> _PlacedWords:
+    """The words of `in_streams` placed on the conversation's `num_microturns` micro-turns (200 ms), both ways;
+    only the words of `outputs` (speakers playing the model) are looked up by their spoken micro-turn."""
     placed = sorted(
         (
             (
-                word_microturn(w, is_output=False, num_microturns=k_total),
-                word_microturn(w, is_output=True, num_microturns=k_total),
+                word_microturn(w, is_output=False, num_microturns=num_microturns),
+                word_microturn(w, is_output=True, num_microturns=num_microturns),
                 w,
             )
-            for w in conv.words or ()
+            for w in words
             if w.speaker in in_streams
         ),
         key=lambda item: (item[2].start_s, item[2].end_s, item[2].speaker, item[2].text),
     )
     by_heard = sorted(range(len(placed)), key=lambda i: placed[i][0])
-    heard_mt = [placed[i][0] for i in by_heard]
     by_spoken = sorted((i for i in range(len(placed)) if placed[i][2].speaker in outputs), key=lambda i: placed[i][1])
-    spoken_mt = [placed[i][1] for i in by_spoken]
-    dmel = [labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers]
-    act_rows = np.stack([act[s] for s in speakers], axis=1)  # (K, S)
-    for window in range(-(-k_total // w_len)):
-        a, b = window * w_len, min((window + 1) * w_len, k_total)
-        t0 = a * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-        chosen = sorted(
-            {by_heard[i] for i in range(bisect_left(heard_mt, a), bisect_left(heard_mt, b))}
-            | {by_spoken[i] for i in range(bisect_left(spoken_mt, a), bisect_left(spoken_mt, b))}
+    return _PlacedWords(
+        placed=tuple(placed),
+        by_heard=tuple(by_heard),
+        heard_mt=tuple(placed[i][0] for i in by_heard),
+        by_spoken=tuple(by_spoken),
+        spoken_mt=tuple(placed[i][1] for i in by_spoken),
+    )
+
+
+def _prepare(labelled: LabelledConversation, config: WindowConfig) -> _ConversationCut:
+    """The conversation-wide part of cut_windows: roles, labels, mixes, placed words, stored rows."""
+    aligned = labelled.aligned
+    conv = aligned.conversation
+    k_total = num_microturns(aligned.num_samples)
+    act = {s: activity(iv, k_total) for s, iv in aligned.speech.items()}
+    roles = _roles(labelled, config)
+    used = {s for output, user, _ in roles for s in (output, user)}
+    speakers = tuple(s for s in aligned.speech if s in used)  # stored rows, in the conversation's speaker order
+    perspectives, others = _perspectives(labelled, roles, act, k_total)
+    outputs = frozenset(output for output, _, _ in roles)
+    in_streams = frozenset({s for _, user, others in roles for s in (user, *others)} | outputs)
+    return _ConversationCut(
+        labelled=labelled,
+        config=config,
+        num_microturns=k_total,
+        key=sanitise_id(conv.id),
+        speakers=speakers,
+        perspectives=perspectives,
+        others=others,
+        words=_place_words(conv.words or (), in_streams=in_streams, outputs=outputs, num_microturns=k_total),
+        in_streams=in_streams,
+        dmel=tuple(labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers),
+        activity=np.stack([act[s] for s in speakers], axis=1),
+    )
+
+
+def _window_words(cut: _ConversationCut, first: int, stop: int) -> tuple[WindowWord, ...]:
+    """The words of conversation micro-turns [first, stop): times in seconds from the window's start, placements
+    in window micro-turns."""
+    t0 = first * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+    return tuple(
+        WindowWord(
+            text=w.text,
+            speaker=w.speaker,
+            start_s=round(w.start_s - t0, 6),
+            end_s=round(w.end_s - t0, 6),
+            heard_microturn=heard - first,
+            spoken_microturn=spoken - first,
+            source=w.source,
+            score=w.score,
         )
-        words = tuple(
-            WindowWord(
-                text=w.text,
-                speaker=w.speaker,
-                start_s=round(w.start_s - t0, 6),
-                end_s=round(w.end_s - t0, 6),
-                heard_microturn=heard - a,
-                spoken_microturn=spoken - a,
-                source=w.source,
-                score=w.score,
+        for heard, spoken, w in cut.words.between(first, stop)
+    )
+
+
+def _window_annotations(cut: _ConversationCut, first: int, stop: int) -> tuple[WindowAnnotation, ...]:
+    """The annotations overlapping conversation micro-turns [first, stop): micro-turns relative to the window
+    (clamped to it), times in seconds from the window's start."""
+    k_total = cut.num_microturns
+    t0 = first * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+    t1 = stop * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
+    return tuple(
+        WindowAnnotation(
+            label=an.label,
+            speaker=an.speaker,
+            start_microturn=max(0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1) - first),
+            end_microturn=min(stop, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - first,
+            start_s=round(an.start_s - t0, 6),
+            end_s=round(an.end_s - t0, 6),
+        )
+        for an in cut.labelled.aligned.conversation.annotations
+        if an.speaker in cut.in_streams and an.start_s < t1 and an.end_s > t0
+    )
+
+
+def _window_meta(cut: _ConversationCut, window: int, first: int, stop: int) -> WindowMeta:
+    """meta.json of window number `window`, conversation micro-turns [first, stop)."""
+    aligned = cut.labelled.aligned
+    conv = aligned.conversation
+    num_samples = aligned.num_samples
+    valid_samples = min(num_samples, stop * SAMPLES_PER_MICROTURN) - first * SAMPLES_PER_MICROTURN
+    row = {s: i for i, s in enumerate(cut.speakers)}
+    return WindowMeta(
+        format_version=FORMAT_VERSION,
+        key=sample_key(cut.key, window),
+        conversation_id=conv.id,
+        conversation_key=cut.key,
+        window=window,
+        start_microturn=first,
+        num_microturns=stop - first,
+        window_microturns=cut.config.window_microturns,
+        last_valid_samples=valid_samples - (stop - first - 1) * SAMPLES_PER_MICROTURN,
+        conversation_samples=num_samples,
+        speakers=cut.speakers,
+        perspectives=tuple(
+            WindowPerspective(
+                perspective=sanitise_id(x.output),
+                input=row[x.user],
+                output=row[x.output],
+                others=x.others,
+                others_row=x.others_row,
+                interruptions=tuple(
+                    replace(i, microturn=i.microturn - first) for i in x.interruptions if first <= i.microturn < stop
+                ),
             )
-            for heard, spoken, w in (placed[i] for i in chosen)
+            for x in cut.perspectives
+        ),
+        language=conv.language,
+        source=conv.source,
+        licence=conv.licence,
+        split=conv.split,
+        tags=dict(conv.tags),
+        video=None
+        if aligned.video is None
+        else SampleVideo(
+            frames=sum(aligned.video.jpegs.present()[first:stop]),
+            audio_video_offset_s=aligned.video.info["audio_video_offset_s"],
+        ),
+    )
+
+
+def _window_audio(cut: _ConversationCut, first: int, stop: int) -> dict[str, np.ndarray] | None:
+    """With keep_audio, the window's 16 kHz float32 samples per stored speaker (`s<row>`) and others mix
+    (`o<row>`), zero-padded to window_microturns * 3,200 samples; else None."""
+    if not cut.config.keep_audio:
+        return None
+    streams = cut.labelled.aligned.streams
+    length = cut.config.window_microturns * SAMPLES_PER_MICROTURN
+    audio = {}
+    for name, pcm in [*((f"s{i}", streams[s]) for i, s in enumerate(cut.speakers))] + [
+        (f"o{r}", mix) for r, mix in enumerate(cut.others.pcm)
+    ]:
+        chunk = pcm[first * SAMPLES_PER_MICROTURN : stop * SAMPLES_PER_MICROTURN]
+        audio[name] = _window(chunk, 0, len(chunk), length)
+    return audio
+
+
+def _window_sample(cut: _ConversationCut, window: int) -> Sample:
+    """Window number `window` of the conversation: its record encoded as shard members, and its index rows."""
+    w_len = cut.config.window_microturns
+    k_total = cut.num_microturns
+    a, b = window * w_len, min((window + 1) * w_len, k_total)
+    aligned = cut.labelled.aligned
+    conv = aligned.conversation
+    perspectives, others = cut.perspectives, cut.others
+    mask = np.zeros(w_len, dtype=np.uint8)
+    mask[: b - a] = 1
+    events = [window_events(x.events, a, b) for x in perspectives]
+    record = WindowSample(
+        meta=_window_meta(cut, window, a, b),
+        dmel=np.stack([_window(d, a, b, w_len) for d in cut.dmel]),
+        others_dmel=np.stack([_window(d, a, b, w_len) for d in others.dmel]) if others.dmel else None,
+        activity=_window(cut.activity, a, b, w_len),
+        others_activity=np.stack([_window(x, a, b, w_len) for x in others.activity]) if others.activity else None,
+        labels=np.stack([_window(x.labels, a, b, w_len) for x in perspectives]),
+        floor=np.stack([_window(x.floor, a, b, w_len) for x in perspectives]),
+        mask=mask,
+        words=_window_words(cut, a, b),
+        annotations=_window_annotations(cut, a, b),
+        frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
+        audio=_window_audio(cut, a, b),
+        targets=tuple(
+            window_targets(conv.targets, output_speaker=x.output, first=a, stop=b, total=k_total) for x in perspectives
         )
-        t1 = b * SAMPLES_PER_MICROTURN / SAMPLE_RATE_HZ
-        spans = tuple(
-            WindowAnnotation(
-                label=an.label,
-                speaker=an.speaker,
-                start_microturn=max(0, min(seconds_to_samples(an.start_s) // SAMPLES_PER_MICROTURN, k_total - 1) - a),
-                end_microturn=min(b, -(-seconds_to_samples(an.end_s) // SAMPLES_PER_MICROTURN)) - a,
-                start_s=round(an.start_s - t0, 6),
-                end_s=round(an.end_s - t0, 6),
-            )
-            for an in conv.annotations
-            if an.speaker in in_streams and an.start_s < t1 and an.end_s > t0
-        )
-        key = sample_key(conv_key, window)
-        valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
-        last_valid = valid_samples - (b - a - 1) * SAMPLES_PER_MICROTURN
-        meta = WindowMeta(
-            format_version=FORMAT_VERSION,
-            key=key,
-            conversation_id=conv.id,
-            conversation_key=conv_key,
-            window=window,
-            start_microturn=a,
-            num_microturns=b - a,
-            window_microturns=w_len,
-            last_valid_samples=last_valid,
-            conversation_samples=aligned.num_samples,
-            speakers=tuple(speakers),
-            perspectives=tuple(
-                WindowPerspective(
-                    perspective=sanitise_id(x["output"]),
-                    input=row[x["user"]],
-                    output=row[x["output"]],
-                    others=x["others"],
-                    others_row=x["others_row"],
-                    interruptions=tuple(
-                        replace(i, microturn=i.microturn - a) for i in x["interruptions"] if a <= i.microturn < b
-                    ),
-                )
-                for x in perspectives
-            ),
-            language=conv.language,
-            source=conv.source,
-            licence=conv.licence,
-            split=conv.split,
-            tags=dict(conv.tags),
-            video=None
-            if aligned.video is None
-            else SampleVideo(
-                frames=sum(aligned.video.jpegs.present()[a:b]),
-                audio_video_offset_s=aligned.video.info["audio_video_offset_s"],
-            ),
-        )
-        mask = np.zeros(w_len, dtype=np.uint8)
-        mask[: b - a] = 1
-        audio = None
-        if config.keep_audio:
-            audio = {}
-            for name, pcm in [*((f"s{i}", aligned.streams[s]) for i, s in enumerate(speakers))] + [
-                (f"o{r}", mix) for r, mix in enumerate(others_pcm)
-            ]:
-                chunk = pcm[a * SAMPLES_PER_MICROTURN : b * SAMPLES_PER_MICROTURN]
-                audio[name] = _window(chunk, 0, len(chunk), w_len * SAMPLES_PER_MICROTURN)
-        events = [window_events(x["events"], a, b) for x in perspectives]
-        record = WindowSample(
-            meta=meta,
-            dmel=np.stack([_window(d, a, b, w_len) for d in dmel]),
-            others_dmel=np.stack([_window(d, a, b, w_len) for d in others_dmel]) if others_dmel else None,
-            activity=_window(act_rows, a, b, w_len),
-            others_activity=np.stack([_window(x, a, b, w_len) for x in others_act]) if others_act else None,
-            labels=np.stack([_window(x["labels"], a, b, w_len) for x in perspectives]),
-            floor=np.stack([_window(x["floor"], a, b, w_len) for x in perspectives]),
-            mask=mask,
-            words=words,
-            annotations=spans,
-            frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
-            audio=audio,
-            targets=tuple(
-                window_targets(conv.targets, output_speaker=x["output"], first=a, stop=b, total=k_total)
-                for x in perspectives
-            )
-            if conv.targets
-            else None,
-            events=None if all(e is None for e in events) else tuple(events),
-        )
-        rows = tuple(_row(record.view(p), valid_samples) for p in range(len(perspectives)))
-        yield Sample(key=key, members=record.to_members(), rows=rows)
+        if conv.targets
+        else None,
+        events=None if all(e is None for e in events) else tuple(events),
+    )
+    valid_samples = min(aligned.num_samples, b * SAMPLES_PER_MICROTURN) - a * SAMPLES_PER_MICROTURN
+    rows = tuple(_row(record.view(p), valid_samples) for p in range(len(perspectives)))
+    return Sample(key=record.meta.key, members=record.to_members(), rows=rows)
+
+
+def cut_windows(labelled: LabelledConversation, config: WindowConfig) -> Iterator[Sample]:
+    """Every sample of the conversation, windows in time order: each window holds every speaker's streams once and
+    the per-perspective labels (perspectives in speaker order); its index rows are one per perspective."""
+    cut = _prepare(labelled, config)
+    for window in range(-(-cut.num_microturns // config.window_microturns)):
+        yield _window_sample(cut, window)
 
 
 def _row(record: MicroTurnSample, valid_samples: int) -> dict:

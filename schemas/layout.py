@@ -229,6 +229,123 @@ def _run(slots: np.ndarray, kind: int) -> slice:
     return slice(int(at[0]), int(at[-1]) + 1) if len(at) else slice(0, 0)
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Span:
+    """Micro-turns [first, first + count) of a window of `window` micro-turns (all counts in micro-turns)."""
+
+    count: int  # C: micro-turns packed
+    window: int  # W: micro-turns the sample holds (len of its mask)
+    idx: np.ndarray  # (C,) int window micro-turn of each packed one (may lie outside the window)
+    inside: np.ndarray  # (C,) bool: the packed micro-turn lies in the window
+    real: np.ndarray  # (C,) bool: ... and is not masked (not padding)
+
+    def take(self, array: np.ndarray, fill: float = 0) -> np.ndarray:
+        """(C, ...) rows of a (W, ...) per-micro-turn array, `fill` outside the window and where masked."""
+        out = np.full((self.count, *array.shape[1:]), fill, dtype=array.dtype)
+        out[self.inside] = array[self.idx[self.inside]]
+        out[~self.real] = fill
+        return out
+
+
+def _span(mask: np.ndarray, first: int, count: int) -> _Span:
+    """The span [first, first + count) of a window whose (W,) bool `mask` marks its real micro-turns."""
+    idx = np.arange(first, first + count)
+    inside = (idx >= 0) & (idx < len(mask))
+    real = np.zeros(count, dtype=bool)
+    real[inside] = mask[idx[inside]]
+    return _Span(count=count, window=len(mask), idx=idx, inside=inside, real=real)
+
+
+def _pack_audio(
+    sample: dict[str, Any], span: _Span, slots: np.ndarray, output_logmel: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The audio slots of the span, each (C, P, 80) for P = slots per micro-turn: uint8 dMel codes of IN_DMEL
+    (user) and OUT_DMEL (model) slots, uint8 others' codes in IN_DMEL slots (a read-only zero view without others),
+    float32 log10 mel of OUT_DMEL slots; and whether the sample has others."""
+    count, per, n_ch = span.count, len(slots), DMEL_CHANNELS
+    in_dmel = span.take(np.asarray(sample["input.dmel.npy"]))
+    out_dmel = span.take(np.asarray(sample["output.dmel.npy"]))
+    has_others = "others.dmel.npy" in sample
+    others = span.take(np.asarray(sample["others.dmel.npy"])) if has_others else None
+    if output_logmel is None:
+        logmel = dequantise_dmel(out_dmel)
+    else:
+        logmel = span.take(np.asarray(output_logmel, dtype=np.float32), fill=float(LEVELS[0]))
+    in_at, out_at = _run(slots, IN_DMEL), _run(slots, OUT_DMEL)  # slices: a copy, not a boolean scatter
+    dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
+    dmel[:, in_at] = in_dmel
+    dmel[:, out_at] = out_dmel
+    if others is None:  # a read-only zero view: no memory for a stream the sample does not have
+        others_dmel = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (count, per, n_ch))
+    else:
+        others_dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
+        others_dmel[:, in_at] = others
+    logmel_n = np.zeros((count, per, n_ch), dtype=np.float32)
+    logmel_n[:, out_at] = logmel
+    return dmel, others_dmel, logmel_n, has_others
+
+
+def _pack_text(
+    sample: dict[str, Any], spec: LayoutSpec, slots: np.ndarray, span: _Span, first: int, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The text slots of the span: (C, P) int16 bytes / TEXT_END / TEXT_PAD per slot, (C, P) bool event bytes;
+    word bytes cut for want of slots, and event bytes still pending after the window's last real micro-turn
+    (counted when the span holds that micro-turn). `mask`: (W,) bool real micro-turns of the window."""
+    count, window, real = span.count, span.window, span.real
+    text = np.full((count, len(slots)), TEXT_PAD, dtype=np.int16)
+    is_event = np.zeros((count, len(slots)), dtype=bool)
+    cut = event_cut = 0
+    words = sample.get("words.json", [])
+    events = sample.get("events.json") or []
+    budget = min(spec.event_slots, spec.text_slots - 1)
+    real_w = mask.copy()
+    last_real = int(np.flatnonzero(real_w)[-1]) if real_w.any() else -1
+    heard: tuple[str, ...] = ("input", "others") if spec.user_text == "heard" else ()
+    for kind_id, streams, side in ((IN_TEXT, heard, "input"), (OUT_TEXT, ("output",), "output")):
+        cols = np.flatnonzero(slots == kind_id)
+        ev_bytes, pending = [b""] * window, 0
+        if events:
+            if budget >= 2:
+                ev_bytes, pending = _schedule_events(events, side, window, real_w, budget)
+            else:  # no room for a marker and a byte: every event byte is counted as cut
+                pending = sum(len(encode_event(e)) for e in events if e["side"] == side)
+        if first <= last_real < first + count:
+            event_cut += pending
+        for k, data in enumerate(_text_bytes(words, streams, first, count)):
+            if not real[k]:
+                continue
+            ev = ev_bytes[first + k] if 0 <= first + k < window else b""
+            kept = data[: spec.text_slots - 1 - len(ev)]
+            cut += len(data) - len(kept)
+            row = kept + ev
+            text[k, cols[: len(row)]] = np.frombuffer(row, dtype=np.uint8)
+            is_event[k, cols[len(kept) : len(row)]] = True
+            text[k, cols[len(row)]] = TEXT_END
+    return text, is_event, cut, event_cut
+
+
+def _pack_patches(
+    spec: LayoutSpec, span: _Span, frames: np.ndarray | None, frame_valid: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The span's patch pixels (C, Q, 3, 40, 40) uint8 for Q = spec.frame_patches (a read-only zero view without
+    frames) and (C, Q) bool valid patches: a real micro-turn with a frame on screen."""
+    count, q = span.count, spec.frame_patches
+    patch_valid = np.zeros((count, q), dtype=bool)
+    # without frames a read-only zero view: (count * q, 3, 40, 40) would be 35 MB per 150-micro-turn example
+    patches = np.broadcast_to(np.zeros((1, 1, 1, 1, 1), np.uint8), (count, q, 3, PATCH_PX, PATCH_PX))
+    if frames is not None and q:
+        patches = np.zeros((count, q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
+        fr = span.take(np.asarray(frames, dtype=np.uint8))
+        has_frame = span.take(np.ones(span.window, bool) if frame_valid is None else np.asarray(frame_valid, bool))
+        for k in range(count):
+            if span.real[k] and has_frame[k]:
+                p = patchify(fr[k])
+                if len(p) != q:
+                    raise ValueError(f"a {fr[k].shape} frame gives {len(p)} patches; spec.frame_patches is {q}")
+                patches[k], patch_valid[k] = p, True
+    return patches, patch_valid
+
+
 def pack(
     sample: dict[str, Any],
     spec: LayoutSpec,
@@ -258,101 +375,23 @@ def pack(
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     mask = np.asarray(sample["mask.npy"]).astype(bool)
-    window = len(mask)
-    idx = np.arange(first, first + count)
-    inside = (idx >= 0) & (idx < window)
-    real = np.zeros(count, dtype=bool)
-    real[inside] = mask[idx[inside]]
-
-    def span(array: np.ndarray, fill: float = 0) -> np.ndarray:
-        out = np.full((count, *array.shape[1:]), fill, dtype=array.dtype)
-        out[inside] = array[idx[inside]]
-        out[~real] = fill
-        return out
-
-    n_ch = DMEL_CHANNELS
-    in_dmel = span(np.asarray(sample["input.dmel.npy"]))
-    out_dmel = span(np.asarray(sample["output.dmel.npy"]))
-    has_others = "others.dmel.npy" in sample
-    others = span(np.asarray(sample["others.dmel.npy"])) if has_others else None
-    if output_logmel is None:
-        logmel = dequantise_dmel(out_dmel)
-    else:
-        logmel = span(np.asarray(output_logmel, dtype=np.float32), fill=float(LEVELS[0]))
-
+    span = _span(mask, first, count)
     slots = microturn_slots(spec)
-    per = len(slots)
+    per, n_ch = len(slots), DMEL_CHANNELS
     n = count * per
-    kind = np.tile(slots, count)
-    microturn = np.repeat(np.arange(count, dtype=np.int16), per)
-    is_out = slots == OUT_DMEL
-    in_at, out_at = _run(slots, IN_DMEL), _run(slots, OUT_DMEL)  # slices: a copy, not a boolean scatter
-
-    dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-    dmel[:, in_at] = in_dmel
-    dmel[:, out_at] = out_dmel
-    if others is None:  # a read-only zero view: no memory for a stream the sample does not have
-        others_dmel = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (count, per, n_ch))
-    else:
-        others_dmel = np.zeros((count, per, n_ch), dtype=np.uint8)
-        others_dmel[:, in_at] = others
-    logmel_n = np.zeros((count, per, n_ch), dtype=np.float32)
-    logmel_n[:, out_at] = logmel
-
-    text = np.full((count, per), TEXT_PAD, dtype=np.int16)
-    is_event = np.zeros((count, per), dtype=bool)
-    cut = event_cut = 0
-    words = sample.get("words.json", [])
-    events = sample.get("events.json") or []
-    budget = min(spec.event_slots, spec.text_slots - 1)
-    real_w = mask.copy()
-    last_real = int(np.flatnonzero(real_w)[-1]) if real_w.any() else -1
-    heard: tuple[str, ...] = ("input", "others") if spec.user_text == "heard" else ()
-    for kind_id, streams, side in ((IN_TEXT, heard, "input"), (OUT_TEXT, ("output",), "output")):
-        cols = np.flatnonzero(slots == kind_id)
-        ev_bytes, pending = [b""] * window, 0
-        if events:
-            if budget >= 2:
-                ev_bytes, pending = _schedule_events(events, side, window, real_w, budget)
-            else:  # no room for a marker and a byte: every event byte is counted as cut
-                pending = sum(len(encode_event(e)) for e in events if e["side"] == side)
-        if first <= last_real < first + count:
-            event_cut += pending
-        for k, data in enumerate(_text_bytes(words, streams, first, count)):
-            if not real[k]:
-                continue
-            ev = ev_bytes[first + k] if 0 <= first + k < window else b""
-            kept = data[: spec.text_slots - 1 - len(ev)]
-            cut += len(data) - len(kept)
-            row = kept + ev
-            text[k, cols[: len(row)]] = np.frombuffer(row, dtype=np.uint8)
-            is_event[k, cols[len(kept) : len(row)]] = True
-            text[k, cols[len(row)]] = TEXT_END
-
+    dmel, others_dmel, logmel_n, has_others = _pack_audio(sample, span, slots, output_logmel)
+    text, is_event, cut, event_cut = _pack_text(sample, spec, slots, span, first, mask)
+    patches, patch_valid = _pack_patches(spec, span, frames, frame_valid)
     q = spec.frame_patches
-    patch_valid = np.zeros((count, q), dtype=bool)
-    # without frames a read-only zero view: (count * q, 3, 40, 40) would be 35 MB per 150-micro-turn example
-    patches = np.broadcast_to(np.zeros((1, 1, 1, 1, 1), np.uint8), (count, q, 3, PATCH_PX, PATCH_PX))
-    if frames is not None and q:
-        patches = np.zeros((count, q, 3, PATCH_PX, PATCH_PX), dtype=np.uint8)
-        fr = span(np.asarray(frames, dtype=np.uint8))
-        has_frame = span(np.ones(window, bool) if frame_valid is None else np.asarray(frame_valid, bool))
-        for k in range(count):
-            if real[k] and has_frame[k]:
-                p = patchify(fr[k])
-                if len(p) != q:
-                    raise ValueError(f"a {fr[k].shape} frame gives {len(p)} patches; spec.frame_patches is {q}")
-                patches[k], patch_valid[k] = p, True
-
-    attendable = np.repeat(real[:, None], per, axis=1)
+    attendable = np.repeat(span.real[:, None], per, axis=1)
     is_text = (slots == IN_TEXT) | (slots == OUT_TEXT)
     attendable[:, is_text] &= text[:, is_text] != TEXT_PAD
     attendable[:, slots == PATCH] &= patch_valid
     target_text = attendable & (slots == OUT_TEXT)[None]
-    target_dmel = attendable & is_out[None]
+    target_dmel = attendable & (slots == OUT_DMEL)[None]
     return Packed(
-        kind=kind,
-        microturn=microturn,
+        kind=np.tile(slots, count),
+        microturn=np.repeat(np.arange(count, dtype=np.int16), per),
         dmel=dmel.reshape(n, n_ch),
         others_dmel=others_dmel.reshape(n, n_ch),
         has_others=has_others,

@@ -21,7 +21,7 @@ shards through Beam's FileSystems (schemas.storage; S3 options from its flags or
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from schemas.frames import decode_frames, patchify
 from schemas.sample import decode_window_members, perspective_members
 from schemas.shard import require_format, wds_zstd  # noqa: F401 - wds_zstd: documented here
 from schemas.tables import read_manifest, read_shard_list
+from schemas.units import SAMPLES_PER_MICROTURN, microturn_start_s
 
 storage.register_webdataset_schemes()  # s3:// shards stream through Beam's FileSystems (here and in loader workers)
 
@@ -145,3 +146,87 @@ def dataset(
 def iter_samples(dataset_dir: str, *, as_torch: bool = False, patches: bool = False) -> Iterator[dict[str, Any]]:
     """Every sample of the dataset (one per window and perspective), shard by shard in file order."""
     yield from dataset(dataset_dir, as_torch=as_torch, patches=patches)
+
+
+JOINED_ARRAYS = ("input.dmel.npy", "output.dmel.npy", "others.dmel.npy", "activity.npy", "labels.npy", "floor.npy")
+"""Per-micro-turn members that `join_windows` concatenates (those a sample has)."""
+JOINED_AUDIO = ("input.flac", "output.flac", "others.flac")
+"""16 kHz audio members (datasets written with --keep_audio) that `join_windows` concatenates."""
+
+
+def join_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One conversation seen from one perspective, from its windows (decoded samples, in any order): a dict shaped
+    like a decoded sample that spans every real micro-turn of the conversation, K = ceil(conversation_samples /
+    3200) of them, padding dropped.
+
+    - JOINED_ARRAYS the windows have: concatenated, first axis K;
+    - JOINED_AUDIO the windows have: concatenated, K * 3200 samples at 16 kHz (the conversation's own length is
+      ``meta.json``'s conversation_samples; past it, zeros);
+    - ``frames`` / ``frame_mask`` when the windows have video: K frames;
+    - ``mask.npy``: K ones;
+    - ``words.json``: every window's words, in window order, with ``microturn`` counted from the conversation's
+      first micro-turn and ``start_s`` / ``end_s`` in seconds from the conversation's start;
+    - ``events.json``: likewise (``microturn``, ``time_s``), in window order;
+    - ``meta.json``: the first window's (its window fields describe that window only).
+
+    Targets are left out: a target that touches several windows is in each, clipped to it.
+    """
+    if not samples:
+        raise ValueError("join_windows needs at least one window")
+    samples = sorted(samples, key=lambda s: s["meta.json"]["window"])
+    parts: dict[str, list[np.ndarray]] = {}
+    words: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for s in samples:
+        meta = s["meta.json"]
+        n, first = meta["num_microturns"], meta["start_microturn"]
+        t0 = microturn_start_s(first)
+        for member in JOINED_ARRAYS + ("frames",):
+            if member in s:
+                parts.setdefault(member, []).append(np.asarray(s[member])[:n])
+        if "frames" in s:
+            parts.setdefault("frame_mask", []).append(np.asarray(s["frame_mask"], bool)[:n])
+        for member in JOINED_AUDIO:
+            if member in s:
+                parts.setdefault(member, []).append(np.asarray(s[member], np.float32)[: n * SAMPLES_PER_MICROTURN])
+        for raw in s.get("words.json", []):
+            w: dict[str, Any] = dict(raw)
+            w["microturn"] = int(w["microturn"]) + first
+            w["start_s"] = float(w["start_s"]) + t0
+            w["end_s"] = float(w.get("end_s", w["start_s"])) + t0
+            words.append(w)
+        for e in s.get("events.json") or []:
+            events.append({**e, "microturn": int(e["microturn"]) + first, "time_s": e["time_s"] + t0})
+    joined: dict[str, Any] = {member: np.concatenate(arrays) for member, arrays in parts.items()}
+    joined["mask.npy"] = np.ones(sum(s["meta.json"]["num_microturns"] for s in samples), np.uint8)
+    joined["words.json"] = words
+    joined["events.json"] = events
+    joined["meta.json"] = samples[0]["meta.json"]
+    return joined
+
+
+def iter_conversations(
+    dataset_dir: str, *, checked: bool = True, conversation_ids: Container[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every conversation of the dataset from each of its perspectives, joined from its windows (`join_windows`), in
+    (conversation_key, perspective) order. The dataset's samples are read (and held) first.
+
+    Args:
+        checked: read through schemas.checked_reader.checked_samples (a malformed sample: a DatasetError naming
+            it); False: plain iter_samples.
+        conversation_ids: keep only these conversations (bundle ids as given); None: all.
+    """
+    if checked:
+        from schemas.checked_reader import checked_samples  # it imports this module
+
+        samples: Iterable[dict[str, Any]] = checked_samples(dataset_dir)
+    else:
+        samples = iter_samples(dataset_dir)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for sample in samples:
+        meta = sample["meta.json"]
+        if conversation_ids is not None and meta["conversation_id"] not in conversation_ids:
+            continue
+        groups.setdefault((meta["conversation_key"], meta["perspective"]), []).append(sample)
+    for _, windows in sorted(groups.items(), key=lambda item: item[0]):
+        yield join_windows(windows)

@@ -180,19 +180,26 @@ def validate(dataset_dir: str, *, limit: int = 20) -> Report:
     return report
 
 
-def _validate(dataset_dir: str, report: Report) -> None:
+def _read_manifest_checked(dataset_dir: str, report: Report) -> dict | None:
+    """The manifest, or None (reported) when it is unreadable, not an object or of another format version."""
     try:
         manifest = read_manifest(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"{MANIFEST_FILE}: cannot read: {e}")
-        return
+        return None
     if not isinstance(manifest, dict):
         report.add(f"{MANIFEST_FILE}: not a JSON object")
-        return
+        return None
     version_message = version_problem(manifest.get("format_version"), dataset_dir)
     if version_message:
         report.add(version_message)
-        return
+        return None
+    return manifest
+
+
+def _read_index_rows(dataset_dir: str, manifest: dict, report: Report) -> dict[tuple[str, str], dict] | None:
+    """The index rows by (key, perspective), after checking the manifest's counts, the index's and the rejected
+    list's schemas and row counts; None (reported) when either table cannot be read."""
     counts = manifest.get("counts", {})
     if counts.get("inputs") != counts.get("conversations_written", -1) + counts.get("rejected", -1):
         report.add(
@@ -204,7 +211,7 @@ def _validate(dataset_dir: str, report: Report) -> None:
         rejected = read_rejected(dataset_dir)
     except (OSError, ValueError) as e:
         report.add(f"cannot read {INDEX_DIR} or {REJECTED_FILE}: {e}")
-        return
+        return None
     if not index.schema.equals(INDEX_SCHEMA, check_metadata=False):
         report.add(f"{INDEX_DIR}: schema differs from schemas.tables.INDEX_SCHEMA")
     if not rejected.schema.equals(REJECTED_SCHEMA, check_metadata=False):
@@ -214,10 +221,13 @@ def _validate(dataset_dir: str, report: Report) -> None:
     rows = {(r["key"], r["perspective"]): r for r in index.to_pylist()}  # one row per window and perspective
     if len(rows) != index.num_rows:
         report.add(f"{INDEX_DIR}: (key, perspective) pairs are not unique")
-    keys = {key for key, _ in rows}
     if len(rows) != counts.get("samples"):  # a sample is a window seen from one perspective (the tar: windows)
         report.add(f"{INDEX_DIR}: {len(rows)} rows, manifest says {counts.get('samples')} samples")
+    return rows
 
+
+def _check_listings(dataset_dir: str, manifest: dict, report: Report) -> None:
+    """One index file per listed shard and none other; shards.txt lists the manifest's shards."""
     listed = {index_file_name(s["name"]) for s in manifest.get("shards", [])}
     present = {f"{INDEX_DIR}/{posixpath.basename(path)}" for path in index_files(dataset_dir)}
     for name in sorted(listed - present):
@@ -229,65 +239,93 @@ def _validate(dataset_dir: str, report: Report) -> None:
         report.add(f"{SHARD_LIST_FILE}: missing (the manifest's shard names, sorted, one a line)")
     elif storage.read_bytes(shard_list) != shard_list_text(s["name"] for s in manifest.get("shards", [])).encode():
         report.add(f"{SHARD_LIST_FILE}: does not list the manifest's shards, sorted, one a line")
-    config = manifest.get("config", {})
-    target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
-    seen: set[tuple[str, str]] = set()
-    per_perspective: dict[tuple[str, str], list[SampleMeta]] = defaultdict(list)
-    for shard in manifest.get("shards", []):
-        path = posixpath.join(dataset_dir, shard["name"])
-        if not storage.exists(path):
-            report.add(f"{shard['name']}: listed in the manifest but missing")
-            continue
-        digest, size = _sha256(path)
-        if digest != shard["sha256"] or size != shard["size_bytes"]:
-            report.add(
-                f"{shard['name']}: sha256/size {digest[:12]}/{size} != manifest {shard['sha256'][:12]}/"
-                f"{shard['size_bytes']}"
-            )
-        if target is not None and size > target * 1_000_000 and shard.get("conversations", 0) > 1:
-            report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target} with several conversations")
-        samples = _read_shard(path, report)
-        found: list[tuple[str, str]] = []  # (key, perspective) of the shard's windows
-        for key, (offset, members) in samples.items():
-            if key not in keys:
-                report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
-            for sample in _check_window(key, members, report):
-                meta = sample.meta
-                row = rows.get((key, meta.perspective))
-                seen.add((key, meta.perspective))
-                found.append((key, meta.perspective))
-                report.samples_checked += 1
-                if row is None:
-                    report.add(f"{key}: perspective {meta.perspective} in {shard['name']} but not in {INDEX_DIR}")
-                else:
-                    if row["shard"] != shard["name"] or row["offset"] != offset:
-                        report.add(
-                            f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}"
-                        )
-                    _check_target_counts(key, sample, row, report)
-                    _check_event_counts(key, sample, row, report)
-                if meta.key != key:
-                    report.add(f"{key}: meta.key is {meta.key!r}")
-                per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
-        if len(found) != shard.get("samples"):
-            report.add(
-                f"{shard['name']}: {len(found)} samples (window x perspective), manifest says {shard.get('samples')}"
-            )
-        index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
-        if storage.exists(index_path):
-            with storage.open_read(index_path) as f:
-                table = pq.read_table(f, columns=["key", "perspective"])
-            in_file = list(zip(table.column("key").to_pylist(), table.column("perspective").to_pylist(), strict=True))
-            keys_in_file = [k for k, _ in in_file]
-            if sorted(set(keys_in_file)) != sorted(samples) or keys_in_file != sorted(keys_in_file):
-                report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
-            elif sorted(in_file) != sorted(found):
-                report.add(
-                    f"{index_file_name(shard['name'])}: rows are not the perspectives of {shard['name']}'s samples"
-                )
-    for key, persp in sorted(set(rows) - seen):
+
+
+def _check_shard_file(path: str, shard: dict, target_mb: float | None, report: Report) -> None:
+    """The shard's sha256 and size in bytes agree with the manifest; with a target size in MB (10^6 bytes), only
+    a shard of one conversation exceeds it."""
+    digest, size = _sha256(path)
+    if digest != shard["sha256"] or size != shard["size_bytes"]:
+        report.add(
+            f"{shard['name']}: sha256/size {digest[:12]}/{size} != manifest {shard['sha256'][:12]}/"
+            f"{shard['size_bytes']}"
+        )
+    if target_mb is not None and size > target_mb * 1_000_000 and shard.get("conversations", 0) > 1:
+        report.add(f"{shard['name']}: {size} bytes, over shard_size_mb {target_mb} with several conversations")
+
+
+@dataclass
+class _Seen:
+    """What the shards held, gathered across shards for the dataset-wide checks."""
+
+    pairs: set[tuple[str, str]] = field(default_factory=set)  # (key, perspective) found in some shard
+    per_perspective: dict[tuple[str, str], list[SampleMeta]] = field(default_factory=lambda: defaultdict(list))
+
+
+def _check_shard_samples(
+    shard: dict,
+    samples: dict[str, tuple[int, dict[str, bytes]]],
+    rows: dict[tuple[str, str], dict],
+    keys: set[str],
+    seen: _Seen,
+    report: Report,
+) -> list[tuple[str, str]]:
+    """Check each window of the shard and each perspective's index row (place, byte offset, targets, events);
+    `keys`: the index's keys. Returns the (key, perspective) of the shard's samples, in shard order."""
+    found: list[tuple[str, str]] = []
+    for key, (offset, members) in samples.items():
+        if key not in keys:
+            report.add(f"{key}: in {shard['name']} but not in {INDEX_DIR}")
+        for sample in _check_window(key, members, report):
+            meta = sample.meta
+            row = rows.get((key, meta.perspective))
+            seen.pairs.add((key, meta.perspective))
+            found.append((key, meta.perspective))
+            report.samples_checked += 1
+            if row is None:
+                report.add(f"{key}: perspective {meta.perspective} in {shard['name']} but not in {INDEX_DIR}")
+            else:
+                if row["shard"] != shard["name"] or row["offset"] != offset:
+                    report.add(f"{key}: index says {row['shard']}@{row['offset']}, found in {shard['name']}@{offset}")
+                _check_target_counts(key, sample, row, report)
+                _check_event_counts(key, sample, row, report)
+            if meta.key != key:
+                report.add(f"{key}: meta.key is {meta.key!r}")
+            seen.per_perspective[(meta.conversation_key, meta.perspective)].append(meta)
+    if len(found) != shard.get("samples"):
+        report.add(
+            f"{shard['name']}: {len(found)} samples (window x perspective), manifest says {shard.get('samples')}"
+        )
+    return found
+
+
+def _check_shard_index(
+    dataset_dir: str,
+    shard: dict,
+    samples: dict[str, tuple[int, dict[str, bytes]]],
+    found: list[tuple[str, str]],
+    report: Report,
+) -> None:
+    """The shard's index file (when present) holds its samples' keys in key order, one row per perspective."""
+    index_path = posixpath.join(dataset_dir, index_file_name(shard["name"]))
+    if not storage.exists(index_path):
+        return
+    with storage.open_read(index_path) as f:
+        table = pq.read_table(f, columns=["key", "perspective"])
+    in_file = list(zip(table.column("key").to_pylist(), table.column("perspective").to_pylist(), strict=True))
+    keys_in_file = [k for k, _ in in_file]
+    if sorted(set(keys_in_file)) != sorted(samples) or keys_in_file != sorted(keys_in_file):
+        report.add(f"{index_file_name(shard['name'])}: rows are not {shard['name']}'s samples in key order")
+    elif sorted(in_file) != sorted(found):
+        report.add(f"{index_file_name(shard['name'])}: rows are not the perspectives of {shard['name']}'s samples")
+
+
+def _check_conversations(rows: dict[tuple[str, str], dict], seen: _Seen, report: Report) -> None:
+    """Every index row was found in a shard; per conversation and perspective, windows 0..n-1 covering
+    ceil(samples / 3200) micro-turns."""
+    for key, persp in sorted(set(rows) - seen.pairs):
         report.add(f"{key}: perspective {persp} in {INDEX_DIR} but in no shard")
-    for (conv, persp), metas in sorted(per_perspective.items()):
+    for (conv, persp), metas in sorted(seen.per_perspective.items()):
         metas.sort(key=lambda m: m.window)
         if [m.window for m in metas] != list(range(len(metas))):
             report.add(f"{conv}/{persp}: windows are not 0..{len(metas) - 1}")
@@ -295,3 +333,27 @@ def _validate(dataset_dir: str, report: Report) -> None:
         got = sum(m.num_microturns for m in metas)
         if got != expected:
             report.add(f"{conv}/{persp}: {got} micro-turns, expected ceil(samples / 3200) = {expected}")
+
+
+def _validate(dataset_dir: str, report: Report) -> None:
+    manifest = _read_manifest_checked(dataset_dir, report)
+    if manifest is None:
+        return
+    rows = _read_index_rows(dataset_dir, manifest, report)
+    if rows is None:
+        return
+    _check_listings(dataset_dir, manifest, report)
+    config = manifest.get("config", {})
+    target = None if config.get("num_shards") is not None else config.get("shard_size_mb")
+    keys = {key for key, _ in rows}
+    seen = _Seen()
+    for shard in manifest.get("shards", []):
+        path = posixpath.join(dataset_dir, shard["name"])
+        if not storage.exists(path):
+            report.add(f"{shard['name']}: listed in the manifest but missing")
+            continue
+        _check_shard_file(path, shard, target, report)
+        samples = _read_shard(path, report)
+        found = _check_shard_samples(shard, samples, rows, keys, seen, report)
+        _check_shard_index(dataset_dir, shard, samples, found, report)
+    _check_conversations(rows, seen, report)

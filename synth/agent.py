@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,89 +173,138 @@ def _event(kind: str, time_s: float, **kw: Any) -> dict[str, Any]:
     return {"kind": kind, "time_s": round(time_s, 4), **kw}
 
 
-def plan_agent(backend: TTSBackend, rng: random.Random, *, variant: str, tool: str) -> tuple[Any, dict[str, Any]]:
-    """One delegation conversation: (timeline, planted) where planted = {"events", "labels", "variant", "tool"}."""
-    p = AgentPlanner(backend, rng)
-    task = TOOLS[tool](rng)
-    events: list[dict[str, Any]] = []
-    labels: list[dict[str, Any]] = []
+@dataclass
+class _Delegation:
+    """A delegation conversation being laid out: the planner, the task, and the events and labels planted so far
+    (times in seconds from the conversation's start)."""
+
+    p: AgentPlanner
+    rng: random.Random
+    task: Task
+    current: str  # the name of the task running now (a restart renames it)
+    t_start: float  # seconds: when the running task started
+    events: list[dict[str, Any]] = field(default_factory=list)  # events.json entries, in the order planted
+    labels: list[dict[str, Any]] = field(default_factory=list)  # label spans (delegate, arrive, weave)
+
+
+def _delegate(p: AgentPlanner, rng: random.Random, task: Task) -> _Delegation:
+    """The user asks, the assistant acknowledges and starts the task a reaction time (s) after."""
     p.say(USER, task.ask, at=p.t)
     ack = p.say(AGENT, task.ack)
     t_start = p.seconds(ack.end) + rng.uniform(*RULES["react_s"])
-    events.append(_event("task_start", t_start, name="task_start", arguments={"name": task.name}, task=task.name))
-    labels.append({"label": "delegate", "start_s": p.seconds(ack.start), "end_s": t_start})
-    current = task.name
-    if variant in ("correct_send", "correct_restart"):
-        p.say(USER, "actually make it quick please")
-        reply = p.say(AGENT, "okay updating the task")
-        t = p.seconds(reply.end) + 0.1
-        if variant == "correct_send":
-            args = {"lane": "main", "task": current, "message": "make it quick"}
-            events.append(_event("task_send", t, name="task_send", arguments=args, task=current))
-        else:
-            args = {"action": "cancel", "task": current}
-            events.append(_event("task_resolve", t, name="task_resolve", arguments=args, task=current))
-            current = f"{task.name} quick"
-            events.append(_event("task_start", t + 0.05, name="task_start", arguments={"name": current}, task=current))
-            t_start = t + 0.05
-    if variant == "side_question":
-        p.say(USER, "how long will that take")
-        reply = p.say(AGENT, "let me ask")
-        t = p.seconds(reply.end) + 0.1
-        args = {"lane": "fork", "task": current, "message": "how long will it take"}
-        events.append(_event("task_send", t, name="task_send", arguments=args, task=current))
-        fork_reply = {"name": current, "task": current, "topic": "milestone", "status": "running"}
-        events.append(_event("worker_delivery", t + rng.uniform(0.5, 1.5), content="a few more seconds", **fork_reply))
+    d = _Delegation(p=p, rng=rng, task=task, current=task.name, t_start=t_start)
+    d.events.append(_event("task_start", t_start, name="task_start", arguments={"name": task.name}, task=task.name))
+    d.labels.append({"label": "delegate", "start_s": p.seconds(ack.start), "end_s": t_start})
+    return d
+
+
+def _correct(d: _Delegation, variant: str) -> None:
+    """The user changes the task: the assistant sends the change (correct_send) or cancels and restarts it under
+    a new name (correct_restart), 0.1 s after its reply."""
+    p, current = d.p, d.current
+    p.say(USER, "actually make it quick please")
+    reply = p.say(AGENT, "okay updating the task")
+    t = p.seconds(reply.end) + 0.1
+    if variant == "correct_send":
+        args = {"lane": "main", "task": current, "message": "make it quick"}
+        d.events.append(_event("task_send", t, name="task_send", arguments=args, task=current))
+    else:
+        args = {"action": "cancel", "task": current}
+        d.events.append(_event("task_resolve", t, name="task_resolve", arguments=args, task=current))
+        d.current = current = f"{d.task.name} quick"
+        d.events.append(_event("task_start", t + 0.05, name="task_start", arguments={"name": current}, task=current))
+        d.t_start = t + 0.05
+
+
+def _side_question(d: _Delegation) -> None:
+    """The user asks how long it takes: the assistant forks a question to the worker, answered 0.5-1.5 s later."""
+    p, current = d.p, d.current
+    p.say(USER, "how long will that take")
+    reply = p.say(AGENT, "let me ask")
+    t = p.seconds(reply.end) + 0.1
+    args = {"lane": "fork", "task": current, "message": "how long will it take"}
+    d.events.append(_event("task_send", t, name="task_send", arguments=args, task=current))
+    fork_reply = {"name": current, "task": current, "topic": "milestone", "status": "running"}
+    d.events.append(_event("worker_delivery", t + d.rng.uniform(0.5, 1.5), content="a few more seconds", **fork_reply))
+
+
+def _small_talk(d: _Delegation, variant: str) -> float:
+    """An unrelated exchange while the task runs; returns when (s) the final result arrives."""
+    p, rng = d.p, d.rng
     question, answer = rng.choice(SMALL_TALK)
     p.say(USER, question)
     answered = p.say(AGENT, answer)
     # The result arrives after the answer to the unrelated question (a weave point before it would have come
     # first), or while the user goes on talking: then the weave waits for >= 0.4 s of the user's silence.
     talk_on = variant != "cancel" and rng.random() < 0.5
-    t_final = max(t_start + rng.uniform(*task.delay_s), p.seconds(answered.end) + 0.05)
+    t_final = max(d.t_start + rng.uniform(*d.task.delay_s), p.seconds(answered.end) + 0.05)
     if talk_on:
         more = p.say(USER, "and I also need to buy some bread later today")
-        t_final = max(t_start + 2.0, rng.uniform(p.seconds(more.start) + 0.1, p.seconds(more.end) - 0.1))
-    t_mile = t_start + rng.uniform(1.0, 1.8)
-    events.append(
+        t_final = max(d.t_start + 2.0, rng.uniform(p.seconds(more.start) + 0.1, p.seconds(more.end) - 0.1))
+    return t_final
+
+
+def _cancel(d: _Delegation) -> None:
+    """The user cancels the task; the assistant resolves it 0.1 s after its reply."""
+    p = d.p
+    p.say(USER, "never mind cancel that")
+    reply = p.say(AGENT, "okay cancelled")
+    t = p.seconds(reply.end) + 0.1
+    args = {"action": "cancel", "task": d.current}
+    d.events.append(_event("task_resolve", t, name="task_resolve", arguments=args, task=d.current))
+    p.say(USER, "okay thanks anyway I will ask again later")  # time for the event's tokens to spill
+
+
+def _deliver(d: _Delegation, t_final: float) -> None:
+    """The result arrives at `t_final` (s) and the assistant weaves it in at the first quiet moment."""
+    p = d.p
+    d.events.append(
+        _event(
+            "worker_delivery",
+            t_final,
+            name=d.current,
+            task=d.current,
+            topic="final",
+            status="done",
+            content=d.task.result,
+        )
+    )
+    d.labels.append({"label": "arrive", "start_s": round(t_final, 4), "end_s": round(t_final, 4)})
+    onset = p.weave_point(math.ceil(round(t_final, 4) * p.rate))
+    woven = p.say(AGENT, d.task.weave, at=onset)
+    d.labels.append({"label": "weave", "start_s": p.seconds(onset), "end_s": p.seconds(woven.end)})
+    p.say(USER, "thanks")
+
+
+def plan_agent(backend: TTSBackend, rng: random.Random, *, variant: str, tool: str) -> tuple[Any, dict[str, Any]]:
+    """One delegation conversation: (timeline, planted) where planted = {"events", "labels", "variant", "tool"}."""
+    p = AgentPlanner(backend, rng)
+    d = _delegate(p, rng, TOOLS[tool](rng))
+    if variant in ("correct_send", "correct_restart"):
+        _correct(d, variant)
+    if variant == "side_question":
+        _side_question(d)
+    t_final = _small_talk(d, variant)
+    t_mile = d.t_start + rng.uniform(1.0, 1.8)
+    d.events.append(
         _event(
             "worker_delivery",
             t_mile,
-            name=current,
-            task=current,
+            name=d.current,
+            task=d.current,
             topic="milestone",
             status="running",
-            content=task.milestone,
+            content=d.task.milestone,
         )
     )
     if variant == "cancel":
-        p.say(USER, "never mind cancel that")
-        reply = p.say(AGENT, "okay cancelled")
-        t = p.seconds(reply.end) + 0.1
-        args = {"action": "cancel", "task": current}
-        events.append(_event("task_resolve", t, name="task_resolve", arguments=args, task=current))
-        p.say(USER, "okay thanks anyway I will ask again later")  # time for the event's tokens to spill
+        _cancel(d)
     else:
-        events.append(
-            _event(
-                "worker_delivery",
-                t_final,
-                name=current,
-                task=current,
-                topic="final",
-                status="done",
-                content=task.result,
-            )
-        )
-        labels.append({"label": "arrive", "start_s": round(t_final, 4), "end_s": round(t_final, 4)})
-        onset = p.weave_point(math.ceil(round(t_final, 4) * p.rate))
-        woven = p.say(AGENT, task.weave, at=onset)
-        labels.append({"label": "weave", "start_s": p.seconds(onset), "end_s": p.seconds(woven.end)})
-        p.say(USER, "thanks")
-    events.sort(key=lambda e: e["time_s"])
+        _deliver(d, t_final)
+    events = sorted(d.events, key=lambda e: e["time_s"])
     words = [w for u in p.utterances for w in u.words]
     timeline = p.timeline(words, [USER, AGENT])
-    return timeline, {"variant": variant, "tool": tool, "events": events, "labels": labels}
+    return timeline, {"variant": variant, "tool": tool, "events": events, "labels": d.labels}
 
 
 def make_agent_bundles(

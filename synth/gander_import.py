@@ -33,6 +33,7 @@ import os
 import random
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -273,28 +274,50 @@ def check_conversation(obj: Mapping[str, Any]) -> None:
                 raise GanderError(f"{where} tool call #{k} arguments is not a JSON object")
 
 
-def gander_to_bundle(
-    obj: Mapping[str, Any], out_dir: Path, *, base: Path, backend: TTSBackend | None, allow_outside: bool = False
-) -> Path:
-    """Write one Gander conversation as a bundle directory; returns its bundle.json path.
+@dataclass
+class _Turns:
+    """What a conversation's turns give, gathered in turn order."""
 
-    Raises:
-        GanderError: the conversation is malformed (`check_conversation`); nothing is written then.
-    """
-    check_conversation(obj)
-    conv_id = str(obj.get("id") or obj.get("conversation_id"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pieces: dict[str, list[tuple[float, np.ndarray, int]]] = {USER: [], AGENT: []}
-    missing: dict[str, str] = {}
-    words: list[Word] = []
-    events: list[dict[str, Any]] = []
+    pieces: dict[str, list[tuple[float, np.ndarray, int]]]  # per role: (start s, float32 mono samples, rate Hz)
+    missing: dict[str, str] = field(default_factory=dict)  # per role: the first path (or note) it has no audio for
+    words: list[Word] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # events.json entries, times in seconds
+
+
+def _synthesise(text: str, start_s: float, backend: TTSBackend, rng: random.Random) -> tuple[np.ndarray, list[Word]]:
+    """An assistant turn given as text only, spoken by `backend` from `start_s` (seconds): its float32 samples at
+    backend.sample_rate_hz and its words (source tts)."""
+    from synth.planner import BASE_RULES, TimelinePlanner
+
+    planner = TimelinePlanner({AGENT: backend}, {AGENT: TTS_VOICE}, rng, BASE_RULES)
+    u = planner.speak(AGENT, [text.split()], 0)
+    audio = np.zeros(u.end, np.float32)
+    words = []
+    for w in u.words:
+        audio[w.start_sample : w.end_sample] = w.audio
+        words.append(
+            Word(
+                text=w.text,
+                start_s=start_s + w.start_sample / backend.sample_rate_hz,
+                end_s=start_s + w.end_sample / backend.sample_rate_hz,
+                speaker=AGENT,
+                source="tts",
+            )
+        )
+    return audio, words
+
+
+def _gather_turns(obj: Mapping[str, Any], *, base: Path, backend: TTSBackend | None, allow_outside: bool) -> _Turns:
+    """Each turn's events, audio (cut from its file, or synthesised for an assistant turn with text only) and
+    words; a role whose audio cannot be read is noted in `missing` with the path."""
+    turns = _Turns(pieces={USER: [], AGENT: []})
     last_call = None
     tts_rng = random.Random(0)
     for turn in obj["turns"]:
         role = turn.get("role")
         start_s = float(turn.get("start_ms", 0)) / 1000
         end_s = float(turn.get("end_ms", turn.get("start_ms", 0))) / 1000
-        events += _events_of(turn, last_call)
+        turns.events += _events_of(turn, last_call)
         for call in turn.get("tool_calls") or []:
             last_call = str(call["name"])
         if role not in (USER, AGENT):
@@ -304,54 +327,43 @@ def gander_to_bundle(
         if spec:
             cut = _cut(spec, base, allow_outside=allow_outside)
             if isinstance(cut, str):
-                missing.setdefault(role, cut)
+                turns.missing.setdefault(role, cut)
             else:
-                pieces[role].append((start_s, *cut))
-            words += _timed_words(turn, role) or _spread(text, start_s, end_s, role)
+                turns.pieces[role].append((start_s, *cut))
+            turns.words += _timed_words(turn, role) or _spread(text, start_s, end_s, role)
         elif role == AGENT and text.strip():
             if backend is None:
                 from synth.espeak import EspeakBackend
 
                 backend = EspeakBackend()
-            from synth.planner import BASE_RULES, TimelinePlanner
-
-            planner = TimelinePlanner({AGENT: backend}, {AGENT: TTS_VOICE}, tts_rng, BASE_RULES)
-            u = planner.speak(AGENT, [text.split()], 0)
-            audio = np.zeros(u.end, np.float32)
-            for w in u.words:
-                audio[w.start_sample : w.end_sample] = w.audio
-                words.append(
-                    Word(
-                        text=w.text,
-                        start_s=start_s + w.start_sample / backend.sample_rate_hz,
-                        end_s=start_s + w.end_sample / backend.sample_rate_hz,
-                        speaker=AGENT,
-                        source="tts",
-                    )
-                )
-            pieces[AGENT].append((start_s, audio, backend.sample_rate_hz))
+            audio, words = _synthesise(text, start_s, backend, tts_rng)
+            turns.words += words
+            turns.pieces[AGENT].append((start_s, audio, backend.sample_rate_hz))
         elif role == USER:
-            missing.setdefault(USER, f"(turn at {turn.get('start_ms')} ms has no audio_in)")
-    tracks = []
-    end_s = max([float(t.get("end_ms", 0)) / 1000 for t in obj["turns"]] + [e["time_s"] + 0.2 for e in events])
-    for speaker in (USER, AGENT):
-        if speaker in missing:
-            tracks.append({"speaker": speaker, "path": missing[speaker]})
-            continue
-        rate = min(max((r for _, _, r in pieces[speaker]), default=16_000), MAX_TRACK_RATE_HZ)
-        length = int(math.ceil(end_s * rate)) + 1
-        for start, x, r in pieces[speaker]:
-            length = max(length, int(round(start * rate)) + len(_resample(x, r, rate)))
-        track = np.zeros(length, np.float32)
-        for start, x, r in pieces[speaker]:
-            y = _resample(x, r, rate)
-            a = int(round(start * rate))
-            track[a : a + len(y)] += y
-        sf.write(out_dir / f"{speaker}.wav", pcm16(track), rate, subtype="PCM_16", format="WAV")
-        tracks.append({"speaker": speaker, "path": f"{speaker}.wav"})
+            turns.missing.setdefault(USER, f"(turn at {turn.get('start_ms')} ms has no audio_in)")
+    return turns
+
+
+def _write_track(path: Path, pieces: list[tuple[float, np.ndarray, int]], end_s: float) -> None:
+    """Mix a role's pieces ((start s, samples, rate Hz)) into one 16-bit WAV at their highest rate (at most
+    MAX_TRACK_RATE_HZ; 16 kHz without pieces), at least `end_s` seconds long."""
+    rate = min(max((r for _, _, r in pieces), default=16_000), MAX_TRACK_RATE_HZ)
+    length = int(math.ceil(end_s * rate)) + 1
+    for start, x, r in pieces:
+        length = max(length, int(round(start * rate)) + len(_resample(x, r, rate)))
+    track = np.zeros(length, np.float32)
+    for start, x, r in pieces:
+        y = _resample(x, r, rate)
+        a = int(round(start * rate))
+        track[a : a + len(y)] += y
+    sf.write(path, pcm16(track), rate, subtype="PCM_16", format="WAV")
+
+
+def _bundle(obj: Mapping[str, Any], tracks: list[dict[str, str]], turns: _Turns) -> dict[str, Any]:
+    """bundle.json of the conversation: its fields, tracks, words sorted by (start, speaker), events by time."""
     bundle = {
         "bundle_version": 1,
-        "id": conv_id,
+        "id": str(obj.get("id") or obj.get("conversation_id")),
         "language": str(obj.get("language", "en")),
         "source": str(obj.get("source", "gander")),
         "licence": str(obj.get("licence", "unknown")),
@@ -366,16 +378,38 @@ def gander_to_bundle(
                 "score": w.score,
                 "source": w.source,
             }
-            for w in sorted(words, key=lambda w: (w.start_s, w.speaker))
+            for w in sorted(turns.words, key=lambda w: (w.start_s, w.speaker))
         ],
         "model_speakers": [AGENT],
         "tags": {"format": "gander"},
-        "events": sorted(events, key=lambda e: e["time_s"]),
+        "events": sorted(turns.events, key=lambda e: e["time_s"]),
     }
     for w in bundle["words"]:
         if w["score"] is None:
             del w["score"]
-    write_json(out_dir / "bundle.json", bundle)
+    return bundle
+
+
+def gander_to_bundle(
+    obj: Mapping[str, Any], out_dir: Path, *, base: Path, backend: TTSBackend | None, allow_outside: bool = False
+) -> Path:
+    """Write one Gander conversation as a bundle directory; returns its bundle.json path.
+
+    Raises:
+        GanderError: the conversation is malformed (`check_conversation`); nothing is written then.
+    """
+    check_conversation(obj)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    turns = _gather_turns(obj, base=base, backend=backend, allow_outside=allow_outside)
+    tracks = []
+    end_s = max([float(t.get("end_ms", 0)) / 1000 for t in obj["turns"]] + [e["time_s"] + 0.2 for e in turns.events])
+    for speaker in (USER, AGENT):
+        if speaker in turns.missing:
+            tracks.append({"speaker": speaker, "path": turns.missing[speaker]})
+            continue
+        _write_track(out_dir / f"{speaker}.wav", turns.pieces[speaker], end_s)
+        tracks.append({"speaker": speaker, "path": f"{speaker}.wav"})
+    write_json(out_dir / "bundle.json", _bundle(obj, tracks, turns))
     return out_dir / "bundle.json"
 
 

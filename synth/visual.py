@@ -121,6 +121,86 @@ def _cycles(s: Script, cfg: VisualConfig, start_s: float) -> tuple[list[tuple[fl
     return out, t
 
 
+_Scene = tuple[Canvas, list[tuple[str, str, float, int | None]], dict[str, str]]
+"""A drawn scene: its canvas, its visual events (category, text, event time in seconds, count) and its tags."""
+
+
+def _clip_scene(
+    s: Script, cfg: VisualConfig, clips: list[Path], t0: float
+) -> tuple[Canvas, list[tuple[float, float]], dict[str, str]]:
+    """count_clip: one segment of a real clip (a period of 0.1 s steps) played `reps` times from `t0` (seconds),
+    its first frame held before and its last after; returns the canvas, the cycles' (start, end) in seconds and
+    the tags naming the clip."""
+    clip = s.rng.choice(clips)
+    period = round(s.rng.uniform(cfg.min_period_s, cfg.max_period_s), 1)
+    seg_start = round(s.rng.uniform(0, max(0.0, clip_duration(clip) - period - 0.5)), 1)
+    segment = read_clip(clip, seg_start, period)[: int(round(period * FPS))]
+    reps = s.rng.randint(cfg.min_reps, cfg.max_reps)
+    cycles = [(t0 + j * period, t0 + (j + 1) * period) for j in range(reps)]
+    end = cycles[-1][1]
+    canvas = Canvas(end + 2.0)
+    canvas.frames[: int(round(t0 * FPS))] = segment[0]
+    for j in range(reps):
+        a = int(round(cycles[j][0] * FPS))
+        canvas.frames[a : a + len(segment)] = segment[: len(canvas.frames) - a]
+    canvas.frames[int(round(end * FPS)) :] = segment[-1]
+    return canvas, cycles, {"clip": clip.name, "clip_start_s": f"{seg_start:g}", "period_s": f"{period:g}"}
+
+
+def _shape_scene(s: Script, cycles: list[tuple[float, float]], end: float) -> Canvas:
+    """count_shape: a yellow disc jumping once per cycle ((start, end) seconds) beside a drifting green square,
+    until `end` + 2 s."""
+    canvas = Canvas(end + 2.0)
+    drift = (s.rng.uniform(20, 300), s.rng.uniform(30, 90), s.rng.uniform(-12, 12), s.rng.uniform(-5, 5))
+    for i, t in enumerate(canvas.times()):
+        y = 200.0
+        for a, b in cycles:
+            if a <= t < b:
+                y = 200.0 - 140.0 * np.sin(np.pi * (t - a) / (b - a))
+        canvas.disc(i, 110, y, 18, (230, 200, 40))
+        x, yd = (drift[0] + drift[2] * t) % WIDTH, drift[1] + drift[3] * t
+        canvas.square(i, x, yd, 24, (40, 170, 90))
+    return canvas
+
+
+def _count_scene(s: Script, cfg: VisualConfig, task: str, clips: list[Path], t0: float) -> _Scene:
+    """count_shape or count_clip from `t0` (seconds): one visual_count event at the end of each cycle."""
+    cycles, end = _cycles(s, cfg, t0)
+    tags: dict[str, str] = {}
+    if task == "count_clip":
+        canvas, cycles, tags = _clip_scene(s, cfg, clips, t0)
+    else:
+        canvas = _shape_scene(s, cycles, end)
+    return canvas, [("visual_count", str(j + 1), b, j + 1) for j, (_, b) in enumerate(cycles)], tags
+
+
+def _startstop_scene(s: Script, t0: float) -> _Scene:
+    """startstop: a square that starts moving 0.5-3 s after `t0` (seconds) and stops 2-6 s later."""
+    start = round(t0 + s.rng.uniform(0.5, 3.0), 1)
+    stop = round(start + s.rng.uniform(2.0, 6.0), 1)
+    canvas = Canvas(stop + 2.0)
+    for i, t in enumerate(canvas.times()):
+        moved = min(max(t - start, 0.0), stop - start)
+        canvas.square(i, 160 + 110 * np.sin(2.2 * moved), 120 + 60 * np.sin(1.3 * moved), 40, (200, 60, 200))
+    return canvas, [("visual_start", "start", start, None), ("visual_stop", "stop", stop, None)], {}
+
+
+def _appear_scene(s: Script, task: str, t0: float) -> _Scene:
+    """appear / absent: a square appears 1-5 s after `t0` (seconds) beside a wandering disc; red for appear (one
+    visual_appear event), the disc's blue for absent (no event)."""
+    appear = round(t0 + s.rng.uniform(1.0, 5.0), 1)
+    canvas = Canvas(appear + 3.0)
+    pos = (s.rng.uniform(40, 120), s.rng.uniform(40, 200))
+    for i, t in enumerate(canvas.times()):
+        canvas.disc(i, 160 + 120 * np.sin(0.7 * t), 120 + 80 * np.cos(0.5 * t), 16, (50, 80, 220))
+        if t >= appear:
+            canvas.square(i, *pos, 36, (220, 30, 30) if task == "appear" else (50, 80, 220))
+    events: list[tuple[str, str, float, int | None]] = []
+    if task == "appear":
+        events = [("visual_appear", "red square", appear, None)]
+    return canvas, events, {"appears_s": f"{appear:g}", "callout": "red square"}
+
+
 def make_visual(cfg: VisualConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN201 (a synth.proactive.Make)
     """The `Make` of the visual family under `cfg`, drawing its task from `tasks`."""
     clips = sorted([*Path(cfg.clips).glob("**/*.mp4"), *Path(cfg.clips).glob("**/*.mkv")])
@@ -131,56 +211,12 @@ def make_visual(cfg: VisualConfig, tasks: tuple[str, ...] = TASKS):  # noqa: ANN
         req = s.say(USER, REQUESTS[kind], s.samples(s.rng.uniform(0.3, 0.6)))
         ack = s.say(MODEL, "okay", req.end + s.samples(0.4))
         t0 = round(s.seconds(ack.end) + 1.0, 1)  # visual events start here (on a frame)
-        events: list[tuple[str, str, float, int | None]] = []  # (category, text, event time, count)
-        tags: dict[str, str] = {}
         if kind == "count":
-            cycles, end = _cycles(s, cfg, t0)
-            if task == "count_clip":
-                clip = s.rng.choice(clips)
-                period = round(s.rng.uniform(cfg.min_period_s, cfg.max_period_s), 1)
-                seg_start = round(s.rng.uniform(0, max(0.0, clip_duration(clip) - period - 0.5)), 1)
-                segment = read_clip(clip, seg_start, period)[: int(round(period * FPS))]
-                reps = s.rng.randint(cfg.min_reps, cfg.max_reps)
-                cycles = [(t0 + j * period, t0 + (j + 1) * period) for j in range(reps)]
-                end = cycles[-1][1]
-                canvas = Canvas(end + 2.0)
-                canvas.frames[: int(round(t0 * FPS))] = segment[0]
-                for j in range(reps):
-                    a = int(round(cycles[j][0] * FPS))
-                    canvas.frames[a : a + len(segment)] = segment[: len(canvas.frames) - a]
-                canvas.frames[int(round(end * FPS)) :] = segment[-1]
-                tags = {"clip": clip.name, "clip_start_s": f"{seg_start:g}", "period_s": f"{period:g}"}
-            else:
-                canvas = Canvas(end + 2.0)
-                drift = (s.rng.uniform(20, 300), s.rng.uniform(30, 90), s.rng.uniform(-12, 12), s.rng.uniform(-5, 5))
-                for i, t in enumerate(canvas.times()):
-                    y = 200.0
-                    for a, b in cycles:
-                        if a <= t < b:
-                            y = 200.0 - 140.0 * np.sin(np.pi * (t - a) / (b - a))
-                    canvas.disc(i, 110, y, 18, (230, 200, 40))
-                    x, yd = (drift[0] + drift[2] * t) % WIDTH, drift[1] + drift[3] * t
-                    canvas.square(i, x, yd, 24, (40, 170, 90))
-            events = [("visual_count", str(j + 1), b, j + 1) for j, (_, b) in enumerate(cycles)]
+            canvas, events, tags = _count_scene(s, cfg, task, clips, t0)
         elif kind == "startstop":
-            start = round(t0 + s.rng.uniform(0.5, 3.0), 1)
-            stop = round(start + s.rng.uniform(2.0, 6.0), 1)
-            canvas = Canvas(stop + 2.0)
-            for i, t in enumerate(canvas.times()):
-                moved = min(max(t - start, 0.0), stop - start)
-                canvas.square(i, 160 + 110 * np.sin(2.2 * moved), 120 + 60 * np.sin(1.3 * moved), 40, (200, 60, 200))
-            events = [("visual_start", "start", start, None), ("visual_stop", "stop", stop, None)]
+            canvas, events, tags = _startstop_scene(s, t0)
         else:
-            appear = round(t0 + s.rng.uniform(1.0, 5.0), 1)
-            canvas = Canvas(appear + 3.0)
-            pos = (s.rng.uniform(40, 120), s.rng.uniform(40, 200))
-            for i, t in enumerate(canvas.times()):
-                canvas.disc(i, 160 + 120 * np.sin(0.7 * t), 120 + 80 * np.cos(0.5 * t), 16, (50, 80, 220))
-                if t >= appear:
-                    canvas.square(i, *pos, 36, (220, 30, 30) if task == "appear" else (50, 80, 220))
-            if task == "appear":
-                events = [("visual_appear", "red square", appear, None)]
-            tags = {"appears_s": f"{appear:g}", "callout": "red square"}
+            canvas, events, tags = _appear_scene(s, task, t0)
         for category, text, at, count in events:
             s.target(
                 family="visual",

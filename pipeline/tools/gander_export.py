@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from itertools import groupby
 from typing import Any
 
-import numpy as np
 import soundfile as sf
 
-from schemas.checked_reader import checked_samples
 from schemas.paths import confined_join, safe_name
-from schemas.units import SAMPLE_RATE_HZ, microturn_start_s
+from schemas.reader import iter_conversations
+from schemas.units import SAMPLE_RATE_HZ
 
 TURN_GAP_S = 0.6
 """Words of one stream closer than this belong to one turn."""
@@ -79,39 +78,31 @@ def export_gander(dataset: str, out_file: str, *, text_only: bool = False) -> in
     Raises:
         ValueError: the dataset has no raw audio members and `text_only` is False.
     """
-    by_conv: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for sample in checked_samples(dataset):
-        meta = sample["meta.json"]
-        by_conv[meta["conversation_key"]][meta["perspective"]].append(sample)
     out_dir = os.path.dirname(os.path.abspath(out_file))
     lines = []
-    for conv_key in sorted(by_conv):
-        perspectives = by_conv[conv_key]
-        chosen = next((p for p in sorted(perspectives) if any(s.get("events.json") for s in perspectives[p])), None)
-        samples = sorted(perspectives[chosen or sorted(perspectives)[0]], key=lambda s: s["meta.json"]["window"])
-        meta = samples[0]["meta.json"]
+    for conv_key, group in groupby(iter_conversations(dataset), key=lambda c: c["meta.json"]["conversation_key"]):
+        perspectives = {c["meta.json"]["perspective"]: c for c in group}
+        chosen = next((p for p in sorted(perspectives) if perspectives[p]["events.json"]), None)
+        conv = perspectives[chosen or sorted(perspectives)[0]]
+        meta = conv["meta.json"]
         total = meta["conversation_samples"]
         wavs: dict[str, str | None] = {"input": None, "output": None}
         if not text_only:
-            if "input.flac" not in samples[0] or "output.flac" not in samples[0]:
+            if "input.flac" not in conv or "output.flac" not in conv:
                 raise ValueError(
                     f"{dataset}: samples have no raw audio; run the job with --keep_audio, or export --text_only"
                 )
             os.makedirs(os.path.join(out_dir, "audio"), exist_ok=True)
             for stream, who in (("input", "user"), ("output", "assistant")):
-                pcm = np.concatenate([s[f"{stream}.flac"] for s in samples])[:total]
+                pcm = conv[f"{stream}.flac"][:total]
                 rel = f"audio/{safe_name(conv_key)}_{who}.wav"
                 sf.write(confined_join(out_dir, rel), pcm, SAMPLE_RATE_HZ, subtype="PCM_16")
                 wavs[stream] = rel
         words: dict[str, list[dict[str, Any]]] = {"input": [], "output": []}
-        events = []
-        for s in samples:
-            t0 = microturn_start_s(s["meta.json"]["start_microturn"])
-            for w in s["words.json"]:
-                if w["stream"] in words:
-                    words[w["stream"]].append({"text": w["text"], "start": w["start_s"] + t0, "end": w["end_s"] + t0})
-            for e in s.get("events.json") or []:
-                events.append({**e, "abs_time_s": e["time_s"] + t0})
+        for w in conv["words.json"]:
+            if w["stream"] in words:
+                words[w["stream"]].append({"text": w["text"], "start": w["start_s"], "end": w["end_s"]})
+        events = [{**e, "abs_time_s": e["time_s"]} for e in conv["events.json"]]  # time_s: conversation seconds
         turns = _turns(words["input"], "user", None if text_only else "audio_in", wavs["input"])
         turns += _turns(words["output"], "assistant", None if text_only else "speech_out", wavs["output"])
         turns += [_event_turn(e) for e in events]

@@ -117,6 +117,70 @@ def _grid(ax: Any, x_max: float) -> None:
     ax.vlines(k[second] * MICROTURN_S, 0, 1, transform=xt, colors="#444444", alpha=0.5, lw=0.7, zorder=3)
 
 
+def _panel_rows(sample: Mapping[str, Any], streams: Sequence[str]) -> list[tuple[str, float]]:
+    """The figure's panels top to bottom: (kind, height ratio); kinds are frames, bands, dmel:<stream>,
+    words:<stream>, targets and events, each only when the sample has it."""
+    rows: list[tuple[str, float]] = []
+    if sample.get("frames") is not None:
+        rows.append(("frames", 1.6))
+    for s in streams:
+        if s == "input":
+            rows.append(("bands", 2.4))
+        rows += [(f"dmel:{s}", 2.0), (f"words:{s}", 0.8)] if s != "input" else [(f"words:{s}", 0.8), (f"dmel:{s}", 2.0)]
+    if sample.get("targets.json") is not None:
+        rows.append(("targets", 0.8))
+    if sample.get("events.json"):
+        rows.append(("events", 1.0))
+    return rows
+
+
+def _title(meta: Mapping[str, Any]) -> str:
+    """The figure's title: key, conversation, start in seconds, perspective and who plays which role."""
+    speakers = meta.get("speakers", {})
+    t0 = meta.get("start_microturn", 0) * MICROTURN_S
+    return (
+        f"{meta['key']}  -  conversation {meta['conversation_id']} from {t0:.1f} s, perspective "
+        f"{meta['perspective']}  -  model: {speakers.get('output')}, user: {speakers.get('input')}"
+        + (f", others: {', '.join(speakers.get('others', []))}" if speakers.get("others") else "")
+    )
+
+
+def _dmel_panel(ax: Any, codes_KFC: np.ndarray, stream: str) -> None:
+    """A stream's dMel codes (K, 16, 80) as an image over seconds (x) and channels (y)."""
+    codes = codes_KFC.reshape(-1, codes_KFC.shape[-1])
+    ax.imshow(
+        codes.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
+        vmin=0,
+        vmax=15,
+        interpolation="nearest",
+        extent=(0, len(codes) / FRAMES_PER_MICROTURN * MICROTURN_S, 0, codes.shape[1]),
+    )
+    ax.set_ylabel(f"{STREAM_TITLES[stream]}\ndMel channel", fontsize=9)
+
+
+def _panel(ax: Any, kind: str, sample: Mapping[str, Any], streams: Sequence[str], span_s: float, width_px: int) -> None:
+    """Draw one panel (a kind of _panel_rows) of a window of len(labels) micro-turns; `span_s`: seconds shown."""
+    labels = sample["labels.npy"]
+    x_max = len(labels) * MICROTURN_S
+    if kind.startswith("dmel:"):
+        _dmel_panel(ax, sample[f"{kind[5:]}.dmel.npy"], kind[5:])
+    elif kind.startswith("words:"):
+        s = kind[6:]
+        _word_rows(ax, [w for w in sample.get("words.json", []) if w.get("stream") == s], STREAM_COLOURS[s], x_max)
+        ax.set_ylabel(f"{s} words", fontsize=9)
+    elif kind == "bands":
+        _bands(ax, labels, sample["activity.npy"], streams)
+    elif kind == "targets":
+        _targets(ax, sample["targets.json"])
+    elif kind == "events":
+        _event_marks(ax, sample.get("events.json"))
+    elif kind == "frames":
+        _thumbnails(ax, sample.get("frames"), sample.get("frame_mask"), span_s, width_px)
+
+
 def render_sample(
     sample: Mapping[str, Any],
     out: str,
@@ -127,13 +191,14 @@ def render_sample(
     start_s: float | None = None,
     end_s: float | None = None,
 ) -> None:
-    """Draw `sample` (decoded members, as load_sample returns) to the PNG `out` of width_px x height_px."""
+    """Draw `sample` (decoded members, as load_sample returns) to the PNG `out` of width_px x height_px; the time
+    axis shows seconds [start_s, end_s) of the window (default: all of it)."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
     if width_px < 200 or height_px < 200:
         raise ValueError(f"the picture needs at least 200 x 200 px, got {width_px} x {height_px}")
-    meta, labels, activity = sample["meta.json"], sample["labels.npy"], sample["activity.npy"]
+    meta, labels = sample["meta.json"], sample["labels.npy"]
     mask = sample.get("mask.npy", np.ones(len(labels), dtype=np.uint8))
     w_len = len(labels)
     x_max = w_len * MICROTURN_S
@@ -141,62 +206,16 @@ def render_sample(
     if not 0 <= lo < hi:
         raise ValueError(f"empty time range [{lo}, {hi}) s; the window spans [0, {x_max:g}) s")
     streams = [s for s in ("output", "input", "others") if f"{s}.dmel.npy" in sample]
-    words = sample.get("words.json", [])
-    frames = sample.get("frames")  # (W, H, W_px, 3) uint8, decoded by schemas.reader with the frame mask
-
-    rows: list[tuple[str, float]] = []
-    if frames is not None:
-        rows.append(("frames", 1.6))
-    for s in streams:
-        if s == "input":
-            rows.append(("bands", 2.4))
-        rows += [(f"dmel:{s}", 2.0), (f"words:{s}", 0.8)] if s != "input" else [(f"words:{s}", 0.8), (f"dmel:{s}", 2.0)]
-    if sample.get("targets.json") is not None:
-        rows.append(("targets", 0.8))
-    events = sample.get("events.json")
-    if events:
-        rows.append(("events", 1.0))
+    rows = _panel_rows(sample, streams)
     fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
     axes = fig.subplots(len(rows), 1, sharex=True, gridspec_kw={"height_ratios": [r[1] for r in rows]})
     axes = np.atleast_1d(axes)
     fig.subplots_adjust(
         left=130 / width_px, right=1 - 20 / width_px, top=1 - 45 / height_px, bottom=75 / height_px, hspace=0.12
     )  # margins in pixels: the labels keep their size
-    speakers = meta.get("speakers", {})
-    t0 = meta.get("start_microturn", 0) * MICROTURN_S
-    fig.suptitle(
-        f"{meta['key']}  -  conversation {meta['conversation_id']} from {t0:.1f} s, perspective "
-        f"{meta['perspective']}  -  model: {speakers.get('output')}, user: {speakers.get('input')}"
-        + (f", others: {', '.join(speakers.get('others', []))}" if speakers.get("others") else ""),
-        fontsize=12,
-    )
+    fig.suptitle(_title(meta), fontsize=12)
     for ax, (kind, _) in zip(axes, rows, strict=True):
-        if kind.startswith("dmel:"):
-            s = kind[5:]
-            codes = sample[f"{s}.dmel.npy"].reshape(-1, sample[f"{s}.dmel.npy"].shape[-1])
-            ax.imshow(
-                codes.T,
-                origin="lower",
-                aspect="auto",
-                cmap="magma",
-                vmin=0,
-                vmax=15,
-                interpolation="nearest",
-                extent=(0, len(codes) / FRAMES_PER_MICROTURN * MICROTURN_S, 0, codes.shape[1]),
-            )
-            ax.set_ylabel(f"{STREAM_TITLES[s]}\ndMel channel", fontsize=9)
-        elif kind.startswith("words:"):
-            s = kind[6:]
-            _word_rows(ax, [w for w in words if w.get("stream") == s], STREAM_COLOURS[s], x_max)
-            ax.set_ylabel(f"{s} words", fontsize=9)
-        elif kind == "bands":
-            _bands(ax, labels, activity, streams)
-        elif kind == "targets":
-            _targets(ax, sample["targets.json"])
-        elif kind == "events":
-            _event_marks(ax, events)
-        elif kind == "frames":
-            _thumbnails(ax, frames, sample.get("frame_mask"), hi - lo, width_px)
+        _panel(ax, kind, sample, streams, hi - lo, width_px)
         _grid(ax, x_max)
         valid = int(np.sum(mask))
         if valid < w_len:
