@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -571,6 +571,36 @@ def recipe(
     }
 
 
+def _check_request(n: int, cues: str, casts: Sequence[Cast] | None) -> None:
+    """make_dialogues' arguments that no conversation could be made with: a ValueError saying which."""
+    if cues not in CUES:
+        raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if casts is not None:
+        if len(casts) != n:
+            raise ValueError(f"casts gives {len(casts)} conversations' voices, but n is {n}")
+        unknown = sorted({name for cast in casts for name, _ in cast} - set(VOICES_BY_NAME))
+        if unknown:
+            raise ValueError(f"unknown voice(s) {unknown} in casts; known: {sorted(VOICES_BY_NAME)}")
+
+
+def _collect(done_tasks: Iterator[dict[str, Any]], n: int, progress: bool, t0: float) -> tuple[dict[int, Path], float]:
+    """The finished conversations' directories by index and their audio seconds in all; a progress line on stderr
+    every 10 conversations with `progress`; a RuntimeError carrying the worker's traceback for a failed one."""
+    audio_s = 0.0
+    results: dict[int, Path] = {}
+    for done, res in enumerate(done_tasks, start=1):
+        if "error" in res:
+            raise RuntimeError(f"conversation {res['i']} failed:\n{res['error']}")
+        results[res["i"]] = Path(res["path"])
+        audio_s += res["duration_s"]
+        if progress and (done % 10 == 0 or done == n):
+            el = time.perf_counter() - t0
+            print(f"  {done}/{n} conversations, {audio_s / 3600:.2f} h of audio, {el:.0f} s", file=sys.stderr)
+    return results, audio_s
+
+
 def make_dialogues(
     out_dir: str | Path,
     n: int,
@@ -605,16 +635,7 @@ def make_dialogues(
         stats: if given, filled with ``conversations``, ``seconds`` (wall), ``audio_s``, ``conversations_per_s`` and
             ``audio_hours_per_s``.
     """
-    if cues not in CUES:
-        raise ValueError(f"cues must be one of {CUES}, got {cues!r}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if casts is not None:
-        if len(casts) != n:
-            raise ValueError(f"casts gives {len(casts)} conversations' voices, but n is {n}")
-        unknown = sorted({name for cast in casts for name, _ in cast} - set(VOICES_BY_NAME))
-        if unknown:
-            raise ValueError(f"unknown voice(s) {unknown} in casts; known: {sorted(VOICES_BY_NAME)}")
+    _check_request(n, cues, casts)
     cfg = config or DialogueConfig()
     rec = recipe(seed=seed, split=split, cues=cues, config=cfg, holdout_voices=holdout_voices)
     out = Path(out_dir)
@@ -635,16 +656,7 @@ def make_dialogues(
         for i in range(start_index, start_index + n)
     ]
     t0 = time.perf_counter()
-    audio_s = 0.0
-    results: dict[int, Path] = {}
-    for done, res in enumerate(_fork_each(tasks, workers), start=1):
-        if "error" in res:
-            raise RuntimeError(f"conversation {res['i']} failed:\n{res['error']}")
-        results[res["i"]] = Path(res["path"])
-        audio_s += res["duration_s"]
-        if progress and (done % 10 == 0 or done == n):
-            el = time.perf_counter() - t0
-            print(f"  {done}/{n} conversations, {audio_s / 3600:.2f} h of audio, {el:.0f} s", file=sys.stderr)
+    results, audio_s = _collect(_fork_each(tasks, workers), n, progress, t0)
     el = time.perf_counter() - t0
     logger.info("wrote %d conversations (%.2f h) in %.1f s", n, audio_s / 3600, el)
     if stats is not None:
