@@ -37,7 +37,7 @@ AUC for yields vs pauses from the user's last 300 ms of voiced frames, near 0.5 
 
 The speak threshold of the final evaluation is chosen on `--dev_conversations` (20) more conversations of the
 *training* voices and topics, numbered after the training ones (other texts, never trained on; OUT/data/.../dev):
-each of `--thresholds` (0.2 .. 0.5) is run there and the best shift/hold balanced accuracy wins; the held-out
+each of `--thresholds` (0.1 .. 0.5) is run there and the best shift/hold balanced accuracy wins; the held-out
 set is scored once, at that threshold (the pause rule, for its part, is shown at every N of its sweep).
 `--stage retune` redoes that choice and the final evaluation for a finished run.
 
@@ -706,9 +706,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--thresholds",
-        default="0.2,0.3,0.4,0.5",
+        default="0.1,0.15,0.2,0.3,0.5",
         help="speak thresholds tried on the dev conversations after training; the best shift/hold one scores the "
-        "held-out set ('' = --speak_threshold; default 0.2,0.3,0.4,0.5)",
+        "held-out set ('' = --speak_threshold; default 0.1,0.15,0.2,0.3,0.5)",
     )
     p.add_argument(
         "--dev_conversations",
