@@ -11,7 +11,9 @@
 # Step 2 (GPU): the main run (cues, user text none) and the control (--cues none), each GPU_MINUTES minutes of
 # training (default 3) of the small preset with 32 micro-turns of context, then the learning curve and the same
 # tables as the CPU benchmark (evaluation runs on the GPU too); HEARD=1 adds the `heard` ablation (3 more minutes
-# plus its evaluation: over the 10-minute budget unless GPU_MINUTES is lowered to 2).
+# plus its evaluation: over the 10-minute budget unless GPU_MINUTES is lowered to 2). The speak threshold is the
+# fixed --speak_threshold 0.5 unless THRESHOLDS (e.g. 0.15,0.3,0.5) names some to choose from on the 20 dev
+# conversations as the CPU benchmark does (each costs one more pass over 40 dev perspectives per run).
 set -euo pipefail
 OUT=${1:-behaviour-gpu-out}
 STEP=${STEP:-all}
@@ -21,7 +23,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 BENCH=("$PY" "$ROOT/benchmarks/behaviour_demo.py" --out "$OUT")
 GPU=(--preset small --device cuda --context 32 --batch_size 16 --lr 1e-3 --steps 3000 --threads 4
-     --train_minutes "$GPU_MINUTES" --curve_conversations 8 --num_workers 4)
+     --train_minutes "$GPU_MINUTES" --curve_conversations 8 --num_workers 4 --thresholds "${THRESHOLDS:-}")
 run() {
   if [[ -n "${DRY_RUN:-}" ]]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
