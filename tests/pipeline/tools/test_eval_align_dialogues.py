@@ -31,7 +31,9 @@ CAST = (("es-us-f4", 1.25), ("fl-kal", 1.0))
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-dialogue")
-    make_dialogues(out, 1, seed=3, config=DialogueConfig(duration_s=(8.0, 10.0)), casts=[CAST])
+    # no filled pause before a pause: in this dialogue pocketsphinx ends such an "um" 260 ms late (issue 23, point 10,
+    # the open part: fillers and backchannels); the fixture measures the rate search, as before recipe 2
+    make_dialogues(out, 1, seed=3, config=DialogueConfig(duration_s=(8.0, 10.0), pause_filler_p=0.0), casts=[CAST])
     return out
 
 
