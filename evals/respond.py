@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 def conversations_from_dataset(dataset: str, *, keep: set[str] | None = None, limit: int = 0) -> list[Conversation]:
     """The dataset's conversations (one per perspective), windows joined in order. `keep`: conversation ids."""
-    from schemas.reader import iter_conversations
+    from schemas.checked_reader import iter_conversations
 
     out = []
     for joined in iter_conversations(dataset, conversation_ids=keep):

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 from schemas import storage
-from schemas.reader import iter_samples, shard_urls
+from schemas.reader import iter_samples, join_windows, shard_urls
 from schemas.sample import SampleMeta, SampleWord
 
 
@@ -142,3 +142,28 @@ def _one_line(e: BaseException) -> str:
     first = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
     lines = first.strip().splitlines()
     return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def iter_conversations(
+    dataset_dir: str, *, checked: bool = True, conversation_ids: Container[str] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every conversation of the dataset from each of its perspectives, joined from its windows (`join_windows`), in
+    (conversation_key, perspective) order. The dataset's samples are read (and held) first.
+
+    Args:
+        checked: read through checked_samples (a malformed sample: a DatasetError naming
+            it); False: plain iter_samples.
+        conversation_ids: keep only these conversations (bundle ids as given); None: all.
+    """
+    if checked:
+        samples: Iterable[dict[str, Any]] = checked_samples(dataset_dir)
+    else:
+        samples = iter_samples(dataset_dir)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for sample in samples:
+        meta = sample["meta.json"]
+        if conversation_ids is not None and meta["conversation_id"] not in conversation_ids:
+            continue
+        groups.setdefault((meta["conversation_key"], meta["perspective"]), []).append(sample)
+    for _, windows in sorted(groups.items(), key=lambda item: item[0]):
+        yield join_windows(windows)

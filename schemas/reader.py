@@ -21,7 +21,7 @@ shards through Beam's FileSystems (schemas.storage; S3 options from its flags or
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -203,30 +203,3 @@ def join_windows(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     joined["events.json"] = events
     joined["meta.json"] = samples[0]["meta.json"]
     return joined
-
-
-def iter_conversations(
-    dataset_dir: str, *, checked: bool = True, conversation_ids: Container[str] | None = None
-) -> Iterator[dict[str, Any]]:
-    """Every conversation of the dataset from each of its perspectives, joined from its windows (`join_windows`), in
-    (conversation_key, perspective) order. The dataset's samples are read (and held) first.
-
-    Args:
-        checked: read through schemas.checked_reader.checked_samples (a malformed sample: a DatasetError naming
-            it); False: plain iter_samples.
-        conversation_ids: keep only these conversations (bundle ids as given); None: all.
-    """
-    if checked:
-        from schemas.checked_reader import checked_samples  # it imports this module
-
-        samples: Iterable[dict[str, Any]] = checked_samples(dataset_dir)
-    else:
-        samples = iter_samples(dataset_dir)
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for sample in samples:
-        meta = sample["meta.json"]
-        if conversation_ids is not None and meta["conversation_id"] not in conversation_ids:
-            continue
-        groups.setdefault((meta["conversation_key"], meta["perspective"]), []).append(sample)
-    for _, windows in sorted(groups.items(), key=lambda item: item[0]):
-        yield join_windows(windows)

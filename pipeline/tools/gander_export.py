@@ -24,8 +24,8 @@ from typing import Any
 
 import soundfile as sf
 
+from schemas.checked_reader import iter_conversations
 from schemas.paths import confined_join, safe_name
-from schemas.reader import iter_conversations
 from schemas.units import SAMPLE_RATE_HZ
 
 TURN_GAP_S = 0.6

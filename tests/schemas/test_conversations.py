@@ -17,9 +17,10 @@ import soundfile as sf
 
 from pipeline.job import run
 from schemas.bundle import Word
+from schemas.checked_reader import iter_conversations
 from schemas.dmel import dmel_codes
 from schemas.grid import word_microturn
-from schemas.reader import iter_conversations, iter_samples, join_windows
+from schemas.reader import iter_samples, join_windows
 from schemas.units import SAMPLES_PER_MICROTURN
 from tests.factories import make_bundle
 
