@@ -12,12 +12,15 @@ calls Beam's file system has no words for (conditional put, incomplete multipart
   as one PUT (small objects) or as a multipart upload (parts of PART_BYTES); the object appears only when `close`
   completes it, and a failure (an exception inside ``with``, or `abort`) aborts the upload, so no reader ever sees
   a partial object and an existing object under that name stays until the new one is complete.
-- `put_if_absent` (``If-None-Match: *``), `delete_if_match` (``If-Match: ETAG``), `incomplete_uploads` and
-  `abort_upload` serve the output's lock and its tidying (pipeline/runner/output_guard.py).
+- `put_if_absent` (``If-None-Match: *``), `put_if_match` and `delete_if_match` (``If-Match: ETAG``), `head_age`
+  (on the server's clock) serve the output's lock (pipeline/runner/output_lock.py); `incomplete_uploads` and
+  `abort_upload` its tidying (pipeline/runner/output_guard.py).
 """
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import io
 import os
@@ -243,17 +246,45 @@ def _error_code(e: Exception) -> str:
     return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
 
 
-def put_if_absent(url: str, data: bytes) -> bool:
+def put_if_absent(url: str, data: bytes) -> str | None:
     """Create the object `url` with `data` only if no object has that name (``If-None-Match: *``, atomic on the
-    server); False when one exists."""
+    server); its ETag, or None when one exists."""
     bucket, key = split_url(url)
     try:
-        current_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        response = current_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
     except Exception as e:
         if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
-            return False
+            return None
         raise
-    return True
+    return str(response["ETag"])
+
+
+def put_if_match(url: str, data: bytes, etag: str) -> str | None:
+    """Replace the object `url` with `data` only if its ETag is still `etag` (``If-Match``); the new ETag, or None
+    when it changed or is gone."""
+    bucket, key = split_url(url)
+    try:
+        response = current_client().put_object(Bucket=bucket, Key=key, Body=data, IfMatch=etag)
+    except Exception as e:
+        if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412"):
+            return None
+        raise
+    return str(response["ETag"])
+
+
+def head_age(url: str) -> tuple[str, float] | None:
+    """(ETag, seconds since the object `url` was last written) on the server's clock (its Date header against the
+    object's Last-Modified, whole seconds), or None when there is none."""
+    bucket, key = split_url(url)
+    try:
+        response = current_client().head_object(Bucket=bucket, Key=key)
+    except Exception as e:
+        if _error_code(e) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    now = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
+    return str(response["ETag"]), (now - response["LastModified"]).total_seconds()
 
 
 def get_object(url: str) -> tuple[bytes, str] | None:

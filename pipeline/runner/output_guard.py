@@ -4,15 +4,16 @@
 
 - `claim_output` (before any input is read): --output must not be a file; the directory is created if missing;
   a directory (or object-store prefix) that is neither empty nor a microturn dataset is refused unless --overwrite;
-  a lock (`LOCK_FILE`, created exclusively: it also proves the output writable) refuses a second job on the same
-  output at once, naming the first one's process (a lock left by a dead process on this host is taken over).
-  On S3 the lock is an object created with a conditional put (``If-None-Match: *``: of two jobs, the server lets
-  one create it), released with ``If-Match`` on its ETag; then the incomplete multipart uploads that killed runs
-  left under the names the job writes are aborted (they are invisible, but kept and billed until aborted).
-- `release_output` removes the lock; `remove_work` removes only the job's work directories (``_work/<16 hex>``),
-  never a user's ``_work`` contents; `remove_stale_shards` removes the shards (and their index files) that an
-  earlier run of the job wrote (`written_by_earlier_runs`: listed in its manifest, or with a sidecar in a work
-  directory) and the new manifest does not list: never a file the job did not write, whatever its name.
+  a lock (pipeline/runner/output_lock.py: created exclusively, which also proves the output writable; renewed
+  while the job runs; taken over when its process died on this host or it was not renewed for a lease) refuses a
+  second job on the same output at once, naming the first one's process. On S3, once the lock is taken, the
+  incomplete multipart uploads that killed runs left under the names the job writes are aborted (they are
+  invisible, but kept and billed until aborted).
+- `release_output` stops renewing and removes the lock; `remove_work` removes only the job's work directories
+  (``_work/<16 hex>``), never a user's ``_work`` contents; `remove_stale_shards` removes the shards (and their
+  index files) that an earlier run of the job wrote (`written_by_earlier_runs`: listed in its manifest, or with a
+  sidecar in a work directory) and the new manifest does not list: never a file the job did not write, whatever its
+  name.
 - `disk_error` finds an out-of-space (or read-only file system) error behind a failed run, so that the job stops
   with that message instead of rejecting every input at write.
 Local paths and s3:// get all of this; other object stores (gs://) get all but the lock (no conditional create
@@ -27,19 +28,17 @@ import logging
 import os
 import posixpath
 import re
-import socket
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.runner.output_lock import LOCK_FILE, LockHeld, OutputLock, take_local_lock, take_s3_lock
 from schemas import s3, storage
 from schemas.tables import INDEX_DIR, index_file_name
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".microturn.lock"
 GANDER_BUNDLES = "_gander_bundles"
 """Where `microturn run --input FILE.jsonl` puts the bundles it imports from a Gander file (microturn_cli)."""
 OLD_INDEX_FILE = "index.parquet"
@@ -121,28 +120,9 @@ def _refuse_foreign(output: str) -> None:
         )
 
 
-def _lock_owner(lock: str) -> dict:
-    try:
-        with open(lock, encoding="utf-8") as f:
-            owner = json.load(f)
-        return owner if isinstance(owner, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_output(output: str, *, overwrite: bool = False) -> str | None:
-    """Check and lock `output` before the job does any work; returns the lock's path (None on object stores other
-    than S3).
+def claim_output(output: str, *, overwrite: bool = False) -> OutputLock | None:
+    """Check and lock `output` before the job does any work; returns the lock, renewed until `release_output`
+    (None on object stores other than S3).
 
     Raises:
         OutputError: --output is a file, a non-empty directory that is not a microturn dataset (without
@@ -170,70 +150,28 @@ def claim_output(output: str, *, overwrite: bool = False) -> str | None:
         raise OutputError(f"--output {output}: cannot create the directory: {e.strerror}") from None
     if not overwrite:
         _refuse_foreign(output)
-    lock = os.path.join(output, LOCK_FILE)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            owner = _lock_owner(lock)
-            pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and host == socket.gethostname() and not _alive(pid):
-                logger.warning("removing the stale lock %s of process %d, which no longer runs", lock, pid)
-                os.unlink(lock)
-                continue
-            raise OutputError(
-                f"--output {output} is in use by another microturn job (process {pid} on {host}; lock file {lock}); "
-                "wait for it to finish, or delete the lock file if no job is running"
-            ) from None
-        except OSError as e:
-            raise OutputError(f"--output {output} is not writable: {e.strerror}") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            try:
-                f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-                f.flush()
-            except OSError as e:
-                os.unlink(lock)
-                raise OutputError(f"--output {output} is not writable: {e.strerror}") from None
-        return lock
-    raise OutputError(f"--output {output}: could not take the lock {lock}")
-
-
-def _owner(data: bytes) -> dict:
     try:
-        owner = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return owner if isinstance(owner, dict) else {}
+        lock = take_local_lock(output)
+    except LockHeld as e:
+        raise OutputError(str(e)) from None
+    except OSError as e:
+        raise OutputError(f"--output {output} is not writable: {e.strerror}") from None
+    lock.start_renewing()
+    return lock
 
 
-def _claim_s3(output: str) -> str:
-    """The lock object of `output` (module docstring), created conditionally; then the earlier runs' incomplete
-    uploads are aborted."""
-    lock = f"{output}/{LOCK_FILE}"
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex}
+def _claim_s3(output: str) -> OutputLock:
+    """The lock object of `output` (pipeline/runner/output_lock.py); then the earlier runs' incomplete uploads are
+    aborted."""
     try:
-        for _ in range(2):
-            if s3.put_if_absent(lock, json.dumps(me).encode("utf-8")):
-                abort_incomplete_uploads(output)
-                return lock
-            found = s3.get_object(lock)
-            if found is None:
-                continue  # released in between
-            owner = _owner(found[0])
-            pid, host = owner.get("pid"), owner.get("host")
-            if isinstance(pid, int) and host == socket.gethostname() and not _alive(pid):
-                logger.warning("removing the stale lock %s of process %d, which no longer runs", lock, pid)
-                s3.delete_if_match(lock, found[1])
-                continue
-            raise OutputError(
-                f"--output {output} is in use by another microturn job (process {pid} on {host}; lock object {lock}); "
-                "wait for it to finish, or delete the lock object if no job is running"
-            )
-    except OutputError:
-        raise
+        lock = take_s3_lock(output)
+    except LockHeld as e:
+        raise OutputError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - the store's errors (refused credentials, no bucket) say why
         raise OutputError(f"--output {output} is not writable: {e}") from None
-    raise OutputError(f"--output {output}: could not take the lock {lock}")
+    lock.start_renewing()
+    abort_incomplete_uploads(output)
+    return lock
 
 
 def _job_writes(name: str) -> bool:
@@ -271,24 +209,10 @@ def abort_incomplete_uploads(output: str) -> int:
     return aborted
 
 
-def release_output(lock: str | None) -> None:
-    """Remove the lock `claim_output` took (if this process still owns it)."""
-    if lock is None:
-        return
-    if s3.is_s3(lock):
-        try:
-            found = s3.get_object(lock)
-            owner = _owner(found[0]) if found else {}
-            if found and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-                s3.delete_if_match(lock, found[1])
-        except Exception as e:  # noqa: BLE001 - the job's outcome stands; the message says what to delete
-            logger.warning("could not remove the lock object %s (%s); delete it before the next run", lock, e)
-        return
-    if _lock_owner(lock).get("pid") == os.getpid():
-        try:
-            os.unlink(lock)
-        except FileNotFoundError:
-            pass
+def release_output(lock: OutputLock | None) -> None:
+    """Stop renewing and remove the lock `claim_output` took (if this process still holds it)."""
+    if lock is not None:
+        lock.release()
 
 
 def remove_work(output: str, work_name: str = "_work") -> None:

@@ -73,7 +73,7 @@ def test_a_second_job_is_refused_by_the_lock_object(s3_server: S3Server, s3_inpu
     storage.configure(s3_server.beam_args(), export=False)
     lock = claim_output(output)  # this process holds it, as a running job would
     try:
-        assert lock == f"{output}/{LOCK_FILE}"
+        assert lock is not None and lock.path == f"{output}/{LOCK_FILE}"
         with pytest.raises(OutputError, match="in use by another microturn job"):
             claim_output(output)  # the conditional put is refused: the lock exists
         with pytest.raises(OutputError, match="in use by another microturn job"):
