@@ -39,7 +39,9 @@ The speak threshold of the final evaluation is chosen on `--dev_conversations` (
 *training* voices and topics, numbered after the training ones (other texts, never trained on; OUT/data/.../dev):
 each of `--thresholds` (0.1 .. 0.5) is run there and the best shift/hold balanced accuracy wins; the held-out
 set is scored once, at that threshold (the pause rule, for its part, is shown at every N of its sweep).
-`--stage retune` redoes that choice and the final evaluation for a finished run.
+`--stage retune` redoes that choice and the final evaluation for a finished run; `--stage by_voice` redoes only
+the final evaluation, at the threshold chosen before (same seed: the same streams), for runs finished before the
+final table was also scored per held-out user voice (`evaluate_behaviour(labels=)`, printed by the report).
 
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
 per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
@@ -343,6 +345,18 @@ def eval_conversations(d: Path, args: argparse.Namespace, name: str = "eval") ->
     return out
 
 
+def user_voices(d: Path, convs: list[Any], split: str = "eval") -> list[str]:
+    """The voice of the user (the speaker not playing the model) of each conversation perspective, read from its
+    bundle's synth record (OUT/data/.../bundles/<split>/<id>/bundle.json); "?" where none is recorded."""
+    voices = []
+    for c in convs:
+        path = d / "bundles" / split / (c.conversation_id or c.name) / "bundle.json"
+        synth = json.loads(path.read_text()).get("synth") or {} if path.exists() else {}
+        others = [v for s, v in (synth.get("speaker_voices") or {}).items() if s != c.perspective]
+        voices.append(others[0] if len(others) == 1 else "?")
+    return voices
+
+
 def choose_threshold(model: Any, d: Path, args: argparse.Namespace, t0: float) -> tuple[float, dict[str, Any]]:
     """The speak threshold of the final evaluation, chosen on the dev conversations (training voices and topics,
     never trained on; never the held-out ones): each of `--thresholds` is run there and the one with the best
@@ -467,6 +481,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             resamples=args.resamples,
             speak_threshold=threshold,
             workers=args.threads if args.device == "cpu" else 1,
+            labels=user_voices(d, convs) if last else None,
         )
         res["speak_threshold"] = threshold
         if last:
@@ -513,7 +528,8 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
 
 def stage_retune(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
     """A finished run's final evaluation again, its speak threshold chosen on the dev conversations
-    (`choose_threshold`): for runs finished before the threshold was chosen, or with other `--thresholds`."""
+    (`choose_threshold`): for runs finished before the threshold was chosen, or with other `--thresholds`. With
+    `--stage by_voice`: at the threshold chosen before (no dev run), for the rows per held-out voice."""
     import torch
 
     from evals.behaviour import evaluate_behaviour, table
@@ -526,17 +542,25 @@ def stage_retune(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dic
     result = json.loads(result_path.read_text())
     torch.set_num_threads(1 if args.device == "cpu" else args.threads)
     model = load_model(str(run_dir / "checkpoint.pt"), args.device)
-    threshold, selection = choose_threshold(model, d, args, t0)
+    if args.stage == "by_voice":  # the threshold chosen before; the same streams, now also scored per voice
+        threshold, selection = result["final"]["speak_threshold"], result["final"]["threshold_selection"]
+    else:
+        threshold, selection = choose_threshold(model, d, args, t0)
     t = time.monotonic()
+    convs = eval_conversations(d, args)
     final = evaluate_behaviour(
         model,
-        eval_conversations(d, args),
+        convs,
         pause_ms=args.pause_ms,
         temperature=args.temperature,
         resamples=args.resamples,
         speak_threshold=threshold,
         workers=args.threads if args.device == "cpu" else 1,
+        labels=user_voices(d, convs),
     )
+    if args.stage == "by_voice":
+        same = final["systems"]["model"] == result["final"]["systems"]["model"]
+        log(t0, f"{run_name(args)}: held-out rows {'identical to' if same else 'DIFFERENT from'} the stored ones")
     final |= {"speak_threshold": threshold, "threshold_selection": selection}
     took = time.monotonic() - t
     log(t0, f"{run_name(args)}: held-out eval of {final['conversations']} perspectives took {took:.0f} s")
@@ -601,6 +625,24 @@ def _auc(decision: dict[str, Any] | None) -> str:
     return f"{decision['auc']:.3f} ({decision['yields']}/{decision['pauses']})"
 
 
+def print_by_voice(final: dict[str, Any]) -> None:
+    """The final table's model rows per held-out user voice (espeak-ng es-*, flite fl-*, festival fe-*), with CIs
+    over that voice's conversations."""
+    by = final.get("by_label")
+    if not by:
+        return
+    keys = ("shift_hold_bacc", "interruption_stop_1s", "backchannel_continue", "pause_false_takeover")
+    print("  per held-out user voice: " + ", ".join(keys) + " (value [95% CI] n), beyond the curve")
+    for voice, row in by.items():
+        cells = []
+        for k in keys:
+            e = row["model"][k]
+            lo, hi = e["ci95"] if e.get("ci95") else (None, None)
+            ci = "" if lo is None or hi is None else f" [{lo:.2f},{hi:.2f}]"
+            cells.append(f"{_v(e)}{ci} n={e['n']}")
+        print(f"    {voice:12s} ({row['conversations']:2d}): " + "; ".join(cells) + f"; {row['beyond_curve']}")
+
+
 def report(out: Path) -> dict[str, Any]:
     from evals.behaviour import table
 
@@ -642,6 +684,7 @@ def report(out: Path) -> dict[str, Any]:
         if "speak_threshold" in final:
             how = "chosen on dev (best shift/hold)" if sel.get("rows") else "fixed"
             print(f"  speak threshold of this table: {final['speak_threshold']:g} ({how})")
+        print_by_voice(final)
         for line in goals(res):
             print("  goal: " + line)
     if runs:
@@ -665,7 +708,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="behaviour-demo-out", help="work directory (data, runs, result.json, model.pt)")
     p.add_argument(
-        "--stage", choices=("all", "data", "train", "retune", "report"), default="all", help="what to do (default all)"
+        "--stage",
+        choices=("all", "data", "train", "retune", "by_voice", "report"),
+        default="all",
+        help="what to do (default all)",
     )
     p.add_argument("--source", choices=("dialogues", "demo"), default="dialogues", help="synth.dialogues or synth.demo")
     p.add_argument("--cues", choices=("natural", "none"), default="natural", help="natural cues, or the control")
@@ -762,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     d = stage_data(out, args, t0)
     if args.stage == "data":
         return 0
-    if args.stage == "retune":
+    if args.stage in ("retune", "by_voice"):
         stage_retune(out, d, args, t0)
         report(out)
         return 0

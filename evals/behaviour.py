@@ -302,15 +302,17 @@ def evaluate_behaviour(
     bootstrap_seed: int = 0,
     speak_threshold: float = 0.5,
     workers: int = 1,
+    labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run `model` over the conversations (trainer.generate, the checkpoint's user_text) and score it beside the
     baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table;
     `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head); `workers` processes
     (one torch thread each) share the conversations, with the same streams as one (conversation i samples with
-    seed + i wherever it runs).
+    seed + i wherever it runs). `labels` (one per conversation, e.g. the user's voice) also scores the model on each
+    label's conversations alone, from the same streams: "by_label".
 
     Returns score_systems' object plus "speak_decision", "table_systems", "user_text", "data_backchannels_per_min",
-    "timing_ms"."""
+    "timing_ms" (and "by_label": {label: {"conversations", "model", "beyond_curve", "beyond_hull"}})."""
     from trainer.generate import timing_summary
 
     refs = [reference_of(c) for c in convs]
@@ -349,4 +351,44 @@ def evaluate_behaviour(
         data_backchannels_per_min=data_backchannel_rate(refs),
         timing_ms={"median": med, "p95": p95},
     )
+    if labels is not None:
+        result["by_label"] = scores_by_label(
+            preds, refs, groups, labels, min_pause_ms=min_pause_ms, resamples=resamples, bootstrap_seed=bootstrap_seed
+        )
     return result
+
+
+def scores_by_label(
+    preds: Sequence[np.ndarray],
+    refs: Sequence[Reference],
+    groups: Sequence[str],
+    labels: Sequence[str],
+    *,
+    min_pause_ms: float = MIN_PAUSE_MS,
+    resamples: int = 1000,
+    bootstrap_seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """The model's rows (with CIs over that label's conversations) and its place against the pause rule's curve
+    and hull computed on the same conversations, per label: {label: {"conversations", "model", "beyond_curve",
+    "beyond_hull"}}."""
+    if len(labels) != len(preds):
+        raise ValueError(f"{len(labels)} labels for {len(preds)} conversations")
+    out = {}
+    for label in sorted(set(labels)):
+        idx = [i for i, x in enumerate(labels) if x == label]
+        res = score_systems(
+            {"model": [preds[i] for i in idx]},
+            [refs[i] for i in idx],
+            groups=[groups[i] for i in idx],
+            min_pause_ms=min_pause_ms,
+            sweep_ms=SWEEP_MS,
+            resamples=resamples,
+            seed=bootstrap_seed,
+        )
+        out[label] = {
+            "conversations": len(idx),
+            "model": res["systems"]["model"],
+            "beyond_curve": res.get("beyond_curve"),
+            "beyond_hull": res.get("beyond_hull"),
+        }
+    return out

@@ -84,3 +84,21 @@ def test_speak_decision_reads_the_head_where_the_silence_starts() -> None:
     talking[40] = True  # the model already speaks before the second yield's silence: not a decision to start
     assert speak_decision([probs], [ref], [talking])["yields"] == 1
     assert speak_decision([None], [ref], [silent]) is None  # no speak head
+
+
+def test_scores_by_label_score_each_labels_conversations_alone() -> None:
+    from evals.behaviour import scores_by_label
+
+    refs = [planted() for _ in range(4)]
+    good = np.zeros(K, bool)
+    good[12:25] = good[43:50] = True  # every yield after 0.4 s, never in the pause, stops at the interruption
+    preds = [good, good, np.ones(K, bool), np.ones(K, bool)]
+    by = scores_by_label(preds, refs, ["a", "b", "c", "d"], ["fine", "fine", "talks", "talks"], resamples=50)
+    assert sorted(by) == ["fine", "talks"] and by["fine"]["conversations"] == 2
+    assert by["fine"]["model"]["pause_false_takeover"]["value"] == 0.0
+    assert by["fine"]["model"]["interruption_stop_1s"] == {"value": 1.0, "ci95": [1.0, 1.0], "n": 2}
+    assert by["talks"]["model"]["pause_false_takeover"]["value"] == 1.0
+    assert by["talks"]["model"]["interruption_stop_1s"]["value"] == 0.0
+    assert by["fine"]["beyond_curve"] is True and by["talks"]["beyond_curve"] is False
+    with pytest.raises(ValueError, match="3 labels for 4"):
+        scores_by_label(preds, refs, ["a", "b", "c", "d"], ["x", "y", "z"])

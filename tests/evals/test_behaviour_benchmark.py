@@ -76,3 +76,19 @@ def test_the_threshold_with_the_best_dev_shift_hold_wins_ties_to_the_higher() ->
     assert demo.best_threshold(rows[:2]) == 0.3
     with pytest.raises(ValueError):
         demo.best_threshold([])
+
+
+def test_user_voices_name_the_speaker_not_playing_the_model(tmp_path) -> None:
+    import json
+    from types import SimpleNamespace
+
+    demo = bench()
+    bundle = tmp_path / "bundles" / "eval" / "dlg-1"
+    bundle.mkdir(parents=True)
+    (bundle / "bundle.json").write_text(json.dumps({"synth": {"speaker_voices": {"A": "fl-rms", "B": "es-wm-f5"}}}))
+    convs = [
+        SimpleNamespace(conversation_id="dlg-1", name="x", perspective="A"),
+        SimpleNamespace(conversation_id="dlg-1", name="x", perspective="B"),
+        SimpleNamespace(conversation_id="dlg-2", name="y", perspective="A"),  # no bundle: unknown
+    ]
+    assert demo.user_voices(tmp_path, convs) == ["es-wm-f5", "fl-rms", "?"]
