@@ -303,3 +303,33 @@ def conversation_fields(obj: Mapping[str, Any]) -> dict[str, str]:
         "licence": str(obj.get("licence", "unknown")),
         "split": str(obj.get("split", "train")),
     }
+
+
+def bundle_object(
+    obj: Mapping[str, Any], *, tracks: list[dict[str, Any]], words: list[Word], events: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The bundle object (schemas/bundle.py) of a checked conversation: its fields, `tracks` as given, `words`
+    sorted by (start, speaker), `events` (sorted, from `conversation_events`); the assistant plays the model."""
+    return {
+        "bundle_version": 1,
+        **conversation_fields(obj),
+        "tracks": tracks,
+        "words": [
+            {
+                k: v
+                for k, v in (
+                    ("text", w.text),
+                    ("start", w.start_s),
+                    ("end", w.end_s),
+                    ("speaker", w.speaker),
+                    ("score", w.score),
+                    ("source", w.source),
+                )
+                if k != "score" or v is not None
+            }
+            for w in sorted(words, key=lambda w: (w.start_s, w.speaker))
+        ],
+        "model_speakers": [AGENT],
+        "tags": {"format": "gander"},
+        "events": events,
+    }

@@ -33,10 +33,10 @@ from schemas.gander import (
     MAX_CONVERSATION_S,
     USER,
     GanderError,
+    bundle_object,
     check_conversation,
     conversation_end_s,
     conversation_events,
-    conversation_fields,
     is_gander,
     is_gander_file,
     parse_line,
@@ -174,33 +174,6 @@ def _write_track(path: Path, pieces: list[tuple[float, np.ndarray, int]], end_s:
     sf.write(path, pcm16(track), rate, subtype="PCM_16", format="WAV")
 
 
-def _bundle(obj: Mapping[str, Any], tracks: list[dict[str, str]], turns: _Turns) -> dict[str, Any]:
-    """bundle.json of the conversation: its fields, tracks, words sorted by (start, speaker), events by time."""
-    bundle = {
-        "bundle_version": 1,
-        **conversation_fields(obj),
-        "tracks": tracks,
-        "words": [
-            {
-                "text": w.text,
-                "start": w.start_s,
-                "end": w.end_s,
-                "speaker": w.speaker,
-                "score": w.score,
-                "source": w.source,
-            }
-            for w in sorted(turns.words, key=lambda w: (w.start_s, w.speaker))
-        ],
-        "model_speakers": [AGENT],
-        "tags": {"format": "gander"},
-        "events": turns.events,
-    }
-    for w in bundle["words"]:
-        if w["score"] is None:
-            del w["score"]
-    return bundle
-
-
 def gander_to_bundle(
     obj: Mapping[str, Any], out_dir: Path, *, base: Path, backend: TTSBackend | None, allow_outside: bool = False
 ) -> Path:
@@ -220,7 +193,7 @@ def gander_to_bundle(
             continue
         _write_track(out_dir / f"{speaker}.wav", turns.pieces[speaker], end_s)
         tracks.append({"speaker": speaker, "path": f"{speaker}.wav"})
-    write_json(out_dir / "bundle.json", _bundle(obj, tracks, turns))
+    write_json(out_dir / "bundle.json", bundle_object(obj, tracks=tracks, words=turns.words, events=turns.events))
     return out_dir / "bundle.json"
 
 
