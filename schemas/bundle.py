@@ -570,6 +570,15 @@ def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Convers
     )
 
 
+def word_to_dict(w: Word) -> dict[str, Any]:
+    """A word as a bundle's ``words`` list holds it (seconds; no ``score`` when it has none)."""
+    out: dict[str, Any] = {"text": w.text, "start": w.start_s, "end": w.end_s, "speaker": w.speaker}
+    if w.score is not None:
+        out["score"] = w.score
+    out["source"] = w.source
+    return out
+
+
 def _track_dict(t: Track, rel: Callable[[str | None], str | None]) -> dict[str, Any]:
     """A track as bundle.json writes it (paths through `rel`)."""
     out = {
@@ -616,21 +625,7 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         "tracks": [_track_dict(t, rel) for t in conv.tracks],
     }
     if conv.words is not None:
-        out["words"] = [
-            {
-                k: v
-                for k, v in (
-                    ("text", w.text),
-                    ("start", w.start_s),
-                    ("end", w.end_s),
-                    ("speaker", w.speaker),
-                    ("score", w.score),
-                    ("source", w.source),
-                )
-                if v is not None
-            }
-            for w in conv.words
-        ]
+        out["words"] = [word_to_dict(w) for w in conv.words]
     if conv.texts is not None:
         out["text"] = dict(conv.texts)
     if conv.model_speakers is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from schemas.bundle import Word
+from schemas.bundle import Word, word_to_dict
 from schemas.events import TASK_TOOLS
 
 USER, AGENT = "user", "assistant"
@@ -314,21 +314,7 @@ def bundle_object(
         "bundle_version": 1,
         **conversation_fields(obj),
         "tracks": tracks,
-        "words": [
-            {
-                k: v
-                for k, v in (
-                    ("text", w.text),
-                    ("start", w.start_s),
-                    ("end", w.end_s),
-                    ("speaker", w.speaker),
-                    ("score", w.score),
-                    ("source", w.source),
-                )
-                if k != "score" or v is not None
-            }
-            for w in sorted(words, key=lambda w: (w.start_s, w.speaker))
-        ],
+        "words": [word_to_dict(w) for w in sorted(words, key=lambda w: (w.start_s, w.speaker))],
         "model_speakers": [AGENT],
         "tags": {"format": "gander"},
         "events": events,

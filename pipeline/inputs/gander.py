@@ -26,18 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from schemas import gander as fmt
 from schemas.bundle import BundleError, Conversation, Word, conversation_from_dict
-from schemas.gander import (
-    AGENT,
-    USER,
-    GanderError,
-    bundle_object,
-    check_conversation,
-    conversation_end_s,
-    conversation_events,
-    piece_span_s,
-    spoken_turns,
-)
 
 IMPORT_HINT = (
     "run `microturn import gander FILE.jsonl --out BUNDLES` (it speaks such turns with espeak-ng) and then "
@@ -53,12 +43,12 @@ def _placed_tracks(obj: Mapping[str, Any], end_s: float) -> tuple[list[dict[str,
     Raises:
         BundleError: gander_needs_speech, gander_no_user_audio (naming the turn).
     """
-    pieces: dict[str, list[dict[str, Any]]] = {USER: [], AGENT: []}
+    pieces: dict[str, list[dict[str, Any]]] = {fmt.USER: [], fmt.AGENT: []}
     words: list[Word] = []
-    for turn in spoken_turns(obj):
+    for turn in fmt.spoken_turns(obj):
         where = f"{turn.role} turn #{turn.index} (at {turn.start_s * 1000:g} ms)"
         if turn.audio is None:
-            if turn.role == USER:
+            if turn.role == fmt.USER:
                 raise BundleError("gander_no_user_audio", f"Gander {where} has no audio_in")
             if turn.text.strip():
                 raise BundleError(
@@ -67,11 +57,11 @@ def _placed_tracks(obj: Mapping[str, Any], end_s: float) -> tuple[list[dict[str,
                     + IMPORT_HINT,
                 )
             continue
-        start_s, end = piece_span_s(turn.audio)
+        start_s, end = fmt.piece_span_s(turn.audio)
         piece = {"path": turn.audio["path"], "at_s": turn.start_s, "start_s": start_s}
         pieces[turn.role].append(piece if end is None else {**piece, "end_s": end})
         words += turn.words()
-    tracks = [{"speaker": role, "pieces": pieces[role], "duration_s": end_s} for role in (USER, AGENT)]
+    tracks = [{"speaker": role, "pieces": pieces[role], "duration_s": end_s} for role in (fmt.USER, fmt.AGENT)]
     return tracks, words
 
 
@@ -88,10 +78,10 @@ def gander_conversation(
     if "id" not in obj:
         obj = {**obj, "id": default_id}
     try:
-        check_conversation(obj)
-    except GanderError as e:
+        fmt.check_conversation(obj)
+    except fmt.GanderError as e:
         raise BundleError("gander_bad_conversation", f"Gander conversation: {e}") from None
-    events = conversation_events(obj)
-    tracks, words = _placed_tracks(obj, conversation_end_s(obj, events))
-    bundle = bundle_object(obj, tracks=tracks, words=words, events=events)
+    events = fmt.conversation_events(obj)
+    tracks, words = _placed_tracks(obj, fmt.conversation_end_s(obj, events))
+    bundle = fmt.bundle_object(obj, tracks=tracks, words=words, events=events)
     return conversation_from_dict(bundle, base=base, origin=origin, read_text=read_text)

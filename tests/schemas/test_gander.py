@@ -8,16 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from schemas import gander
 from schemas.bundle import BundleError, Conversation, Piece, Track, conversation_from_dict, conversation_to_dict
-from schemas.gander import (
-    GanderError,
-    bundle_object,
-    check_conversation,
-    conversation_end_s,
-    conversation_events,
-    is_gander,
-    spoken_turns,
-)
 
 CONV = {
     "id": "c",
@@ -44,7 +36,11 @@ CONV = {
 
 
 def test_is_gander_wants_turns_and_no_tracks() -> None:
-    assert is_gander(CONV) and not is_gander({"id": "b", "tracks": [], "turns": []}) and not is_gander([CONV])
+    assert (
+        gander.is_gander(CONV)
+        and not gander.is_gander({"id": "b", "tracks": [], "turns": []})
+        and not gander.is_gander([CONV])
+    )
 
 
 @pytest.mark.parametrize(
@@ -63,13 +59,13 @@ def test_is_gander_wants_turns_and_no_tracks() -> None:
     ],
 )
 def test_check_conversation_names_what_is_wrong(turns: list, words: str) -> None:
-    with pytest.raises(GanderError, match=words):
-        check_conversation({"id": "x", "turns": turns})
+    with pytest.raises(gander.GanderError, match=words):
+        gander.check_conversation({"id": "x", "turns": turns})
 
 
 def test_words_events_and_length() -> None:
-    check_conversation(CONV)
-    turns = list(spoken_turns(CONV))
+    gander.check_conversation(CONV)
+    turns = list(gander.spoken_turns(CONV))
     assert [(t.index, t.role, t.audio is not None) for t in turns] == [
         (0, "user", True),
         (1, "assistant", True),
@@ -82,15 +78,15 @@ def test_words_events_and_length() -> None:
     ]
     (timed,) = turns[2].words()
     assert (timed.text, timed.start_s, timed.end_s, timed.source) == ("yes", 2.65, 2.8, "human")
-    events = conversation_events(CONV)
+    events = gander.conversation_events(CONV)
     assert [(e["kind"], e["time_s"], e["name"]) for e in events] == [
         ("task_start", 1.5, "task_start"),
         ("tool_call", 2.0, "lookup"),
         ("tool_response", 2.5, "task_start"),  # named by the last call
     ]
     assert events[1]["arguments"] == {"q": "x"} and events[2]["content"] == 42
-    assert conversation_end_s(CONV, events) == pytest.approx(2.9)
-    bundle = bundle_object(CONV, tracks=[], words=spread, events=events)
+    assert gander.conversation_end_s(CONV, events) == pytest.approx(2.9)
+    bundle = gander.bundle_object(CONV, tracks=[], words=spread, events=events)
     assert bundle["model_speakers"] == ["assistant"] and bundle["source"] == "gander" and bundle["id"] == "c"
     assert bundle["words"][0] == {"text": "a", "start": 0.0, "end": 0.5, "speaker": "user", "source": "aligned"}
 

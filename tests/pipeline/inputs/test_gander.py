@@ -23,12 +23,9 @@ from schemas.sample import LABEL_BITS
 from schemas.tables import read_rejected
 
 from ...factories import tone
+from ...synth.test_adversarial_gander import turn
 
 USER_RATE, AGENT_RATE = 24_000, 16_000
-
-
-def _turn(role: str, start_ms: int, end_ms: int, **extra: object) -> dict:
-    return {"role": role, "start_ms": start_ms, "end_ms": end_ms, **extra}
 
 
 def _good(conv_id: str = "g1") -> dict:
@@ -36,14 +33,14 @@ def _good(conv_id: str = "g1") -> dict:
     return {
         "id": conv_id,
         "turns": [
-            _turn(
+            turn(
                 "user",
                 0,
                 1000,
                 text="hello there",
                 audio_in={"path": "audio/user.wav", "start_ms": 500, "end_ms": 1500},
             ),
-            _turn(
+            turn(
                 "assistant",
                 1400,
                 2400,
@@ -51,8 +48,8 @@ def _good(conv_id: str = "g1") -> dict:
                 speech_out={"path": "audio/assistant.wav", "sample_rate": AGENT_RATE},
                 tool_calls=[{"name": "task_start", "arguments": {"name": "look it up"}}],
             ),
-            _turn("tool", 2600, 2600, tool_response={"type": "worker_delivery", "topic": "final", "content": "done"}),
-            _turn(
+            turn("tool", 2600, 2600, tool_response={"type": "worker_delivery", "topic": "final", "content": "done"}),
+            turn(
                 "user",
                 2800,
                 3600,
