@@ -468,7 +468,8 @@ def _tracks(obj: Mapping[str, Any], base: str, *, has_video: bool) -> list[Track
                 speaker=None if speaker is None else str(speaker),
                 path=_join(base, str(t["path"])),
                 channel=channel,
-                **span,
+                start_s=span.get("start_s", 0.0),
+                duration_s=span.get("duration_s"),
             )
         )
     return tracks
@@ -581,7 +582,7 @@ def word_to_dict(w: Word) -> dict[str, Any]:
 
 def _track_dict(t: Track, rel: Callable[[str | None], str | None]) -> dict[str, Any]:
     """A track as bundle.json writes it (paths through `rel`)."""
-    out = {
+    out: dict[str, Any] = {
         k: v
         for k, v in (
             ("speaker", t.speaker),
