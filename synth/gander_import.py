@@ -38,7 +38,6 @@ from schemas.gander import (
     conversation_end_s,
     conversation_events,
     is_gander,
-    is_gander_file,
     parse_line,
     piece_span_s,
     spoken_turns,
@@ -46,7 +45,6 @@ from schemas.gander import (
 from synth.bundle_writer import pcm16, write_json
 from synth.tts import TTSBackend, Voice
 
-__all__ = ["GanderError", "gander_to_bundle", "import_gander", "is_gander", "is_gander_file"]
 logger = logging.getLogger(__name__)
 TTS_VOICE = Voice(voice_id=AGENT, engine_voice="en+f3", rate_wpm=180, pitch=70)
 

@@ -17,11 +17,9 @@ import pytest
 import soundfile as sf
 
 import microturn_cli
-from synth.gander_import import import_gander, is_gander_file
-
-
-def turn(role: str, start: float, end: float, **extra: object) -> dict:
-    return {"role": role, "start_ms": start, "end_ms": end, **extra}
+from schemas.gander import is_gander_file
+from synth.gander_import import import_gander
+from tests.factories import gander_turn as turn
 
 
 def good(conv_id: str = "good") -> dict:

@@ -22,8 +22,8 @@ from schemas.reader import iter_samples
 from schemas.sample import LABEL_BITS
 from schemas.tables import read_rejected
 
+from ...factories import gander_turn as turn
 from ...factories import tone
-from ...synth.test_adversarial_gander import turn
 
 USER_RATE, AGENT_RATE = 24_000, 16_000
 
