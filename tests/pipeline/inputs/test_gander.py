@@ -109,14 +109,28 @@ def test_gander_line_is_a_conversation_of_placed_pieces(gander_file: Path) -> No
     assert speaking["assistant"] == list(range(14, 24))  # 1.4-2.4 s
 
 
-def test_assistant_turn_without_speech_out_names_the_import(gander_file: Path) -> None:
+@pytest.mark.parametrize(
+    ("turn_index", "key", "kind", "words"),
+    [
+        (1, "speech_out", "gander_needs_speech", "assistant turn #1 (at 1400 ms) has text but no speech_out"),
+        (0, "audio_in", "gander_no_user_audio", "user turn #0 (at 0 ms) has no audio_in"),
+        (2, "start_ms", "gander_bad_conversation", "turn #2 start_ms is not a finite number"),
+    ],
+)
+def test_a_line_the_job_cannot_use_is_rejected_with_its_reason(
+    gander_file: Path, turn_index: int, key: str, kind: str, words: str
+) -> None:
     line = _good()
-    del line["turns"][1]["speech_out"]
+    if key == "start_ms":
+        line["turns"][turn_index][key] = "soon"
+    else:
+        del line["turns"][turn_index][key]
     ref = InputRef(kind="manifest_line", origin="c.jsonl:2", path=str(gander_file), line=2, text=json.dumps(line))
     with pytest.raises(BundleError) as e:
         load_conversation(ref)
-    assert e.value.kind == "gander_needs_speech"
-    assert "assistant turn #1" in str(e.value) and "microturn import gander" in str(e.value)
+    assert e.value.kind == kind and words in str(e.value)
+    if kind == "gander_needs_speech":
+        assert "microturn import gander FILE.jsonl --out BUNDLES" in str(e.value)
 
 
 def test_job_reads_gander_jsonl_and_rejects_each_bad_line(gander_file: Path, tmp_path: Path) -> None:
