@@ -2,6 +2,7 @@
 validate).
 
     microturn run --input BUNDLES --output DATASET [--direct_num_workers 4 --direct_running_mode multi_processing]
+    microturn run --input conversations.jsonl --output DATASET    # a manifest, moshi-finetune index or Gander JSONL
     microturn demo --out demo-out --count 5
 """
 
@@ -41,7 +42,6 @@ def cmd_run(argv: list[str]) -> int:
     start = time.monotonic()
     argv = ["--no_progress" if a == "--no-progress" else a for a in argv]  # the trainer's spelling, accepted here too
     try:
-        argv = _gander_input(argv)
         result = run(argv)
     except ValueError as e:  # bad configuration or input path: say what to fix, no traceback
         print(f"microturn run: error: {e}", file=sys.stderr)
@@ -56,40 +56,6 @@ def cmd_run(argv: list[str]) -> int:
     if failed:
         print(f"microturn run: {failed}", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _gander_input(argv: list[str]) -> list[str]:
-    """`--input FILE.jsonl` of Gander conversations: import them into OUTPUT/_gander_bundles first (synth may
-    synthesise missing assistant speech; the pipeline itself never imports synth) and run on those bundles."""
-    from pipeline.runner.output_guard import GANDER_BUNDLES
-    from synth.gander_import import import_gander, is_gander_file
-
-    def value(flag: str) -> tuple[int, str] | None:
-        for i, a in enumerate(argv):
-            if a == flag and i + 1 < len(argv):
-                return i + 1, argv[i + 1]
-            if a.startswith(flag + "="):
-                return i, a.split("=", 1)[1]
-        return None
-
-    found, output = value("--input"), value("--output")
-    if found is None or output is None or not found[1].endswith(".jsonl") or not os.path.isfile(found[1]):
-        return argv
-    if not is_gander_file(found[1]):
-        return argv
-    if "://" in output[1]:  # os.path.join would make a local directory named "s3:/bucket/..."
-        raise ValueError(
-            f"--input {found[1]} is a Gander file, whose conversations are imported as bundles into the output "
-            f"first, and --output {output[1]} is not a local directory: run `microturn import gander {found[1]} "
-            "--out BUNDLES` and then `microturn run --input BUNDLES ...` (BUNDLES on storage the workers read)"
-        )
-    bundles = os.path.join(output[1], GANDER_BUNDLES)
-    import_gander(found[1], bundles)
-    print(f"Gander input: {found[1]} imported as bundles into {bundles}")
-    out = list(argv)
-    out[found[0]] = bundles if out[found[0]] == found[1] else f"--input={bundles}"
-    # the conversations' audio paths are the Gander file's (relative to its directory): allowed there too
-    return [*out, "--extra_input_root", os.path.dirname(os.path.abspath(found[1]))]
 
 
 def run_parser() -> argparse.ArgumentParser:

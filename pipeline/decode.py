@@ -259,10 +259,12 @@ def decode_conversation(
 
 def _tracks_by_file(conv: Conversation) -> tuple[dict[str, list[tuple[int, str]]], list[str]]:
     """Which tracks each file holds ({path: [(track index, speaker)]}, in track order) and the speakers of the
-    tracks without a path (silent). Tracks without a speaker are named ``track{i}``."""
+    tracks without a path or pieces (silent). Tracks without a speaker are named ``track{i}``."""
     silent: list[str] = []
     by_path: dict[str, list[tuple[int, str]]] = {}
     for i, track in enumerate(conv.tracks):
+        if track.pieces:  # placed pieces: decoded by _decode_placed
+            continue
         if track.path is None:
             silent.append(track.speaker or f"track{i}")
             continue
@@ -317,6 +319,31 @@ def _decode_tracks(
         del data
     resample_pending()
     return streams
+
+
+def _decode_placed(track: Track, speaker: str, threads: int) -> np.ndarray:
+    """A track of placed pieces (schemas.bundle.Piece) as 16 kHz float32: each file decoded once, each piece cut
+    from it (channels mixed) at the file's rate, resampled and added at its conversation time; at least
+    `track.duration_s` seconds long.
+
+    Raises:
+        DecodeError: for the first unusable file (missing_file, undecodable_audio, ...).
+    """
+    jobs: list[tuple[int, np.ndarray, int]] = []  # (conversation sample it starts at, mono at its rate, rate Hz)
+    for path in track.paths:
+        data, rate = decode_file(path)
+        mono = _track_mono(data, None, path=path, speaker=speaker)
+        del data
+        for piece in (p for p in track.pieces if p.path == path):
+            a = round(piece.start_s * rate)
+            b = len(mono) if piece.end_s is None else round(piece.end_s * rate)
+            jobs.append((round(piece.at_s * SAMPLE_RATE_HZ), mono[a:b], rate))
+    done = map_streams(lambda job: resample_to_16k(job[1], job[2]), jobs, threads=threads)
+    floor = 0 if track.duration_s is None else math.ceil(track.duration_s * SAMPLE_RATE_HZ)
+    out = np.zeros(max([floor] + [at + len(x) for (at, _, _), x in zip(jobs, done, strict=True)]), np.float32)
+    for (at, _, _), x in zip(jobs, done, strict=True):
+        out[at : at + len(x)] += x
+    return out
 
 
 def _conversation_samples(track_samples: Mapping[str, int], probe: VideoProbe | None, origin_s: float) -> int:
@@ -377,7 +404,7 @@ def _decode_conversation(
     the same samples for any value).
 
     Tracks without a speaker are named ``track{i}`` (the speaker matcher renames them later); tracks without a
-    path are digital silence as long as the conversation.
+    path or pieces are digital silence as long as the conversation; a track of placed pieces is assembled from them.
     Raises:
         DecodeError: for the first unusable file or a channel map that does not match a file.
     """
@@ -389,6 +416,10 @@ def _decode_conversation(
         conv = _with_video_tracks(conv, probe)
     by_path, silent = _tracks_by_file(conv)
     streams = _decode_tracks(conv, by_path, threads)
+    for i, track in enumerate(conv.tracks):
+        if track.pieces:
+            speaker = track.speaker or f"track{i}"
+            streams[speaker] = _decode_placed(track, speaker, threads)
     track_samples = {s: len(x) for s, x in streams.items()}
     origin = 0.0
     if probe is not None:

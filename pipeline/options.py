@@ -27,7 +27,8 @@ def _add_dataset_args(parser: Any) -> None:
         "--input",
         required=True,
         help="a directory of bundles (bundle.json per conversation, moshi-finetune X.wav + X.json "
-        "pairs, or directories of per-speaker audio files) or a .jsonl manifest of bundles",
+        "pairs, or directories of per-speaker audio files), a .jsonl manifest of bundles, or a Gander interaction "
+        ".jsonl (one conversation of turns per line; paths relative to its directory)",
     )
     parser.add_argument(
         "--output",

@@ -4,7 +4,8 @@
 
 Inputs, by what `--input` points at:
 - a ``.jsonl`` file: one bundle object per line (paths relative to the manifest's directory), or moshi-finetune's
-  own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.inputs.moshi);
+  own index, ``{"path": "X.wav", "duration": D}`` lines beside X.wav + X.json (pipeline.inputs.moshi), or Gander's
+  interaction JSONL, one conversation of turns per line (pipeline.inputs.gander);
 - a directory: every ``bundle.json`` under it; every moshi-finetune pair ``X.wav`` + ``X.json``
   (``{"alignments": ...}``); and every directory of plain per-speaker audio files with no bundle.json
   (one conversation per directory, speaker = file stem, no transcript);
@@ -28,11 +29,13 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import AsSingleton
 
+from pipeline.inputs.gander import gander_conversation
 from pipeline.inputs.lhotse import LhotseItem, is_lhotse_manifest, list_lhotse, load_lhotse, read_manifest_bytes
 from pipeline.inputs.moshi import is_moshi_index_line, moshi_index_conversation
 from pipeline.inputs.safe_read import DEFAULT_MAX_TEXT_BYTES, check_regular_file, manifest_lines
 from pipeline.runner.worker_storage import WorkerStorageFn, storage_flags
 from schemas.bundle import BundleError, Conversation, Track, conversation_from_dict, moshi_conversation
+from schemas.gander import is_gander
 from schemas.storage import dir_exists, size
 
 UNDECODABLE_LINE = "undecodable_line"
@@ -280,21 +283,19 @@ def load_conversation(ref: InputRef, read: Callable[[str], str] = read_text) -> 
                 raise BundleError("malformed_json", f"bundle.json is not valid JSON: {e}") from None
             return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read)
         if ref.kind == "manifest_line":
+            base = posixpath.dirname(ref.path)
             try:
                 obj = json.loads(ref.text)
             except ValueError as e:  # JSONDecodeError, or an integer past Python's digit limit
                 raise BundleError("malformed_json", f"manifest line is not valid JSON: {e}") from None
-            if isinstance(obj, dict) and isinstance(obj.get("turns"), list) and "tracks" not in obj:
-                raise BundleError(
-                    "unknown_input",
-                    "a Gander conversation (turns, no tracks): `microturn run --input FILE.jsonl` imports it, or "
-                    "convert it first with `microturn import gander FILE.jsonl --out BUNDLES_DIR`",
+            if is_gander(obj):
+                stem = posixpath.splitext(posixpath.basename(ref.path))[0]
+                return gander_conversation(
+                    obj, base=base, origin=ref.origin, default_id=f"{stem}-{ref.line}", read_text=read
                 )
             if is_moshi_index_line(obj):
-                return moshi_index_conversation(
-                    obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read
-                )
-            return conversation_from_dict(obj, base=posixpath.dirname(ref.path), origin=ref.origin, read_text=read)
+                return moshi_index_conversation(obj, base=base, origin=ref.origin, read_text=read)
+            return conversation_from_dict(obj, base=base, origin=ref.origin, read_text=read)
         if ref.kind == "moshi":
             return moshi_conversation(wav_path=ref.audio[0], json_text=read(ref.path), origin=ref.origin)
         if ref.kind == "speaker_files":

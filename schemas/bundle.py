@@ -12,6 +12,8 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
         {"speaker": "A", "path": "A.wav"},                   # one file per speaker (wav/flac/mp3/...)
         {"speaker": "B", "path": "both.wav", "channel": 1}   # or a channel of a multi-channel file
       ],                                      # "start_s", "duration_s": optional, a stretch of the file (seconds)
+                                              # or {"speaker", "pieces": [{"path", "at_s", "start_s", "end_s"}]}:
+                                              #   stretches of files placed at conversation times (`Track`)
       "words": "words.json",                  # optional: file or inline list of
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
@@ -107,6 +109,9 @@ BUNDLE_KINDS = (
     "lhotse_channel_map",  # Lhotse supervisions whose speakers cannot be given one channel each (or one shared)
     "lhotse_bad_cut",  # a Lhotse cut that is not a MonoCut/MultiCut with a recording, or lies outside it
     "bad_target",  # a proactive target that is malformed (schemas/targets.py)
+    "gander_bad_conversation",  # a Gander line (turns, no tracks) with malformed turns, times, words or tool calls
+    "gander_needs_speech",  # a Gander assistant turn with text but no speech_out: `microturn import gander` speaks it
+    "gander_no_user_audio",  # a Gander user turn without audio_in
 )
 """Kinds of `BundleError` (the read stage's rejections; pipeline.rejects.KINDS lists every stage's)."""
 
@@ -157,16 +162,39 @@ class Annotation:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Piece:
+    """A stretch of an audio file placed on the conversation clock (a Gander turn's ``audio_in`` / ``speech_out``):
+    file seconds [`start_s`, `end_s`) (None: to the file's end), all channels mixed, played from conversation time
+    `at_s` (seconds)."""
+
+    path: str
+    at_s: float
+    start_s: float = 0.0
+    end_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Track:
     """Where one speaker's audio is: a file, and optionally one channel (0-based) of a multi-channel file.
     A track with no path is digital silence (a silent model, or a video without sound). `start_s` / `duration_s`:
-    the stretch of the file that is the conversation (a Lhotse cut), seconds; default the whole file."""
+    the stretch of the file that is the conversation (a Lhotse cut), seconds; default the whole file.
+
+    A track of placed `pieces` has no path: its audio is the pieces mixed at their conversation times, silence
+    elsewhere, at least `duration_s` seconds long (a Gander conversation's length; start_s and channel unused)."""
 
     speaker: str | None
     path: str | None
     channel: int | None = None
     start_s: float = 0.0
     duration_s: float | None = None
+    pieces: tuple[Piece, ...] = ()
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file the track reads: its path, or its pieces' files (each once, in order)."""
+        if self.path is not None:
+            return (self.path,)
+        return tuple(dict.fromkeys(p.path for p in self.pieces))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -423,6 +451,9 @@ def _tracks(obj: Mapping[str, Any], base: str, *, has_video: bool) -> list[Track
         raise BundleError("no_tracks", "bundle has no 'tracks' list (needed unless it has a 'video')")
     tracks = []
     for i, t in enumerate(raw_tracks):
+        if isinstance(t, Mapping) and "path" not in t and "pieces" in t:
+            tracks.append(_placed_track(t, i, base))
+            continue
         if not isinstance(t, Mapping) or "path" not in t:
             raise BundleError("bad_track", f"track #{i} has no 'path'")
         channel = t.get("channel")
@@ -437,10 +468,31 @@ def _tracks(obj: Mapping[str, Any], base: str, *, has_video: bool) -> list[Track
                 speaker=None if speaker is None else str(speaker),
                 path=_join(base, str(t["path"])),
                 channel=channel,
-                **span,
+                start_s=span.get("start_s", 0.0),
+                duration_s=span.get("duration_s"),
             )
         )
     return tracks
+
+
+def _placed_track(t: Mapping[str, Any], i: int, base: str) -> Track:
+    """A track of placed pieces: ``{"speaker", "pieces": [{"path", "at_s", "start_s"?, "end_s"?}], "duration_s"?}``
+    (seconds; see `Track`)."""
+    if not isinstance(t["pieces"], list) or not all(isinstance(p, Mapping) and "path" in p for p in t["pieces"]):
+        raise BundleError("bad_track", f"track #{i} 'pieces' must be a list of objects with 'path' and 'at_s'")
+    pieces = []
+    for k, p in enumerate(t["pieces"]):
+        times = {
+            key: _finite(p[key], f"track #{i} piece #{k} {key}") for key in ("at_s", "start_s", "end_s") if key in p
+        }
+        if "at_s" not in times or any(v < 0 for v in times.values()):
+            raise BundleError("bad_track", f"track #{i} piece #{k} needs an 'at_s' and no negative times")
+        pieces.append(Piece(path=_join(base, str(p["path"])), **times))
+    duration = None if t.get("duration_s") is None else _finite(t["duration_s"], f"track #{i} duration_s")
+    speaker = t.get("speaker")
+    return Track(
+        speaker=None if speaker is None else str(speaker), path=None, pieces=tuple(pieces), duration_s=duration
+    )
 
 
 def _texts(spec: Any, base: str, read_text: Callable[[str], str]) -> dict[str, str]:
@@ -519,6 +571,41 @@ def moshi_conversation(*, wav_path: str, json_text: str, origin: str) -> Convers
     )
 
 
+def word_to_dict(w: Word) -> dict[str, Any]:
+    """A word as a bundle's ``words`` list holds it (seconds; no ``score`` when it has none)."""
+    out: dict[str, Any] = {"text": w.text, "start": w.start_s, "end": w.end_s, "speaker": w.speaker}
+    if w.score is not None:
+        out["score"] = w.score
+    out["source"] = w.source
+    return out
+
+
+def _track_dict(t: Track, rel: Callable[[str | None], str | None]) -> dict[str, Any]:
+    """A track as bundle.json writes it (paths through `rel`)."""
+    out: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("speaker", t.speaker),
+            ("path", rel(t.path)),
+            ("channel", t.channel),
+            ("start_s", t.start_s or None),
+            ("duration_s", t.duration_s),
+        )
+        if v is not None
+    }
+    if t.pieces:
+        out["pieces"] = [
+            {
+                "path": rel(p.path),
+                "at_s": p.at_s,
+                "start_s": p.start_s,
+                **({} if p.end_s is None else {"end_s": p.end_s}),
+            }
+            for p in t.pieces
+        ]
+    return out
+
+
 def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any]:
     """The bundle.json object for `conv`, words inline; track paths made relative to `base` when under it."""
 
@@ -536,37 +623,10 @@ def conversation_to_dict(conv: Conversation, *, base: str = "") -> dict[str, Any
         "source": conv.source,
         "licence": conv.licence,
         "split": conv.split,
-        "tracks": [
-            {
-                k: v
-                for k, v in (
-                    ("speaker", t.speaker),
-                    ("path", rel(t.path)),
-                    ("channel", t.channel),
-                    ("start_s", t.start_s or None),
-                    ("duration_s", t.duration_s),
-                )
-                if v is not None
-            }
-            for t in conv.tracks
-        ],
+        "tracks": [_track_dict(t, rel) for t in conv.tracks],
     }
     if conv.words is not None:
-        out["words"] = [
-            {
-                k: v
-                for k, v in (
-                    ("text", w.text),
-                    ("start", w.start_s),
-                    ("end", w.end_s),
-                    ("speaker", w.speaker),
-                    ("score", w.score),
-                    ("source", w.source),
-                )
-                if v is not None
-            }
-            for w in conv.words
-        ]
+        out["words"] = [word_to_dict(w) for w in conv.words]
     if conv.texts is not None:
         out["text"] = dict(conv.texts)
     if conv.model_speakers is not None:

@@ -47,3 +47,8 @@ def make_bundle(
     }
     (directory / "bundle.json").write_text(json.dumps(bundle))
     return directory
+
+
+def gander_turn(role: str, start_ms: float, end_ms: float, **extra: object) -> dict:
+    """One turn of a Gander conversation (schemas/gander.py): `role`, times in ms, other keys as given."""
+    return {"role": role, "start_ms": start_ms, "end_ms": end_ms, **extra}

@@ -38,9 +38,8 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InputPolicy:
     """What a bundle may read. `root`: the input root its paths must lie under (None: anywhere); `extra_roots`:
-    more directories its paths may lie under (--extra_input_root: a Gander file's directory, whose bundles
-    `microturn run` imports elsewhere); `allow_outside`: --allow_outside_paths; `max_text_bytes`: limit of one text
-    file (--max_text_mb)."""
+    more directories its paths may lie under (--extra_input_root: e.g. the audio of bundles written elsewhere);
+    `allow_outside`: --allow_outside_paths; `max_text_bytes`: limit of one text file (--max_text_mb)."""
 
     root: str | None = None
     extra_roots: tuple[str, ...] = ()
@@ -76,7 +75,7 @@ def _check_encodable(path: str, what: str) -> None:
 
 
 def _check_media(conv: Conversation, policy: InputPolicy) -> None:
-    paths = [(f"track of speaker {t.speaker!r}", t.path) for t in conv.tracks if t.path is not None]
+    paths = [(f"track of speaker {t.speaker!r}", path) for t in conv.tracks for path in t.paths]
     if conv.video is not None:
         paths.append(("video", conv.video.path))
     for what, path in paths:
@@ -129,8 +128,8 @@ def add_input_guard_args(parser: Any) -> None:
     parser.add_argument(
         "--extra_input_root",
         default=None,
-        help="a second directory that bundles may name files under (`microturn run` sets it to a Gander file's "
-        "directory when it imports the file's conversations as bundles into the output)",
+        help="a second directory that bundles may name files under (e.g. the audio that bundles written elsewhere "
+        "name; by default only the input root)",
     )
     parser.add_argument(
         "--max_text_mb",

@@ -39,12 +39,22 @@ from schemas.tables import INDEX_DIR, index_file_name
 
 logger = logging.getLogger(__name__)
 
-GANDER_BUNDLES = "_gander_bundles"
-"""Where `microturn run --input FILE.jsonl` puts the bundles it imports from a Gander file (microturn_cli)."""
+OLD_GANDER_BUNDLES = "_gander_bundles"
+"""Where `microturn run --input FILE.jsonl` put the bundles it imported from a Gander file before the job read Gander
+JSONL itself (pipeline/inputs/gander.py): still ours in an output made then."""
 OLD_INDEX_FILE = "index.parquet"
 """The one index file of a format-1 dataset (now: the INDEX_DIR directory)."""
 OUR_FILES = frozenset(
-    {INDEX_DIR, OLD_INDEX_FILE, "rejected.parquet", "manifest.json", "shards.txt", "_work", LOCK_FILE, GANDER_BUNDLES}
+    {
+        INDEX_DIR,
+        OLD_INDEX_FILE,
+        "rejected.parquet",
+        "manifest.json",
+        "shards.txt",
+        "_work",
+        LOCK_FILE,
+        OLD_GANDER_BUNDLES,
+    }
 )
 SHARD_FILE = re.compile(r"shard-\d+(_\d+)?\.tar$")
 """Shard names (schemas.shard.shard_name): shard-NNNNN.tar, and shard-NNNNN_SS.tar for a split bucket."""

@@ -17,11 +17,9 @@ import pytest
 import soundfile as sf
 
 import microturn_cli
-from synth.gander_import import import_gander, is_gander_file
-
-
-def turn(role: str, start: float, end: float, **extra: object) -> dict:
-    return {"role": role, "start_ms": start, "end_ms": end, **extra}
+from schemas.gander import is_gander_file
+from synth.gander_import import import_gander
+from tests.factories import gander_turn as turn
 
 
 def good(conv_id: str = "good") -> dict:
@@ -121,17 +119,23 @@ def test_sniffing_survives_a_bad_first_line(first: bytes, gander_dir: Path) -> N
     assert not is_gander_file(bundles)
 
 
-def test_run_imports_the_good_lines_and_goes_on(
-    gander_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+def test_run_reads_the_good_lines_and_rejects_each_bad_one(
+    gander_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    """The same lines given to the job itself (pipeline/inputs/gander.py): each bad one is a row of
+    rejected.parquet with its reason, the good one is written."""
     outside = with_turns("outside", turn("user", 1000, 2000, audio_in={"path": "../secret.wav"}))
     lines = [BAD["ff_byte"][0], json.dumps(good()).encode(), BAD["turn_string"][0], json.dumps(outside).encode()]
     path = write_lines(gander_dir / "c.jsonl", lines)
     dataset = tmp_path / "dataset"
     assert microturn_cli.main(["run", "--input", str(path), "--output", str(dataset)]) == 0
     assert "Traceback" not in capsys.readouterr().err
-    assert "turn #1 is not an object" in caplog.text and "not UTF-8" in caplog.text  # a warning per rejected line
     rejected = pq.read_table(dataset / "rejected.parquet").to_pylist()
-    assert [(Path(r["input"]).parent.name, r["kind"]) for r in rejected] == [("outside", "path_outside_input")]
+    assert [(r["input"].rsplit(":", 1)[1], r["kind"]) for r in rejected] == [
+        ("1", "not_utf_text"),
+        ("3", "gander_bad_conversation"),
+        ("4", "path_outside_input"),
+    ]
+    assert "turn #1 is not an object" in rejected[1]["reason"] and "secret.wav" in rejected[2]["reason"]
     manifest = json.loads((dataset / "manifest.json").read_text())
     assert manifest["counts"]["conversations_written"] == 1

@@ -1,6 +1,7 @@
-"""Gander JSONL in -> dataset -> Gander JSONL out: a hand-written English conversation (user audio made with
-espeak-ng here, assistant speech synthesised by the import) keeps its turn times within one micro-turn and its
-events; a conversation whose audio is missing is rejected with the file's name."""
+"""Gander JSONL in -> `microturn import gander` -> bundles -> dataset -> Gander JSONL out: a hand-written English
+conversation (user audio made with espeak-ng here, assistant speech synthesised by the import, which the job itself
+cannot do) keeps its turn times within one micro-turn and its events; a conversation whose audio is missing is
+rejected with the file's name."""
 
 from __future__ import annotations
 
@@ -92,8 +93,20 @@ def _write_gander(root: Path) -> tuple[Path, dict]:
 
 def test_gander_round_trip(tmp_path: Path) -> None:
     path, conv = _write_gander(tmp_path)
-    dataset = tmp_path / "dataset"
-    assert microturn_cli.main(["run", "--input", str(path), "--output", str(dataset), "--keep_audio"]) == 0
+    dataset, bundles = tmp_path / "dataset", tmp_path / "bundles"
+    assert microturn_cli.main(["import", "gander", str(path), "--out", str(bundles)]) == 0  # speaks the assistant
+    # the missing file's bundle names it in the Gander file's directory: let the job look there (and reject it)
+    run = [
+        "run",
+        "--input",
+        str(bundles),
+        "--output",
+        str(dataset),
+        "--keep_audio",
+        "--extra_input_root",
+        str(tmp_path),
+    ]
+    assert microturn_cli.main(run) == 0
     assert validate(str(dataset)).ok
     rejected = pq.read_table(dataset / "rejected.parquet").to_pylist()
     assert [(r["conversation_id"], r["kind"]) for r in rejected] == [("gander-missing", "missing_file")]

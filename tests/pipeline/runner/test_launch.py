@@ -1,6 +1,6 @@
 """Issue 23.5: launches that work as written. Relative paths reach a job service's workers as absolute ones; a dead
---job_endpoint, or Flink/Spark without a job server, fail at once with one line and leave no output behind; a
-Gander file with an s3:// output makes no local directory named "s3:".
+--job_endpoint, or Flink/Spark without a job server, fail at once with one line and leave no output behind. (A
+Gander file is read by the job itself now, pipeline/inputs/gander.py: no local import step to refuse an s3:// output.)
 
 .venv/bin/python -m pytest -q tests/pipeline/test_launch.py
 """
@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from microturn_cli import main
 from pipeline.job import run
 from pipeline.options import MicroturnOptions
 from pipeline.runner.runners import absolute_local_paths
@@ -207,16 +206,3 @@ def test_relative_paths_through_a_worker_pool_in_another_directory(
     )
     assert manifest["counts"]["conversations_written"] == 2 and manifest["counts"]["rejected"] == 0
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]["samples"] > 0
-
-
-def test_gander_input_with_an_s3_output_makes_no_local_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    gander = tmp_path / "conv.jsonl"
-    gander.write_text(json.dumps({"id": "g", "turns": []}) + "\n", encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
-    assert main(["run", "--input", str(gander), "--output", "s3://bucket/dataset"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("microturn run: error: --input ") and "microturn import gander" in err, err
-    assert len(err.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.jsonl"]  # no "s3:" directory
