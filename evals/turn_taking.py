@@ -475,7 +475,7 @@ def frontier(x: float, xs: np.ndarray, ys: np.ndarray) -> tuple[float, str]:
     if i == len(xs) - 1:
         return float(ys[-1]), "upper" if x > xs[-1] + _EPS else "exact"
     x0, x1, y0, y1 = xs[i], xs[i + 1], ys[i], ys[i + 1]
-    if not math.isfinite(x1) or x1 - x0 < _EPS:
+    if not (math.isfinite(x1) and math.isfinite(y0)) or x1 - x0 < _EPS:  # an infinite y0 holds up to x1
         return float(y0), "exact"
     return float(y0 + (y1 - y0) * (x - x0) / (x1 - x0)), "exact"
 

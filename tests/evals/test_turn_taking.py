@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -247,6 +248,11 @@ def test_frontier_bounds() -> None:
     assert frontier(0.2, xs, ys) == (0.5, "exact")
     assert frontier(-0.1, xs, ys) == (1.0, "lower")
     assert frontier(0.9, xs, ys) == (0.1, "upper")
+    never = np.array([np.inf, 0.5, 0.1])  # the first point never reaches its value (an infinite median latency)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no inf - inf on the way
+        assert frontier(0.1, xs, never) == (np.inf, "exact")
+        assert frontier(0.3, xs, never) == (pytest.approx(0.3), "exact")
 
 
 def test_user_pauses_need_the_model_silent() -> None:
