@@ -38,10 +38,9 @@ from pipeline.align import AlignConfig, AlignedConversation, align
 from pipeline.aligners import AlignerBackend, AlignerConfig, load_backend
 from pipeline.aligners.diarize import Diarizer
 from pipeline.decode import DecodedConversation, decode_conversation
-from pipeline.event_windows import check_timeline
-from pipeline.features import dmel_codes
+from pipeline.features import FeaturisedConversation, featurise
 from pipeline.inputs.guard import InputPolicy, policy_from_options, read_input
-from pipeline.labels import LabelConfig, detect_events, ipus, overlap_intervals, turn_taking_counts
+from pipeline.labels import LabelConfig, LabelledConversation, label, overlap_intervals, turn_taking_counts
 from pipeline.manifest import (
     ManifestCombineFn,
     config_hash,
@@ -67,10 +66,10 @@ from pipeline.runner.output_guard import (
 from pipeline.runner.progress import DECODED, DONE, ProgressBar, ProgressFn, wanted
 from pipeline.runner.rejected_table import RejectedRunsFn, write_rejected_runs
 from pipeline.runner.runners import LOCAL, absolute_local_paths, check_launch, check_runner, make_pipeline
-from pipeline.runner.streams import auto_stream_threads, map_streams
+from pipeline.runner.streams import auto_stream_threads
 from pipeline.runner.worker_storage import WorkerStorageFn, configure_worker, storage_flags, with_storage
 from pipeline.video import VideoConfig
-from pipeline.windows import FeaturisedConversation, LabelledConversation, WindowConfig, cut_windows
+from pipeline.windows import WindowConfig, cut_windows
 from pipeline.write import (
     PartInfo,
     finished_part,
@@ -85,7 +84,7 @@ from schemas import storage
 from schemas.bundle import BundleError, Conversation, sanitise_id
 from schemas.shard import shard_for, shard_name
 from schemas.tables import INDEX_DIR, index_file_name, read_manifest
-from schemas.units import SAMPLE_RATE_HZ, num_microturns
+from schemas.units import SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 conversation_log = logging.getLogger(CONVERSATIONS)  # one line per conversation: shown with -v only
@@ -190,7 +189,9 @@ def _conversation_of(element: Any) -> Conversation:
         return element.conversation
     if isinstance(element, AlignedConversation):
         return element.conversation
-    return element.aligned.conversation  # FeaturisedConversation, LabelledConversation
+    if isinstance(element, FeaturisedConversation):
+        return element.aligned.conversation
+    return element.featurised.aligned.conversation  # LabelledConversation
 
 
 class DecodeFn(StageFn):
@@ -224,27 +225,28 @@ class AlignFn(StageFn):
 
 
 class FeaturiseFn(StageFn):
+    """The perspectives (WindowConfig.perspectives: all or first), and the dMel codes and speech activity of every
+    speaker's stream and of each perspective's others mix (pipeline/features.py featurise)."""
+
     stage = "featurise"
 
+    def __init__(self, perspectives: str) -> None:
+        self.perspectives = perspectives
+
     def apply(self, aligned: AlignedConversation) -> FeaturisedConversation:
-        """dMel codes of every speaker's stream."""
-        streams = aligned.streams
-        codes = map_streams(dmel_codes, streams.values(), threads=self.stream_threads)
-        return FeaturisedConversation(aligned=aligned, dmel=dict(zip(streams, codes, strict=True)))
+        return featurise(aligned, perspectives=self.perspectives, threads=self.stream_threads)
 
 
 class LabelFn(StageFn):
+    """The conversation's turn-taking events and each perspective's labels (pipeline/labels.py label)."""
+
     stage = "label"
 
     def __init__(self, config: LabelConfig) -> None:
         self.config = config
 
-    def apply(self, item: FeaturisedConversation) -> LabelledConversation:
-        aligned, dmel = item.aligned, item.dmel
-        conv = aligned.conversation
-        check_timeline(conv, num_microturns(aligned.num_samples))  # nothing of the bundle is dropped silently
-        units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=self.config)
-        return LabelledConversation(aligned=aligned, dmel=dmel, events=detect_events(units, self.config))
+    def apply(self, featurised: FeaturisedConversation) -> LabelledConversation:
+        return label(featurised, self.config)
 
 
 def part_path(work_dir: str, conversation_id: str) -> str:
@@ -267,7 +269,7 @@ class WritePartFn(StageFn):
         yield from super().process(element)
 
     def apply(self, labelled: LabelledConversation) -> PartInfo:
-        aligned = labelled.aligned
+        aligned = labelled.featurised.aligned
         conv = aligned.conversation
         summary = {
             "conversation_id": conv.id,
@@ -417,14 +419,15 @@ def _conversation_stages(todo: Any, opts: MicroturnOptions, config: dict, work_d
     aligned = decoded.ok | "Align" >> beam.ParDo(align_fn).with_output_types(AlignedConversation).with_outputs(
         REJECTED, main="ok"
     )
-    featured = aligned.ok | "Featurise" >> beam.ParDo(_threads(FeaturiseFn(), opts)).with_output_types(
-        FeaturisedConversation
-    ).with_outputs(REJECTED, main="ok")
+    windows = WindowConfig(**config["windows"])
+    featured = aligned.ok | "Featurise" >> beam.ParDo(
+        _threads(FeaturiseFn(windows.perspectives), opts)
+    ).with_output_types(FeaturisedConversation).with_outputs(REJECTED, main="ok")
     labelled = featured.ok | "Label" >> beam.ParDo(LabelFn(LabelConfig(**config["labels"]))).with_output_types(
         LabelledConversation
     ).with_outputs(REJECTED, main="ok")
     parts = labelled.ok | "WindowAndWritePart" >> beam.ParDo(
-        _threads(WritePartFn(WindowConfig(**config["windows"])), opts), work_dir
+        _threads(WritePartFn(windows), opts), work_dir
     ).with_outputs(REJECTED, main="ok")
     return {"decoded": decoded, "aligned": aligned, "featured": featured, "labelled": labelled, "parts": parts}
 

@@ -1,4 +1,5 @@
-"""Interaction labels from word timings and speech activity (DESIGN.md §4, definitions after Full-Duplex-Bench).
+"""The label stage: interaction labels from word timings and speech activity (DESIGN.md §4, definitions after
+Full-Duplex-Bench), for the whole conversation (events) and for each of its perspectives (`label`).
 
     python -c "from pipeline.labels import LabelConfig; print(LabelConfig())"
 
@@ -29,10 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.event_windows import check_timeline, perspective_events
+from pipeline.features import FeaturisedConversation
+from pipeline.speakers import Roles
 from schemas.bundle import Segment, Word
-from schemas.grid import Interval, merge, word_interval
+from schemas.events import TimelineEvent
+from schemas.grid import Interval, activity, merge, word_interval
 from schemas.sample import LABEL_BITS, SampleInterruption
-from schemas.units import SAMPLE_RATE_HZ, SAMPLES_PER_MICROTURN, microturn_of_sample, seconds_to_samples
+from schemas.units import (
+    SAMPLE_RATE_HZ,
+    SAMPLES_PER_MICROTURN,
+    microturn_of_sample,
+    num_microturns,
+    seconds_to_samples,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +213,62 @@ def perspective_interruptions(
             )
         )
     return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerspectiveLabels:
+    """One perspective over the whole conversation (K micro-turns of 200 ms): its roles, labels and timeline."""
+
+    roles: Roles  # who plays the model, who is the user, who is 'others'
+    labels: np.ndarray  # uint8 (K,): LABEL_BITS per micro-turn (perspective_labels)
+    floor: np.ndarray  # int16 (K,): micro-turns until the next floor change, -1 when none follows
+    interruptions: tuple[SampleInterruption, ...]  # at conversation micro-turns, in time order
+    events: tuple[TimelineEvent, ...] | None  # the bundle's events seen from the model; None without events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelledConversation:
+    """A featurised conversation with its turn-taking events and each perspective's labels (the Label stage's
+    output)."""
+
+    featurised: FeaturisedConversation
+    events: Sequence[Event]  # the conversation's events, in time order (detect_events)
+    perspectives: tuple[PerspectiveLabels, ...]  # in featurised.roles order
+
+
+def label(featurised: FeaturisedConversation, config: LabelConfig) -> LabelledConversation:
+    """The conversation's events and each perspective's labels, floor, interruptions and timeline events.
+
+    Raises:
+        BundleError: kind bad_model_speakers, bad_event or bad_target (pipeline.event_windows.check_timeline).
+    """
+    aligned = featurised.aligned
+    conv = aligned.conversation
+    k_total = num_microturns(aligned.num_samples)
+    check_timeline(conv, k_total)  # nothing of the bundle is dropped silently
+    units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=config)
+    events = detect_events(units, config)
+    perspectives = []
+    for roles in featurised.roles:
+        labels, floor = perspective_labels(
+            events,
+            output_speaker=roles.output,
+            input_activity=activity(
+                merge([iv for s in (roles.user, *roles.others) for iv in aligned.speech[s]]), k_total
+            ),
+            output_activity=featurised.activity[roles.output],
+        )
+        interruptions = perspective_interruptions(events, output_speaker=roles.output, num_microturns=k_total)
+        perspectives.append(
+            PerspectiveLabels(
+                roles=roles,
+                labels=labels,
+                floor=floor,
+                interruptions=tuple(interruptions),
+                events=perspective_events(conv, roles.output, k_total),
+            )
+        )
+    return LabelledConversation(featurised=featurised, events=events, perspectives=tuple(perspectives))
 
 
 def overlap_intervals(per_speaker: Mapping[str, Sequence[Interval]]) -> list[Interval]:

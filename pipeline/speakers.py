@@ -1,4 +1,5 @@
-"""Match unnamed tracks to RTTM speakers by energy, and choose who is user and who is 'others' in a perspective.
+"""Match unnamed tracks to RTTM speakers by energy, and choose the perspectives: who plays the model, who is the
+user and who is 'others' in each.
 
     python -c "import pipeline.speakers as s; help(s.match_tracks)"
 
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from schemas.bundle import Segment
+from schemas.bundle import Conversation, Segment
 from schemas.grid import Interval
 from schemas.units import seconds_to_samples
 
@@ -86,3 +88,37 @@ def input_roles(output_speaker: str, speech: Mapping[str, Sequence[Interval]]) -
     talk = {s: sum(iv.end - iv.start for iv in speech[s]) for s in rest}
     user = min(rest, key=lambda s: (-talk[s], s))
     return user, tuple(s for s in rest if s != user)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Roles:
+    """Who is who in one perspective."""
+
+    output: str  # the speaker playing the model
+    user: str  # the other party who speaks the most (input_roles)
+    others: tuple[str, ...]  # the remaining speakers, mixed into one `others` stream
+
+
+def output_speakers(conv: Conversation, perspectives: str) -> list[str]:
+    """The speakers who play the model, in the bundle's `model_speakers` order (default: speaker order); with
+    `perspectives` "first", only the first of them. Empty when `model_speakers` names none of the speakers."""
+    allowed = [s for s in (conv.model_speakers or conv.speakers) if s in conv.speakers]
+    return allowed[:1] if perspectives == "first" else allowed
+
+
+def perspective_roles(
+    conv: Conversation, speech: Mapping[str, Sequence[Interval]], perspectives: str
+) -> tuple[Roles, ...]:
+    """The roles of each perspective of `conv` (output_speakers order): the one place that decides them.
+
+    Args:
+        conv: the aligned conversation (its speakers and `model_speakers`).
+        speech: merged speech intervals per speaker (16 kHz samples); at least two speakers.
+        perspectives: "all" or "first" (output_speakers).
+    """
+    roles = []
+    for output in output_speakers(conv, perspectives):
+        user, others = input_roles(output, speech)
+        assert user is not None  # align() guarantees two speakers
+        roles.append(Roles(output=output, user=user, others=others))
+    return tuple(roles)

@@ -6,6 +6,11 @@ A perspective is one speaker playing the model (`output`); the most talkative ot
 the rest are mixed into `others`. A window stores each speaker's streams once and each perspective's labels
 (schemas/sample.py WindowSample); the loader picks the perspective. Windows are `window_microturns` long (default
 150 = 30 s); the last one is padded with masked micro-turns so every sample has the same shapes.
+
+Everything a window holds arrives computed for the whole conversation: the perspectives (pipeline/speakers.py
+perspective_roles), the dMel codes, speech activity and others mixes (the featurise stage, pipeline/features.py),
+the labels, floor, interruptions and timeline events of each perspective (the label stage, pipeline/labels.py).
+This stage slices them into windows, places the words and encodes the records.
 """
 
 from __future__ import annotations
@@ -18,19 +23,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from pipeline.align import AlignedConversation
-from pipeline.event_windows import perspective_events, window_events
-from pipeline.features import dmel_codes
-from pipeline.labels import Event, perspective_interruptions, perspective_labels
-from pipeline.speakers import input_roles
+from pipeline.event_windows import window_events
+from pipeline.features import OthersMix
+from pipeline.labels import LabelledConversation, PerspectiveLabels
 from pipeline.targets import window_targets
 from schemas.bundle import Word, sanitise_id
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
-from schemas.events import TimelineEvent
-from schemas.grid import activity, merge, word_microturn
+from schemas.grid import word_microturn
 from schemas.sample import (
     LABEL_BITS,
     MicroTurnSample,
-    SampleInterruption,
     SampleVideo,
     WindowAnnotation,
     WindowMeta,
@@ -51,7 +53,9 @@ from schemas.units import (
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowConfig:
     window_microturns: int = 150  # micro-turns per sample (150 x 200 ms = 30 s)
-    perspectives: str = "all"  # all: every speaker allowed to be the model; first: only the first of them
+    # all: every speaker allowed to be the model; first: only the first of them. Applied by the featurise stage,
+    # which decides the perspectives (pipeline/features.py featurise): the windows get them made.
+    perspectives: str = "all"
     keep_audio: bool = False  # also store each window's 16 kHz audio per stream as FLAC
 
     def __post_init__(self) -> None:
@@ -59,21 +63,6 @@ class WindowConfig:
             raise ValueError(f"window_microturns must be >= 1, got {self.window_microturns}")
         if self.perspectives not in ("all", "first"):
             raise ValueError(f"perspectives must be 'all' or 'first', got {self.perspectives!r}")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeaturisedConversation:
-    """An aligned conversation with the dMel codes of each of its streams (the Featurise stage's output)."""
-
-    aligned: AlignedConversation
-    dmel: Mapping[str, np.ndarray]  # per speaker, uint8 (K*16, 80)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LabelledConversation:
-    aligned: AlignedConversation
-    dmel: Mapping[str, np.ndarray]  # per speaker, uint8 (K*16, 80)
-    events: Sequence[Event]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,41 +75,12 @@ class Sample:
     rows: tuple[Mapping[str, object], ...]
 
 
-def output_speakers(labelled: LabelledConversation, config: WindowConfig) -> list[str]:
-    conv = labelled.aligned.conversation
-    allowed = [s for s in (conv.model_speakers or conv.speakers) if s in conv.speakers]
-    return allowed[:1] if config.perspectives == "first" else allowed
-
-
 def _window(array: np.ndarray, start: int, stop: int, length: int) -> np.ndarray:
     part = array[start:stop]
     if len(part) == length:
         return part
     pad = np.zeros((length - len(part), *array.shape[1:]), dtype=array.dtype)
     return np.concatenate([part, pad])
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Perspective:
-    """One speaker playing the model, over the whole conversation: its roles, labels and timeline."""
-
-    output: str  # the speaker playing the model
-    user: str  # the other party who speaks the most
-    others: tuple[str, ...]  # the remaining speakers, mixed into one `others` stream
-    others_row: int | None  # row of that mix in _OthersMix (None: no others)
-    labels: np.ndarray  # (K,) uint8 label bits per conversation micro-turn (200 ms)
-    floor: np.ndarray  # (K,) who holds the floor per conversation micro-turn
-    interruptions: tuple[SampleInterruption, ...]  # at conversation micro-turns, in time order
-    events: tuple[TimelineEvent, ...] | None  # the bundle's events seen from `output`; None without events
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _OthersMix:
-    """Per perspective with others, in perspective order: the others' streams summed into one."""
-
-    dmel: tuple[np.ndarray, ...]  # per row, uint8 (K, 16, 80): dMel codes per micro-turn and frame
-    activity: tuple[np.ndarray, ...]  # per row, float32 (K,): speech fraction per micro-turn
-    pcm: tuple[np.ndarray, ...]  # per row, float32 16 kHz samples, the conversation's length
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,68 +108,19 @@ class _ConversationCut:
     """What every window of one conversation reads, computed once per conversation."""
 
     labelled: LabelledConversation
+    aligned: AlignedConversation  # labelled.featurised.aligned
     config: WindowConfig
     num_microturns: int  # K: the conversation's micro-turns (200 ms), the last one possibly partial
     key: str  # the conversation's key-safe id
     speakers: tuple[str, ...]  # stored speaker rows, in the conversation's speaker order
-    perspectives: tuple[_Perspective, ...]  # in speaker order
-    others: _OthersMix
+    perspectives: tuple[PerspectiveLabels, ...]  # in output_speakers order (pipeline/speakers.py)
+    others_rows: tuple[int | None, ...]  # per perspective: its row in `others`; None without others
+    others: tuple[OthersMix, ...]  # the others mix of each perspective that has one, in perspective order
     words: _PlacedWords
     in_streams: frozenset[str]  # speakers heard or speaking in some perspective
     dmel: tuple[np.ndarray, ...]  # per stored speaker, uint8 (K, 16, 80)
+    others_dmel: tuple[np.ndarray, ...]  # per row of `others`, uint8 (K, 16, 80)
     activity: np.ndarray  # float32 (K, S): speech fraction per micro-turn and stored speaker
-
-
-def _roles(labelled: LabelledConversation, config: WindowConfig) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(output, user, others) speaker ids of each perspective, in speaker order."""
-    roles = []
-    for output in output_speakers(labelled, config):
-        user, others = input_roles(output, labelled.aligned.speech)
-        assert user is not None  # align() guarantees two speakers
-        roles.append((output, user, tuple(others)))
-    return roles
-
-
-def _perspectives(
-    labelled: LabelledConversation,
-    roles: Sequence[tuple[str, str, tuple[str, ...]]],
-    act: Mapping[str, np.ndarray],
-    num_microturns: int,
-) -> tuple[tuple[_Perspective, ...], _OthersMix]:
-    """Each perspective's labels and timeline over the conversation's `num_microturns` micro-turns (200 ms), and
-    the mix of its others (a row of _OthersMix) when it has some. `act`: per speaker, float32 (K,) speech fraction."""
-    aligned = labelled.aligned
-    perspectives, others_dmel, others_act, others_pcm = [], [], [], []
-    for output, user, others in roles:
-        input_side = merge([iv for s in (user, *others) for iv in aligned.speech[s]])
-        labels, floor = perspective_labels(
-            labelled.events,
-            output_speaker=output,
-            input_activity=activity(input_side, num_microturns),
-            output_activity=act[output],
-        )
-        others_row = None
-        if others:
-            others_row = len(others_dmel)
-            mix = np.sum([aligned.streams[s] for s in others], axis=0, dtype=np.float32)
-            others_dmel.append(dmel_codes(mix).reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS))
-            others_act.append(activity(merge([iv for s in others for iv in aligned.speech[s]]), num_microturns))
-            others_pcm.append(mix)
-        perspectives.append(
-            _Perspective(
-                output=output,
-                user=user,
-                others=others,
-                others_row=others_row,
-                labels=labels,
-                floor=floor,
-                interruptions=tuple(
-                    perspective_interruptions(labelled.events, output_speaker=output, num_microturns=num_microturns)
-                ),
-                events=perspective_events(aligned.conversation, output, num_microturns),
-            )
-        )
-    return tuple(perspectives), _OthersMix(dmel=tuple(others_dmel), activity=tuple(others_act), pcm=tuple(others_pcm))
 
 
 def _place_words(
@@ -241,29 +152,33 @@ def _place_words(
 
 
 def _prepare(labelled: LabelledConversation, config: WindowConfig) -> _ConversationCut:
-    """The conversation-wide part of cut_windows: roles, labels, mixes, placed words, stored rows."""
-    aligned = labelled.aligned
+    """The conversation-wide part of cut_windows: the stored rows, the others rows and the placed words."""
+    featurised = labelled.featurised
+    aligned = featurised.aligned
     conv = aligned.conversation
     k_total = num_microturns(aligned.num_samples)
-    act = {s: activity(iv, k_total) for s, iv in aligned.speech.items()}
-    roles = _roles(labelled, config)
-    used = {s for output, user, _ in roles for s in (output, user)}
+    roles = featurised.roles
+    used = {s for r in roles for s in (r.output, r.user)}
     speakers = tuple(s for s in aligned.speech if s in used)  # stored rows, in the conversation's speaker order
-    perspectives, others = _perspectives(labelled, roles, act, k_total)
-    outputs = frozenset(output for output, _, _ in roles)
-    in_streams = frozenset({s for _, user, others in roles for s in (user, *others)} | outputs)
+    others = tuple(mix for mix in featurised.others if mix is not None)
+    rows = iter(range(len(others)))
+    outputs = frozenset(r.output for r in roles)
+    in_streams = frozenset({s for r in roles for s in (r.user, *r.others)} | outputs)
     return _ConversationCut(
         labelled=labelled,
+        aligned=aligned,
         config=config,
         num_microturns=k_total,
         key=sanitise_id(conv.id),
         speakers=speakers,
-        perspectives=perspectives,
+        perspectives=labelled.perspectives,
+        others_rows=tuple(None if mix is None else next(rows) for mix in featurised.others),
         others=others,
         words=_place_words(conv.words or (), in_streams=in_streams, outputs=outputs, num_microturns=k_total),
         in_streams=in_streams,
-        dmel=tuple(labelled.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers),
-        activity=np.stack([act[s] for s in speakers], axis=1),
+        dmel=tuple(featurised.dmel[s].reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for s in speakers),
+        others_dmel=tuple(mix.dmel.reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS) for mix in others),
+        activity=np.stack([featurised.activity[s] for s in speakers], axis=1),
     )
 
 
@@ -301,14 +216,14 @@ def _window_annotations(cut: _ConversationCut, first: int, stop: int) -> tuple[W
             start_s=round(an.start_s - t0, 6),
             end_s=round(an.end_s - t0, 6),
         )
-        for an in cut.labelled.aligned.conversation.annotations
+        for an in cut.aligned.conversation.annotations
         if an.speaker in cut.in_streams and an.start_s < t1 and an.end_s > t0
     )
 
 
 def _window_meta(cut: _ConversationCut, window: int, first: int, stop: int) -> WindowMeta:
     """meta.json of window number `window`, conversation micro-turns [first, stop)."""
-    aligned = cut.labelled.aligned
+    aligned = cut.aligned
     conv = aligned.conversation
     num_samples = aligned.num_samples
     valid_samples = min(num_samples, stop * SAMPLES_PER_MICROTURN) - first * SAMPLES_PER_MICROTURN
@@ -327,16 +242,16 @@ def _window_meta(cut: _ConversationCut, window: int, first: int, stop: int) -> W
         speakers=cut.speakers,
         perspectives=tuple(
             WindowPerspective(
-                perspective=sanitise_id(x.output),
-                input=row[x.user],
-                output=row[x.output],
-                others=x.others,
-                others_row=x.others_row,
+                perspective=sanitise_id(x.roles.output),
+                input=row[x.roles.user],
+                output=row[x.roles.output],
+                others=x.roles.others,
+                others_row=others_row,
                 interruptions=tuple(
                     replace(i, microturn=i.microturn - first) for i in x.interruptions if first <= i.microturn < stop
                 ),
             )
-            for x in cut.perspectives
+            for x, others_row in zip(cut.perspectives, cut.others_rows, strict=True)
         ),
         language=conv.language,
         source=conv.source,
@@ -357,11 +272,11 @@ def _window_audio(cut: _ConversationCut, first: int, stop: int) -> dict[str, np.
     (`o<row>`), zero-padded to window_microturns * 3,200 samples; else None."""
     if not cut.config.keep_audio:
         return None
-    streams = cut.labelled.aligned.streams
+    streams = cut.aligned.streams
     length = cut.config.window_microturns * SAMPLES_PER_MICROTURN
     audio = {}
     for name, pcm in [*((f"s{i}", streams[s]) for i, s in enumerate(cut.speakers))] + [
-        (f"o{r}", mix) for r, mix in enumerate(cut.others.pcm)
+        (f"o{r}", mix.pcm) for r, mix in enumerate(cut.others)
     ]:
         chunk = pcm[first * SAMPLES_PER_MICROTURN : stop * SAMPLES_PER_MICROTURN]
         audio[name] = _window(chunk, 0, len(chunk), length)
@@ -373,7 +288,7 @@ def _window_sample(cut: _ConversationCut, window: int) -> Sample:
     w_len = cut.config.window_microturns
     k_total = cut.num_microturns
     a, b = window * w_len, min((window + 1) * w_len, k_total)
-    aligned = cut.labelled.aligned
+    aligned = cut.aligned
     conv = aligned.conversation
     perspectives, others = cut.perspectives, cut.others
     mask = np.zeros(w_len, dtype=np.uint8)
@@ -382,9 +297,9 @@ def _window_sample(cut: _ConversationCut, window: int) -> Sample:
     record = WindowSample(
         meta=_window_meta(cut, window, a, b),
         dmel=np.stack([_window(d, a, b, w_len) for d in cut.dmel]),
-        others_dmel=np.stack([_window(d, a, b, w_len) for d in others.dmel]) if others.dmel else None,
+        others_dmel=np.stack([_window(d, a, b, w_len) for d in cut.others_dmel]) if others else None,
         activity=_window(cut.activity, a, b, w_len),
-        others_activity=np.stack([_window(x, a, b, w_len) for x in others.activity]) if others.activity else None,
+        others_activity=np.stack([_window(x.activity, a, b, w_len) for x in others]) if others else None,
         labels=np.stack([_window(x.labels, a, b, w_len) for x in perspectives]),
         floor=np.stack([_window(x.floor, a, b, w_len) for x in perspectives]),
         mask=mask,
@@ -393,7 +308,8 @@ def _window_sample(cut: _ConversationCut, window: int) -> Sample:
         frames=None if aligned.video is None else tuple(aligned.video.jpegs[a:b]) + (None,) * (w_len - (b - a)),
         audio=_window_audio(cut, a, b),
         targets=tuple(
-            window_targets(conv.targets, output_speaker=x.output, first=a, stop=b, total=k_total) for x in perspectives
+            window_targets(conv.targets, output_speaker=x.roles.output, first=a, stop=b, total=k_total)
+            for x in perspectives
         )
         if conv.targets
         else None,

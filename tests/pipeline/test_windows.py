@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.align import align
+from pipeline.align import AlignedConversation, align
 from pipeline.decode import decode_conversation
-from pipeline.features import dmel_codes
-from pipeline.labels import LabelConfig, detect_events, ipus
+from pipeline.features import dmel_codes, featurise
+from pipeline.labels import LabelConfig, LabelledConversation, label
 from pipeline.read import list_inputs, load_conversation
-from pipeline.windows import LabelledConversation, WindowConfig, cut_windows
+from pipeline.windows import WindowConfig, cut_windows
 from schemas.reader import decode_samples
 from schemas.sample import MicroTurnSample, WindowSample
 from schemas.shard import FORMAT_VERSION
@@ -25,19 +25,17 @@ SECONDS = 3.0  # 48,000 samples = 15 micro-turns: windows of 4 are 4 + 4 + 4 + 3
 
 
 @pytest.fixture(scope="module")
-def labelled(tmp_path_factory: pytest.TempPathFactory) -> LabelledConversation:
+def aligned(tmp_path_factory: pytest.TempPathFactory) -> AlignedConversation:
     root = tmp_path_factory.mktemp("windows")
     make_bundle(root / "conv", seconds=SECONDS)  # words: A "hello" 0.10-0.50, "there" 0.55-1.00; B "hi" 1.45-1.80
     (ref,) = list_inputs(str(root))
-    aligned = align(decode_conversation(load_conversation(ref)))
-    conv = aligned.conversation
-    config = LabelConfig()
-    units = ipus(conv.speakers, words=conv.words, segments=conv.segments, config=config)
-    return LabelledConversation(
-        aligned=aligned,
-        dmel={s: dmel_codes(pcm) for s, pcm in aligned.streams.items()},
-        events=detect_events(units, config),
-    )
+    return align(decode_conversation(load_conversation(ref)))
+
+
+@pytest.fixture(scope="module")
+def labelled(aligned: AlignedConversation) -> LabelledConversation:
+    """The featurise and label stages, as the job runs them."""
+    return label(featurise(aligned), LabelConfig())
 
 
 def _samples(labelled: LabelledConversation, **config: object) -> list[tuple[str, MicroTurnSample, dict]]:
@@ -89,7 +87,7 @@ def test_windows_cover_each_perspective_with_a_padded_last_window(labelled: Labe
 
 
 def test_dmel_of_each_window_is_the_conversation_slice(labelled: LabelledConversation) -> None:
-    codes_a = labelled.dmel["A"].reshape(-1, 16, 80)
+    codes_a = dmel_codes(labelled.featurised.aligned.streams["A"]).reshape(-1, 16, 80)
     for _, record, _ in _samples(labelled):
         a = record.meta.start_microturn
         n = record.meta.num_microturns
@@ -112,12 +110,12 @@ def test_words_are_placed_in_window_micro_turns(labelled: LabelledConversation) 
     assert words["hi"].start_s == pytest.approx(1.45 - 0.8) and words["hi"].speaker == "B"  # window-relative
 
 
-def test_keep_audio_stores_each_stream_padded_to_the_window(labelled: LabelledConversation) -> None:
-    samples = _samples(labelled, keep_audio=True, perspectives="first")
+def test_keep_audio_stores_each_stream_padded_to_the_window(aligned: AlignedConversation) -> None:
+    samples = _samples(label(featurise(aligned, perspectives="first"), LabelConfig()), keep_audio=True)
     assert len(samples) == 4
     last = samples[-1][1]
     assert set(last.audio) == {"input", "output"}
     for pcm in last.audio.values():
         assert pcm.dtype == np.float32 and pcm.shape == (4 * 3200,) and (pcm[3 * 3200 :] == 0).all()
     start = last.meta.start_microturn * 3200
-    np.testing.assert_allclose(last.audio["output"][: 3 * 3200], labelled.aligned.streams["A"][start:], atol=1 / 32768)
+    np.testing.assert_allclose(last.audio["output"][: 3 * 3200], aligned.streams["A"][start:], atol=1 / 32768)

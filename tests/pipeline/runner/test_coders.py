@@ -12,9 +12,10 @@ import pytest
 
 from pipeline.align import AlignedConversation
 from pipeline.decode import DecodedConversation
+from pipeline.features import FeaturisedConversation
 from pipeline.job import run
+from pipeline.labels import LabelledConversation
 from pipeline.runner.coders import OBJECT_BYTES, StageValueCoder, estimated_bytes
-from pipeline.windows import FeaturisedConversation, LabelledConversation
 from schemas.bundle import Conversation, Track
 
 from ...factories import make_bundle
