@@ -12,7 +12,7 @@ calls Beam's file system has no words for (conditional put, incomplete multipart
   as one PUT (small objects) or as a multipart upload (parts of PART_BYTES); the object appears only when `close`
   completes it, and a failure (an exception inside ``with``, or `abort`) aborts the upload, so no reader ever sees
   a partial object and an existing object under that name stays until the new one is complete.
-- `put_if_absent` (``If-None-Match: *``), `put_if_match` and `delete_if_match` (``If-Match: ETAG``), `head_age`
+- `put_if_absent` (``If-None-Match: *``), `put_if_match` and `delete_if_match` (``If-Match: ETAG``), `get_aged`
   (on the server's clock) serve the output's lock (pipeline/runner/output_lock.py); `incomplete_uploads` and
   `abort_upload` its tidying (pipeline/runner/output_guard.py).
 """
@@ -246,57 +246,58 @@ def _error_code(e: Exception) -> str:
     return str(getattr(e, "response", {}).get("Error", {}).get("Code", ""))
 
 
-def put_if_absent(url: str, data: bytes) -> str | None:
-    """Create the object `url` with `data` only if no object has that name (``If-None-Match: *``, atomic on the
-    server); its ETag, or None when one exists."""
+def _conditional_put(url: str, data: bytes, refused: tuple[str, ...], **condition: str) -> str | None:
+    """put_object with a precondition (IfNoneMatch / IfMatch): the new ETag, or None when the server refuses it
+    with one of the `refused` error codes."""
     bucket, key = split_url(url)
     try:
-        response = current_client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        response = current_client().put_object(Bucket=bucket, Key=key, Body=data, **condition)
     except Exception as e:
-        if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+        if _error_code(e) in refused:
             return None
         raise
     return str(response["ETag"])
+
+
+def put_if_absent(url: str, data: bytes) -> str | None:
+    """Create the object `url` with `data` only if no object has that name (``If-None-Match: *``, atomic on the
+    server); its ETag, or None when one exists."""
+    return _conditional_put(url, data, ("PreconditionFailed", "ConditionalRequestConflict", "412"), IfNoneMatch="*")
 
 
 def put_if_match(url: str, data: bytes, etag: str) -> str | None:
     """Replace the object `url` with `data` only if its ETag is still `etag` (``If-Match``); the new ETag, or None
     when it changed or is gone."""
-    bucket, key = split_url(url)
-    try:
-        response = current_client().put_object(Bucket=bucket, Key=key, Body=data, IfMatch=etag)
-    except Exception as e:
-        if _error_code(e) in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412"):
-            return None
-        raise
-    return str(response["ETag"])
+    refused = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412")
+    return _conditional_put(url, data, refused, IfMatch=etag)
 
 
-def head_age(url: str) -> tuple[str, float] | None:
-    """(ETag, seconds since the object `url` was last written) on the server's clock (its Date header against the
-    object's Last-Modified, whole seconds), or None when there is none."""
+def _get(url: str) -> Any | None:
+    """The get_object response of `url`, or None when there is no such object."""
     bucket, key = split_url(url)
     try:
-        response = current_client().head_object(Bucket=bucket, Key=key)
+        return current_client().get_object(Bucket=bucket, Key=key)
     except Exception as e:
         if _error_code(e) in ("NoSuchKey", "404", "NotFound"):
             return None
         raise
-    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
-    now = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
-    return str(response["ETag"]), (now - response["LastModified"]).total_seconds()
 
 
 def get_object(url: str) -> tuple[bytes, str] | None:
     """(bytes, ETag) of the object `url`, or None when there is none."""
-    bucket, key = split_url(url)
-    try:
-        response = current_client().get_object(Bucket=bucket, Key=key)
-    except Exception as e:
-        if _error_code(e) in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return response["Body"].read(), response["ETag"]
+    response = _get(url)
+    return None if response is None else (response["Body"].read(), response["ETag"])
+
+
+def get_aged(url: str) -> tuple[bytes, str, float] | None:
+    """(bytes, ETag, seconds since the object `url` was last written) in one request, the age on the server's clock
+    (its Date header against the object's Last-Modified, whole seconds); None when there is none."""
+    response = _get(url)
+    if response is None:
+        return None
+    date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    now = email.utils.parsedate_to_datetime(date) if date else datetime.datetime.now(datetime.timezone.utc)
+    return response["Body"].read(), response["ETag"], (now - response["LastModified"]).total_seconds()
 
 
 def delete_if_match(url: str, etag: str) -> bool:

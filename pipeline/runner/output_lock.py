@@ -207,14 +207,11 @@ def take_s3_lock(output: str, *, lease_s: float = LEASE_S) -> OutputLock:
         if etag is not None:
             lock.etag = etag
             return lock
-        found = s3.head_age(path)
+        found = s3.get_aged(path)
         if found is None:
             continue  # released in between
-        etag, age = found
-        current = s3.get_object(path)
-        if current is None or current[1] != etag:
-            continue  # renewed or replaced in between: look again
-        owner = _owner(current[0])
+        data, etag, age = found
+        owner = _owner(data)
         why = _abandoned(owner, age, lease_s)
         if why is None:
             raise _held(output, owner, age, lease_s, f"lock object {path}")
