@@ -102,9 +102,15 @@ def data_dir(out: Path, args: argparse.Namespace) -> Path:
 
 
 def data_key(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k) for k in ("source", "cues", "train_conversations", "eval_conversations", "seed")} | {
-        "heldout_voices": args.heldout_voices
-    }
+    key = {k: getattr(args, k) for k in ("source", "cues", "train_conversations", "eval_conversations", "seed")}
+    perturb = speed_perturb(args)
+    return key | {"heldout_voices": args.heldout_voices} | ({"train_speed_perturb": list(perturb)} if perturb else {})
+
+
+def speed_perturb(args: argparse.Namespace) -> tuple[float, float] | None:
+    """--train_speed_perturb as (lo, hi), or None when off."""
+    lo, hi = (float(x) for x in args.train_speed_perturb.split(","))
+    return None if (lo, hi) == (1.0, 1.0) else (lo, hi)
 
 
 def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
@@ -124,16 +130,21 @@ def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
     return len(made)
 
 
-def make_bundles(out: Path, n: int, split: str, args: argparse.Namespace, start_index: int = 0) -> None:
-    """`n` conversations of `split` under `out` (numbered from `start_index`), over `--gen_workers` processes."""
+def make_bundles(
+    out: Path, n: int, split: str, args: argparse.Namespace, start_index: int = 0, perturb: bool = False
+) -> None:
+    """`n` conversations of `split` under `out` (numbered from `start_index`), over `--gen_workers` processes;
+    `perturb`: with --train_speed_perturb's speed perturbation (the training set only)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     holdout = [v for v in args.heldout_voices.split(",") if v] if args.heldout_voices else []
     if args.source == "dialogues":
-        from synth.dialogues import make_dialogues
+        from synth.dialogues import DialogueConfig, make_dialogues
 
         kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
         kw["start_index"] = start_index
+        if perturb and speed_perturb(args):
+            kw["config"] = DialogueConfig(speed_perturb=speed_perturb(args))
         if holdout:
             kw["holdout_voices"] = holdout
         made = len(make_dialogues(out, n, args.seed, **kw))
@@ -252,7 +263,7 @@ def stage_data(out: Path, args: argparse.Namespace, t0: float) -> Path:
             ("heldout", args.eval_conversations, "eval"),
         ):
             t = time.monotonic()
-            make_bundles(d / "bundles" / name, n, split, args)
+            make_bundles(d / "bundles" / name, n, split, args, perturb=name == "train")
             log(
                 t0, f"data: {n} {split} conversations ({args.source}, cues {args.cues}) in {time.monotonic() - t:.0f} s"
             )
@@ -720,6 +731,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_conversations", type=int, default=40, help="held-out conversations (default 40)")
     p.add_argument(
         "--heldout_voices", default="", help="comma-separated voices training never hears (default: synth's)"
+    )
+    p.add_argument(
+        "--train_speed_perturb",
+        default="1,1",
+        help="LO,HI: speed-perturb each training speaker by a factor drawn in [LO, HI] (DialogueConfig.speed_perturb; "
+        "pitch, formants and tempo together) to widen the training voices; dev and held-out sets are never "
+        "perturbed (default 1,1: off)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and order (default 0)")
     p.add_argument("--gen_workers", type=int, default=2, help="processes generating conversations (default 2)")

@@ -112,6 +112,11 @@ class DialogueConfig:
         6.0, "level of an interruption against the speaker's other speech until the other stops (dB; natural)"
     )
     interrupt_outlast_s: float = _f(0.3, "the interrupter talks on at least this long after the host stops (s)")
+    speed_perturb: tuple[float, float] = _f(
+        (1.0, 1.0),
+        "speed-perturbation factor of each speaker, drawn per conversation (pitch, formants and tempo together: "
+        "training-voice augmentation; (1, 1): off)",
+    )
     onset_margin_s: float = _f(0.01, "event onsets stay this far from every multiple of 0.2 s (s)")
 
     def __post_init__(self) -> None:
@@ -121,6 +126,8 @@ class DialogueConfig:
                 raise ValueError(f"DialogueConfig.{f.name} must be (lo, hi) with lo <= hi, got {v}")
             if f.name.endswith("_p") and not 0.0 <= v <= 1.0:
                 raise ValueError(f"DialogueConfig.{f.name} is a probability, got {v}")
+        if not 0.5 <= self.speed_perturb[0] <= self.speed_perturb[1] <= 2.0:
+            raise ValueError(f"DialogueConfig.speed_perturb must lie within [0.5, 2], got {self.speed_perturb}")
         if self.pause_s[0] <= 0.3 or self.clause_gap_s[1] >= 0.3:
             raise ValueError(
                 f"pause_s {self.pause_s} must start above and clause_gap_s {self.clause_gap_s} stay below the "
@@ -765,6 +772,11 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
         va, vb = VOICES_BY_NAME[name_a].at_rate(rate_a), VOICES_BY_NAME[name_b].at_rate(rate_b)
         rates = {"A": rate_a, "B": rate_b}
     topic = grammar.TOPICS[rng.choice(topics)]
+    speeds = None
+    if cfg.speed_perturb != (1.0, 1.0):  # its own stream, so that every other draw is as without it
+        srng = random.Random(f"microturn-dialogues-speed:{seed}:{split}:{i}")
+        speeds = {"A": round(srng.uniform(*cfg.speed_perturb), 3), "B": round(srng.uniform(*cfg.speed_perturb), 3)}
+        va, vb = va.at_speed(speeds["A"]), vb.at_speed(speeds["B"])
     synth = _LOADED if _LOADED is not None else Synthesiser()
     conv = _Conversation(synth, {"A": va, "B": vb}, topic, cues, cfg, rng)
     try:
@@ -789,6 +801,7 @@ def _one_conversation(task: dict) -> tuple[Path, float]:
                 "topic": topic.name,
                 "speaker_voices": {"A": va.name, "B": vb.name},
                 **({"speaker_rates": rates} if rates is not None else {}),
+                **({"speaker_speeds": speeds} if speeds is not None else {}),
             }
         },
     )

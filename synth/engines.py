@@ -59,6 +59,9 @@ class VoiceSpec:
         rate_wpm: espeak-ng rate (words per minute); flite ignores it and uses `stretch`.
         pitch: espeak-ng base pitch (0-99); flite: mean F0 in Hz (0 keeps the voice's own).
         stretch: flite duration stretch (1.0: the voice's own rate).
+        speed: speed perturbation (any engine): the engine's audio is resampled as if it had been recorded at
+            `speed` times its rate, so pitch, formants and tempo all scale by `speed` (1.0: the voice as it is) -
+            the speaker-variety augmentation of ASR training (Ko et al., 2015), used to widen a training voice pool.
     """
 
     name: str
@@ -67,6 +70,7 @@ class VoiceSpec:
     rate_wpm: int = 175
     pitch: int = 50
     stretch: float = 1.0
+    speed: float = 1.0
 
     def at_rate(self, factor: float) -> VoiceSpec:
         """This voice `factor` times as fast: espeak-ng's words per minute times `factor`, flite's and festival's
@@ -77,8 +81,14 @@ class VoiceSpec:
             return dataclasses.replace(self, rate_wpm=int(round(self.rate_wpm * factor)))
         return dataclasses.replace(self, stretch=round(self.stretch / factor, 4))
 
+    def at_speed(self, factor: float) -> VoiceSpec:
+        """This voice speed-perturbed by `factor` (pitch, formants and tempo times `factor`; the name is kept)."""
+        if not 0.5 <= factor <= 2.0:
+            raise ValueError(f"a speed-perturbation factor must be within [0.5, 2], got {factor}")
+        return dataclasses.replace(self, speed=round(self.speed * factor, 4))
+
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "engine": self.engine,
             "engine_voice": self.engine_voice,
@@ -86,6 +96,7 @@ class VoiceSpec:
             "pitch": self.pitch,
             "stretch": self.stretch,
         }
+        return out | ({"speed": self.speed} if self.speed != 1.0 else {})
 
 
 VOICE_BANK: tuple[VoiceSpec, ...] = (
@@ -358,7 +369,7 @@ class Synthesiser:
         if hit is not None:
             return hit
         audio, starts, rate = self._synth(text, voice)
-        result = _finish(audio, starts, rate, text)
+        result = _finish(audio, starts, _perturbed_rate(rate, voice.speed), text)
         self._cache[key] = result
         return result
 
@@ -408,6 +419,12 @@ def _close_gaps(clip: np.ndarray, spans: list[tuple[int, int]]) -> tuple[np.ndar
         return clip, spans
     pieces.append(clip[pos:])
     return np.concatenate(pieces), out
+
+
+def _perturbed_rate(rate: int, speed: float) -> int:
+    """The rate (Hz) an engine's audio at `rate` is read as for speed perturbation `speed`: rate x speed, rounded to
+    a multiple of 100 Hz so that the polyphase resampler to 16 kHz keeps short filters (speed within 0.5 %)."""
+    return rate if speed == 1.0 else int(round(rate * speed / 100.0)) * 100
 
 
 def _finish(audio: np.ndarray, starts: list[int], rate: int, text: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
