@@ -252,3 +252,19 @@ def test_interruptions_are_louder_and_backchannels_softer_with_natural_cues(tmp_
         assert np.all((up > 4.5) & (up < 6.01)) and np.allclose(down, -6.0, atol=0.01), (up, down)
     else:  # the control: one level for everything
         assert np.all(up == 0) and np.all(down == 0), (up, down)
+
+
+def test_speed_perturbation_changes_only_the_voices_and_is_recorded(natural, tmp_path):
+    cfg = dataclasses.replace(SHORT, speed_perturb=(0.85, 1.15))
+    perturbed = make_dialogues(tmp_path / "p", 1, seed=7, config=cfg)[0]
+    again = make_dialogues(tmp_path / "q", 1, seed=7, config=cfg)[0]
+    plain, p = _load(natural[0] / "bundle.json")["synth"], _load(perturbed / "bundle.json")["synth"]
+    assert p["speaker_voices"] == plain["speaker_voices"] and p["topic"] == plain["topic"]
+    assert "speaker_speeds" not in plain
+    assert set(p["speaker_speeds"]) == {"A", "B"}
+    assert all(0.85 <= s <= 1.15 for s in p["speaker_speeds"].values())
+    assert p["config"]["speed_perturb"] == [0.85, 1.15]
+    assert (perturbed / "A.wav").read_bytes() == (again / "A.wav").read_bytes()
+    assert (perturbed / "A.wav").read_bytes() != (natural[0] / "A.wav").read_bytes()
+    with pytest.raises(ValueError, match="speed_perturb"):
+        DialogueConfig(speed_perturb=(0.2, 1.0))
