@@ -157,9 +157,7 @@ def flags(
         if negated:  # a setting that is on unless turned off: --no_<field>
             flag, default, text = f"no_{flag}", not default, f"turn off: {text}"
         if default_text is not None:
-            default = None
-        if default_text is not None:
-            shown = f" (default: {default_text})"
+            default, shown = None, f" (default: {default_text})"
         elif kwargs.get("action") == "store_true" or default is None or default == "":
             shown = ""
         elif "metavar" in kwargs:
