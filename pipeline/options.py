@@ -1,6 +1,10 @@
 """Options of the `microturn run` job: a Beam PipelineOptions subclass; Beam's own options pass through.
 
 microturn run --help
+
+A flag that sets a field of a config dataclass (`JOB_CONFIGS`) is made from that field (schemas/config_flags.py):
+its name, default, type and help are written once, in the dataclass; `job_config` reads the dataclasses back. The
+flags of no dataclass field (--input, --output, --shard_size_mb, ...) are declared here.
 """
 
 from __future__ import annotations
