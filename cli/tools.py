@@ -13,6 +13,7 @@ import sys
 import tempfile
 from typing import Any
 
+from cli.flags import add_flags, flag_values
 from cli.storage import add_storage_args, configure_from_args
 
 
@@ -209,6 +210,7 @@ def cmd_import_gander(argv: list[str]) -> int:
 
 def eval_align_parser() -> argparse.ArgumentParser:
     from pipeline import aligners
+    from pipeline.align import AlignConfig
     from pipeline.tools import eval_align
 
     parser = argparse.ArgumentParser(prog="microturn eval-align", description=eval_align.__doc__.split("\n\n")[0])
@@ -259,6 +261,7 @@ def eval_align_parser() -> argparse.ArgumentParser:
         help="text: align known text; audio: transcribe and align; both (default)",
     )
     aligners.add_aligner_args(parser)
+    add_flags(parser, AlignConfig, names=("refine_boundaries",))
     return parser
 
 
@@ -307,7 +310,7 @@ def _eval_align(args: argparse.Namespace, config: Any, inputs: str) -> int:
         return 2
     backend = load_backend(config)
     assert backend is not None
-    align_config = AlignConfig(refine_boundaries=not args.no_refine_boundaries)
+    align_config = AlignConfig(**flag_values(AlignConfig, args, names=("refine_boundaries",)))
     modes = ("text", "audio") if args.mode == "both" else (args.mode,)
     for mode in modes:
         if mode == "audio" and not config.whisper_model:

@@ -27,12 +27,13 @@ its normalised tokens occur in a row in the responses with the first one startin
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import re
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,41 +137,73 @@ def _find(expected: list[str], toks: list[tuple[str, float]], lo: float, hi: flo
     return None
 
 
-def load_conversations(data: str) -> dict[str, Conversation]:
-    """Targets and tags per conversation id, from a job's dataset or from a directory of input bundles."""
-    convs: dict[str, Conversation] = defaultdict(Conversation)
-    if os.path.exists(os.path.join(data, "manifest.json")):
-        from schemas.checked_reader import checked_samples
-        from schemas.tables import read_index_rows
+def _target(t: Mapping[str, Any], t0: float) -> Target:
+    """A window's targets.json entry with its times moved from the window's start to the conversation's."""
+    return Target(
+        id=t["id"],
+        family=t["family"],
+        category=t["category"],
+        text=t["text"],
+        due_s=round(t["due_s"] + t0, 6),
+        start_s=round(t["start_s"] + t0, 6),
+        end_s=round(t["end_s"] + t0, 6),
+        speaker=t["speaker"],
+        count=t["count"],
+        cycle_end_s=None if t["cycle_end_s"] is None else round(t["cycle_end_s"] + t0, 6),
+    )
 
-        for row in read_index_rows(data):
-            convs[row["conversation_id"]].tags = dict(row["tags"])
-        for sample in checked_samples(data):
+
+def _dataset_conversations(data: str) -> Iterator[tuple[str, Conversation]]:
+    """A dataset's conversations, one at a time: a shard holds every window of a conversation, one after another
+    (sorted by conversation key), so a conversation is done when the next one's first window arrives."""
+    from schemas.checked_reader import checked_samples
+
+    for conv_id, samples in itertools.groupby(checked_samples(data), key=lambda s: s["meta.json"]["conversation_id"]):
+        conv = Conversation()
+        for sample in samples:
             meta = sample["meta.json"]
+            conv.tags = dict(meta["tags"])
             t0 = microturn_start_s(meta["start_microturn"])
             for t in sample.get("targets.json", []):
-                convs[meta["conversation_id"]].targets[t["id"]] = Target(
-                    id=t["id"],
-                    family=t["family"],
-                    category=t["category"],
-                    text=t["text"],
-                    due_s=round(t["due_s"] + t0, 6),
-                    start_s=round(t["start_s"] + t0, 6),
-                    end_s=round(t["end_s"] + t0, 6),
-                    speaker=t["speaker"],
-                    count=t["count"],
-                    cycle_end_s=None if t["cycle_end_s"] is None else round(t["cycle_end_s"] + t0, 6),
-                )
-        return dict(convs)
-    paths = sorted(Path(data).glob("**/bundle.json"))
-    if not paths:
-        raise ValueError(f"{data}: neither a dataset (no manifest.json) nor a directory of bundles (no bundle.json)")
+                conv.targets[t["id"]] = _target(t, t0)
+        yield conv_id, conv
+
+
+def _bundle_conversations(paths: Sequence[Path]) -> Iterator[tuple[str, Conversation]]:
     for path in paths:
         obj = json.loads(path.read_text(encoding="utf-8"))
-        conv = convs[str(obj["id"])]
-        conv.tags = dict(obj.get("tags", {}))
-        conv.targets = {t.id: t for t in parse_targets(obj.get("targets", []))}
-    return dict(convs)
+        targets = {t.id: t for t in parse_targets(obj.get("targets", []))}
+        yield str(obj["id"]), Conversation(tags=dict(obj.get("tags", {})), targets=targets)
+
+
+def load_conversations(data: str) -> Iterator[tuple[str, Conversation]]:
+    """(conversation id, targets and tags) per conversation, read one conversation at a time from a job's dataset
+    (its samples' meta.json and targets.json) or from a directory of input bundles (each bundle.json), so memory
+    does not grow with the dataset; ``dict(load_conversations(data))`` holds them all.
+
+    Raises:
+        ValueError: `data` is neither a dataset nor a directory of bundles (at once, before the first conversation),
+            or a conversation id comes twice (two bundles, or windows of one conversation apart in the dataset).
+    """
+    if os.path.exists(os.path.join(data, "manifest.json")):
+        convs = _dataset_conversations(data)
+    else:
+        paths = sorted(Path(data).glob("**/bundle.json"))
+        if not paths:
+            raise ValueError(
+                f"{data}: neither a dataset (no manifest.json) nor a directory of bundles (no bundle.json)"
+            )
+        convs = _bundle_conversations(paths)
+    return _once_each(convs, data)
+
+
+def _once_each(convs: Iterable[tuple[str, Conversation]], data: str) -> Iterator[tuple[str, Conversation]]:
+    seen: set[str] = set()  # ids only: a conversation is scored once
+    for conv_id, conv in convs:
+        if conv_id in seen:
+            raise ValueError(f"{data}: conversation {conv_id!r} comes twice (two bundles or scattered windows)")
+        seen.add(conv_id)
+        yield conv_id, conv
 
 
 def response_words(obj: Any, where: str) -> list[dict[str, Any]]:
@@ -230,15 +263,26 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def score(convs: Mapping[str, Conversation], responses: Mapping[str, Sequence[Mapping[str, Any]]], *,
-          silence_floor: float = 0.5) -> dict[str, Any]:  # fmt: skip
-    """Every score of the module docstring, as plain JSON-able data."""
+def score(
+    convs: Mapping[str, Conversation] | Iterable[tuple[str, Conversation]],
+    responses: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    silence_floor: float = 0.5,
+) -> dict[str, Any]:
+    """Every score of the module docstring, as plain JSON-able data.
+
+    Args:
+        convs: conversation id -> its targets and tags, or (id, conversation) pairs as `load_conversations` streams
+            them (read once, one at a time; the scores do not depend on their order).
+    """
     hits: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # category -> [hits, targets]
     family_of: dict[str, str] = {}
     count_err: list[int] = []
     ious: list[float] = []
     callout: list[tuple[float, bool]] = []  # (early-answer score, decision right)
-    for conv_id, conv in sorted(convs.items()):
+    n_convs = 0
+    for conv_id, conv in convs.items() if isinstance(convs, Mapping) else convs:
+        n_convs += 1
         toks = tokens(sorted(responses.get(conv_id, []), key=lambda w: float(w["start"])))
         used: set[int] = set()
         found: dict[str, int | None] = {}
@@ -290,7 +334,7 @@ def score(convs: Mapping[str, Conversation], responses: Mapping[str, Sequence[Ma
         if accs:
             families[fam] = {"macro_accuracy": sum(accs) / len(accs), "categories": len(accs)}
     return {
-        "conversations": len(convs),
+        "conversations": n_convs,
         "categories": categories,
         "families": families,
         "counting": {
@@ -300,13 +344,13 @@ def score(convs: Mapping[str, Conversation], responses: Mapping[str, Sequence[Ma
         },
         "start_stop": {
             "clips": len(ious),
-            "mean_iou": _ratio(sum(ious), len(ious)),
+            "mean_iou": _ratio(math.fsum(ious), len(ious)),
             "iou_at_least_0_5": _ratio(sum(x >= 0.5 for x in ious), len(ious)),
         },
         "callout": {
             "clips": len(callout),
             "silence_floor": silence_floor,
-            "early_answer_score": _ratio(sum(s for s, _ in callout), len(callout)),
+            "early_answer_score": _ratio(math.fsum(s for s, _ in callout), len(callout)),
             "accuracy": _ratio(sum(ok for _, ok in callout), len(callout)),
         },
     }

@@ -25,14 +25,19 @@ from pipeline.rejects import AlignError
 from pipeline.speakers import match_tracks
 from pipeline.video import VideoFrames
 from schemas.bundle import Conversation, Segment, Track, Word
+from schemas.config_flags import setting
 from schemas.grid import Interval, speech_intervals
 from schemas.units import samples_to_seconds, seconds_to_samples
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlignConfig:
-    word_end_tolerance_s: float = 0.05  # words may end this far past the audio (then they are clipped); more: reject
-    refine_boundaries: bool = True  # snap aligner word edges to the stream's energy (pipeline.aligners)
+    word_end_tolerance_s: float = setting(
+        0.05, "seconds: words may end this far past the audio and are clipped; further: the input is rejected"
+    )
+    refine_boundaries: bool = setting(
+        True, "snap the aligner's word edges to the stream's energy; off, they stay as the aligner gave them"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -34,6 +34,7 @@ from pipeline.event_windows import check_timeline, perspective_events
 from pipeline.features import FeaturisedConversation
 from pipeline.speakers import Roles
 from schemas.bundle import Segment, Word
+from schemas.config_flags import setting
 from schemas.events import TimelineEvent
 from schemas.grid import Interval, activity, merge, word_interval
 from schemas.sample import LABEL_BITS, SampleInterruption
@@ -48,9 +49,9 @@ from schemas.units import (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabelConfig:
-    ipu_gap_s: float = 0.3  # join one speaker's words across gaps shorter than this (seconds)
-    backchannel_max_s: float = 1.0  # a backchannel lasts at most this long (seconds)
-    backchannel_max_words: int = 2  # ... and has at most this many words
+    ipu_gap_s: float = setting(0.3, "seconds: a speaker's words closer than this form one utterance")
+    backchannel_max_s: float = setting(1.0, "seconds: longest utterance that can be a backchannel")
+    backchannel_max_words: int = setting(2, "words: most words in a backchannel")
 
     def to_dict(self) -> dict:
         return asdict(self)

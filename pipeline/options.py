@@ -1,6 +1,10 @@
 """Options of the `microturn run` job: a Beam PipelineOptions subclass; Beam's own options pass through.
 
 microturn run --help
+
+A flag that sets a field of a config dataclass (`JOB_CONFIGS`) is made from that field (schemas/config_flags.py):
+its name, default, type and help are written once, in the dataclass; `job_config` reads the dataclasses back. The
+flags of no dataclass field (--input, --output, --shard_size_mb, ...) are declared here.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from typing import Any
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.align import AlignConfig
-from pipeline.aligners import add_aligner_args, aligner_config
+from pipeline.aligners import AlignerConfig, add_aligner_args, aligner_config
 from pipeline.inputs.guard import add_input_guard_args
 from pipeline.labels import LabelConfig
 from pipeline.runner.output_guard import add_output_args
 from pipeline.video import VideoConfig
 from pipeline.windows import WindowConfig
+from schemas.config_flags import add_flags, flag_values
 
-_LABELS, _WINDOWS, _ALIGN, _VIDEO = LabelConfig(), WindowConfig(), AlignConfig(), VideoConfig()
+JOB_CONFIGS = (LabelConfig, WindowConfig, AlignConfig, VideoConfig, AlignerConfig)
+"""The config dataclasses whose every field is one of the job's flags (schemas/config_flags.py)."""
 
 
 def _add_dataset_args(parser: Any) -> None:
@@ -54,23 +60,8 @@ def _add_dataset_args(parser: Any) -> None:
 
 
 def _add_sample_args(parser: Any) -> None:
-    """What a sample holds: its length in micro-turns, its perspectives, its audio."""
-    parser.add_argument(
-        "--window_microturns",
-        type=int,
-        default=_WINDOWS.window_microturns,
-        help="micro-turns per sample; one micro-turn is 200 ms (default 150 = 30 s)",
-    )
-    parser.add_argument(
-        "--perspectives",
-        choices=("all", "first"),
-        default=_WINDOWS.perspectives,
-        help="all: every speaker (allowed by the bundle's model_speakers) plays the model once; "
-        "first: only the first one (default all)",
-    )
-    parser.add_argument(
-        "--keep_audio", action="store_true", help="also store each sample's 16 kHz audio per stream as FLAC members"
-    )
+    """What a sample holds: its length in micro-turns, its perspectives, its audio (`WindowConfig`)."""
+    add_flags(parser, WindowConfig)
 
 
 def _add_worker_args(parser: Any) -> None:
@@ -100,54 +91,14 @@ def _add_worker_args(parser: Any) -> None:
 
 
 def _add_video_args(parser: Any) -> None:
-    """The stored video frames: size in pixels and JPEG quality."""
-    parser.add_argument(
-        "--video_width",
-        type=int,
-        default=_VIDEO.width,
-        help="pixels: width frames are scaled (to cover) and centre-cropped to; a multiple of 40 (default 320)",
-    )
-    parser.add_argument(
-        "--video_height",
-        type=int,
-        default=_VIDEO.height,
-        help="pixels: frame height, a multiple of 40 (default 240; 320x240 = 8x6 patches)",
-    )
-    parser.add_argument(
-        "--jpeg_quality",
-        type=int,
-        default=_VIDEO.jpeg_quality,
-        help="JPEG quality 1-95 of stored frames (default 90)",
-    )
+    """The stored video frames: size in pixels and JPEG quality (`VideoConfig`)."""
+    add_flags(parser, VideoConfig)
 
 
 def _add_label_args(parser: Any) -> None:
-    """Turn-taking labels (utterances, backchannels; seconds and words) and the word-end guard of alignment."""
-    parser.add_argument(
-        "--ipu_gap_s",
-        type=float,
-        default=_LABELS.ipu_gap_s,
-        help="seconds: a speaker's words closer than this form one utterance (default 0.3)",
-    )
-    parser.add_argument(
-        "--backchannel_max_s",
-        type=float,
-        default=_LABELS.backchannel_max_s,
-        help="seconds: longest utterance that can be a backchannel (default 1.0)",
-    )
-    parser.add_argument(
-        "--backchannel_max_words",
-        type=int,
-        default=_LABELS.backchannel_max_words,
-        help="words: most words in a backchannel (default 2)",
-    )
-    parser.add_argument(
-        "--word_end_tolerance_s",
-        type=float,
-        default=_ALIGN.word_end_tolerance_s,
-        help="seconds: words may end this far past the audio and are clipped; further: the "
-        "input is rejected (default 0.05)",
-    )
+    """Turn-taking labels (`LabelConfig`: utterances, backchannels) and the word-end guard of alignment."""
+    add_flags(parser, LabelConfig)
+    add_flags(parser, AlignConfig, names=("word_end_tolerance_s",))
 
 
 class MicroturnOptions(PipelineOptions):
@@ -166,6 +117,7 @@ class MicroturnOptions(PipelineOptions):
             "is a terminal and the job runs on the local runner",
         )
         add_aligner_args(parser)
+        add_flags(parser, AlignConfig, names=("refine_boundaries",))
         add_input_guard_args(parser)
         add_output_args(parser)
 
@@ -176,23 +128,13 @@ def job_config(opts: MicroturnOptions) -> dict[str, Any]:
         raise ValueError(f"--num_shards must be >= 1, got {opts.num_shards}")
     if not opts.shard_size_mb > 0:
         raise ValueError(f"--shard_size_mb must be > 0, got {opts.shard_size_mb}")
-    labels = LabelConfig(
-        ipu_gap_s=opts.ipu_gap_s,
-        backchannel_max_s=opts.backchannel_max_s,
-        backchannel_max_words=opts.backchannel_max_words,
-    )
-    windows = WindowConfig(
-        window_microturns=opts.window_microturns, perspectives=opts.perspectives, keep_audio=opts.keep_audio
-    )
     return {
         "grid": {"sample_rate_hz": 16000, "microturn_s": 0.2, "dmel": "DESIGN.md §3", "frames_per_microturn": 16},
-        "labels": labels.to_dict(),
-        "windows": asdict(windows),
-        "align": asdict(
-            AlignConfig(word_end_tolerance_s=opts.word_end_tolerance_s, refine_boundaries=not opts.no_refine_boundaries)
-        ),
+        "labels": LabelConfig(**flag_values(LabelConfig, opts)).to_dict(),
+        "windows": asdict(WindowConfig(**flag_values(WindowConfig, opts))),
+        "align": asdict(AlignConfig(**flag_values(AlignConfig, opts))),
         "aligner": aligner_config(opts).to_dict(),
-        "video": asdict(VideoConfig(width=opts.video_width, height=opts.video_height, jpeg_quality=opts.jpeg_quality)),
+        "video": asdict(VideoConfig(**flag_values(VideoConfig, opts))),
         "num_shards": opts.num_shards,
         "shard_size_mb": opts.shard_size_mb,
     }

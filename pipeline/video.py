@@ -30,6 +30,7 @@ import ffmpeg
 import numpy as np
 
 from pipeline.rejects import DecodeError
+from schemas.config_flags import setting
 from schemas.frames import PATCH
 from schemas.units import MICROTURN_S
 
@@ -38,9 +39,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VideoConfig:
-    width: int = 320  # output frame width in pixels, a multiple of 40
-    height: int = 240  # output frame height in pixels, a multiple of 40
-    jpeg_quality: int = 90  # JPEG quality of stored frames (1-95)
+    width: int = setting(
+        320, "pixels: width frames are scaled (to cover) and centre-cropped to; a multiple of 40", flag="video_width"
+    )
+    height: int = setting(240, "pixels: frame height, a multiple of 40 (320x240 = 8x6 patches)", flag="video_height")
+    jpeg_quality: int = setting(90, "JPEG quality 1-95 of stored frames")
 
     def __post_init__(self) -> None:
         if self.width % PATCH or self.height % PATCH or self.width <= 0 or self.height <= 0:

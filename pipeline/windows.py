@@ -28,6 +28,7 @@ from pipeline.features import OthersMix
 from pipeline.labels import LabelledConversation, PerspectiveLabels
 from pipeline.targets import window_targets
 from schemas.bundle import Word, sanitise_id
+from schemas.config_flags import setting
 from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN
 from schemas.grid import word_microturn
 from schemas.sample import (
@@ -49,19 +50,25 @@ from schemas.units import (
     seconds_to_samples,
 )
 
+PERSPECTIVES = ("all", "first")  # who plays the model: every allowed speaker once, or only the first
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowConfig:
-    window_microturns: int = 150  # micro-turns per sample (150 x 200 ms = 30 s)
-    # all: every speaker allowed to be the model; first: only the first of them. Applied by the featurise stage,
-    # which decides the perspectives (pipeline/features.py featurise): the windows get them made.
-    perspectives: str = "all"
-    keep_audio: bool = False  # also store each window's 16 kHz audio per stream as FLAC
+    window_microturns: int = setting(150, "micro-turns per sample; one micro-turn is 200 ms, 150 = 30 s")
+    # Applied by the featurise stage, which decides the perspectives (pipeline/features.py featurise): the windows get
+    # them made.
+    perspectives: str = setting(
+        "all",
+        "all: every speaker (allowed by the bundle's model_speakers) plays the model once; first: only the first one",
+        choices=PERSPECTIVES,
+    )
+    keep_audio: bool = setting(False, "also store each sample's 16 kHz audio per stream as FLAC members")
 
     def __post_init__(self) -> None:
         if self.window_microturns < 1:
             raise ValueError(f"window_microturns must be >= 1, got {self.window_microturns}")
-        if self.perspectives not in ("all", "first"):
+        if self.perspectives not in PERSPECTIVES:
             raise ValueError(f"perspectives must be 'all' or 'first', got {self.perspectives!r}")
 
 

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from schemas.bundle import Word
+from schemas.config_flags import setting
 from synth import grammar
 from synth.bundle_writer import write_bundle, write_json
 from synth.engines import OUT_RATE_HZ, VOICE_BANK, VOICES_BY_NAME, Synthesiser, VoiceSpec
@@ -72,52 +73,50 @@ RECIPE_VERSION = 2
 """2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s."""
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - the flag's help
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DialogueConfig:
     """Every distribution of the generator; (lo, hi) pairs are uniform ranges, ``_p`` fields probabilities."""
 
-    duration_s: tuple[float, float] = _f((40.0, 60.0), "conversation length target (s): turns are added until it")
-    lead_in_s: tuple[float, float] = _f((0.3, 0.8), "silence before the first word (s)")
-    tail_s: float = _f(0.5, "silence after the last word (s)")
-    clause_gap_s: tuple[float, float] = _f((0.03, 0.12), "gap between the clauses of one chunk (s)")
-    yield_gap_s: tuple[float, float] = _f((0.1, 0.6), "silence between one turn's end and the next's start (s)")
-    yield_overlap_p: float = _f(0.12, "probability that the next turn starts before the last one ends")
-    yield_overlap_s: tuple[float, float] = _f((0.05, 0.3), "how early it then starts (s)")
-    pause_s: tuple[float, float] = _f((0.4, 1.5), "within-turn pause (s)")
-    long_turn_p: float = _f(0.55, "probability that a turn has within-turn pauses")
-    pauses_per_long_turn: tuple[int, int] = _f((1, 2), "within-turn pauses of a long turn (count range)")
-    sentences_per_chunk: tuple[int, int] = _f((1, 1), "sentences per chunk (count range)")
-    question_p: float = _f(0.35, "probability that a turn ends in a question (natural cues)")
-    filler_p: float = _f(0.2, "probability that a chunk starts with a filler (um, well, ...)")
-    pause_filler_p: float = _f(0.5, "probability that a chunk before a within-turn pause ends in um/uh (natural)")
-    backchannel_p: float = _f(0.5, "probability of a listener backchannel in each long enough chunk of the host")
-    backchannel_host_min_s: float = _f(1.8, "a chunk hosts a backchannel only if at least this long (s)")
-    backchannel_after_s: float = _f(0.6, "the host talks on at least this long after a backchannel (s)")
-    backchannel_max_s: float = _f(0.9, "a backchannel lasts at most this long (s)")
-    backchannel_gain_db: float = _f(-6.0, "level of a backchannel against the speaker's other speech (dB; natural)")
-    overlap_p: float = _f(0.25, "probability of a listener talk-over (>= 3 words, no floor change) per chunk")
-    overlap_host_min_s: float = _f(2.5, "a chunk hosts a talk-over only if at least this long (s)")
-    overlap_after_s: float = _f(0.7, "the host talks on at least this long after a talk-over (s)")
-    into_host_s: float = _f(0.3, "a talk-over or interruption starts at least this far into the host's chunk (s)")
-    own_gap_s: float = _f(0.5, "one speaker's separate utterances stay at least this far apart (s)")
-    interrupt_p: float = _f(0.12, "probability that a turn is interrupted by the next speaker")
-    interrupt_stop_s: tuple[float, float] = _f(
+    duration_s: tuple[float, float] = setting((40.0, 60.0), "conversation length target (s): turns are added until it")
+    lead_in_s: tuple[float, float] = setting((0.3, 0.8), "silence before the first word (s)")
+    tail_s: float = setting(0.5, "silence after the last word (s)")
+    clause_gap_s: tuple[float, float] = setting((0.03, 0.12), "gap between the clauses of one chunk (s)")
+    yield_gap_s: tuple[float, float] = setting((0.1, 0.6), "silence between one turn's end and the next's start (s)")
+    yield_overlap_p: float = setting(0.12, "probability that the next turn starts before the last one ends")
+    yield_overlap_s: tuple[float, float] = setting((0.05, 0.3), "how early it then starts (s)")
+    pause_s: tuple[float, float] = setting((0.4, 1.5), "within-turn pause (s)")
+    long_turn_p: float = setting(0.55, "probability that a turn has within-turn pauses")
+    pauses_per_long_turn: tuple[int, int] = setting((1, 2), "within-turn pauses of a long turn (count range)")
+    sentences_per_chunk: tuple[int, int] = setting((1, 1), "sentences per chunk (count range)")
+    question_p: float = setting(0.35, "probability that a turn ends in a question (natural cues)")
+    filler_p: float = setting(0.2, "probability that a chunk starts with a filler (um, well, ...)")
+    pause_filler_p: float = setting(0.5, "probability that a chunk before a within-turn pause ends in um/uh (natural)")
+    backchannel_p: float = setting(0.5, "probability of a listener backchannel in each long enough chunk of the host")
+    backchannel_host_min_s: float = setting(1.8, "a chunk hosts a backchannel only if at least this long (s)")
+    backchannel_after_s: float = setting(0.6, "the host talks on at least this long after a backchannel (s)")
+    backchannel_max_s: float = setting(0.9, "a backchannel lasts at most this long (s)")
+    backchannel_gain_db: float = setting(
+        -6.0, "level of a backchannel against the speaker's other speech (dB; natural)"
+    )
+    overlap_p: float = setting(0.25, "probability of a listener talk-over (>= 3 words, no floor change) per chunk")
+    overlap_host_min_s: float = setting(2.5, "a chunk hosts a talk-over only if at least this long (s)")
+    overlap_after_s: float = setting(0.7, "the host talks on at least this long after a talk-over (s)")
+    into_host_s: float = setting(0.3, "a talk-over or interruption starts at least this far into the host's chunk (s)")
+    own_gap_s: float = setting(0.5, "one speaker's separate utterances stay at least this far apart (s)")
+    interrupt_p: float = setting(0.12, "probability that a turn is interrupted by the next speaker")
+    interrupt_stop_s: tuple[float, float] = setting(
         (0.2, 0.6), "the interrupted speaker stops this long after onset (s; overlaps resolve within 1-3 syllables)"
     )
-    interrupt_gain_db: float = _f(
+    interrupt_gain_db: float = setting(
         6.0, "level of an interruption against the speaker's other speech until the other stops (dB; natural)"
     )
-    interrupt_outlast_s: float = _f(0.3, "the interrupter talks on at least this long after the host stops (s)")
-    speed_perturb: tuple[float, float] = _f(
+    interrupt_outlast_s: float = setting(0.3, "the interrupter talks on at least this long after the host stops (s)")
+    speed_perturb: tuple[float, float] = setting(
         (1.0, 1.0),
         "speed-perturbation factor of each speaker, drawn per conversation (pitch, formants and tempo together: "
         "training-voice augmentation; (1, 1): off)",
     )
-    onset_margin_s: float = _f(0.01, "event onsets stay this far from every multiple of 0.2 s (s)")
+    onset_margin_s: float = setting(0.01, "event onsets stay this far from every multiple of 0.2 s (s)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -41,10 +41,11 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from schemas.bundle import Annotation
+from schemas.config_flags import setting
 from synth.planner import BASE_RULES, TimelinePlanner, Utterance
 from synth.timeline import Timeline
 from synth.tts import TTSBackend, Voice
@@ -119,11 +120,6 @@ HOLDS = (
 )
 
 
-def _help(default: float, text: str) -> Any:
-    """A field with its help text (the flag's help of `microturn synth refusals`, cli/flags.py)."""
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timing:
     """Configurable timing of the layouts (the rules in `RULES` are not configurable): the model's response latency
@@ -131,17 +127,17 @@ class Timing:
     [min, max]; a barge-in's stop latency is uniform in [stop_ms_min, stop_ms_max]; at least 1 backchannel is planted.
     """
 
-    latency_ms_mean: float = _help(400.0, "model response latency, mean of a normal distribution, milliseconds")
-    latency_ms_sd: float = _help(120.0, "model response latency, standard deviation, milliseconds")
-    latency_ms_min: float = _help(150.0, "shortest model response latency, milliseconds; draws outside are redrawn")
-    latency_ms_max: float = _help(1500.0, "longest model response latency, milliseconds")
-    stop_ms_min: float = _help(350.0, "barge-in: earliest the model stops after the user starts, milliseconds")
-    stop_ms_max: float = _help(
+    latency_ms_mean: float = setting(400.0, "model response latency, mean of a normal distribution, milliseconds")
+    latency_ms_sd: float = setting(120.0, "model response latency, standard deviation, milliseconds")
+    latency_ms_min: float = setting(150.0, "shortest model response latency, milliseconds; draws outside are redrawn")
+    latency_ms_max: float = setting(1500.0, "longest model response latency, milliseconds")
+    stop_ms_min: float = setting(350.0, "barge-in: earliest the model stops after the user starts, milliseconds")
+    stop_ms_max: float = setting(
         650.0,
         "barge-in: latest the model stops after the user starts, milliseconds; <= 900, a prompt yield (the pipeline "
         "labels any stop latency and records it in meta.json's interruptions)",
     )
-    backchannels_max: int = _help(2, "most user backchannels during one refusal, count")
+    backchannels_max: int = setting(2, "most user backchannels during one refusal, count")
 
     def __post_init__(self) -> None:
         if not 0 < self.latency_ms_min <= self.latency_ms_mean <= self.latency_ms_max:

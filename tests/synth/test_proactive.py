@@ -206,8 +206,8 @@ def _swapped(responses: dict, table: dict[str, str]) -> dict:
 @pytest.mark.parametrize("family", list(MAKERS))
 def test_scorer_truth_shift_and_swap(family: str, family_data: dict[str, Path]) -> None:
     root = family_data[family]
-    convs = load_conversations(str(root / "dataset"))
-    from_bundles = load_conversations(str(root / "out" / "bundles"))
+    convs = dict(load_conversations(str(root / "dataset")))
+    from_bundles = dict(load_conversations(str(root / "out" / "bundles")))
     assert {c: (v.tags, {i: replace(t, speaker=None) for i, t in v.targets.items()}) for c, v in convs.items()} == {
         c: (v.tags, v.targets) for c, v in from_bundles.items()
     }  # shards (where the model speaker is filled in) and bundles agree
