@@ -42,6 +42,9 @@ set is scored once, at that threshold (the pause rule, for its part, is shown at
 `--stage retune` redoes that choice and the final evaluation for a finished run; `--stage by_voice` redoes only
 the final evaluation, at the threshold chosen before (same seed: the same streams), for runs finished before the
 final table was also scored per held-out user voice (`evaluate_behaviour(labels=)`, printed by the report).
+`--stop_thresholds` adds hysteresis (trainer.generate's stop threshold: the speak threshold in a micro-turn after
+one the model spoke in): after the speak threshold, each is run on dev beside none and the best mean of the three
+goal rows wins; `--stage stop` does only that and the final evaluation, at the speak threshold chosen before.
 
 Report (after every run, or `--stage report`): every finished run's learning curve and final table, a summary line
 per run against the issue's goals (beyond the median curve with CIs apart and beyond the mean-latency hull with
@@ -403,6 +406,56 @@ def choose_threshold(model: Any, d: Path, args: argparse.Namespace, t0: float) -
     return best, {"chosen": best, "rows": rows, "dev_perspectives": len(dev)}
 
 
+def _dev_row(model: Any, dev: list[Any], args: argparse.Namespace, threshold: float, stop: float | None) -> dict:
+    from evals.behaviour import evaluate_behaviour
+
+    res = evaluate_behaviour(
+        model,
+        dev,
+        pause_ms=args.pause_ms,
+        temperature=args.temperature,
+        resamples=200,
+        speak_threshold=threshold,
+        stop_threshold=stop,
+        workers=args.threads if args.device == "cpu" else 1,
+    )
+    m = res["systems"]["model"]
+    return {"threshold": threshold, "stop_threshold": stop} | {k: m[k]["value"] for k, _ in CURVE_ROWS}
+
+
+def goal_mean(row: dict[str, Any]) -> float:
+    """The mean of a dev row's three goal rows (GOALS: shift/hold, interruption stop, backchannel continue; a row
+    without events counts 0)."""
+    return sum(row[k] or 0.0 for k in GOALS) / len(GOALS)
+
+
+def choose_stop_threshold(
+    model: Any, d: Path, args: argparse.Namespace, t0: float, threshold: float, selection: dict[str, Any]
+) -> tuple[float | None, dict[str, Any]]:
+    """The stop threshold (trainer.generate's hysteresis) of the final evaluation, chosen on the dev conversations
+    at the speak threshold chosen before: each of `--stop_thresholds` is run there beside none (the speak threshold
+    throughout, the row `choose_threshold` already ran) and the best mean of the three goal rows (`goal_mean`) wins
+    (ties: none). Returns (stop threshold or None, `selection` plus "stop_rows" and "stop_chosen")."""
+    grid = sorted({float(x) for x in args.stop_thresholds.split(",") if x.strip()} - {threshold})
+    if not grid or args.dev_conversations <= 0 or not (d / "dev").exists():
+        return None, selection
+    dev = eval_conversations(d, argparse.Namespace(**{**vars(args), "perspectives": 2}), "dev")
+    base = next((r for r in selection.get("rows", []) if r["threshold"] == threshold), None)
+    rows = [(base | {"stop_threshold": None}) if base else _dev_row(model, dev, args, threshold, None)]
+    for stop in grid:
+        rows.append(_dev_row(model, dev, args, threshold, stop))
+        cells = ", ".join(f"{label} {_cell(rows[-1][k], k)}" for k, label in CURVE_ROWS)
+        log(t0, f"{run_name(args)}: dev ({len(dev)} perspectives) at speak {threshold:g} / stop {stop:g}: {cells}")
+    best = max(rows, key=lambda r: (goal_mean(r), r["stop_threshold"] is None))
+    stop_chosen = best["stop_threshold"]
+    log(t0, f"{run_name(args)}: stop threshold {stop_chosen} (best dev mean of the goal rows) for the held-out eval")
+    return stop_chosen, selection | {"stop_rows": rows, "stop_chosen": stop_chosen}
+
+
+def _cell(value: float | None, key: str) -> str:
+    return "-" if value is None else f"{value:.2f}" if "lat" in key else f"{value:.3f}"
+
+
 def best_threshold(rows: list[dict[str, Any]]) -> float:
     """The threshold of the row with the highest shift/hold balanced accuracy (None counts lowest; ties: the
     higher threshold, the more cautious model)."""
@@ -422,7 +475,7 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
     run_dir = out / "runs" / run_name(args)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = train_config(args)
-    volatile = ("stage", "threads", "gen_workers", "out", "dev_conversations", "thresholds")
+    volatile = ("stage", "threads", "gen_workers", "out", "dev_conversations", "thresholds", "stop_thresholds")
     settings = {
         "args": {k: v for k, v in vars(args).items() if k not in volatile},
         "config": cfg.to_dict(),
@@ -481,9 +534,10 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
         torch.set_num_threads(1 if args.device == "cpu" else args.threads)
         t = time.monotonic()
         model = load_model(str(run_dir / "checkpoint.pt"), args.device)
-        threshold = args.speak_threshold
+        threshold, stop = args.speak_threshold, None
         if last:
             threshold, selection = choose_threshold(model, d, args, t0)
+            stop, selection = choose_stop_threshold(model, d, args, t0, threshold, selection)
         res = evaluate_behaviour(
             model,
             convs if last else curve_convs,
@@ -491,10 +545,11 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
             temperature=args.temperature,
             resamples=args.resamples,
             speak_threshold=threshold,
+            stop_threshold=stop,
             workers=args.threads if args.device == "cpu" else 1,
             labels=user_voices(d, convs) if last else None,
         )
-        res["speak_threshold"] = threshold
+        res["speak_threshold"], res["stop_threshold"] = threshold, stop
         if last:
             res["threshold_selection"] = selection
         point = {
@@ -553,10 +608,13 @@ def stage_retune(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dic
     result = json.loads(result_path.read_text())
     torch.set_num_threads(1 if args.device == "cpu" else args.threads)
     model = load_model(str(run_dir / "checkpoint.pt"), args.device)
-    if args.stage == "by_voice":  # the threshold chosen before; the same streams, now also scored per voice
+    stop = result["final"].get("stop_threshold")
+    if args.stage in ("by_voice", "stop"):  # the threshold chosen before (by_voice: the same streams, per voice)
         threshold, selection = result["final"]["speak_threshold"], result["final"]["threshold_selection"]
     else:
         threshold, selection = choose_threshold(model, d, args, t0)
+    if args.stage in ("retune", "stop"):
+        stop, selection = choose_stop_threshold(model, d, args, t0, threshold, selection)
     t = time.monotonic()
     convs = eval_conversations(d, args)
     final = evaluate_behaviour(
@@ -566,13 +624,14 @@ def stage_retune(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dic
         temperature=args.temperature,
         resamples=args.resamples,
         speak_threshold=threshold,
+        stop_threshold=stop,
         workers=args.threads if args.device == "cpu" else 1,
         labels=user_voices(d, convs),
     )
     if args.stage == "by_voice":
         same = final["systems"]["model"] == result["final"]["systems"]["model"]
         log(t0, f"{run_name(args)}: held-out rows {'identical to' if same else 'DIFFERENT from'} the stored ones")
-    final |= {"speak_threshold": threshold, "threshold_selection": selection}
+    final |= {"speak_threshold": threshold, "stop_threshold": stop, "threshold_selection": selection}
     took = time.monotonic() - t
     log(t0, f"{run_name(args)}: held-out eval of {final['conversations']} perspectives took {took:.0f} s")
     point = result["curve"][-1]
@@ -695,6 +754,12 @@ def report(out: Path) -> dict[str, Any]:
         if "speak_threshold" in final:
             how = "chosen on dev (best shift/hold)" if sel.get("rows") else "fixed"
             print(f"  speak threshold of this table: {final['speak_threshold']:g} ({how})")
+        for row in sel.get("stop_rows", []):
+            cells = ", ".join(f"{label} {_cell(row[k], k)}" for k, label in CURVE_ROWS)
+            mean = goal_mean(row)
+            print(f"  dev, speak {row['threshold']:g} / stop {row['stop_threshold']}: {cells} (goal mean {mean:.3f})")
+        if sel.get("stop_rows"):
+            print(f"  stop threshold of this table: {final.get('stop_threshold')} (chosen on dev: best goal mean)")
         print_by_voice(final)
         for line in goals(res):
             print("  goal: " + line)
@@ -720,7 +785,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="behaviour-demo-out", help="work directory (data, runs, result.json, model.pt)")
     p.add_argument(
         "--stage",
-        choices=("all", "data", "train", "retune", "by_voice", "report"),
+        choices=("all", "data", "train", "retune", "by_voice", "stop", "report"),
         default="all",
         help="what to do (default all)",
     )
@@ -775,6 +840,13 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out set ('' = --speak_threshold; default 0.1,0.15,0.2,0.3,0.5)",
     )
     p.add_argument(
+        "--stop_thresholds",
+        default="",
+        help="stop thresholds (hysteresis: the speak threshold after a micro-turn the model spoke in) tried on the dev "
+        "conversations after the speak threshold is chosen, beside none; the best mean of the three goal rows scores "
+        "the held-out set ('' = none, the default; e.g. 0.1,0.3,0.5)",
+    )
+    p.add_argument(
         "--dev_conversations",
         type=int,
         default=20,
@@ -826,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
     d = stage_data(out, args, t0)
     if args.stage == "data":
         return 0
-    if args.stage in ("retune", "by_voice"):
+    if args.stage in ("retune", "by_voice", "stop"):
         stage_retune(out, d, args, t0)
         report(out)
         return 0

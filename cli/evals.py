@@ -123,6 +123,13 @@ def behaviour_parser() -> argparse.ArgumentParser:
         help="a checkpoint with a speak head stays silent in a micro-turn where its probability of speaking is below "
         "this (default 0.5)",
     )
+    p.add_argument(
+        "--stop_threshold",
+        type=float,
+        default=None,
+        help="the same threshold in a micro-turn after one the model spoke in (hysteresis: lower keeps a talking "
+        "model talking through dips, higher makes it yield sooner; default: --speak_threshold)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     return p
 
@@ -161,6 +168,7 @@ def cmd_behaviour(argv: list[str]) -> int:
         resamples=args.resamples,
         bootstrap_seed=args.bootstrap_seed,
         speak_threshold=args.speak_threshold,
+        stop_threshold=args.stop_threshold,
         workers=args.workers,
     )
     if args.json:

@@ -255,14 +255,20 @@ def speak_decision(
 _WORKER_MODEL: Any = None
 
 
-def _run_one(model: Any, conv: Any, i: int, opts: tuple[float, int, int, float]) -> tuple[Any, Any, list[float]]:
+Opts = tuple[float, int, int, float, float | None]
+"""(temperature, top_k, seed, speak threshold, stop threshold) of `_run_one`."""
+
+
+def _run_one(model: Any, conv: Any, i: int, opts: Opts) -> tuple[Any, Any, list[float]]:
     """Conversation i through the model: its speech stream (K,) bool, speak probabilities (K,), seconds per
     micro-turn."""
     from evals.vocode import frame_activity
     from trainer.generate import generate
 
-    temperature, top_k, seed, threshold = opts
-    gen = generate(model, conv, temperature=temperature, top_k=top_k, seed=seed + i, speak_threshold=threshold)
+    temperature, top_k, seed, threshold, stop = opts
+    gen = generate(
+        model, conv, temperature=temperature, top_k=top_k, seed=seed + i, speak_threshold=threshold, stop_threshold=stop
+    )
     return frame_activity(gen.dmel) > 0, gen.speak_prob, gen.seconds
 
 
@@ -274,11 +280,11 @@ def _worker_init(model: Any) -> None:
     _WORKER_MODEL = model
 
 
-def _worker_run(job: tuple[Any, int, tuple[float, int, int, float]]) -> tuple[Any, Any, list[float]]:
+def _worker_run(job: tuple[Any, int, Opts]) -> tuple[Any, Any, list[float]]:
     return _run_one(_WORKER_MODEL, *job)
 
 
-def _run_all(model: Any, convs: Sequence[Any], opts: tuple[float, int, int, float], workers: int) -> list[tuple]:
+def _run_all(model: Any, convs: Sequence[Any], opts: Opts, workers: int) -> list[tuple]:
     """`_run_one` over every conversation, in order; over `workers` spawned processes when more than one."""
     if workers <= 1 or len(convs) <= 1:
         return [_run_one(model, c, i, opts) for i, c in enumerate(convs)]
@@ -301,12 +307,14 @@ def evaluate_behaviour(
     resamples: int = 1000,
     bootstrap_seed: int = 0,
     speak_threshold: float = 0.5,
+    stop_threshold: float | None = None,
     workers: int = 1,
     labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run `model` over the conversations (trainer.generate, the checkpoint's user_text) and score it beside the
     baselines and the data (evals.turn_taking.score_systems); `pause_ms` picks the rule shown in the main table;
-    `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head); `workers` processes
+    `speak_threshold` is the speak head's decision threshold (checkpoints with a speak head), `stop_threshold` the
+    one after a micro-turn the model spoke in (trainer.generate; None: the same); `workers` processes
     (one torch thread each) share the conversations, with the same streams as one (conversation i samples with
     seed + i wherever it runs). `labels` (one per conversation, e.g. the user's voice) also scores the model on each
     label's conversations alone, from the same streams: "by_label".
@@ -317,7 +325,9 @@ def evaluate_behaviour(
 
     refs = [reference_of(c) for c in convs]
     preds, seconds, probs = [], [], []
-    for pred, prob, secs in _run_all(model, convs, (temperature, top_k, seed, speak_threshold), workers):
+    for pred, prob, secs in _run_all(
+        model, convs, (temperature, top_k, seed, speak_threshold, stop_threshold), workers
+    ):
         preds.append(pred)
         probs.append(prob)
         seconds += secs

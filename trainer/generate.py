@@ -234,6 +234,7 @@ def generate(
     window: int | None = None,
     trace: bool = False,
     speak_threshold: float = 0.5,
+    stop_threshold: float | None = None,
 ) -> Generated:
     """Generate the model side of `conv` micro-turn by micro-turn (see the module docstring).
 
@@ -242,6 +243,9 @@ def generate(
             context_microturns).
         trace: keep the logits of every generated slot (absolute slot index, logits) for tests.
         speak_threshold: with a speak head, the probability of speaking below which the micro-turn is silent.
+        stop_threshold: the same, in a micro-turn that follows one the model spoke in (hysteresis: below
+            `speak_threshold`, the model that talks keeps talking through dips that would not start it; above, it
+            stops more readily); None: `speak_threshold` throughout.
     """
     model.eval()
     cfg = model.cfg
@@ -274,6 +278,7 @@ def generate(
         batch = _slot_batch(packed, a, per, q, text, dmel)
         return streamer.feed(batch, torch.from_numpy(a), torch.from_numpy(a // per), torch.tensor(store))
 
+    spoke = False  # did the model speak in the previous micro-turn?
     for k in range(k_total):
         t0 = time.perf_counter()
         streamer.cache.evict_before(k - window + 1)
@@ -286,7 +291,9 @@ def generate(
         h = run(idx, [True] * len(idx), dmel=over_dmel)[-1]
         if model.speak_head is not None:
             speak_prob[k] = float(torch.sigmoid(model.speak_head.logits(h[None]))[0])
-        if speak_prob[k] < speak_threshold:  # False when NaN (no head)
+        threshold = stop_threshold if spoke and stop_threshold is not None else speak_threshold
+        spoke = not speak_prob[k] < threshold  # True when NaN (no head)
+        if not spoke:
             pending = _silent_microturn(run, first_text=base + text_at, first_dmel=base + dmel_at)
             out_text[k, 0] = TEXT_END
             out_dmel[k] = SILENCE_CODE

@@ -224,6 +224,29 @@ def test_speak_head_gates_silent_microturns_and_the_cache_still_equals_full_forw
         torch.testing.assert_close(logits, full, atol=1e-4, rtol=1e-4)
 
 
+def test_stop_threshold_applies_after_a_spoken_microturn_only() -> None:
+    """Hysteresis: a micro-turn that follows one the model spoke in is silent below `stop_threshold`, any other below
+    `speak_threshold`."""
+    torch.manual_seed(1)
+    base = tiny_model()
+    model = Model(dataclasses.replace(base.cfg, loss=dataclasses.replace(base.cfg.loss, speak_weight=1.0))).eval()
+    conv = conversation(12, frames=False)
+    free = generate(model, conv, temperature=1.0, top_k=7, seed=3, speak_threshold=0.0, window=8)
+    start, stop = (float(q) for q in np.quantile(free.speak_prob, [0.4, 0.6]))
+    for speak_at, stop_at in ((start, stop), (stop, start)):
+        gen = generate(
+            model, conv, temperature=1.0, top_k=7, seed=3, speak_threshold=speak_at, stop_threshold=stop_at, window=8
+        )
+        spoke = ~(gen.dmel == SILENCE_CODE).all(axis=(1, 2))
+        after = np.concatenate([[False], spoke[:-1]])
+        expected = np.where(after, gen.speak_prob >= stop_at, gen.speak_prob >= speak_at)
+        np.testing.assert_array_equal(spoke, expected)
+        assert after.any() and (~after).any()
+    same = generate(model, conv, temperature=1.0, top_k=7, seed=3, speak_threshold=start, stop_threshold=start)
+    plain = generate(model, conv, temperature=1.0, top_k=7, seed=3, speak_threshold=start)
+    np.testing.assert_array_equal(same.dmel, plain.dmel)
+
+
 def test_behaviour_workers_give_the_streams_of_one_process() -> None:
     """`eval behaviour --workers 2` (spawned processes) yields what one process does, conversation by conversation."""
     from evals.behaviour import _run_all
@@ -232,7 +255,7 @@ def test_behaviour_workers_give_the_streams_of_one_process() -> None:
     base = tiny_model()
     model = Model(dataclasses.replace(base.cfg, loss=dataclasses.replace(base.cfg.loss, speak_weight=1.0))).eval()
     convs = [conversation(6, frames=False, seed=s) for s in range(3)]
-    opts = (1.0, 7, 5, 0.5)
+    opts = (1.0, 7, 5, 0.5, None)
     one, two = _run_all(model, convs, opts, 1), _run_all(model, convs, opts, 2)
     assert len(one) == len(two) == 3
     for (pred_a, prob_a, _), (pred_b, prob_b, _) in zip(one, two, strict=True):
