@@ -446,10 +446,17 @@ def choose_stop_threshold(
         rows.append(_dev_row(model, dev, args, threshold, stop))
         cells = ", ".join(f"{label} {_cell(rows[-1][k], k)}" for k, label in CURVE_ROWS)
         log(t0, f"{run_name(args)}: dev ({len(dev)} perspectives) at speak {threshold:g} / stop {stop:g}: {cells}")
-    best = max(rows, key=lambda r: (goal_mean(r), r["stop_threshold"] is None))
-    stop_chosen = best["stop_threshold"]
+    stop_chosen = best_stop(rows)
     log(t0, f"{run_name(args)}: stop threshold {stop_chosen} (best dev mean of the goal rows) for the held-out eval")
     return stop_chosen, selection | {"stop_rows": rows, "stop_chosen": stop_chosen}
+
+
+def best_stop(rows: list[dict[str, Any]]) -> float | None:
+    """The stop threshold of the row with the best `goal_mean` (ties: none, then the lower threshold)."""
+    if not rows:
+        raise ValueError("no stop-threshold rows to choose from")
+    none_first = sorted(rows, key=lambda r: (r["stop_threshold"] is not None, r["stop_threshold"] or 0.0))
+    return max(none_first, key=goal_mean)["stop_threshold"]
 
 
 def _cell(value: float | None, key: str) -> str:

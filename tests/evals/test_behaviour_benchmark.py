@@ -78,6 +78,26 @@ def test_the_threshold_with_the_best_dev_shift_hold_wins_ties_to_the_higher() ->
         demo.best_threshold([])
 
 
+def test_the_stop_threshold_with_the_best_goal_mean_wins_ties_to_none() -> None:
+    demo = bench()
+
+    def row(stop, sh, stop_rate, bc):
+        return {
+            "stop_threshold": stop,
+            "shift_hold_bacc": sh,
+            "interruption_stop_1s": stop_rate,
+            "backchannel_continue": bc,
+        }
+
+    rows = [row(None, 0.7, 0.6, 0.8), row(0.1, 0.7, 0.4, 0.9), row(0.3, 0.7, 0.8, 0.7), row(0.5, 0.6, None, 0.9)]
+    assert demo.goal_mean(rows[2]) == pytest.approx(0.7333, abs=1e-4)
+    assert demo.goal_mean(rows[3]) == pytest.approx(0.5)  # no interruptions count 0
+    assert demo.best_stop(rows) == 0.3
+    assert demo.best_stop([rows[0], row(0.3, 0.7, 0.6, 0.8)]) is None
+    with pytest.raises(ValueError):
+        demo.best_stop([])
+
+
 def test_user_voices_name_the_speaker_not_playing_the_model(tmp_path) -> None:
     import json
     from types import SimpleNamespace
