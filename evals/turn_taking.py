@@ -494,6 +494,13 @@ def readings(
     return r_lat, r_ft, bool(faster and fewer and not np.isnan(model_ft))
 
 
+def _margin(rule: float, model: float) -> float:
+    """rule - model, NaN where both are the same infinity (a model and a rule that never take the turn: no margin)."""
+    if math.isinf(rule) and math.isinf(model) and (rule > 0) == (model > 0):
+        return math.nan
+    return float(rule - model)
+
+
 def compare_to_curve(model: Mapping[str, np.ndarray], rules: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
     """The model's point against the pause rules' curve (rules in increasing N, the N = 0 anchor first), on the
     point estimate and on every bootstrap resample (rows of the metric arrays)."""
@@ -508,7 +515,7 @@ def compare_to_curve(model: Mapping[str, np.ndarray], rules: Sequence[Mapping[st
         lat_b = np.maximum.accumulate(lat[b])  # monotone by construction; guards float ties
         ft_b = np.minimum.accumulate(ft[b])
         (r_lat, _), (r_ft, _), beyond = readings(float(m_lat[b]), float(m_ft[b]), lat_b, ft_b)
-        rows.append((r_lat, r_ft, r_lat - m_lat[b], r_ft - m_ft[b], beyond))
+        rows.append((r_lat, r_ft, _margin(r_lat, m_lat[b]), _margin(r_ft, m_ft[b]), beyond))
     a = np.array([r[:4] for r in rows], dtype=np.float64)
     point_lat, point_ft, beyond = readings(
         float(m_lat[0]), float(m_ft[0]), np.maximum.accumulate(lat[0]), np.minimum.accumulate(ft[0])

@@ -15,6 +15,7 @@ import pytest
 from evals.behaviour import table
 from evals.turn_taking import (
     SWEEP_MS,
+    compare_to_curve,
     Reference,
     frontier,
     mutual_silences,
@@ -309,3 +310,19 @@ def test_a_rule_slower_than_the_sweep_is_not_beyond_the_hull() -> None:
     assert res["beyond_hull"] is False
     assert abs(res["hull_comparison"]["latency_margin_s"]["value"]) < 1e-9  # on the hull: its own point
     assert not any(name.endswith("(hull)") for name in res["systems"])  # the longer rules are not table columns
+
+
+def test_a_model_and_a_rule_that_never_take_the_turn_have_no_latency_margin() -> None:
+    """Point and one resample: the model never takes the turn (infinite median latency) at a false take-over share
+    where the rule never does either; the margin there is left out (NaN), not inf - inf with a RuntimeWarning."""
+    inf = np.inf
+    model = {"yield_median_latency_s": np.array([inf, 0.4]), "pause_false_takeover": np.array([0.1, 0.1])}
+    rules = [
+        {"yield_median_latency_s": np.array([0.0, 0.0]), "pause_false_takeover": np.array([1.0, 1.0])},
+        {"yield_median_latency_s": np.array([0.4, 0.4]), "pause_false_takeover": np.array([0.5, 0.5])},
+        {"yield_median_latency_s": np.array([inf, inf]), "pause_false_takeover": np.array([0.0, 0.0])},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = compare_to_curve(model, rules)
+    assert res["beyond_curve"] is False
