@@ -15,8 +15,8 @@ import pytest
 from evals.behaviour import table
 from evals.turn_taking import (
     SWEEP_MS,
-    compare_to_curve,
     Reference,
+    compare_to_curve,
     frontier,
     mutual_silences,
     pause_rule,
