@@ -161,6 +161,7 @@ def snap_to_speech_runs(
         return float(np.clip(np.minimum(ends, b_s / fs) - np.maximum(starts, a_s / fs), 0, None).sum()) * fs
 
     x = np.abs(pcm)
+    spans: dict[int, tuple[float, float]] = {}
     for i in sorted(own):
         a, b = int(starts[min(own[i])]), int(ends[max(own[i])])
         lo, hi = a * ENERGY_FRAME_SAMPLES, b * ENERGY_FRAME_SAMPLES
@@ -170,13 +171,13 @@ def snap_to_speech_runs(
         first = max(lo - ENERGY_FRAME_SAMPLES, 0) + int(head[0]) if head.size else lo
         last = hi - ENERGY_FRAME_SAMPLES + int(tail[-1]) + 1 if tail.size else hi
         start, end = first / SAMPLE_RATE_HZ, last / SAMPLE_RATE_HZ
+        if speech_s(words[i].start_s, start) + speech_s(end, words[i].end_s) <= UNCOVERED_MAX_S:
+            spans[i] = (start, end)  # (otherwise sound of the word would be left uncovered: a stop's closure)
+    for i, (start, end) in sorted(spans.items()):
         prev_end = out[i - 1].end_s if i > 0 else 0.0
-        next_start = words[i + 1].start_s if i + 1 < len(words) and i + 1 not in own else float("inf")
+        next_start = words[i + 1].start_s if i + 1 < len(words) and i + 1 not in spans else float("inf")
         if start < prev_end - 1e-9 or end > next_start + 1e-9:
             continue  # would cross a neighbour the aligner placed there: keep the aligner's word
-        w = words[i]
-        if speech_s(w.start_s, start) + speech_s(end, w.end_s) > UNCOVERED_MAX_S:
-            continue  # would leave sound of the word uncovered: a run ended inside it (a stop's closure)
         out[i] = StreamWord(text=words[i].text, start_s=start, end_s=end, score=words[i].score, aligned=True)
         snapped[i] = True
     return out, snapped
