@@ -30,7 +30,7 @@ from pipeline.aligners.backend import (
     check_config,
     load_backend,
 )
-from pipeline.aligners.boundaries import interpolate, refine_boundaries, snap_to_speech_runs
+from pipeline.aligners.boundaries import interpolate, out_of_pauses, refine_boundaries, snap_to_speech_runs
 from pipeline.aligners.energy import speech_runs
 from pipeline.aligners.text import (
     TWO_LETTER_WORDS,
@@ -56,6 +56,7 @@ __all__ = [
     "is_partial_word",
     "load_backend",
     "match_known_words",
+    "out_of_pauses",
     "refine_boundaries",
     "snap_to_speech_runs",
     "speech_runs",
