@@ -13,7 +13,9 @@
 # tables as the CPU benchmark (evaluation runs on the GPU too); HEARD=1 adds the `heard` ablation (3 more minutes
 # plus its evaluation: over the 10-minute budget unless GPU_MINUTES is lowered to 2). The speak threshold is the
 # fixed --speak_threshold 0.5 unless THRESHOLDS (e.g. 0.15,0.3,0.5) names some to choose from on the 20 dev
-# conversations as the CPU benchmark does (each costs one more pass over 40 dev perspectives per run).
+# conversations as the CPU benchmark does (each costs one more pass over 40 dev perspectives per run). DATA_ARGS
+# passes data options to every step, e.g. DATA_ARGS="--train_speed_perturb 0.85,1.15" (speed-perturbed training
+# voices; a new OUT, since the data differs).
 set -euo pipefail
 OUT=${1:-behaviour-gpu-out}
 STEP=${STEP:-all}
@@ -21,7 +23,8 @@ PY=${PYTHON:-python}
 GPU_MINUTES=${GPU_MINUTES:-3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-BENCH=("$PY" "$ROOT/benchmarks/behaviour_demo.py" --out "$OUT")
+read -r -a DATA <<< "${DATA_ARGS:-}"
+BENCH=("$PY" "$ROOT/benchmarks/behaviour_demo.py" --out "$OUT" "${DATA[@]}")
 GPU=(--preset small --device cuda --context 32 --batch_size 16 --lr 1e-3 --steps 3000 --threads 4
      --train_minutes "$GPU_MINUTES" --curve_conversations 8 --num_workers 4 --thresholds "${THRESHOLDS:-}")
 run() {
