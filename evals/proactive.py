@@ -299,31 +299,60 @@ def score(
         for t in conv.targets.values():
             by_cat[t.category].append(t)
         if by_cat[COUNT]:
-            reps = sorted(by_cat[COUNT], key=lambda t: t.count or 0)
-            truth = reps[-1].count or len(reps)
-            after = reps[-2].cycle_end_s if len(reps) > 1 and reps[-2].cycle_end_s is not None else 0.0
-            said = [float(x) for x, s in toks if s >= after - 1e-9 and _NUMERIC.match(x)]
-            count_err.append(abs(int(round(said[-1])) - truth) if said else truth)
+            count_err.append(_count_error(by_cat[COUNT], toks))
         if by_cat[START] and by_cat[STOP]:
-            a, b = by_cat[START][0].due_s, by_cat[STOP][0].due_s
-            said_start = next((s for x, s in toks if x == "start"), None)
-            said_stop = next((s for x, s in toks if x == "stop" and said_start is not None and s > said_start), None)
-            if said_start is None or said_stop is None:
-                ious.append(0.0)
-            else:
-                inter = max(0.0, min(b, said_stop) - max(a, said_start))
-                ious.append(inter / (max(b, said_stop) - min(a, said_start)))
+            ious.append(_start_stop_iou(by_cat[START][0].due_s, by_cat[STOP][0].due_s, toks))
         if by_cat[APPEAR]:
             t = by_cat[APPEAR][0]
-            i = found[t.id]
-            if i is None:
-                callout.append((0.0, False))
-            else:
-                late = max(0.0, toks[i][1] - t.due_s) / max(t.end_s - t.due_s, 1e-9)
-                callout.append((1.0 - (1.0 - silence_floor) * min(late, 1.0), True))
+            callout.append(_callout_answered(t, found[t.id], toks, silence_floor))
         elif "callout" in conv.tags:
             spoke = _find(_expected(conv.tags["callout"]), toks, -math.inf, math.inf, set()) is not None
             callout.append((0.0 if spoke else silence_floor, not spoke))
+    return _summary(hits, family_of, n_convs, count_err, ious, callout, silence_floor)
+
+
+def _count_error(reps: list[Target], toks: list[tuple[str, float]]) -> int:
+    """|last number said after the last cycle but one - the true count| of one counting clip (the count itself when
+    nothing numeric was said)."""
+    reps = sorted(reps, key=lambda t: t.count or 0)
+    truth = reps[-1].count or len(reps)
+    after = reps[-2].cycle_end_s if len(reps) > 1 and reps[-2].cycle_end_s is not None else 0.0
+    said = [float(x) for x, s in toks if s >= after - 1e-9 and _NUMERIC.match(x)]
+    return abs(int(round(said[-1])) - truth) if said else truth
+
+
+def _start_stop_iou(a: float, b: float, toks: list[tuple[str, float]]) -> float:
+    """Intersection over union of the true interval [a, b] (s) and the one between the first "start" said and the
+    first "stop" after it (0 when either is missing)."""
+    said_start = next((s for x, s in toks if x == "start"), None)
+    said_stop = next((s for x, s in toks if x == "stop" and said_start is not None and s > said_start), None)
+    if said_start is None or said_stop is None:
+        return 0.0
+    inter = max(0.0, min(b, said_stop) - max(a, said_start))
+    return inter / (max(b, said_stop) - min(a, said_start))
+
+
+def _callout_answered(
+    t: Target, i: int | None, toks: list[tuple[str, float]], silence_floor: float
+) -> tuple[float, bool]:
+    """(early-answer score, decision right) of a clip whose event appears: 1 at its due time, falling linearly to
+    `silence_floor` by its end; (0, False) when the call-out was never said (`i`: its first token, or None)."""
+    if i is None:
+        return 0.0, False
+    late = max(0.0, toks[i][1] - t.due_s) / max(t.end_s - t.due_s, 1e-9)
+    return 1.0 - (1.0 - silence_floor) * min(late, 1.0), True
+
+
+def _summary(
+    hits: Mapping[str, list[int]],
+    family_of: Mapping[str, str],
+    n_convs: int,
+    count_err: list[int],
+    ious: list[float],
+    callout: list[tuple[float, bool]],
+    silence_floor: float,
+) -> dict[str, Any]:
+    """`score`'s JSON-able result from its per-category hits and per-clip figures."""
     categories = {
         c: {"family": family_of[c], "targets": n, "hits": h, "accuracy": _ratio(h, n)}
         for c, (h, n) in sorted(hits.items())

@@ -6,7 +6,7 @@ python -c "import pipeline.aligners.boundaries as b; help(b.refine_boundaries)"
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -117,10 +117,9 @@ def snap_to_speech_runs(
     Returns:
         (words, snapped): the words (snapped ones moved) and which were snapped.
     """
-    out, snapped = list(words), [False] * len(words)
     runs = speech_runs(energy)
     if not runs:
-        return out, snapped
+        return list(words), [False] * len(words)
     fs = ENERGY_FRAME_SAMPLES / SAMPLE_RATE_HZ
     starts = np.array([a for a, _ in runs])
     ends = np.array([b for _, b in runs])
@@ -168,16 +167,30 @@ def snap_to_speech_runs(
     x = np.abs(pcm)
     spans: dict[int, tuple[float, float]] = {}
     for i in sorted(own):
-        a, b = int(starts[min(own[i])]), int(ends[max(own[i])])
-        lo, hi = a * ENERGY_FRAME_SAMPLES, b * ENERGY_FRAME_SAMPLES
-        threshold = x[lo:hi].max() * 10 ** (EDGE_AMPLITUDE_DB / 20)
-        head = np.flatnonzero(x[max(lo - ENERGY_FRAME_SAMPLES, 0) : lo + ENERGY_FRAME_SAMPLES] >= threshold)
-        tail = np.flatnonzero(x[hi - ENERGY_FRAME_SAMPLES : hi + ENERGY_FRAME_SAMPLES] >= threshold)
-        first = max(lo - ENERGY_FRAME_SAMPLES, 0) + int(head[0]) if head.size else lo
-        last = hi - ENERGY_FRAME_SAMPLES + int(tail[-1]) + 1 if tail.size else hi
-        start, end = first / SAMPLE_RATE_HZ, last / SAMPLE_RATE_HZ
+        start, end = _sample_edges_s(x, int(starts[min(own[i])]), int(ends[max(own[i])]))
         if speech_s(i, words[i].start_s, start) + speech_s(i, end, words[i].end_s) <= UNCOVERED_MAX_S:
             spans[i] = (start, end)  # (otherwise sound of the word would be left uncovered: a stop's closure)
+    return _apply_spans(words, spans)
+
+
+def _sample_edges_s(x: np.ndarray, a: int, b: int) -> tuple[float, float]:
+    """The first and last sample (as seconds) of |pcm| `x` at or above EDGE_AMPLITUDE_DB below the peak of the
+    energy frames [a, b), looked for within one frame of the frames' edges."""
+    lo, hi = a * ENERGY_FRAME_SAMPLES, b * ENERGY_FRAME_SAMPLES
+    threshold = x[lo:hi].max() * 10 ** (EDGE_AMPLITUDE_DB / 20)
+    head = np.flatnonzero(x[max(lo - ENERGY_FRAME_SAMPLES, 0) : lo + ENERGY_FRAME_SAMPLES] >= threshold)
+    tail = np.flatnonzero(x[hi - ENERGY_FRAME_SAMPLES : hi + ENERGY_FRAME_SAMPLES] >= threshold)
+    first = max(lo - ENERGY_FRAME_SAMPLES, 0) + int(head[0]) if head.size else lo
+    last = hi - ENERGY_FRAME_SAMPLES + int(tail[-1]) + 1 if tail.size else hi
+    return first / SAMPLE_RATE_HZ, last / SAMPLE_RATE_HZ
+
+
+def _apply_spans(
+    words: Sequence[StreamWord], spans: Mapping[int, tuple[float, float]]
+) -> tuple[list[StreamWord], list[bool]]:
+    """`words` with word i moved to spans[i] (seconds) where that crosses no neighbour the aligner placed (a
+    snapped previous word counts at its new end), and which were moved."""
+    out, snapped = list(words), [False] * len(words)
     for i, (start, end) in sorted(spans.items()):
         prev_end = out[i - 1].end_s if i > 0 else 0.0
         next_start = words[i + 1].start_s if i + 1 < len(words) and i + 1 not in spans else float("inf")

@@ -32,8 +32,12 @@ def test_a_faster_voice_is_shorter_and_higher_with_its_word_times_scaled(name):
         synth.close()
     assert len(fast) / len(plain) == pytest.approx(1 / 1.25, rel=0.05)  # trimmed at word edges found anew
     assert len(fast_spans) == len(plain_spans) == len(TEXT.split())
-    for (a, b), (c, d) in zip(plain_spans, fast_spans, strict=True):  # inner silences are capped in seconds (not
-        assert abs((d - c) - (b - a) / 1.25) <= 0.02 * 16000  # scaled), so compare each word's length
+    ratios = [(d - c) / (b - a) for (a, b), (c, d) in zip(plain_spans, fast_spans, strict=True)]
+    # a word's span may take in the silence after it, which is capped in seconds, not scaled: the median word
+    assert float(np.median(ratios)) == pytest.approx(1 / 1.25, rel=0.05)
+    assert all(b <= c for (_, b), (c, _) in zip(fast_spans, fast_spans[1:], strict=False)) and fast_spans[-1][1] <= len(
+        fast
+    )
     assert _centroid_hz(fast) / _centroid_hz(plain) > 1.1
 
 
