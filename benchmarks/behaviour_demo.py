@@ -376,7 +376,6 @@ def choose_threshold(model: Any, d: Path, args: argparse.Namespace, t0: float) -
     never trained on; never the held-out ones): each of `--thresholds` is run there and the one with the best
     shift/hold balanced accuracy wins (ties: the higher threshold). Without dev data or thresholds:
     `--speak_threshold`. Returns (threshold, {"chosen", "dev_perspectives", "rows": [{threshold, metrics}]})."""
-    from evals.behaviour import evaluate_behaviour
 
     grid = sorted({float(x) for x in args.thresholds.split(",") if x.strip()})
     if not grid or args.dev_conversations <= 0 or not (d / "dev").exists():
@@ -384,23 +383,9 @@ def choose_threshold(model: Any, d: Path, args: argparse.Namespace, t0: float) -
     dev = eval_conversations(d, argparse.Namespace(**{**vars(args), "perspectives": 2}), "dev")
     rows = []
     for thr in grid:
-        res = evaluate_behaviour(
-            model,
-            dev,
-            pause_ms=args.pause_ms,
-            temperature=args.temperature,
-            resamples=200,
-            speak_threshold=thr,
-            workers=args.threads if args.device == "cpu" else 1,
-        )
-        m = res["systems"]["model"]
-        row = {"threshold": thr} | {k: m[k]["value"] for k, _ in CURVE_ROWS}
-        rows.append(row)
-        log(
-            t0,
-            f"{run_name(args)}: dev ({len(dev)} perspectives) at speak threshold {thr:g}: "
-            + ", ".join(f"{label} {_v(m[k], '{:.2f}' if 'lat' in k else '{:.3f}')}" for k, label in CURVE_ROWS),
-        )
+        rows.append(_dev_row(model, dev, args, thr, None))
+        cells = ", ".join(f"{label} {_cell(rows[-1][k], k)}" for k, label in CURVE_ROWS)
+        log(t0, f"{run_name(args)}: dev ({len(dev)} perspectives) at speak threshold {thr:g}: {cells}")
     best = best_threshold(rows)
     log(t0, f"{run_name(args)}: speak threshold {best:g} (best dev shift/hold) for the held-out eval")
     return best, {"chosen": best, "rows": rows, "dev_perspectives": len(dev)}
@@ -441,7 +426,7 @@ def choose_stop_threshold(
         return None, selection
     dev = eval_conversations(d, argparse.Namespace(**{**vars(args), "perspectives": 2}), "dev")
     base = next((r for r in selection.get("rows", []) if r["threshold"] == threshold), None)
-    rows = [(base | {"stop_threshold": None}) if base else _dev_row(model, dev, args, threshold, None)]
+    rows = [{**base, "stop_threshold": None} if base else _dev_row(model, dev, args, threshold, None)]
     for stop in grid:
         rows.append(_dev_row(model, dev, args, threshold, stop))
         cells = ", ".join(f"{label} {_cell(rows[-1][k], k)}" for k, label in CURVE_ROWS)
@@ -753,10 +738,7 @@ def report(out: Path) -> dict[str, Any]:
         print(f"model wall time per micro-turn: median {t['median']:.1f} ms, p95 {t['p95']:.1f} ms")
         sel = final.get("threshold_selection") or {}
         for row in sel.get("rows", []):
-            cells = ", ".join(
-                f"{label} " + ("-" if row[k] is None else f"{row[k]:.2f}" if "lat" in k else f"{row[k]:.3f}")
-                for k, label in CURVE_ROWS
-            )
+            cells = ", ".join(f"{label} {_cell(row[k], k)}" for k, label in CURVE_ROWS)
             print(f"  dev ({sel['dev_perspectives']} perspectives), speak threshold {row['threshold']:g}: {cells}")
         if "speak_threshold" in final:
             how = "chosen on dev (best shift/hold)" if sel.get("rows") else "fixed"
