@@ -59,6 +59,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -107,13 +108,36 @@ def data_dir(out: Path, args: argparse.Namespace) -> Path:
 def data_key(args: argparse.Namespace) -> dict[str, Any]:
     key = {k: getattr(args, k) for k in ("source", "cues", "train_conversations", "eval_conversations", "seed")}
     perturb = speed_perturb(args)
-    return key | {"heldout_voices": args.heldout_voices} | ({"train_speed_perturb": list(perturb)} if perturb else {})
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in train_dialogue(args).items()}
+    return (
+        key
+        | {"heldout_voices": args.heldout_voices}
+        | ({"train_speed_perturb": list(perturb)} if perturb else {})
+        | ({"train_dialogue": recipe} if recipe else {})
+    )
 
 
 def speed_perturb(args: argparse.Namespace) -> tuple[float, float] | None:
     """--train_speed_perturb as (lo, hi), or None when off."""
     lo, hi = (float(x) for x in args.train_speed_perturb.split(","))
     return None if (lo, hi) == (1.0, 1.0) else (lo, hi)
+
+
+def train_dialogue(args: argparse.Namespace) -> dict[str, Any]:
+    """--train_dialogue's DialogueConfig fields (only those given; `microturn synth dialogues` flags, e.g.
+    "--interrupt_p 0.25 --backchannel_p 0.8") that differ from the default recipe, for the training set only. A
+    bad flag exits with argparse's message."""
+    from schemas.config_flags import add_flags, flag_values
+    from synth.dialogues import DialogueConfig
+
+    parser = argparse.ArgumentParser(prog="--train_dialogue", add_help=False)
+    add_flags(parser, DialogueConfig)
+    given = flag_values(DialogueConfig, parser.parse_args(shlex.split(args.train_dialogue or "")))
+    default = DialogueConfig()
+    fields = {k: v for k, v in given.items() if v != getattr(default, k)}
+    if "speed_perturb" in fields:
+        parser.error("set the speed perturbation with --train_speed_perturb")
+    return fields
 
 
 def _demo_bundles(out: Path, n: int, seed: int, split: str) -> int:
@@ -137,7 +161,8 @@ def make_bundles(
     out: Path, n: int, split: str, args: argparse.Namespace, start_index: int = 0, perturb: bool = False
 ) -> None:
     """`n` conversations of `split` under `out` (numbered from `start_index`), over `--gen_workers` processes;
-    `perturb`: with --train_speed_perturb's speed perturbation (the training set only)."""
+    `perturb`: with --train_speed_perturb's speed perturbation and --train_dialogue's recipe (the training set
+    only)."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     holdout = [v for v in args.heldout_voices.split(",") if v] if args.heldout_voices else []
@@ -146,8 +171,11 @@ def make_bundles(
 
         kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
         kw["start_index"] = start_index
+        fields = train_dialogue(args) if perturb else {}
         if perturb and speed_perturb(args):
-            kw["config"] = DialogueConfig(speed_perturb=speed_perturb(args))
+            fields["speed_perturb"] = speed_perturb(args)
+        if fields:
+            kw["config"] = DialogueConfig(**fields)
         if holdout:
             kw["holdout_voices"] = holdout
         made = len(make_dialogues(out, n, args.seed, **kw))
@@ -792,6 +820,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="LO,HI: speed-perturb each training speaker by a factor drawn in [LO, HI] (DialogueConfig.speed_perturb; "
         "pitch, formants and tempo together) to widen the training voices; dev and held-out sets are never "
         "perturbed (default 1,1: off)",
+    )
+    p.add_argument(
+        "--train_dialogue",
+        default="",
+        help='`microturn synth dialogues` recipe flags for the training set only, in one string (e.g. "--interrupt_p '
+        '0.25 --backchannel_p 0.8": more of the events the goals are about); dev and held-out sets keep the default '
+        "recipe (default: none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and order (default 0)")
     p.add_argument("--gen_workers", type=int, default=2, help="processes generating conversations (default 2)")

@@ -112,3 +112,19 @@ def test_user_voices_name_the_speaker_not_playing_the_model(tmp_path) -> None:
         SimpleNamespace(conversation_id="dlg-2", name="y", perspective="A"),  # no bundle: unknown
     ]
     assert demo.user_voices(tmp_path, convs) == ["es-wm-f5", "fl-rms", "?"]
+
+
+def test_train_dialogue_sets_the_training_recipe_only_and_enters_the_data_key(tmp_path) -> None:
+    """--train_dialogue's flags become DialogueConfig fields for the training set and a part of the data key (so
+    cached data made with another recipe is not reused); a bad flag or a speed given there is refused."""
+    demo = bench()
+    parse = demo.build_parser().parse_args
+    plain = parse(["--out", str(tmp_path)])
+    recipe = parse(["--out", str(tmp_path), "--train_dialogue", "--interrupt_p 0.3 --interrupt_stop_s 0.3,0.5"])
+    assert demo.train_dialogue(plain) == {}
+    assert demo.train_dialogue(recipe) == {"interrupt_p": 0.3, "interrupt_stop_s": (0.3, 0.5)}
+    assert "train_dialogue" not in demo.data_key(plain)
+    assert demo.data_key(recipe)["train_dialogue"] == {"interrupt_p": 0.3, "interrupt_stop_s": [0.3, 0.5]}
+    for bad in ("--interrupt_p x", "--no_such_flag 1", "--speed_perturb 0.9,1.1"):
+        with pytest.raises(SystemExit):
+            demo.train_dialogue(parse(["--out", str(tmp_path), "--train_dialogue", bad]))
