@@ -8,9 +8,12 @@ PYTHONPATH=. python -m pytest -q tests/pipeline/inputs/test_gander.py
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
@@ -24,6 +27,7 @@ from schemas.tables import read_rejected
 
 from ...factories import gander_turn as turn
 from ...factories import tone
+from ...s3_server import S3Server
 
 USER_RATE, AGENT_RATE = 24_000, 16_000
 
@@ -165,3 +169,31 @@ def test_job_reads_gander_jsonl_and_rejects_each_bad_line(gander_file: Path, tmp
     assert meta["num_microturns"] == 18
     assert speaks("output_speech") == list(range(7, 12))  # 1.4-2.4 s
     assert speaks("input_speech") == [*range(0, 5), *range(14, 18)]  # 0-1 s and 2.8-3.6 s
+
+
+@pytest.mark.parametrize("input_on_s3", [False, True])
+def test_gander_jsonl_into_an_s3_output(
+    gander_file: Path, tmp_path: Path, s3_server: S3Server, input_on_s3: bool
+) -> None:
+    """Issue 23.5: Gander input with an s3:// output (from a local file, and from the store itself) writes the same
+    dataset there as a local run, rejected lines included, and creates nothing locally (before: a local directory
+    literally named "s3:/bucket/..." and exit 2)."""
+    local = run(["--input", str(gander_file), "--output", str(tmp_path / "local")])
+    prefix = f"gander-{int(input_on_s3)}"
+    source = s3_server.upload_tree(gander_file.parent, f"{prefix}/in") + "/conversations.jsonl" if input_on_s3 else None
+    out = f"s3://{s3_server.bucket}/{prefix}/out"
+    cwd = Path.cwd()
+    try:
+        os.chdir(tmp_path)
+        remote = run(["--input", source or str(gander_file), "--output", out, *s3_server.beam_args()])
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "s3:").exists() and not list(tmp_path.glob("s3*"))
+    assert remote["counts"] == local["counts"]
+    assert (remote["counts"]["conversations_written"], remote["counts"]["rejected"]) == (1, 5)
+    files = s3_server.download_tree(f"{prefix}/out")
+    local_shards = sorted(p.name for p in (tmp_path / "local").glob("*.tar"))
+    assert local_shards and all(files[name] == (tmp_path / "local" / name).read_bytes() for name in local_shards)
+    remote_rejected = pq.read_table(pa.BufferReader(files["rejected.parquet"])).to_pylist()
+    kinds = sorted(r["kind"] for r in read_rejected(str(tmp_path / "local")).to_pylist())
+    assert sorted(r["kind"] for r in remote_rejected) == kinds
