@@ -103,3 +103,26 @@ def test_no_word_is_moved_into_a_region_that_failed(backend: PocketsphinxBackend
     assert tried and all("my" not in ns for w0, ns in tried if w0 == first_window)
     assert by_region == {0: list(range(6)), 1: list(range(6, len(words)))}  # the right split stays
     assert all(t[2] is not None for t in times[:6])  # and region 0 is aligned again
+
+
+@pytest.mark.parametrize("squeezed", [True, False])
+def test_a_squeezed_edge_word_is_tried_across_the_silence(
+    backend: PocketsphinxBackend, synth: Synthesiser, squeezed: bool
+) -> None:
+    """Both regions aligned, but the next turn's first word "my" sits at the first region's end in 40 ms at a
+    score below SQUEEZED_SCORE (eval-align --dialogues: "I" 1.4 s early, "tonight" 4.3 s late): it goes back. The
+    same word spanning 200 ms at a confident score is left where it is."""
+    pcm, words, starts, regions = _two_regions(synth)
+    _, names = backend._names(words)
+    phones = [len(backend._searches[0].decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
+    by_region = {0: list(range(7)), 1: list(range(7, len(words)))}
+    end = regions[0][1] / SR
+    times: list = [(starts[k], starts[k] + 0.2, 0.1) for k in range(6)]
+    times.append((end - 0.04, end, 2e-4) if squeezed else (end - 0.2, end, 0.1))
+    times += [(starts[k], starts[k] + 0.2, 0.1) for k in range(7, len(words))]
+    backend._repair_edges(pcm, regions, by_region, names, phones, times)
+    if not squeezed:
+        assert by_region == {0: list(range(7)), 1: list(range(7, len(words)))}
+        return
+    assert by_region == {0: list(range(6)), 1: list(range(6, len(words)))}
+    assert abs(times[6][0] - starts[6]) <= 0.08, (times[6], starts[6])
