@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.aligners import StreamWord, refine_boundaries
-from pipeline.aligners.pocketsphinx_backend import _free_squeezed
+from pipeline.aligners.pocketsphinx_backend import SQUEEZED_S_PER_PHONE, SQUEEZED_SCORE, _free_squeezed, _squeezed
 
 SR = 16_000
 
@@ -43,3 +43,15 @@ def test_connected_words_are_not_snapped_to_runs_that_end_inside_a_word() -> Non
     out = refine_boundaries(pcm, words)
     assert out[7].start_s == pytest.approx(1.70, abs=0.006)  # snapping would have pulled it to 1.61 s
     assert out[6].end_s == pytest.approx(1.70, abs=0.006)  # and cut "directly" at 1.55 s
+
+
+def test_a_word_is_squeezed_only_when_both_short_for_its_phones_and_scored_low() -> None:
+    """eval-align --dialogues: words placed beyond one micro-turn spanned 10-47 ms a phone at scores below
+    SQUEEZED_SCORE ("tonight", 5 phones, 50 ms); a short word said fast at a good score is not squeezed, nor is an
+    unplaced one (it is failed already) or a long one that scored low."""
+    low = SQUEEZED_SCORE / 10
+    assert _squeezed(0.05, low, 5)
+    assert not _squeezed(0.05, 0.1, 5)  # fast but confident
+    assert not _squeezed(0.05, None, 5)
+    assert not _squeezed(SQUEEZED_S_PER_PHONE * 5 + 0.01, low, 5)  # its phones' length
+    assert _squeezed(0.03, low, 0)  # a word without phones counts one
