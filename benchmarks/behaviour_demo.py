@@ -15,7 +15,10 @@ a lock lets side-by-side runs share it): `--train_conversations` conversations o
 "heldout" split (voices and topics training never sees), both with `--cues` (`natural`, or `none`: the control, in
 which only a silence's length tells a yield from a pause); each set through the pipeline into a dataset.
 `--source demo` uses synth.demo instead (5 fixed scripts: for developing this script only, its held-out set
-shares every text with training).
+shares every text with training). The training set alone may be varied: `--train_speed_perturb LO,HI` (each
+speaker's voice sped up or slowed down) and `--train_dialogue "FLAGS"` (`microturn synth dialogues` recipe flags,
+e.g. "--interrupt_p 0.3 --backchannel_p 0.8"); dev and held-out sets keep the default recipe, and both enter the
+data's cache key.
 
 Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`tiny` on CPU; `small` for one GPU,
 see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
