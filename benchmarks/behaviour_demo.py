@@ -109,7 +109,10 @@ def data_dir(out: Path, args: argparse.Namespace) -> Path:
 
 
 def data_key(args: argparse.Namespace) -> dict[str, Any]:
+    from synth.dialogues import RECIPE_VERSION
+
     key = {k: getattr(args, k) for k in ("source", "cues", "train_conversations", "eval_conversations", "seed")}
+    key |= {"recipe_version": RECIPE_VERSION} if args.source == "dialogues" else {}
     perturb = speed_perturb(args)
     recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in train_dialogue(args).items()}
     return (

@@ -69,8 +69,9 @@ SPLITS = ("train", "heldout")
 Cast = tuple[tuple[str, float], tuple[str, float]]
 """One conversation's voices: (voice name, speaking-rate factor) of speaker A, then of B."""
 CUES = ("natural", "none")
-RECIPE_VERSION = 2
-"""2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s."""
+RECIPE_VERSION = 3
+"""2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s.
+3: flite's and festival's clauses end with their mark's pitch movement (``synth.boundary_tone``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,7 +18,8 @@ rms, slt; Debian packages ``libflite1``/``flite``) and 2 festival diphone voices
 espeak-ng ends it rising a little at ',' (78 -> 84 Hz for es-us-m3), falling at '.' (71 -> 66 Hz) and rising more at
 '?' (79 -> 91 Hz); flite's voices give the same F0 and durations whatever the punctuation, so in their speech only
 the words (a clause cut after a function word) cue a pause; festival rises at '?' (105 -> 110 Hz) and ends ',' and '.'
-alike. Words espeak-ng joins to the word before (no word event,
+alike, so `Synthesiser.clause` gives both engines' clauses the mark's final movement itself (``synth.boundary_tone``:
+a fall with final lengthening at '.', a rise at '?', level at ','). Words espeak-ng joins to the word before (no word event,
 e.g. some clitics) share that word's span in proportion to their letters.
 """
 
@@ -38,6 +39,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from synth.boundary_tone import boundary_tone
 from synth.connected import EspeakLibrary, word_spans
 from synth.tts import MAX_PEAK, TARGET_RMS
 
@@ -123,6 +125,10 @@ VOICE_BANK: tuple[VoiceSpec, ...] = (
 """Every voice `synth dialogues` can use; see DEFAULT_HELDOUT_VOICES in synth.dialogues for the split."""
 
 VOICES_BY_NAME = {v.name: v for v in VOICE_BANK}
+
+FLAT_ENDING_ENGINES = ("flite", "festival")
+"""Engines whose clause ends alike at ',', '.' and '?' (above): `Synthesiser.clause` gives them the final pitch
+movement of the mark (``synth.boundary_tone``); espeak-ng makes its own."""
 
 
 def token_positions(text: str) -> list[int]:
@@ -370,6 +376,10 @@ class Synthesiser:
             return hit
         audio, starts, rate = self._synth(text, voice)
         result = _finish(audio, starts, _perturbed_rate(rate, voice.speed), text)
+        if voice.engine in FLAT_ENDING_ENGINES:
+            clip, spans = boundary_tone(*result, text.rstrip()[-1])
+            clip.setflags(write=False)
+            result = (clip, spans)
         self._cache[key] = result
         return result
 
