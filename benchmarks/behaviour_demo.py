@@ -18,7 +18,7 @@ which only a silence's length tells a yield from a pause); each set through the 
 shares every text with training). The training set alone may be varied: `--train_speed_perturb LO,HI` (each
 speaker's voice sped up or slowed down) and `--train_dialogue "FLAGS"` (`microturn synth dialogues` recipe flags,
 e.g. "--interrupt_p 0.3 --backchannel_p 0.8"); dev and held-out sets keep the default recipe, and both enter the
-data's cache key.
+data's cache key. `--boundary_tones` applies to every set (`synth dialogues --boundary_tones`).
 
 Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`tiny` on CPU; `small` for one GPU,
 see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
@@ -120,6 +120,7 @@ def data_key(args: argparse.Namespace) -> dict[str, Any]:
         | {"heldout_voices": args.heldout_voices}
         | ({"train_speed_perturb": list(perturb)} if perturb else {})
         | ({"train_dialogue": recipe} if recipe else {})
+        | ({"boundary_tones": True} if args.boundary_tones else {})
     )
 
 
@@ -143,6 +144,8 @@ def train_dialogue(args: argparse.Namespace) -> dict[str, Any]:
     fields = {k: v for k, v in given.items() if v != getattr(default, k)}
     if "speed_perturb" in fields:
         parser.error("set the speed perturbation with --train_speed_perturb")
+    if "boundary_tones" in fields:
+        parser.error("boundary tones go to every set: use --boundary_tones")
     return fields
 
 
@@ -178,6 +181,8 @@ def make_bundles(
         kw: dict[str, Any] = {"split": split, "cues": args.cues, "workers": max(1, args.gen_workers)}
         kw["start_index"] = start_index
         fields = train_dialogue(args) if perturb else {}
+        if args.boundary_tones:
+            fields["boundary_tones"] = True
         if perturb and speed_perturb(args):
             fields["speed_perturb"] = speed_perturb(args)
         if fields:
@@ -833,6 +838,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='`microturn synth dialogues` recipe flags for the training set only, in one string (e.g. "--interrupt_p '
         '0.25 --backchannel_p 0.8": more of the events the goals are about); dev and held-out sets keep the default '
         "recipe (default: none)",
+    )
+    p.add_argument(
+        "--boundary_tones",
+        action="store_true",
+        help="every set (training, dev, held-out) with `synth dialogues --boundary_tones`: flite's and festival's "
+        "clauses end with their punctuation's pitch movement (default: off, as those engines speak)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, initialisation and order (default 0)")
     p.add_argument("--gen_workers", type=int, default=2, help="processes generating conversations (default 2)")

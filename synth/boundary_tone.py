@@ -6,9 +6,10 @@ a, s = boundary_tone(np.zeros(16000, np.float32), [(0, 8000), (8000, 16000)], '.
 flite's voices and festival's diphone voices speak "we could drive to the lake on the" with the same F0 and the same
 durations whether it ends in ',', '.' or '?' (measured: ``synth.engines``' docstring), so in their speech a clause
 before a yield and one before a within-turn pause end alike, and a listener - or a model - has only the words to
-go on. Human speech marks the difference at the end of the intonation phrase: a final fall with phrase-final
-lengthening before a turn ends, a rise on questions, a level or slightly rising continuation before a pause
-(Local, Kelly & Wells 1986; Gravano & Hirschberg 2011 on turn-yielding cues).
+go on. In conversation the end of a turn is marked by the pitch at its last words: turn-yielding phrases end low
+(falling) or high-rising, phrases before a pause that keeps the turn level or slightly rising (Gravano & Hirschberg
+2011, "Turn-taking cues in task-oriented dialogue"). `synth dialogues --boundary_tones` gives those engines' clauses
+that movement.
 
 The movement is made by varying the playback rate over the clause's last `TONE_S` seconds: the rate goes linearly
 from 1 (where the movement starts) to `END_RATE[mark]` (at the last sample). A rate below 1 lowers the pitch and

@@ -69,9 +69,8 @@ SPLITS = ("train", "heldout")
 Cast = tuple[tuple[str, float], tuple[str, float]]
 """One conversation's voices: (voice name, speaking-rate factor) of speaker A, then of B."""
 CUES = ("natural", "none")
-RECIPE_VERSION = 3
-"""2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s.
-3: flite's and festival's clauses end with their mark's pitch movement (``synth.boundary_tone``)."""
+RECIPE_VERSION = 2
+"""2: filled pauses before pauses, louder interruptions, softer backchannels (natural cues); stops 0.2-0.6 s."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,6 +111,11 @@ class DialogueConfig:
         6.0, "level of an interruption against the speaker's other speech until the other stops (dB; natural)"
     )
     interrupt_outlast_s: float = setting(0.3, "the interrupter talks on at least this long after the host stops (s)")
+    boundary_tones: bool = setting(
+        False,
+        "give flite's and festival's clauses the final pitch movement of their punctuation (fall at '.', rise at "
+        "'?', level at ','; synth.boundary_tone), which those engines do not make",
+    )
     speed_perturb: tuple[float, float] = setting(
         (1.0, 1.0),
         "speed-perturbation factor of each speaker, drawn per conversation (pitch, formants and tempo together: "
@@ -341,7 +345,7 @@ class _Conversation:
                 gap = self.draw(self.cfg.clause_gap_s)
                 parts.append(np.zeros(gap, np.float32))
                 t += gap
-            audio, spans = self.synth.clause(clause, self.voices[speaker])
+            audio, spans = self.synth.clause(clause, self.voices[speaker], boundary_tone=self.cfg.boundary_tones)
             words += [(w.strip(",.?"), t + a, t + b) for w, (a, b) in zip(clause.split(), spans, strict=True)]
             parts.append(audio)
             t += len(audio)

@@ -18,9 +18,9 @@ rms, slt; Debian packages ``libflite1``/``flite``) and 2 festival diphone voices
 espeak-ng ends it rising a little at ',' (78 -> 84 Hz for es-us-m3), falling at '.' (71 -> 66 Hz) and rising more at
 '?' (79 -> 91 Hz); flite's voices give the same F0 and durations whatever the punctuation, so in their speech only
 the words (a clause cut after a function word) cue a pause; festival rises at '?' (105 -> 110 Hz) and ends ',' and '.'
-alike, so `Synthesiser.clause` gives both engines' clauses the mark's final movement itself (``synth.boundary_tone``:
-a fall with final lengthening at '.', a rise at '?', level at ','). Words espeak-ng joins to the word before (no word event,
-e.g. some clitics) share that word's span in proportion to their letters.
+alike; `Synthesiser.clause(..., boundary_tone=True)` gives both engines' clauses the mark's final movement itself
+(``synth.boundary_tone``: a fall with some lengthening at '.', a rise at '?', level at ','). Words espeak-ng joins to
+the word before (no word event, e.g. some clitics) share that word's span in proportion to their letters.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from synth.boundary_tone import boundary_tone
+from synth.boundary_tone import boundary_tone as final_movement
 from synth.connected import EspeakLibrary, word_spans
 from synth.tts import MAX_PEAK, TARGET_RMS
 
@@ -127,8 +127,8 @@ VOICE_BANK: tuple[VoiceSpec, ...] = (
 VOICES_BY_NAME = {v.name: v for v in VOICE_BANK}
 
 FLAT_ENDING_ENGINES = ("flite", "festival")
-"""Engines whose clause ends alike at ',', '.' and '?' (above): `Synthesiser.clause` gives them the final pitch
-movement of the mark (``synth.boundary_tone``); espeak-ng makes its own."""
+"""Engines whose clause ends alike at ',', '.' and '?' (above): `Synthesiser.clause(..., boundary_tone=True)` gives
+them the final pitch movement of the mark (``synth.boundary_tone``); espeak-ng makes its own."""
 
 
 def token_positions(text: str) -> list[int]:
@@ -352,7 +352,7 @@ class Synthesiser:
         self._espeak: EspeakEngine | None = None
         self._flite: FliteEngine | None = None
         self._festival: FestivalEngine | None = None
-        self._cache: dict[tuple[str, VoiceSpec], tuple[np.ndarray, list[tuple[int, int]]]] = {}
+        self._cache: dict[tuple[str, VoiceSpec, bool], tuple[np.ndarray, list[tuple[int, int]]]] = {}
 
     def load(self, voices: tuple[VoiceSpec, ...] = VOICE_BANK) -> Synthesiser:
         """Load both engines and every flite voice now, without speaking (a process that forks workers calls it
@@ -364,20 +364,23 @@ class Synthesiser:
                 self._flite._voice(v)
         return self
 
-    def clause(self, text: str, voice: VoiceSpec) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    def clause(
+        self, text: str, voice: VoiceSpec, *, boundary_tone: bool = False
+    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
         """`text` (one clause, with its punctuation) in `voice`: float32 audio at 16 kHz starting at the first
         word's start and ending at the last word's end, and each token's (start, end) sample in it.
+        `boundary_tone`: a voice of `FLAT_ENDING_ENGINES` ends with its mark's pitch movement (``synth.boundary_tone``).
 
         The arrays are shared with the cache: do not change them.
         """
-        key = (text, voice)
+        key = (text, voice, boundary_tone)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         audio, starts, rate = self._synth(text, voice)
         result = _finish(audio, starts, _perturbed_rate(rate, voice.speed), text)
-        if voice.engine in FLAT_ENDING_ENGINES:
-            clip, spans = boundary_tone(*result, text.rstrip()[-1])
+        if boundary_tone and voice.engine in FLAT_ENDING_ENGINES:
+            clip, spans = final_movement(*result, text.rstrip()[-1])
             clip.setflags(write=False)
             result = (clip, spans)
         self._cache[key] = result

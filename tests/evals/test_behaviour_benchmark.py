@@ -6,6 +6,7 @@ PYTHONPATH=. python -m pytest -q tests/evals/test_behaviour_benchmark.py
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import subprocess
 from pathlib import Path
@@ -125,6 +126,20 @@ def test_train_dialogue_sets_the_training_recipe_only_and_enters_the_data_key(tm
     assert demo.train_dialogue(recipe) == {"interrupt_p": 0.3, "interrupt_stop_s": (0.3, 0.5)}
     assert "train_dialogue" not in demo.data_key(plain)
     assert demo.data_key(recipe)["train_dialogue"] == {"interrupt_p": 0.3, "interrupt_stop_s": [0.3, 0.5]}
-    for bad in ("--interrupt_p x", "--no_such_flag 1", "--speed_perturb 0.9,1.1"):
+    for bad in ("--interrupt_p x", "--no_such_flag 1", "--speed_perturb 0.9,1.1", "--boundary_tones"):
         with pytest.raises(SystemExit):
             demo.train_dialogue(parse(["--out", str(tmp_path), "--train_dialogue", bad]))
+
+
+def test_boundary_tones_go_to_every_set_and_enter_the_data_key(tmp_path) -> None:
+    """--boundary_tones makes the training, dev and held-out sets with synth dialogues' boundary tones (real
+    bundles: their recipe says so) and is part of the data key."""
+    demo = bench()
+    parse = demo.build_parser().parse_args
+    tones = parse(["--out", str(tmp_path), "--boundary_tones", "--gen_workers", "1"])
+    assert demo.data_key(tones)["boundary_tones"] is True and "boundary_tones" not in demo.data_key(parse([]))
+    for split, perturb in (("train", True), ("heldout", False)):
+        out = tmp_path / split
+        demo.make_bundles(out, 1, split, tones, perturb=perturb)
+        (bundle,) = out.glob("*/bundle.json")
+        assert json.loads(bundle.read_text())["synth"]["config"]["boundary_tones"] is True

@@ -53,16 +53,17 @@ def test_any_other_mark_leaves_the_clause_as_it_is():
     assert np.array_equal(x, y) and spans == [(0, 8000)]
 
 
-def test_a_flite_clause_now_ends_lower_at_a_full_stop_than_before_a_pause():
-    """flite speaks ',' '.' '?' alike; through `Synthesiser.clause` the statement ends lower, the question higher."""
+def test_with_boundary_tones_a_flite_clause_ends_lower_at_a_full_stop_than_before_a_pause():
+    """flite speaks ',' '.' '?' alike (the default keeps that); with `boundary_tone=True` the statement ends lower,
+    the question higher."""
     synth = Synthesiser()
+    text = "we could drive to the lake on sunday"
     try:
-        ends = {
-            mark: synth.clause(f"we could drive to the lake on sunday{mark}", VOICES_BY_NAME["fl-awb"])[0]
-            for mark in ",.?"
-        }
+        plain = {mark: synth.clause(f"{text}{mark}", VOICES_BY_NAME["fl-awb"])[0] for mark in ",.?"}
+        ends = {mark: synth.clause(f"{text}{mark}", VOICES_BY_NAME["fl-awb"], boundary_tone=True)[0] for mark in ",.?"}
     finally:
         synth.close()
+    assert np.array_equal(plain["."], plain[","]) and np.array_equal(plain["?"], plain[","])
     tail = int(0.06 * RATE)
     f0 = {mark: _f0_hz(a[-tail - 800 : -800].astype(np.float64)) for mark, a in ends.items()}  # 50-110 ms from the end
     assert f0["."] < 0.95 * f0[","] and f0["?"] > 1.05 * f0[","], f0
