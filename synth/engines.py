@@ -18,7 +18,7 @@ rms, slt; Debian packages ``libflite1``/``flite``) and 2 festival diphone voices
 espeak-ng ends it rising a little at ',' (78 -> 84 Hz for es-us-m3), falling at '.' (71 -> 66 Hz) and rising more at
 '?' (79 -> 91 Hz); flite's voices give the same F0 and durations whatever the punctuation, so in their speech only
 the words (a clause cut after a function word) cue a pause; festival rises at '?' (105 -> 110 Hz) and ends ',' and '.'
-alike; `Synthesiser.clause(..., boundary_tone=True)` gives both engines' clauses the mark's final movement itself
+at one pitch; `Synthesiser.clause(..., boundary_tone=True)` gives both engines' clauses the mark's final movement itself
 (``synth.boundary_tone``: a fall with some lengthening at '.', a rise at '?', level at ','). Words espeak-ng joins to
 the word before (no word event, e.g. some clitics) share that word's span in proportion to their letters.
 """
@@ -127,7 +127,7 @@ VOICE_BANK: tuple[VoiceSpec, ...] = (
 VOICES_BY_NAME = {v.name: v for v in VOICE_BANK}
 
 FLAT_ENDING_ENGINES = ("flite", "festival")
-"""Engines whose clause ends alike at ',', '.' and '?' (above): `Synthesiser.clause(..., boundary_tone=True)` gives
+"""Engines whose clause ends at one pitch at ',' and '.' (above): `Synthesiser.clause(..., boundary_tone=True)` gives
 them the final pitch movement of the mark (``synth.boundary_tone``); espeak-ng makes its own."""
 
 
