@@ -5,11 +5,11 @@
 
 For each voice, `--texts` statements of `synth.grammar` (training topics) are spoken once ending in ',' and once in
 '.' (`synth.engines.Synthesiser.clause`, with `--boundary_tones` as `synth dialogues --boundary_tones`); the
-probe of evals/cue_probe.py (the last 300 ms of dMel before the clause's end, 50 ms blocks, L2 logistic
-regression) is fitted on half the texts and scored on the other half, both ways. Printed: the two held-out ROC AUCs
-(0.5: the endings sound alike; 1.0: always told apart). It measures the cue within one voice; whether a model
-carries it to voices it never heard is what `benchmarks/cue_probe_voices.py` and `behaviour_demo.py` measure.
-A figure, not a test.
+probe of evals/cue_probe.py (its features, `onset_features`: the last 300 ms of voiced dMel frames before the
+clause's end, 50 ms blocks; its L2 logistic regression) is fitted on half the texts and scored on the other half,
+both ways. Printed: the two held-out ROC AUCs (0.5: the endings sound alike; 1.0: always told apart). It measures
+the cue within one voice; whether a model carries it to voices it never heard is what
+`benchmarks/cue_probe_voices.py` and `behaviour_demo.py` measure. A figure, not a test.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FRAME_HOP = 200
-"""dMel hop (samples at 16 kHz)."""
-
 
 def main() -> None:
-    from evals.cue_probe import BLOCK_FRAMES, PROBE_FRAMES, decision, fit_logistic, roc_auc
-    from schemas.dmel import DMEL_CHANNELS, dequantise_dmel, dmel_codes
+    from evals.cue_probe import decision, fit_logistic, onset_features, roc_auc
+    from schemas.dmel import DMEL_CHANNELS, FRAMES_PER_MICROTURN, dmel_codes
     from synth import grammar
     from synth.engines import VOICES_BY_NAME, Synthesiser
 
@@ -55,10 +52,8 @@ def main() -> None:
             for i, text in enumerate(ordered):
                 for label, mark in ((0, ","), (1, ".")):
                     audio, _ = synth.clause(text + mark, VOICES_BY_NAME[name], boundary_tone=args.boundary_tones)
-                    levels = dequantise_dmel(dmel_codes(np.concatenate([pad, audio, pad])))
-                    end = (len(pad) + len(audio)) // FRAME_HOP
-                    block = levels[end - PROBE_FRAMES : end].reshape(-1, BLOCK_FRAMES, DMEL_CHANNELS).mean(1)
-                    x.append(block.ravel())
+                    codes = dmel_codes(np.concatenate([pad, audio])).reshape(-1, FRAMES_PER_MICROTURN, DMEL_CHANNELS)
+                    x.append(onset_features(codes, len(codes)))  # the voiced frames before the stream's end
                     y.append(label)
                     fold.append(i % 2)
             xs, ys, folds = np.asarray(x, np.float32), np.asarray(y), np.asarray(fold)
