@@ -363,6 +363,9 @@ def train_config(args: argparse.Namespace) -> Any:
         context_microturns=args.context,
         user_text=args.user_text,
         num_workers=args.num_workers,
+        augment_channels=args.augment_channels,
+        augment_levels=args.augment_levels,
+        augment_tilt=args.augment_tilt,
         **({"batch_size": args.batch_size} if args.batch_size else {}),
     )
     optim = dataclasses.replace(base.optim, **({"lr": args.lr} if args.lr else {}))
@@ -902,6 +905,19 @@ def build_parser() -> argparse.ArgumentParser:
         "default 1)",
     )
     p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default: the preset's)")
+    for name, what in (
+        ("channels", "shift along the mel axis of up to +- N channels"),
+        ("levels", "gain of up to +- N levels (6 dB each)"),
+        ("tilt", "spectral tilt of up to +- N levels"),
+    ):
+        p.add_argument(
+            f"--augment_{name}",
+            type=int,
+            default=0,
+            metavar="N",
+            help=f"training only: the heard dMel of each example varied by a {what} (DataConfig.augment_{name}, "
+            "trainer/augment.py; default 0: off)",
+        )
     p.add_argument(
         "--threads", type=int, default=2, help="torch threads for training; CPU eval runs this many 1-thread processes"
     )

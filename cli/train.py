@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 OLD = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS}  # the hyphen spellings before: accepted, unlisted
 TRAIN_FIELDS = ("steps", "moe_impl", "seed", "log_interval", "checkpoint_interval")
-DATA_FIELDS = ("batch_size", "num_workers", "user_text")
+DATA_FIELDS = ("batch_size", "num_workers", "user_text", "augment_channels", "augment_levels", "augment_tilt")
 OPTIM_FIELDS = ("grad_accum", "lr")
 LOSS_FIELDS = ("speak_weight", "speak_horizon", "speak_focus")
 

@@ -34,9 +34,16 @@ class DataConfig:
     text_slots: int = 16  # byte slots per micro-turn and side, the last for END
     event_slots: int = 8  # of those, at most this many carry timed events (schemas/layout.py); the rest spills
     user_text: str = "heard"  # user words fed as text: "heard" (at their end) or "none" (audio and video only)
+    # Training-time variation of the heard dMel per example (trainer/augment.py); 0 = off. Never at inference.
+    augment_channels: int = 0  # mel-axis shift of up to +- this many channels
+    augment_levels: int = 0  # gain of up to +- this many levels (6 dB each) on non-silent codes
+    augment_tilt: int = 0  # spectral tilt of up to +- this many levels, highest channel against lowest
 
     def __post_init__(self) -> None:
         self.layout  # noqa: B018 - validates the slot counts and user_text early, with the layout's messages
+        for name in ("augment_channels", "augment_levels", "augment_tilt"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
     def layout(self) -> LayoutSpec:

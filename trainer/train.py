@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from trainer import checkpoint, parallel
+from trainer.augment import augment_heard
 from trainer.config import TrainConfig
 from trainer.data import Loader
 from trainer.model import Model, active_slots, speak_slots
@@ -76,6 +77,11 @@ def flow_generator(seed: int, step: int, micro: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) % (2**63))
 
 
+def augment_generator(seed: int, step: int, micro: int) -> torch.Generator:
+    """The draws of trainer/augment.py for one micro-batch: a stream apart from the flow noise's."""
+    return torch.Generator().manual_seed((((seed * 1_000_003 + step) * 1_009 + micro) * 7 + 3) % (2**63))
+
+
 def step_losses(
     model: Model,
     batches: list[dict[str, torch.Tensor]],
@@ -104,8 +110,11 @@ def step_losses(
     lc = cfg.loss
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     for i, cpu_batch in enumerate(batches):
+        micro = i * world.world_size + world.rank
+        if backward:
+            cpu_batch = augment_heard(cpu_batch, cfg.data, augment_generator(cfg.seed, step, micro))
         with autocast:
-            out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, i * world.world_size + world.rank))
+            out = model(to_device(cpu_batch, device), flow_generator(cfg.seed, step, micro))
         share = out["n_active"] / max(n_active_total, 1)
         text, dmel, flow = out["text"] / max(n_text, 1), out["dmel"] / max(n_dmel, 1), out["flow"] / max(n_dmel, 1)
         speak = out["speak"] / max(n_speak, 1)

@@ -45,15 +45,18 @@ def _strip(record: dict) -> dict:
     return {k: v for k, v in record.items() if k != "tokens_per_s"}
 
 
-def test_resume_is_bit_exact(demo_dataset, tmp_path):
-    """6 steps straight == 3 steps, checkpoint, a fresh process state, 3 more: losses and parameters bit for bit."""
+@pytest.mark.parametrize("augment", [0, 2], ids=["plain", "augmented"])
+def test_resume_is_bit_exact(demo_dataset, tmp_path, augment):
+    """6 steps straight == 3 steps, checkpoint, a fresh process state, 3 more: losses and parameters bit for bit
+    (also with the heard dMel varied per example, trainer/augment.py, whose draws must repeat on resume)."""
     cfg = preset("tiny")  # with fewer patch slots and examples per batch, to keep the test short
+    varied = {"augment_channels": augment, "augment_levels": augment // 2, "augment_tilt": augment}
     cfg = dataclasses.replace(
         cfg,
         steps=6,
         log_interval=1,
         checkpoint_interval=100,
-        data=dataclasses.replace(cfg.data, num_workers=2, batch_size=2, frame_patches=8),
+        data=dataclasses.replace(cfg.data, num_workers=2, batch_size=2, frame_patches=8, **varied),
         optim=dataclasses.replace(cfg.optim, grad_accum=2, warmup_steps=2),
     )
     straight = train(cfg, demo_dataset, str(tmp_path / "a"), device="cpu", progress=False)
