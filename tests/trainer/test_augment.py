@@ -85,3 +85,12 @@ def test_without_augmentation_the_batch_is_the_same_object(batch):
 def test_negative_bounds_are_refused():
     with pytest.raises(ValueError, match="augment_levels must be >= 0"):
         DataConfig(augment_levels=-1)
+
+
+def test_microturn_train_takes_the_bounds():
+    from cli.train import config_from_args, train_parser
+
+    args = train_parser().parse_args(["--data", "d", "--out", "o", "--augment_channels", "3", "--augment_tilt", "2"])
+    data = config_from_args(args).data
+    assert (data.augment_channels, data.augment_levels, data.augment_tilt) == (3, 0, 2)
+    assert "augment_levels" in train_parser().format_help()
