@@ -106,5 +106,6 @@ def rms_norm(x_ND: torch.Tensor, weight_D: torch.Tensor, eps: float = 1e-6) -> t
 
 
 def log_softmax(x_NV: torch.Tensor) -> torch.Tensor:
-    """Reference log-softmax over the last dim, computed in float32."""
-    return torch.log_softmax(x_NV.float(), dim=-1).to(x_NV.dtype)
+    """Reference log-softmax over the last dim, computed in float32 (float64 input: in float64)."""
+    wide = x_NV if x_NV.dtype == torch.float64 else x_NV.float()
+    return torch.log_softmax(wide, dim=-1).to(x_NV.dtype)

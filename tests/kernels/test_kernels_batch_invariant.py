@@ -2,8 +2,10 @@
 
     python -m pytest -q tests/kernels/test_kernels_batch_invariant.py
 
-Checks values and every gradient (1e-4), bitwise batch invariance (a row alone == the same row in a batch, and
-permuting rows permutes outputs), determinism over three forward+backward passes, and the mode switch.
+Checks values and every gradient (1e-4 from the float64 reference: the float32 one is itself up to 1e-4 off in
+log-softmax's gradient, a sum over 5,000 columns, on some CPUs), bitwise batch invariance (a row alone == the same
+row in a batch, and permuting rows permutes outputs; matmul's where the interpreter allows it, conftest.py
+dot_row_invariant), determinism over three forward+backward passes, and the mode switch.
 """
 
 import pytest
@@ -47,13 +49,13 @@ OPS = ["matmul", "rms_norm", "log_softmax"]
 
 def forward_backward(fn, inputs, seed=2):
     y = fn(*inputs)
-    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
+    dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed)).to(device=y.device, dtype=y.dtype)
     return y.detach(), torch.autograd.grad(y, inputs, dy)
 
 
 def assert_within(actual, expected, name):
     assert not torch.isnan(actual).any(), f"{name}: NaN (an output element was never written)"
-    err = (actual - expected).abs().max().item()
+    err = (actual.double() - expected.double()).abs().max().item()
     assert err <= ATOL, f"{name}: max abs error {err:.3g} > {ATOL}"
 
 
@@ -61,7 +63,8 @@ def assert_within(actual, expected, name):
 @pytest.mark.parametrize("op", OPS)
 def test_matches_reference(op, rows, device):
     fn, ref_fn, inputs = make_case(op, rows, device)
-    y_ref, grads_ref = forward_backward(ref_fn, inputs)
+    exact = [x.detach().double().requires_grad_(True) for x in inputs]  # the same values, summed without fp32 loss
+    y_ref, grads_ref = forward_backward(ref_fn, exact)
     y, grads = forward_backward(fn, inputs)
     assert_within(y, y_ref, f"{op} y")
     for i, (g, g_ref) in enumerate(zip(grads, grads_ref, strict=True)):
@@ -80,7 +83,9 @@ def test_matmul_leading_dims_and_linear(device):
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_batch_invariant(op, device):
+def test_batch_invariant(op, device, request):
+    if op == "matmul":
+        request.getfixturevalue("dot_row_invariant")  # skips where the interpreter's tl.dot cannot be invariant
     fn, _, inputs = make_case(op, 100, device)
     with torch.no_grad():
         x, rest = inputs[0], inputs[1:]

@@ -99,7 +99,7 @@ def test_prepare_routes_sorts_stably_and_tiles_each_expert(device):
     assert routes.block_expert_B.numel() >= len(spans)
 
 
-def test_batch_invariant_forward(device):
+def test_batch_invariant_forward(device, dot_row_invariant):
     """A token's output is bitwise the same alone, in a batch, and wherever the batch puts it."""
     x_TD, idx_TK, weight_TK, w1, w2, w3 = make_moe_inputs(63, 2, device, requires_grad=False)
     y_TD = moe.moe_ffn(x_TD, idx_TK, weight_TK, w1, w2, w3)
