@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from schemas.dmel import DMEL_CHANNELS, DMEL_LEVELS, SILENCE_CODE
+from schemas.dmel import DMEL_LEVELS, SILENCE_CODE
 from schemas.layout import IN_DMEL
 from trainer.config import DataConfig
 
@@ -70,15 +70,13 @@ def augment_heard(batch: dict[str, torch.Tensor], cfg: DataConfig, generator: to
     `cfg`: `batch` itself, and no draw is made."""
     if not augments(cfg):
         return batch
-    if DMEL_CHANNELS != batch["dmel"].shape[-1]:
-        raise ValueError(f"dMel rows have {batch['dmel'].shape[-1]} channels, expected {DMEL_CHANNELS}")
     cols = (batch["kind"][0] == IN_DMEL).nonzero(as_tuple=True)[0]
     out = dict(batch)
     b = batch["dmel"].shape[0]
     for key in ("dmel", "others_dmel"):
         draws = _draws(cfg, b, generator)  # drawn for both streams always, so the user's draws never depend on others
-        if key not in batch:
-            continue
+        if key not in batch or (key == "others_dmel" and not batch["has_others"].any()):
+            continue  # all-zero others (none in the batch): nothing to vary
         varied = batch[key].clone()
         varied[:, cols] = vary_codes(batch[key][:, cols], *draws)
         out[key] = varied

@@ -73,13 +73,17 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _micro_batch_seed(seed: int, step: int, micro: int) -> int:
+    return (seed * 1_000_003 + step) * 1_009 + micro
+
+
 def flow_generator(seed: int, step: int, micro: int) -> torch.Generator:
-    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) % (2**63))
+    return torch.Generator().manual_seed(_micro_batch_seed(seed, step, micro) % (2**63))
 
 
 def augment_generator(seed: int, step: int, micro: int) -> torch.Generator:
     """The draws of trainer/augment.py for one micro-batch: a stream apart from the flow noise's."""
-    return torch.Generator().manual_seed((((seed * 1_000_003 + step) * 1_009 + micro) * 7 + 3) % (2**63))
+    return torch.Generator().manual_seed((_micro_batch_seed(seed, step, micro) * 7 + 3) % (2**63))
 
 
 def step_losses(
