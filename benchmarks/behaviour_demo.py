@@ -23,7 +23,8 @@ data's cache key. `--boundary_tones` applies to every set (`synth dialogues --bo
 Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`tiny` on CPU; `small` for one GPU,
 see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
 `--user_text` (`none`: the model hears audio only, what behaviour is reported with; `heard`: the ablation that also
-feeds the user's words), `--steps` (the cosine schedule's length) or `--train_minutes` of training, whichever
+feeds the user's words), `--steps` (the cosine schedule's length; `--fit_steps` shortens it to what the cap allows
+on this machine, from a 1-minute calibration) or `--train_minutes` of training, whichever
 comes first; the speak head (`--speak_weight 1 --speak_horizon 1` by default; `--speak_weight 0`: none, the model
 speaks when its sampled frames are loud) decides when the model speaks, at `--speak_threshold` in evaluation. It
 stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
@@ -499,6 +500,52 @@ def best_threshold(rows: list[dict[str, Any]]) -> float:
     return float(best["threshold"])
 
 
+CALIBRATION_S = 60.0  # seconds of training that measure this machine's speed for --fit_steps
+FIT_MARGIN = 0.93  # share of the measured pace the fitted schedule counts on (evaluation pauses, a busier machine)
+
+
+def fitted_steps(run_dir: Path, d: Path, args: argparse.Namespace, t0: float) -> int:
+    """--fit_steps: the schedule's length that ends within --train_minutes at this machine's pace, at most --steps.
+
+    A scratch run of the same configuration trains for CALIBRATION_S seconds (start-up included, so the pace is a
+    little low, which errs towards finishing); the result is kept in run_dir/fitted_steps.json, so a resumed run
+    keeps its schedule whatever the machine's pace is then."""
+    import torch
+
+    from trainer.train import train
+
+    path = run_dir / "fitted_steps.json"
+    key = {"steps": args.steps, "train_minutes": args.train_minutes, "threads": args.threads, "device": args.device}
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return int(saved["steps"])
+    scratch = run_dir / "calibration"
+    shutil.rmtree(scratch, ignore_errors=True)
+    torch.set_num_threads(args.threads)
+    t = time.monotonic()
+    train(
+        train_config(args),
+        str(d / "train"),
+        str(scratch),
+        device=args.device,
+        progress=False,
+        max_seconds=CALIBRATION_S,
+    )
+    seconds = time.monotonic() - t
+    done = int(torch.load(scratch / "checkpoint.pt", map_location="cpu", weights_only=True)["step"])
+    shutil.rmtree(scratch, ignore_errors=True)
+    pace = done / seconds
+    steps = max(3, min(args.steps, int(FIT_MARGIN * pace * args.train_minutes * 60.0)))
+    path.write_text(json.dumps({"key": key, "steps": steps, "calibration_steps": done, "calibration_s": seconds}))
+    log(
+        t0,
+        f"{run_name(args)}: calibration {done} steps in {seconds:.0f} s ({pace:.1f} steps/s): the schedule is "
+        f"{steps} steps (--steps {args.steps}, {args.train_minutes:g} min)",
+    )
+    return steps
+
+
 def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict[str, Any]:
     import torch
 
@@ -508,6 +555,8 @@ def stage_train(out: Path, d: Path, args: argparse.Namespace, t0: float) -> dict
 
     run_dir = out / "runs" / run_name(args)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if args.fit_steps:
+        args.steps = fitted_steps(run_dir, d, args, t0)
     cfg = train_config(args)
     volatile = ("stage", "threads", "gen_workers", "out", "dev_conversations", "thresholds", "stop_thresholds")
     settings = {
@@ -854,6 +903,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda (default cpu)")
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps of the schedule (default 3000)")
     p.add_argument("--train_minutes", type=float, default=30.0, help="training time cap, minutes (default 30)")
+    p.add_argument(
+        "--fit_steps",
+        action="store_true",
+        help="shorten the schedule to what --train_minutes allows on this machine (a 1-minute calibration run "
+        "measures the pace; at most --steps), so that a slow machine finishes its cosine schedule instead of being "
+        "cut while the learning rate is high (default: off, --steps as given)",
+    )
     p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
     p.add_argument("--batch_size", type=int, default=0, help="examples per step (default: the preset's)")
     p.add_argument(
