@@ -256,9 +256,10 @@ def eval_align_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mode",
-        choices=("text", "audio", "both"),
+        choices=("text", "flat", "audio", "both"),
         default="both",
-        help="text: align known text; audio: transcribe and align; both (default)",
+        help="text: align known text given a line per turn, as transcripts give it; flat: the same text as one "
+        "line per speaker (no turn breaks); audio: transcribe and align; both (default): text and audio",
     )
     aligners.add_aligner_args(parser)
     add_flags(parser, AlignConfig, names=("refine_boundaries",))

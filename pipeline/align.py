@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.aligners import AlignerBackend, AlignerError, interpolate, refine_boundaries, tokenize
+from pipeline.aligners import AlignerBackend, AlignerError, interpolate, refine_boundaries, tokenize_lines
 from pipeline.aligners.diarize import DiarizationError, Diarizer, split_streams
 from pipeline.decode import DecodedConversation
 from pipeline.rejects import AlignError
@@ -98,7 +98,8 @@ def _words_from_backend(
             if texts is None:
                 found, source = backend.transcribe(pcm), "asr"
             else:
-                found, source = backend.align(pcm, tokenize(texts.get(speaker, ""))), "aligned"
+                known, breaks = tokenize_lines(texts.get(speaker, ""))
+                found, source = backend.align(pcm, known, breaks=breaks), "aligned"
         except AlignerError as e:
             raise AlignError("aligner_failed", f"{backend.name} on speaker {speaker}: {e}") from None
         found = interpolate(found, duration_s=samples_to_seconds(len(pcm)))

@@ -18,7 +18,8 @@ On disk a bundle is a directory with a ``bundle.json`` (or one line of a JSONL m
                                               #   {"text", "start", "end", "speaker", "score"?, "source"?}  (seconds)
       "rttm": "turns.rttm",                   # optional: speaker segments when there are no word times
       "text": {"A": "so I was thinking",      # optional, instead of "words": each speaker's words without times,
-               "B": {"path": "B.txt"}},       #   inline or in a file; the align stage times them (--aligner)
+               "B": {"path": "B.txt"}},       #   inline or in a file; the align stage times them (--aligner);
+                                              #   a line per utterance (turn) keeps turns apart when aligning
       "video": "camera.mp4",                  # optional: or {"path", "offset_s", "audio_speaker"}; see below
       "model_speakers": ["A", "B"],           # optional: who may play the model (default: every speaker)
       "tags": {"category": "weapons"},        # optional: string metadata, copied to every sample and the index

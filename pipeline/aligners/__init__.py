@@ -38,6 +38,7 @@ from pipeline.aligners.text import (
     match_known_words,
     spoken_form,
     tokenize,
+    tokenize_lines,
     word_error_counts,
 )
 
@@ -62,5 +63,6 @@ __all__ = [
     "speech_runs",
     "spoken_form",
     "tokenize",
+    "tokenize_lines",
     "word_error_counts",
 ]

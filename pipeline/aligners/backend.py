@@ -90,8 +90,9 @@ class AlignerBackend(Protocol):
         """Words heard on `pcm` (16 kHz float32 mono), with times in seconds from its start."""
         ...
 
-    def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
-        """Times for the known `words` (in order) on `pcm`: one StreamWord per word, same order and text."""
+    def align(self, pcm: np.ndarray, words: Sequence[str], breaks: Sequence[int] = ()) -> list[StreamWord]:
+        """Times for the known `words` (in order) on `pcm`: one StreamWord per word, same order and text. `breaks`:
+        indices of the words that begin a new utterance (`tokenize_lines`), a hint a backend may use."""
         ...
 
 

@@ -53,6 +53,12 @@ pauses between words). In connected speech a run holds several words and its pau
 ("nex|t week"): sharing there cut words apart and left them interpolated (`eval-align --connected`: 8 of 148 -> 0)."""
 RUN_COST = 1.5
 """Cost per speech run beyond a region's word count (a run no word accounts for)."""
+BREAK_COST = 4.0
+"""Cost per utterance break (`text.tokenize_lines`: a new line of the transcript, where the speaker stopped for
+someone else) inside one region. Above the cost of moving a few words from their first-pass region (`ANCHOR_COST`)
+and of a region twice or half its words' expected duration, so that the turn's first word is not pulled back into
+the end of the speaker's previous turn; a region that truly holds a break (two turns less than `MIN_GAP_S` apart)
+pays it under every assignment."""
 
 
 def speech_regions(pcm: np.ndarray) -> list[tuple[int, int]]:
@@ -142,15 +148,18 @@ def assign_words(
     anchors: Sequence[int],
     runs: Sequence[Sequence[tuple[int, int]]],
     loudness: Sequence[float] | None = None,
+    breaks: Sequence[int] = (),
 ) -> list[int]:
     """The region of each word: a monotone assignment (regions may stay empty) that minimises the summed costs of
     duration mismatch (squared log ratio of a region's duration to its words' expected durations, over
-    `DURATION_SIGMA`), empty regions and words moved from their first-pass region (`anchors`, -1: free).
+    `DURATION_SIGMA`), empty regions, words moved from their first-pass region (`anchors`, -1: free) and
+    utterance breaks inside a region (`BREAK_COST`).
 
     Args:
         durations_s: each region's duration (s), in time order.
         expected_s: each word's expected duration (s), in text order.
         anchors: each word's region in the first pass, or -1.
+        breaks: indices of the words that begin an utterance (a region should start there).
     Returns:
         region index per word (non-decreasing).
     """
@@ -159,6 +168,9 @@ def assign_words(
         raise ValueError("no speech regions to share words over")
     cum = np.concatenate([[0.0], np.cumsum(expected_s)])
     anchors_arr = np.asarray(anchors)
+    begins = np.zeros(N + 1, dtype=np.int64)
+    begins[[b for b in breaks if 0 < b < N]] = 1
+    opened = np.cumsum(begins)  # opened[k - 1] - opened[j]: breaks at words j+1 .. k-1, inside the group j .. k-1
     inf = float("inf")
     cost = np.full((R + 1, N + 1), inf)
     back = np.zeros((R + 1, N + 1), dtype=np.int64)
@@ -178,6 +190,7 @@ def assign_words(
                     + (np.log(d / max(cum[k] - cum[j], 1e-3)) / DURATION_SIGMA) ** 2
                     + ANCHOR_COST * (moved[k] - moved[j])
                     + RUN_COST * max(len(runs[r]) - (k - j), 0)
+                    + BREAK_COST * (opened[k - 1] - opened[j])
                 )
                 if c < cost[r + 1, k]:
                     cost[r + 1, k], back[r + 1, k] = c, j

@@ -66,7 +66,8 @@ class FasterWhisperBackend:
                 )
         return out
 
-    def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
+    def align(self, pcm: np.ndarray, words: Sequence[str], breaks: Sequence[int] = ()) -> list[StreamWord]:
+        """Known words timed by matching them to a transcription (`breaks` are not used)."""
         if not words:
             return []
         heard = self.transcribe(pcm)

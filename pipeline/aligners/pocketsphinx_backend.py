@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,18 +346,21 @@ class PocketsphinxBackend:
         log_like = sum(s.log_like for s in timed) / max(frames, 1) if timed else -50.0
         return len(timed) / len(names) + 0.01 * float(np.exp(max(log_like, -50.0)))
 
-    def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
+    def align(self, pcm: np.ndarray, words: Sequence[str], breaks: Sequence[int] = ()) -> list[StreamWord]:
         """Align all of `words`: a whole-track pass (`align_whole`), then region by region (`chunks`).
 
         The stream is cut at its silences (`chunks.speech_regions`); the words are shared out over the regions by
         `chunks.assign_words` (durations, speech runs a region holds, anchored to the first pass) and each region
         is aligned on its own audio, so no word crosses a silence or is pushed into another region's speech. Then
         the same again one level down: within each region, over its speech runs (`chunks.runs_in`; pauses between
-        careful words). Where a region's words do not all align, the level above keeps its times for them."""
+        careful words). Where a region's words do not all align, the level above keeps its times for them.
+        `breaks` (indices of `words` that begin an utterance) keep the words of two utterances in two regions
+        (`chunks.BREAK_COST`) and decide between the splits `_repair_edges` tries."""
         first = self.align_whole(pcm, words)
         keep, names = self._names(words)
         if not keep:
             return first
+        begins = {int(np.searchsorted(keep, i)) for i in breaks} - {0, len(keep)}
         decoder = self._searches[0].decoder
         phones = [len(decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
         times: list[tuple[float, float, float | None] | None] = [
@@ -365,13 +368,13 @@ class PocketsphinxBackend:
         ]
         regions = chunks.speech_regions(pcm)
         by_region = self._share(
-            pcm, regions, list(range(len(keep))), names, phones, times, only_changed=True, free_squeezed=True
+            pcm, regions, list(range(len(keep))), names, phones, times, begins, only_changed=True, free_squeezed=True
         )
-        self._repair_edges(pcm, regions, by_region, names, phones, times)
+        self._repair_edges(pcm, regions, by_region, names, phones, times, begins)
         for r, ks in by_region.items():
             runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
             if len(ks) > 1 and len(runs) >= max(2.0, chunks.CAREFUL_RUNS_PER_WORD * len(ks)):
-                self._share(pcm, runs, ks, names, phones, times, only_changed=True)
+                self._share(pcm, runs, ks, names, phones, times, begins, only_changed=True)
         out = list(first)
         for k, t in enumerate(times):
             if t is not None:
@@ -387,11 +390,13 @@ class PocketsphinxBackend:
         names: Sequence[str],
         phones: Sequence[int],
         times: list,
+        begins: Collection[int] = frozenset(),
         *,
         only_changed: bool = False,
         free_squeezed: bool = False,
     ) -> dict[int, list[int]]:
-        """Share words `ks` (indices into `names`) over `regions` (`chunks.assign_words`, anchored to `times`) and
+        """Share words `ks` (indices into `names`; those in `begins` start an utterance) over `regions`
+        (`chunks.assign_words`, anchored to `times`) and
         align each region's words on its padded audio, updating `times` (start_s, end_s, score) in place where
         all of a region's words align; where they do not, a short region's words are spread over it by phone count
         (`chunks.SPREAD_MAX_S_PER_WORD`; score None, so counted as interpolated) and a long one's keep their
@@ -412,7 +417,12 @@ class PocketsphinxBackend:
         runs = chunks.runs_in(pcm, regions)
         try:
             region_of = chunks.assign_words(
-                durations, [phones[k] * rate for k in ks], anchors, runs, chunks.loudness(pcm, regions)
+                durations,
+                [phones[k] * rate for k in ks],
+                anchors,
+                runs,
+                chunks.loudness(pcm, regions),
+                breaks=[n for n, k in enumerate(ks) if k in begins],
             )
         except ValueError as e:
             logger.info("per-region alignment skipped: %s", e)
@@ -462,9 +472,11 @@ class PocketsphinxBackend:
         names: Sequence[str],
         phones: Sequence[int],
         times: list,
+        begins: Collection[int] = frozenset(),
     ) -> None:
-        """Move words across the silence between two neighbouring regions where the acoustic model says they
-        belong on the other side (`by_region` and `times` updated in place).
+        """Move words across the silence between two neighbouring regions where the acoustic model or the
+        transcript's utterance breaks (`begins`) say they belong on the other side (`by_region` and `times` updated
+        in place).
 
         The sharing of words over regions (`chunks.assign_words`) goes by expected durations and the first pass,
         and a turn's first word can be pulled back into the end of the speaker's previous turn (or its last word
@@ -473,7 +485,9 @@ class PocketsphinxBackend:
         (`SQUEEZED_S_PER_PHONE`), each split that moves up to `EDGE_MAX_SHIFT` words out of the failed region into
         the other is aligned, and of the splits under which both regions align the one with the fewest squeezed
         words wins, then the highest summed log-likelihood of their whole audio (same audio, so the totals
-        compare). Words are never moved into a failed region: a region that fails on its own words (a
+        compare); before either, a split at an utterance break wins over one that leaves the break inside a region
+        (a boundary whose words hold a break within `EDGE_MAX_SHIFT` words of it is tried too, moving words towards
+        the break only). Otherwise words are never moved into a failed region: a region that fails on its own words (a
         "mm-hmm" said otherwise than the dictionary has it) aligns once a neighbour's word is squeezed in beside
         them (the demo speech: "that" pulled 1.9 s early). Sweeps repeat while a split changes (a word pushed
         along several regions comes back one region per sweep)."""
@@ -501,24 +515,29 @@ class PocketsphinxBackend:
             used = sorted(r for r, ks in by_region.items() if ks)
             for r, q in zip(used, used[1:], strict=False):
                 a, b = by_region[r], by_region[q]
-                left_failed, right_failed = suspect(a[-1]), suspect(b[0])
-                if not (left_failed or right_failed):
-                    continue
                 both = a + b
-                # words only leave a region that failed (adding words to it would squeeze them into its sound)
-                lowest = max(1, len(a) - EDGE_MAX_SHIFT) if left_failed else len(a)
-                highest = min(len(both) - 1, len(a) + EDGE_MAX_SHIFT) if right_failed else len(a)
-                # the splits under which both regions align: (squeezed words, -summed log-likelihood, cut, segments)
-                splits: list[tuple[int, float, int, list[_Seg], list[_Seg]]] = []
+                near = [n for n in range(1, len(both)) if both[n] in begins and abs(n - len(a)) <= EDGE_MAX_SHIFT]
+                left_failed, right_failed = suspect(a[-1]), suspect(b[0])
+                if not (left_failed or right_failed or (near and len(a) not in near)):
+                    continue
+                # words only leave a region that failed (adding words to it would squeeze them into its sound),
+                # or move towards an utterance break
+                lowest = max(1, len(a) - EDGE_MAX_SHIFT) if left_failed else min([len(a), *near])
+                highest = min(len(both) - 1, len(a) + EDGE_MAX_SHIFT) if right_failed else max([len(a), *near])
+                # the splits under which both regions align:
+                # (break not at the cut, squeezed words, -summed log-likelihood, cut, segments)
+                splits: list[tuple[bool, int, float, int, list[_Seg], list[_Seg]]] = []
                 for cut in range(lowest, highest + 1):
                     left, left_ll = aligned(r, tuple(both[:cut]))
                     right, right_ll = aligned(q, tuple(both[cut:]))
                     if left and right:  # (one region's likelihood alone favours texts with fewer, stretched words)
                         squeezed = squeezed_in(both[:cut], left) + squeezed_in(both[cut:], right)
-                        splits.append((squeezed, -(left_ll + right_ll), cut, left, right))
+                        splits.append(
+                            (bool(near) and cut not in near, squeezed, -(left_ll + right_ll), cut, left, right)
+                        )
                 if not splits:
                     continue
-                _, _, cut, left, right = min(splits, key=lambda x: (x[0], x[1]))
+                *_, cut, left, right = min(splits, key=lambda x: x[:3])
                 for window, ks, timed in ((windows[r], both[:cut], left), (windows[q], both[cut:], right)):
                     t0 = (window[0] - window[0] % 160) / SAMPLE_RATE_HZ
                     for k, seg in zip(ks, timed, strict=True):

@@ -22,6 +22,21 @@ def tokenize(text: str) -> list[str]:
     return [t for t in text.split() if spoken_form(t)]
 
 
+def tokenize_lines(text: str) -> tuple[list[str], list[int]]:
+    """`tokenize` of a transcript whose lines are utterances (turns, as transcripts and Lhotse supervisions break
+    them), and the index of each token that begins an utterance after the first: where the speaker stopped for
+    someone else, so the aligner keeps the words on either side apart (`chunks.assign_words`). Blank lines and
+    lines with nothing to say add no break."""
+    tokens: list[str] = []
+    breaks: list[int] = []
+    for line in text.splitlines():
+        said = tokenize(line)
+        if said and tokens:
+            breaks.append(len(tokens))
+        tokens.extend(said)
+    return tokens, breaks
+
+
 def spoken_form(token: str) -> str:
     """How a transcript token is said, lower case, for alignment and WER: surrounding punctuation removed, AMI
     acronyms spelt as letters joined by '_' ("L_C_D_" -> "l_c_d"), hyphenated words kept ("Mm-hmm" -> "mm-hmm").

@@ -99,8 +99,9 @@ class WhisperXBackend:
         aligned = self._align_segments(pcm, segments)
         return self._to_stream_words(words, aligned, len(pcm) / 16_000)
 
-    def align(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:
-        """Align the known words as one segment spanning the whole stream (text without times has no segments)."""
+    def align(self, pcm: np.ndarray, words: Sequence[str], breaks: Sequence[int] = ()) -> list[StreamWord]:
+        """Align the known words as one segment spanning the whole stream (text without times has no segments;
+        utterance `breaks` carry no times, so they are not used)."""
         if not words:
             return []
         # one whitespace token per word, as the model spells it (AMI "L_C_D_" -> "lcd")

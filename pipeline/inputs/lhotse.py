@@ -476,7 +476,11 @@ def _conversation(
         by_speaker: dict[str, list[_Supervision]] = defaultdict(list)
         for s in sorted(with_text, key=lambda s: (s.start_s, s.end_s)):
             by_speaker[s.speaker].append(s)
-        texts = {sp: " ".join(s.text.strip() for s in ss if s.text.strip()) for sp, ss in sorted(by_speaker.items())}
+        # a line per supervision: the aligner keeps utterances apart (pipeline.aligners.tokenize_lines)
+        texts = {
+            sp: "\n".join(" ".join(s.text.split()) for s in ss if s.text.strip())
+            for sp, ss in sorted(by_speaker.items())
+        }
     language = next((s.language for s in sups if s.language), None)
     return Conversation(
         id=conv_id,

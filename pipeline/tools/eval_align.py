@@ -138,13 +138,34 @@ class AlignReport:
         )
 
 
+def turn_lines(words: Sequence[Word], others: Sequence[Word]) -> str:
+    """One speaker's words as a transcript gives them: a line per turn, a new line wherever another speaker's
+    word lies wholly between two of this speaker's (the speaker stopped for someone else)."""
+    lines: list[list[str]] = []
+    for prev, w in zip([None, *words], words, strict=False):
+        if prev is None or any(o.start_s >= prev.end_s and o.end_s <= w.start_s for o in others):
+            lines.append([])
+        lines[-1].append(w.text)
+    return "\n".join(" ".join(line) for line in lines)
+
+
+TEXT_MODES = ("text", "flat")
+"""Modes that keep each speaker's text: "text" a line per turn (`turn_lines`, as transcripts and Lhotse
+supervisions give it), "flat" one line per speaker (no turn breaks for the aligner)."""
+
+
 def strip_times(conv: Conversation, mode: str) -> Conversation:
-    """`conv` without its word times: text per speaker kept (mode "text") or nothing kept (mode "audio")."""
+    """`conv` without its word times: text per speaker kept (modes "text", a line per turn, and "flat") or nothing
+    kept (mode "audio")."""
     if conv.words is None:
         raise ValueError(f"{conv.origin}: no true word timings to evaluate against")
     texts = None
-    if mode == "text":
-        texts = {s: " ".join(w.text for w in conv.words if w.speaker == s) for s in conv.speakers}
+    if mode in TEXT_MODES:
+        texts = {}
+        for s in conv.speakers:
+            own = [w for w in conv.words if w.speaker == s]
+            others = [w for w in conv.words if w.speaker != s]
+            texts[s] = turn_lines(own, others) if mode == "text" else " ".join(w.text for w in own)
     return dataclasses.replace(conv, words=None, texts=texts)
 
 

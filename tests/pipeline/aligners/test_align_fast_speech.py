@@ -126,3 +126,25 @@ def test_a_squeezed_edge_word_is_tried_across_the_silence(
         return
     assert by_region == {0: list(range(6)), 1: list(range(6, len(words)))}
     assert abs(times[6][0] - starts[6]) <= 0.08, (times[6], starts[6])
+
+
+def test_a_turns_first_word_aligned_at_the_previous_turns_end_goes_back_at_the_utterance_break(
+    backend: PocketsphinxBackend, synth: Synthesiser
+) -> None:
+    """The case no acoustic criterion marks: the next turn's first word ("my") aligned at a normal length and a
+    fair score at the end of the speaker's previous turn. The transcript's line break before it (`tokenize_lines`)
+    moves it back; without the break the split stays."""
+    pcm, words, starts, regions = _two_regions(synth)
+    _, names = backend._names(words)
+    phones = [len(backend._searches[0].decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
+    by_region = {0: list(range(7)), 1: list(range(7, len(words)))}
+    end0 = regions[0][1] / SR
+    times: list = [(s, s + 0.2, 0.1) for s in starts[:6]] + [(end0 - 0.25, end0 - 0.05, 0.05)]
+    times += [(starts[k], starts[k] + 0.2, 0.1) for k in range(7, len(words))]
+    unchanged = {r: list(ks) for r, ks in by_region.items()}
+    backend._repair_edges(pcm, regions, unchanged, names, phones, list(times))
+    assert unchanged == by_region  # nothing is suspect without the break
+    backend._repair_edges(pcm, regions, by_region, names, phones, times, begins={6})
+    assert by_region == {0: list(range(6)), 1: list(range(6, len(words)))}
+    errors_ms = [abs(t[0] - s) * 1000 for t, s in zip(times, starts, strict=True)]
+    assert max(errors_ms) <= 80, errors_ms

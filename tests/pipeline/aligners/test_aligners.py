@@ -386,3 +386,24 @@ def test_diarizer_loads_a_local_pyannote_pipeline_offline(tmp_path: Path, monkey
     assert turns, "no speaker turns"  # random weights: structure only
     assert all(0.0 <= s.start_s <= s.end_s <= len(pcm) / sr + 1e-6 for s in turns)
     assert [(s.start_s, s.end_s) for s in turns] == sorted((s.start_s, s.end_s) for s in turns)
+
+
+def test_an_utterance_break_keeps_a_turns_first_word_out_of_the_previous_region() -> None:
+    from pipeline.aligners import chunks
+
+    runs = [[(0, 1)], [(0, 1)]]
+    # the first pass put word 3 (the next turn's first) at the end of region 0, where the durations fit it too
+    assert chunks.assign_words([1.2, 0.3], [0.3] * 5, [0, 0, 0, 0, 1], runs) == [0, 0, 0, 0, 1]
+    assert chunks.assign_words([1.2, 0.3], [0.3] * 5, [0, 0, 0, 0, 1], runs, breaks=[3]) == [0, 0, 0, 1, 1]
+    # a break that no assignment can honour (one region) changes nothing; breaks at 0 and past the end are ignored
+    assert chunks.assign_words([1.5], [0.3] * 5, [0] * 5, runs[:1], breaks=[0, 3, 5]) == [0] * 5
+
+
+def test_transcript_lines_give_utterance_breaks() -> None:
+    from pipeline.aligners import tokenize_lines
+
+    assert tokenize_lines("so I was -- thinking\n\n-- \nyes. Right\nok") == (
+        ["so", "I", "was", "thinking", "yes.", "Right", "ok"],
+        [4, 6],
+    )
+    assert tokenize_lines("") == ([], []) and tokenize_lines("one line") == (["one", "line"], [])

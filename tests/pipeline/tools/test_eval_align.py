@@ -60,3 +60,17 @@ def test_microturn_eval_align_writes_demo_bundles_without_input(capsys: pytest.C
     assert main(["eval-align", "--aligner", "pocketsphinx", "--mode", "text", "--count", "1", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "eval-align  mode=text  backend=pocketsphinx" in out and "conversations 1," in out
+
+
+def test_text_mode_gives_a_line_per_turn() -> None:
+    from pipeline.tools.eval_align import turn_lines
+    from schemas.bundle import Word
+
+    def w(text: str, a: float, b: float, speaker: str) -> Word:
+        return Word(text=text, start_s=a, end_s=b, speaker=speaker)
+
+    own = [w("so", 0.0, 0.2, "A"), w("then", 0.3, 0.5, "A"), w("right", 2.0, 2.3, "A"), w("ok", 2.4, 2.6, "A")]
+    # B's "yes" lies between "then" and "right"; B's "mm" overlaps "ok" (no floor change there)
+    others = [w("yes", 0.8, 1.1, "B"), w("mm", 2.5, 2.9, "B")]
+    assert turn_lines(own, others) == "so then\nright ok"
+    assert turn_lines(own, []) == "so then right ok"
