@@ -24,7 +24,7 @@ Training (`--stage train`, OUT/runs/<preset>-<cues>-<user_text>/): the preset (`
 see benchmarks/behaviour_gpu.sh) without frame patches (no video), `--context` micro-turns per example,
 `--user_text` (`none`: the model hears audio only, what behaviour is reported with; `heard`: the ablation that also
 feeds the user's words), `--steps` (the cosine schedule's length; `--fit_steps` shortens it to what the cap allows
-on this machine, from a 1-minute calibration) or `--train_minutes` of training, whichever
+on this machine, from two short calibration runs) or `--train_minutes` of training, whichever
 comes first; the speak head (`--speak_weight 1 --speak_horizon 1` by default; `--speak_weight 0`: none, the model
 speaks when its sampled frames are loud) decides when the model speaks, at `--speak_threshold` in evaluation. It
 stops at steps/3, 2 steps/3 and steps for the learning curve: the first two points are scored on
@@ -500,16 +500,19 @@ def best_threshold(rows: list[dict[str, Any]]) -> float:
     return float(best["threshold"])
 
 
-CALIBRATION_S = 60.0  # seconds of training that measure this machine's speed for --fit_steps
-FIT_MARGIN = 0.93  # share of the measured pace the fitted schedule counts on (evaluation pauses, a busier machine)
+CALIBRATION_S = (15.0, 45.0)
+"""Training seconds of the two scratch runs that measure this machine's pace for --fit_steps: the difference of
+their steps over the difference of their wall times is the pace without start-up, which each gives."""
+FIT_MARGIN = 0.97
+"""Share of the remaining budget the fitted schedule counts on (a machine a little busier than at calibration)."""
 
 
 def fitted_steps(run_dir: Path, d: Path, args: argparse.Namespace, t0: float) -> int:
     """--fit_steps: the schedule's length that ends within --train_minutes at this machine's pace, at most --steps.
 
-    A scratch run of the same configuration trains for CALIBRATION_S seconds (start-up included, so the pace is a
-    little low, which errs towards finishing); the result is kept in run_dir/fitted_steps.json, so a resumed run
-    keeps its schedule whatever the machine's pace is then."""
+    Two scratch runs of the same configuration train for `CALIBRATION_S` seconds each; from their steps and wall
+    times come the pace (steps/s) and the start-up cost (s), paid by each of the run's three segments. The result
+    is kept in run_dir/fitted_steps.json, so a resumed run keeps its schedule whatever the machine's pace is then."""
     import torch
 
     from trainer.train import train
@@ -520,28 +523,32 @@ def fitted_steps(run_dir: Path, d: Path, args: argparse.Namespace, t0: float) ->
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
             return int(saved["steps"])
-    scratch = run_dir / "calibration"
-    shutil.rmtree(scratch, ignore_errors=True)
     torch.set_num_threads(args.threads)
-    t = time.monotonic()
-    train(
-        train_config(args),
-        str(d / "train"),
-        str(scratch),
-        device=args.device,
-        progress=False,
-        max_seconds=CALIBRATION_S,
+    measured: list[tuple[int, float]] = []  # (steps, wall seconds)
+    for seconds in CALIBRATION_S:
+        scratch = run_dir / "calibration"
+        shutil.rmtree(scratch, ignore_errors=True)
+        t = time.monotonic()
+        train(
+            train_config(args), str(d / "train"), str(scratch), device=args.device, progress=False, max_seconds=seconds
+        )
+        wall = time.monotonic() - t
+        measured.append(
+            (int(torch.load(scratch / "checkpoint.pt", map_location="cpu", weights_only=True)["step"]), wall)
+        )
+        shutil.rmtree(scratch, ignore_errors=True)
+    (n1, w1), (n2, w2) = measured
+    pace = (n2 - n1) / (w2 - w1) if n2 > n1 and w2 > w1 else n2 / w2
+    startup = min(max(w1 - n1 / pace, 0.0), w1)
+    budget = args.train_minutes * 60.0 - 3 * startup  # three segments (the learning curve's points), each starts up
+    steps = max(3, min(args.steps, int(FIT_MARGIN * pace * budget)))
+    path.write_text(
+        json.dumps({"key": key, "steps": steps, "pace": pace, "startup_s": startup, "calibration": measured})
     )
-    seconds = time.monotonic() - t
-    done = int(torch.load(scratch / "checkpoint.pt", map_location="cpu", weights_only=True)["step"])
-    shutil.rmtree(scratch, ignore_errors=True)
-    pace = done / seconds
-    steps = max(3, min(args.steps, int(FIT_MARGIN * pace * args.train_minutes * 60.0)))
-    path.write_text(json.dumps({"key": key, "steps": steps, "calibration_steps": done, "calibration_s": seconds}))
     log(
         t0,
-        f"{run_name(args)}: calibration {done} steps in {seconds:.0f} s ({pace:.1f} steps/s): the schedule is "
-        f"{steps} steps (--steps {args.steps}, {args.train_minutes:g} min)",
+        f"{run_name(args)}: calibration {n1} and {n2} steps in {w1:.0f} and {w2:.0f} s ({pace:.2f} steps/s, start-up "
+        f"{startup:.1f} s): the schedule is {steps} steps (--steps {args.steps}, {args.train_minutes:g} min)",
     )
     return steps
 
@@ -906,8 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fit_steps",
         action="store_true",
-        help="shorten the schedule to what --train_minutes allows on this machine (a 1-minute calibration run "
-        "measures the pace; at most --steps), so that a slow machine finishes its cosine schedule instead of being "
+        help="shorten the schedule to what --train_minutes allows on this machine (two calibration runs of 15 and "
+        "45 s measure its pace and start-up; at most --steps), so that a slow machine finishes its cosine schedule "
+        "instead of being "
         "cut while the learning rate is high (default: off, --steps as given)",
     )
     p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
@@ -995,6 +1003,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipeline.runner.logs import quiet_beam_notices
+
+    quiet_beam_notices()  # before anything imports Beam: its optional-dependency notices are not for this output
     args = build_parser().parse_args(argv)
     if args.device.startswith("cuda"):
         import torch

@@ -148,24 +148,25 @@ def test_boundary_tones_go_to_every_set_and_enter_the_data_key(tmp_path) -> None
 def test_fit_steps_shortens_the_schedule_to_the_time_cap_and_keeps_it_on_resume(
     demo_dataset, tmp_path, monkeypatch
 ) -> None:
-    """--fit_steps: a short calibration on the real training set measures the pace; the schedule becomes what the
-    cap allows (at most --steps), is written beside the run and read back (no second calibration) while the
-    arguments it depends on stay the same."""
+    """--fit_steps: two short calibrations on the real training set measure the pace and the start-up; the schedule
+    becomes what the cap allows (at most --steps), is written beside the run and read back (no second calibration)
+    while the arguments it depends on stay the same."""
     demo = bench()
-    monkeypatch.setattr(demo, "CALIBRATION_S", 2.0)
+    monkeypatch.setattr(demo, "CALIBRATION_S", (3.0, 6.0))
     d = tmp_path / "data"
     d.mkdir()
     (d / "train").symlink_to(demo_dataset / "dataset")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    args = demo.build_parser().parse_args(["--fit_steps", "--steps", "100000", "--train_minutes", "0.05"])
+    args = demo.build_parser().parse_args(["--fit_steps", "--steps", "100000", "--train_minutes", "0.5"])
     steps = demo.fitted_steps(run_dir, d, args, 0.0)
     saved = json.loads((run_dir / "fitted_steps.json").read_text())
-    pace = saved["calibration_steps"] / saved["calibration_s"]
-    assert saved["calibration_steps"] >= 1 and not (run_dir / "calibration").exists()
-    assert steps == max(3, int(demo.FIT_MARGIN * pace * 3.0)) < 100000
+    (n1, w1), (n2, w2) = saved["calibration"]
+    assert 1 <= n1 < n2 and w1 < w2 and not (run_dir / "calibration").exists()
+    assert saved["pace"] == pytest.approx((n2 - n1) / (w2 - w1)) and 0.0 <= saved["startup_s"] <= w1
+    assert steps == max(3, int(demo.FIT_MARGIN * saved["pace"] * (30.0 - 3 * saved["startup_s"]))) < 100000
     (d / "train").unlink()  # a second calibration would now fail: the saved schedule is used
     assert demo.fitted_steps(run_dir, d, args, 0.0) == steps
-    capped = demo.build_parser().parse_args(["--fit_steps", "--steps", "4", "--train_minutes", "0.05"])
+    capped = demo.build_parser().parse_args(["--fit_steps", "--steps", "4", "--train_minutes", "0.5"])
     (d / "train").symlink_to(demo_dataset / "dataset")
     assert demo.fitted_steps(run_dir, d, capped, 0.0) <= 4
