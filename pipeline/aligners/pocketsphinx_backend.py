@@ -101,6 +101,19 @@ FRAGMENT_PREFIX = "frag_"
 """Dictionary name of a false start ("b" of "b buttons"), kept apart from the word "b" (the letter's name)."""
 
 
+def _phone_count(decoder, name: str) -> int:
+    """Phones of the longest of `name`'s pronunciations ("hmm(2)", ... included), for its expected duration: a
+    backchannel said as letters' names (flite's "hmm", EY CH EH M EH M, about a second) is held far longer than its
+    first pronunciation (HH M) says; measured on `eval-align --dialogues 2`, the words after such a "hmm" were
+    shared into its sound and spread there."""
+    counts = []
+    k = 1
+    while pron := decoder.lookup_word(name if k == 1 else f"{name}({k})"):
+        counts.append(len(pron.split()))
+        k += 1
+    return max(counts, default=1)
+
+
 def _letter_phones(form: str) -> str:
     """A crude pronunciation from letters, one phone each (for fragments and words the dictionary lacks)."""
     return " ".join(_LETTER_PHONES[c] for c in form if c in _LETTER_PHONES) or "AH"
@@ -166,6 +179,10 @@ unplaced 4.9 % -> 0 %, within one micro-turn 99.1 % -> 99.2 %; choosing, among t
 squeezed words before the best log-likelihood: within one 99.3 %, p95 58.3 -> 57.3 ms, voices meeting every goal
 5 -> 7 of 19. Also trying the boundaries where the other side has sound no word covers (`UNCOVERED_S`) moved correct
 words: within one 98.9 %, es-gb-f3 p95 113 ms."""
+
+
+SQUEEZE_CONTEXT = 2
+"""`_repair_squeezed` realigns a squeezed word with up to this many words on each side (those of its region)."""
 
 
 def _squeezed(span_s: float, score: float | None, own_phones: int) -> bool:
@@ -362,7 +379,7 @@ class PocketsphinxBackend:
             return first
         begins = {int(np.searchsorted(keep, i)) for i in breaks} - {0, len(keep)}
         decoder = self._searches[0].decoder
-        phones = [len(decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
+        phones = [_phone_count(decoder, n) + chunks.WORD_PHONES for n in names]
         times: list[tuple[float, float, float | None] | None] = [
             (first[i].start_s, first[i].end_s, first[i].score) if first[i].aligned else None for i in keep
         ]
@@ -375,6 +392,7 @@ class PocketsphinxBackend:
             runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
             if len(ks) > 1 and len(runs) >= max(2.0, chunks.CAREFUL_RUNS_PER_WORD * len(ks)):
                 self._share(pcm, runs, ks, names, phones, times, begins, only_changed=True)
+        self._repair_squeezed(pcm, regions, names, phones, times)
         out = list(first)
         for k, t in enumerate(times):
             if t is not None:
@@ -548,6 +566,52 @@ class PocketsphinxBackend:
                     changed = True
             if not changed:
                 break
+
+    def _repair_squeezed(
+        self,
+        pcm: np.ndarray,
+        regions: Sequence[tuple[int, int]],
+        names: Sequence[str],
+        phones: Sequence[int],
+        times: list,
+    ) -> None:
+        """Realign each word still squeezed (`_squeezed`) together with up to `SQUEEZE_CONTEXT` aligned words on each
+        side in its speech region, on their stretch of the region's audio (`chunks.PAD_S` beyond the first and last
+        word), and keep the new times where fewer of those words are squeezed (`times` updated in place); words
+        never leave their region here. The region's search may have had to fall back to the fast frame rate or the
+        widest beam, which let a neighbour take the word's sound; a shorter stretch may align at the usual rate,
+        whose 30 ms floor per phone keeps every word its sound. A stretch whose search fails (its edges cut inside
+        a neighbour's sound) changes nothing."""
+
+        def squeezed(k: int, span: tuple[float, float, float | None]) -> bool:
+            return _squeezed(span[1] - span[0], span[2], phones[k] - chunks.WORD_PHONES)
+
+        windows = chunks.padded(regions, len(pcm))
+        spans = [(t[0], t[1]) if t is not None else None for t in times]
+        region_of = chunks.anchor_regions(regions, spans)
+        pad = int(chunks.PAD_S * SAMPLE_RATE_HZ)
+        for k in range(len(times)):
+            if times[k] is None or region_of[k] < 0 or not squeezed(k, times[k]):
+                continue
+            ks = [
+                j
+                for j in range(max(0, k - SQUEEZE_CONTEXT), min(len(times), k + SQUEEZE_CONTEXT + 1))
+                if region_of[j] == region_of[k] and times[j] is not None and times[j][2] is not None
+            ]
+            if len(ks) < 2 or ks != list(range(ks[0], ks[-1] + 1)):
+                continue
+            window = windows[region_of[k]]
+            lo = max(int(times[ks[0]][0] * SAMPLE_RATE_HZ) - pad, window[0])
+            hi = min(int(times[ks[-1]][1] * SAMPLE_RATE_HZ) + pad, window[1])
+            timed = self._align_region(pcm, (lo, hi), [names[j] for j in ks])
+            if timed is None:
+                continue
+            t0 = (lo - lo % 160) / SAMPLE_RATE_HZ
+            new = [(t0 + g.start_s, t0 + g.end_s, g.score) for g in timed]
+            if sum(squeezed(j, t) for j, t in zip(ks, new, strict=True)) < sum(squeezed(j, times[j]) for j in ks):
+                logger.debug("squeezed word %r realigned with its neighbours", names[k])
+                for j, t in zip(ks, new, strict=True):
+                    times[j] = t
 
     def _align_region(self, pcm: np.ndarray, window: tuple[int, int], names: Sequence[str]) -> list[_Seg] | None:
         """Word segments of `names` on `pcm[window]` (frames from the 10 ms frame that holds window[0]), or None

@@ -148,3 +148,23 @@ def test_a_turns_first_word_aligned_at_the_previous_turns_end_goes_back_at_the_u
     assert by_region == {0: list(range(6)), 1: list(range(6, len(words)))}
     errors_ms = [abs(t[0] - s) * 1000 for t, s in zip(times, starts, strict=True)]
     assert max(errors_ms) <= 80, errors_ms
+
+
+def test_a_word_squeezed_inside_its_region_is_realigned_with_its_neighbours(
+    backend: PocketsphinxBackend, synth: Synthesiser
+) -> None:
+    """A word inside a region that a neighbour's sound was taken for (10 ms at score 2e-4: "to" left at the end of
+    a stretched "drive") is realigned with up to two words each side in its region and goes back to its sound; the
+    other region, without a squeezed word, is left alone."""
+    pcm, words, starts, regions = _two_regions(synth)
+    _, names = backend._names(words)
+    phones = [len(backend._searches[0].decoder.lookup_word(n).split()) + chunks.WORD_PHONES for n in names]
+    ends = [*starts[1:6], regions[0][1] / SR, *starts[7:], regions[1][1] / SR]
+    times: list = [(s, e, 0.1) for s, e in zip(starts, ends, strict=True)]
+    times[2] = (starts[2], starts[3] + 0.1, 0.1)  # "drive" stretched over "to"
+    times[3] = (starts[3] + 0.1, starts[3] + 0.11, 2e-4)  # "to" squeezed
+    untouched = list(times[6:])
+    backend._repair_squeezed(pcm, regions, names, phones, times)
+    assert times[6:] == untouched
+    errors_ms = [abs(t[0] - s) * 1000 for t, s in zip(times, starts, strict=True)]
+    assert max(errors_ms) <= 80, errors_ms
