@@ -307,9 +307,13 @@ class PocketsphinxBackend:
 
     def _align_once(self, search: _Search, raw: bytes, names: Sequence[str]) -> list[_Seg] | None:
         """Word segments of `names` on `raw` (16 kHz int16): the aligned prefix of `names` (pocketsphinx may stop
-        before the end of the text), or None when the search failed outright. `self.last_log_like` is then the
+        before the end of the text), or None when the search failed outright. Each search starts from the decoder's
+        initial feature state: pocketsphinx otherwise carries its cepstral mean normalisation and dither generator
+        from one utterance to the next, and the same audio aligned after other audio got other scores and times (a
+        bundle retried on a worker with another history would not give the same bytes). `self.last_log_like` is then the
         summed log acoustic density of every segment (silences too: the whole audio's, for comparing texts)."""
         decoder = search.decoder
+        decoder.reinit_feat()  # no state from earlier searches (feature normalisation, dither): same audio, same times
         decoder.set_align_text(" ".join(names))
         decoder.start_utt()
         decoder.process_raw(raw, full_utt=True)

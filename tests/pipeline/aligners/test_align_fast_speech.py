@@ -168,3 +168,16 @@ def test_a_word_squeezed_inside_its_region_is_realigned_with_its_neighbours(
     assert times[6:] == untouched
     errors_ms = [abs(t[0] - s) * 1000 for t, s in zip(times, starts, strict=True)]
     assert max(errors_ms) <= 80, errors_ms
+
+
+def test_an_alignment_does_not_depend_on_what_the_backend_aligned_before(
+    backend: PocketsphinxBackend, synth: Synthesiser
+) -> None:
+    """The same stream gives the same times and scores whatever was aligned before it (pocketsphinx keeps feature
+    normalisation and dither state across utterances unless reset): a retried bundle must give the same bytes."""
+    pcm, words, _, _ = _two_regions(synth)
+    other, _ = _say(synth, "did you ever burn a pancake at the kitchen", "es-us-f4", 1.25)
+    first = backend.align(pcm, words)
+    backend.align(0.3 * other, tokenize("did you ever burn a pancake at the kitchen"))
+    again = backend.align(pcm, words)
+    assert [(w.start_s, w.end_s, w.score) for w in first] == [(w.start_s, w.end_s, w.score) for w in again]
