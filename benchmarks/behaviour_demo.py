@@ -915,8 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="shorten the schedule to what --train_minutes allows on this machine (two calibration runs of 15 and "
         "45 s measure its pace and start-up; at most --steps), so that a slow machine finishes its cosine schedule "
-        "instead of being "
-        "cut while the learning rate is high (default: off, --steps as given)",
+        "instead of being cut while the learning rate is high (default: off, --steps as given)",
     )
     p.add_argument("--context", type=int, default=8, help="micro-turns per training example (default 8 = 1.6 s)")
     p.add_argument("--batch_size", type=int, default=0, help="examples per step (default: the preset's)")

@@ -242,6 +242,13 @@ class _Search:
     beam: float
 
 
+def _stream_times(lo: int, timed: Sequence[_Seg]) -> list[tuple[float, float, float]]:
+    """(start_s, end_s, score) in stream time of segments searched on audio from sample `lo` (`_align_region`
+    starts at the 10 ms frame that holds it)."""
+    t0 = (lo - lo % 160) / SAMPLE_RATE_HZ
+    return [(t0 + g.start_s, t0 + g.end_s, g.score) for g in timed]
+
+
 class PocketsphinxBackend:
     name = "pocketsphinx"
 
@@ -481,9 +488,8 @@ class PocketsphinxBackend:
                 for n, k in enumerate(group):
                     times[k] = (a + (b - a) * edges[n] / edges[-1], a + (b - a) * edges[n + 1] / edges[-1], None)
                 continue
-            t0 = (windows[r][0] - windows[r][0] % 160) / SAMPLE_RATE_HZ
-            for k, seg in zip(group, timed, strict=True):
-                times[k] = (t0 + seg.start_s, t0 + seg.end_s, seg.score)
+            for k, t in zip(group, _stream_times(windows[r][0], timed), strict=True):
+                times[k] = t
         return groups
 
     def _repair_edges(
@@ -561,9 +567,8 @@ class PocketsphinxBackend:
                     continue
                 *_, cut, left, right = min(splits, key=lambda x: x[:3])
                 for window, ks, timed in ((windows[r], both[:cut], left), (windows[q], both[cut:], right)):
-                    t0 = (window[0] - window[0] % 160) / SAMPLE_RATE_HZ
-                    for k, seg in zip(ks, timed, strict=True):
-                        times[k] = (t0 + seg.start_s, t0 + seg.end_s, seg.score)
+                    for k, t in zip(ks, _stream_times(window[0], timed), strict=True):
+                        times[k] = t
                 if cut != len(a):
                     logger.debug("words moved across the silence after %.2f s", regions[r][1] / SAMPLE_RATE_HZ)
                     by_region[r], by_region[q] = both[:cut], both[cut:]
@@ -610,8 +615,7 @@ class PocketsphinxBackend:
             timed = self._align_region(pcm, (lo, hi), [names[j] for j in ks])
             if timed is None:
                 continue
-            t0 = (lo - lo % 160) / SAMPLE_RATE_HZ
-            new = [(t0 + g.start_s, t0 + g.end_s, g.score) for g in timed]
+            new = _stream_times(lo, timed)
             if sum(squeezed(j, t) for j, t in zip(ks, new, strict=True)) < sum(squeezed(j, times[j]) for j in ks):
                 logger.debug("squeezed word %r realigned with its neighbours", names[k])
                 for j, t in zip(ks, new, strict=True):
