@@ -402,7 +402,7 @@ class PocketsphinxBackend:
         for r, ks in by_region.items():
             runs = chunks.runs_in(pcm, regions[r : r + 1])[0]
             if len(ks) > 1 and len(runs) >= max(2.0, chunks.CAREFUL_RUNS_PER_WORD * len(ks)):
-                self._share(pcm, runs, ks, names, phones, times, begins, only_changed=True)
+                self._share(pcm, runs, ks, names, phones, times, begins, only_changed=True, keep_aligned=True)
         self._repair_squeezed(pcm, regions, names, phones, times)
         out = list(first)
         for k, t in enumerate(times):
@@ -423,13 +423,16 @@ class PocketsphinxBackend:
         *,
         only_changed: bool = False,
         free_squeezed: bool = False,
+        keep_aligned: bool = False,
     ) -> dict[int, list[int]]:
         """Share words `ks` (indices into `names`; those in `begins` start an utterance) over `regions`
         (`chunks.assign_words`, anchored to `times`) and
         align each region's words on its padded audio, updating `times` (start_s, end_s, score) in place where
-        all of a region's words align; where they do not, a short region's words are spread over it by phone count
-        (`chunks.SPREAD_MAX_S_PER_WORD`; score None, so counted as interpolated) and a long one's keep their
-        times. `only_changed`:
+        all of a region's words align; where they do not, a long region's words keep their times (as do words the
+        level above aligned, with `keep_aligned`) and a short region's are spread over it by phone count
+        (`chunks.SPREAD_MAX_S_PER_WORD`; score None, so counted as interpolated). `keep_aligned`: the regions are
+        a region's speech runs, a refinement (a run cut at a stop's closure inside a word, or a word shared into
+        the run beside its own, does not align: the region's times are better than a spread). `only_changed`:
         align only the regions whose words differ from the anchors' (a word split by a stop's closure keeps its
         times). `free_squeezed`: words squeezed at a region's edge are not anchored (`_free_squeezed`; regions
         only, not a careful region's runs, where every word is at an edge). Returns {region: its words}."""
@@ -468,7 +471,8 @@ class PocketsphinxBackend:
                 continue
             timed = self._align_region(pcm, windows[r], [names[k] for k in group])
             too_long = (regions[r][1] - regions[r][0]) / SAMPLE_RATE_HZ > chunks.SPREAD_MAX_S_PER_WORD * len(group)
-            if timed is None and too_long:
+            aligned_above = keep_aligned and all(times[k] is not None and times[k][2] is not None for k in group)
+            if timed is None and (too_long or aligned_above):
                 logger.debug(
                     "region %.2f-%.2f s: its %d words did not all align; kept the times of the level above",
                     regions[r][0] / SAMPLE_RATE_HZ,
