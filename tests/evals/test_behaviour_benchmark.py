@@ -162,8 +162,12 @@ def test_fit_steps_shortens_the_schedule_to_the_time_cap_and_keeps_it_on_resume(
     steps = demo.fitted_steps(run_dir, d, args, 0.0)
     saved = json.loads((run_dir / "fitted_steps.json").read_text())
     (n1, w1), (n2, w2) = saved["calibration"]
-    assert 1 <= n1 < n2 and w1 < w2 and not (run_dir / "calibration").exists()
-    assert saved["pace"] == pytest.approx((n2 - n1) / (w2 - w1)) and 0.0 <= saved["startup_s"] <= w1
+    assert n1 >= 1 and n2 >= 1 and not (run_dir / "calibration").exists()
+    # the pace from the difference of the two runs; on a loaded machine (the suite runs a worker per core) the
+    # longer run can reach no more steps than the shorter one, and the pace falls back to the longer run alone
+    differs = n2 > n1 and w2 > w1
+    assert saved["pace"] == pytest.approx((n2 - n1) / (w2 - w1) if differs else n2 / w2)
+    assert saved["pace"] > 0 and 0.0 <= saved["startup_s"] <= w1
     assert steps == max(3, int(demo.FIT_MARGIN * saved["pace"] * (30.0 - 3 * saved["startup_s"]))) < 100000
     (d / "train").unlink()  # a second calibration would now fail: the saved schedule is used
     assert demo.fitted_steps(run_dir, d, args, 0.0) == steps
