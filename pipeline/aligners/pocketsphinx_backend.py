@@ -516,10 +516,12 @@ class PocketsphinxBackend:
         At every boundary between two regions with words where an edge word is unplaced or squeezed
         (`SQUEEZED_S_PER_PHONE`), each split that moves up to `EDGE_MAX_SHIFT` words out of the failed region into
         the other is aligned, and of the splits under which both regions align the one with the fewest squeezed
-        words wins, then the highest summed log-likelihood of their whole audio (same audio, so the totals
-        compare); before either, a split at an utterance break wins over one that leaves the break inside a region
-        (a boundary whose words hold a break within `EDGE_MAX_SHIFT` words of it is tried too, moving words towards
-        the break only). Otherwise words are never moved into a failed region: a region that fails on its own words (a
+        words wins, then the split as it was (a move that squeezes no fewer words is not made: a filler before a
+        pause, squeezed at its region's end, was moved 1.1 s on, where it was squeezed too), then the highest
+        summed log-likelihood of their whole audio (same audio, so the totals compare); before all of these, a
+        split at an utterance break wins over one that leaves the break inside a region (a boundary whose words
+        hold a break within `EDGE_MAX_SHIFT` words of it is tried too, moving words towards the break only).
+        Otherwise words are never moved into a failed region: a region that fails on its own words (a
         "mm-hmm" said otherwise than the dictionary has it) aligns once a neighbour's word is squeezed in beside
         them (the demo speech: "that" pulled 1.9 s early). Sweeps repeat while a split changes (a word pushed
         along several regions comes back one region per sweep)."""
@@ -556,20 +558,28 @@ class PocketsphinxBackend:
                 # or move towards an utterance break
                 lowest = max(1, len(a) - EDGE_MAX_SHIFT) if left_failed else min([len(a), *near])
                 highest = min(len(both) - 1, len(a) + EDGE_MAX_SHIFT) if right_failed else max([len(a), *near])
-                # the splits under which both regions align:
-                # (break not at the cut, squeezed words, -summed log-likelihood, cut, segments)
-                splits: list[tuple[bool, int, float, int, list[_Seg], list[_Seg]]] = []
+                # the splits under which both regions align: (break not at the cut, squeezed words, words moved,
+                # -summed log-likelihood, cut, segments); a move that squeezes no fewer words is not made
+                splits: list[tuple[bool, int, bool, float, int, list[_Seg], list[_Seg]]] = []
                 for cut in range(lowest, highest + 1):
                     left, left_ll = aligned(r, tuple(both[:cut]))
                     right, right_ll = aligned(q, tuple(both[cut:]))
                     if left and right:  # (one region's likelihood alone favours texts with fewer, stretched words)
                         squeezed = squeezed_in(both[:cut], left) + squeezed_in(both[cut:], right)
                         splits.append(
-                            (bool(near) and cut not in near, squeezed, -(left_ll + right_ll), cut, left, right)
+                            (
+                                bool(near) and cut not in near,
+                                squeezed,
+                                cut != len(a),
+                                -(left_ll + right_ll),
+                                cut,
+                                left,
+                                right,
+                            )
                         )
                 if not splits:
                     continue
-                *_, cut, left, right = min(splits, key=lambda x: x[:3])
+                *_, cut, left, right = min(splits, key=lambda x: x[:4])
                 for window, ks, timed in ((windows[r], both[:cut], left), (windows[q], both[cut:], right)):
                     for k, t in zip(ks, _stream_times(window[0], timed), strict=True):
                         times[k] = t
