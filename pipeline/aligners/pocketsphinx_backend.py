@@ -379,7 +379,9 @@ class PocketsphinxBackend:
 
         The stream is cut at its silences (`chunks.speech_regions`); the words are shared out over the regions by
         `chunks.assign_words` (durations, speech runs a region holds, anchored to the first pass) and each region
-        is aligned on its own audio, so no word crosses a silence or is pushed into another region's speech. Then
+        is aligned on its own audio (`chunks.PAD_S` of silence each side, and again with `chunks.WIDE_PAD_S` where
+        no search reaches the end of its text), so no word crosses a silence or is pushed into another region's
+        speech. Then
         the same again one level down: within each region, over its speech runs (`chunks.runs_in`; pauses between
         careful words). Where a region's words do not all align, the level above keeps its times for them.
         `breaks` (indices of `words` that begin an utterance) keep the words of two utterances in two regions
@@ -463,13 +465,14 @@ class PocketsphinxBackend:
         for k, r in zip(ks, region_of, strict=True):
             groups.setdefault(r, []).append(k)
         windows = chunks.padded(regions, len(pcm))
+        wide = chunks.padded(regions, len(pcm), chunks.WIDE_PAD_S)
         anchored: dict[int, list[int]] = {}
         for k, r in zip(ks, anchors, strict=True):
             anchored.setdefault(r, []).append(k)
         for r, group in groups.items():
             if only_changed and anchored.get(r) == group:
                 continue
-            timed = self._align_region(pcm, windows[r], [names[k] for k in group])
+            timed = self._align_region(pcm, windows[r], [names[k] for k in group], wide[r])
             too_long = (regions[r][1] - regions[r][0]) / SAMPLE_RATE_HZ > chunks.SPREAD_MAX_S_PER_WORD * len(group)
             aligned_above = keep_aligned and all(times[k] is not None and times[k][2] is not None for k in group)
             if timed is None and (too_long or aligned_above):
@@ -526,11 +529,12 @@ class PocketsphinxBackend:
         them (the demo speech: "that" pulled 1.9 s early). Sweeps repeat while a split changes (a word pushed
         along several regions comes back one region per sweep)."""
         windows = chunks.padded(regions, len(pcm))
+        wide = chunks.padded(regions, len(pcm), chunks.WIDE_PAD_S)
         cache: dict[tuple[int, tuple[int, ...]], tuple[list[_Seg] | None, float]] = {}
 
         def aligned(region: int, ks: tuple[int, ...]) -> tuple[list[_Seg] | None, float]:
             if (region, ks) not in cache:
-                timed = self._align_region(pcm, windows[region], [names[k] for k in ks])
+                timed = self._align_region(pcm, windows[region], [names[k] for k in ks], wide[region])
                 cache[region, ks] = (timed, self.last_log_like if timed is not None else float("-inf"))
             return cache[region, ks]
 
@@ -635,15 +639,24 @@ class PocketsphinxBackend:
                 for j, t in zip(ks, new, strict=True):
                     times[j] = t
 
-    def _align_region(self, pcm: np.ndarray, window: tuple[int, int], names: Sequence[str]) -> list[_Seg] | None:
-        """Word segments of `names` on `pcm[window]` (frames from the 10 ms frame that holds window[0]), or None
-        when not every word aligns."""
-        lo, hi = window
-        raw = _to_int16(pcm[lo - lo % 160 : hi]).tobytes()
-        for search in self._searches:
-            timed = self._align_once(search, raw, names)
-            if timed is not None and len(timed) == len(names):
-                return timed
+    def _align_region(
+        self,
+        pcm: np.ndarray,
+        window: tuple[int, int],
+        names: Sequence[str],
+        wide: tuple[int, int] | None = None,
+    ) -> list[_Seg] | None:
+        """Word segments of `names` on `pcm[window]` (seconds from the 10 ms frame that holds window[0]), or None
+        when not every word aligns. `wide`: a window around it (more of the region's silence, `chunks.WIDE_PAD_S`)
+        searched when no search reaches the end of the text on `window`; its segments are given in the same time
+        base. (`self.last_log_like` is then the wide window's: more silence, a lower total.)"""
+        for lo, hi in (window,) if wide is None or wide == window else (window, wide):
+            raw = _to_int16(pcm[lo - lo % 160 : hi]).tobytes()
+            for search in self._searches:
+                timed = self._align_once(search, raw, names)
+                if timed is not None and len(timed) == len(names):
+                    shift = ((lo - lo % 160) - (window[0] - window[0] % 160)) / SAMPLE_RATE_HZ
+                    return [_Seg(g.start_s + shift, g.end_s + shift, g.score, g.log_like, g.frames) for g in timed]
         return None
 
     def align_whole(self, pcm: np.ndarray, words: Sequence[str]) -> list[StreamWord]:

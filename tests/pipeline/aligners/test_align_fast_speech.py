@@ -90,9 +90,11 @@ def test_no_word_is_moved_into_a_region_that_failed(backend: PocketsphinxBackend
     tried: list[tuple[int, list[str]]] = []
     align_region = backend._align_region
 
-    def spy(pcm_: np.ndarray, window: tuple[int, int], ns: list[str]) -> list | None:
+    def spy(
+        pcm_: np.ndarray, window: tuple[int, int], ns: list[str], wide: tuple[int, int] | None = None
+    ) -> list | None:
         tried.append((window[0], list(ns)))
-        return align_region(pcm_, window, ns)
+        return align_region(pcm_, window, ns, wide)
 
     backend._align_region = spy  # type: ignore[method-assign]
     try:

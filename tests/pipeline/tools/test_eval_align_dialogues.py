@@ -153,3 +153,22 @@ def test_a_squeezed_edge_word_is_not_moved_where_it_is_squeezed_as_much(tmp_path
     report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
     voice = [w for w in report.words if w.voice == "es-wm-f5"]
     assert voice and all(w.within_one_microturn for w in voice)  # before: "uh" 1.1 s late
+
+
+@pytest.mark.parametrize(
+    ("index", "voice", "word"),
+    [(45, "es-us-f4", "tuned [the] / loud"), (32, "fe-ked", "there is [a] / greasy")],
+)
+def test_a_clause_last_word_at_its_region_end_stays_there(tmp_path: Path, index: int, voice: str, word: str) -> None:
+    """Conversations 45 and 32 of `eval-align --dialogues 2`: a clause's last short word right at its region's end,
+    before a within-turn pause. With 0.15 s of silence after it no search reached the end of the region's text, so
+    the region failed with its own words and the edge repair put the word at the next region's start (0.6-0.8 s
+    late); the region is now searched again with more of its silence (`chunks.WIDE_PAD_S`)."""
+    casts = rate_casts(2, [0.8, 1.0, 1.25], seed=0)
+    config = DialogueConfig(duration_s=(14.0, 18.0))
+    make_dialogues(tmp_path, 1, 0, config=config, casts=casts[index : index + 1], start_index=index)
+    (conv,) = load_conversations(tmp_path)
+    assert conv.id == f"dlg-train-s0-{index:05d}" and voice in conv.extra["synth"]["speaker_voices"].values()
+    report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
+    words = [w for w in report.words if w.voice == voice]
+    assert words and all(w.within_one_microturn for w in words), word
