@@ -155,6 +155,17 @@ def test_a_squeezed_edge_word_is_not_moved_where_it_is_squeezed_as_much(tmp_path
     assert voice and all(w.within_one_microturn for w in voice)  # before: "uh" 1.1 s late
 
 
+def _words_of(tmp_path: Path, index: int, voice: str) -> list[WordOutcome]:
+    """`voice`'s words in conversation `index` of `eval-align --dialogues 2`, generated again with its seed and cast."""
+    casts = rate_casts(2, [0.8, 1.0, 1.25], seed=0)
+    config = DialogueConfig(duration_s=(14.0, 18.0))
+    make_dialogues(tmp_path, 1, 0, config=config, casts=casts[index : index + 1], start_index=index)
+    (conv,) = load_conversations(tmp_path)
+    assert conv.id == f"dlg-train-s0-{index:05d}" and voice in conv.extra["synth"]["speaker_voices"].values()
+    report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
+    return [w for w in report.words if w.voice == voice]
+
+
 @pytest.mark.parametrize(
     ("index", "voice", "word"),
     [(45, "es-us-f4", "tuned [the] / loud"), (32, "fe-ked", "there is [a] / greasy")],
@@ -164,11 +175,14 @@ def test_a_clause_last_word_at_its_region_end_stays_there(tmp_path: Path, index:
     before a within-turn pause. With 0.15 s of silence after it no search reached the end of the region's text, so
     the region failed with its own words and the edge repair put the word at the next region's start (0.6-0.8 s
     late); the region is now searched again with more of its silence (`chunks.WIDE_PAD_S`)."""
-    casts = rate_casts(2, [0.8, 1.0, 1.25], seed=0)
-    config = DialogueConfig(duration_s=(14.0, 18.0))
-    make_dialogues(tmp_path, 1, 0, config=config, casts=casts[index : index + 1], start_index=index)
-    (conv,) = load_conversations(tmp_path)
-    assert conv.id == f"dlg-train-s0-{index:05d}" and voice in conv.extra["synth"]["speaker_voices"].values()
-    report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
-    words = [w for w in report.words if w.voice == voice]
+    words = _words_of(tmp_path, index, voice)
     assert words and all(w.within_one_microturn for w in words), word
+
+
+def test_a_split_that_leaves_a_region_edge_to_no_word_is_not_chosen(tmp_path: Path) -> None:
+    """Conversation 27 (es-la-m7): "the passport at uh / the harbour". The split with "the" before the pause
+    (squeezed onto the filler, "uh" onto "at") aligned with a higher likelihood than the right one and squeezed no
+    more words by score; but the next region's first 0.14 s of sound, "the", was left to no word
+    (`EDGE_UNCOVERED_S`)."""
+    words = _words_of(tmp_path, 27, "es-la-m7")
+    assert words and all(w.within_one_microturn for w in words)
