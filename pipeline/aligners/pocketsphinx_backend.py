@@ -85,17 +85,22 @@ _LETTER_PHONES = {
 }
 
 
-BACKCHANNEL_PRONUNCIATIONS = {
+TTS_PRONUNCIATIONS = {
     "mm": ("EH M EH M",),
     "hmm": ("HH AH M", "EY CH EH M EH M"),
     "uh": ("AA",),
     "huh": ("HH AA",),
     "um": ("AA M",),
+    "yeah": ("Y EH", "Y EH AH"),
+    "sure": ("SH UH AH",),
 }
-"""Alternative pronunciations added to the dictionary's for backchannels and filled pauses, as TTS voices say them
-(espeak-ng -x and flite -ps): espeak-ng and flite spell "mm" as the letters' names (EH M EH M), flite spells "hmm"
-(EY CH EH M EH M), espeak-ng says "hmm" with a schwa, flite says "uh" with AA. The search takes whichever fits: with
-only the dictionary's "mm M" the words around such a backchannel were pushed into the next region."""
+"""Alternative pronunciations added to the dictionary's for backchannels, filled pauses and short answers, as TTS
+voices say them (espeak-ng -x and flite -ps): espeak-ng and flite spell "mm" as the letters' names (EH M EH M), flite
+spells "hmm" (EY CH EH M EH M), espeak-ng says "hmm" with a schwa, flite says "uh" with AA. The search takes
+whichever fits: with only the dictionary's "mm M" the words around such a backchannel were pushed into the next
+region. espeak-ng says "yeah" j'Eh (the dictionary: Y AE) and "sure" S'U@ (SH UH R): with only the dictionary's,
+the word after a long "yeah" or a Scottish "sure" was aligned onto its tail (`eval-align --dialogues 2`: es-sc-f1
+and es-us-f4 98.7 / 99.5 -> 100 % within one micro-turn, every other voice's row unchanged or better)."""
 
 FRAGMENT_PREFIX = "frag_"
 """Dictionary name of a false start ("b" of "b buttons"), kept apart from the word "b" (the letter's name)."""
@@ -287,7 +292,7 @@ class PocketsphinxBackend:
             for rate, beam in SEARCHES
         ]
         for search in self._searches:
-            for word, prons in BACKCHANNEL_PRONUNCIATIONS.items():
+            for word, prons in TTS_PRONUNCIATIONS.items():
                 for k, pron in enumerate(prons, start=2):  # "mm(2)": the dictionary's way to name an alternative
                     if search.decoder.lookup_word(word) and not search.decoder.lookup_word(f"{word}({k})"):
                         search.decoder.add_word(f"{word}({k})", pron, True)

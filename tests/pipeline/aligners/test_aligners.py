@@ -165,13 +165,13 @@ def test_pocketsphinx_aligns_known_text_of_demo_speech(demo: Conversation) -> No
     assert start_err < 0.04 and end_err < 0.06, (start_err, end_err)  # measured: ~10 and ~25 ms before refinement
 
 
-def test_pocketsphinx_knows_backchannels_as_tts_voices_say_them() -> None:
-    from pipeline.aligners.pocketsphinx_backend import BACKCHANNEL_PRONUNCIATIONS
+def test_pocketsphinx_knows_short_words_as_tts_voices_say_them() -> None:
+    from pipeline.aligners.pocketsphinx_backend import TTS_PRONUNCIATIONS
 
     backend = load_backend(AlignerConfig(backend="pocketsphinx"))
     for search in backend._searches:  # every search the alignment may fall back on
         assert search.decoder.lookup_word("mm") == "M"  # the dictionary's own stays first
-        for word, prons in BACKCHANNEL_PRONUNCIATIONS.items():
+        for word, prons in TTS_PRONUNCIATIONS.items():
             assert [search.decoder.lookup_word(f"{word}({k})") for k in range(2, 2 + len(prons))] == list(prons)
 
 

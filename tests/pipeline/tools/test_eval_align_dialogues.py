@@ -186,3 +186,14 @@ def test_a_split_that_leaves_a_region_edge_to_no_word_is_not_chosen(tmp_path: Pa
     (`EDGE_UNCOVERED_S`)."""
     words = _words_of(tmp_path, 27, "es-la-m7")
     assert words and all(w.within_one_microturn for w in words)
+
+
+@pytest.mark.parametrize(("index", "voice", "words"), [(26, "es-sc-f1", "sure do you"), (4, "es-us-f4", "yeah I want")])
+def test_a_word_said_otherwise_than_the_dictionary_keeps_its_neighbour_off_its_tail(
+    tmp_path: Path, index: int, voice: str, words: str
+) -> None:
+    """espeak-ng says "sure" S'U@ (Scottish, conversation 26) and "yeah" j'Eh (conversation 4), the dictionary SH UH R
+    and Y AE: the next word was aligned onto the tail of the long vowel (0.3-0.4 s early). With espeak-ng's
+    pronunciations beside the dictionary's (`TTS_PRONUNCIATIONS`) every word stays within one micro-turn."""
+    found = _words_of(tmp_path, index, voice)
+    assert found and all(w.within_one_microturn for w in found), words
