@@ -142,19 +142,6 @@ def test_microturn_eval_align_dialogues_is_one_command(capsys: pytest.CaptureFix
     assert voices == set(VOICES_BY_NAME)
 
 
-def test_a_squeezed_edge_word_is_not_moved_where_it_is_squeezed_as_much(tmp_path: Path) -> None:
-    """Conversation 50 of `eval-align --dialogues 2` (es-wm-f5 at 1.0x): "I forgot to uh / download": the filler
-    before a pause aligned short at its region's end, and the edge repair moved it 1.1 s on into the next region,
-    where it was squeezed too (a move chosen by likelihood alone). A move must now squeeze fewer words."""
-    casts = rate_casts(2, [0.8, 1.0, 1.25], seed=0)
-    make_dialogues(tmp_path, 1, 0, config=DialogueConfig(duration_s=(14.0, 18.0)), casts=casts[50:51], start_index=50)
-    (conv,) = load_conversations(tmp_path)
-    assert conv.id == "dlg-train-s0-00050" and "es-wm-f5" in conv.extra["synth"]["speaker_voices"].values()
-    report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
-    voice = [w for w in report.words if w.voice == "es-wm-f5"]
-    assert voice and all(w.within_one_microturn for w in voice)  # before: "uh" 1.1 s late
-
-
 def _words_of(tmp_path: Path, index: int, voice: str) -> list[WordOutcome]:
     """`voice`'s words in conversation `index` of `eval-align --dialogues 2`, generated again with its seed and cast."""
     casts = rate_casts(2, [0.8, 1.0, 1.25], seed=0)
@@ -164,6 +151,14 @@ def _words_of(tmp_path: Path, index: int, voice: str) -> list[WordOutcome]:
     assert conv.id == f"dlg-train-s0-{index:05d}" and voice in conv.extra["synth"]["speaker_voices"].values()
     report = evaluate([conv], load_backend(AlignerConfig(backend="pocketsphinx")), mode="text")
     return [w for w in report.words if w.voice == voice]
+
+
+def test_a_squeezed_edge_word_is_not_moved_where_it_is_squeezed_as_much(tmp_path: Path) -> None:
+    """Conversation 50 of `eval-align --dialogues 2` (es-wm-f5 at 1.0x): "I forgot to uh / download": the filler
+    before a pause aligned short at its region's end, and the edge repair moved it 1.1 s on into the next region,
+    where it was squeezed too (a move chosen by likelihood alone). A move must now squeeze fewer words."""
+    voice = _words_of(tmp_path, 50, "es-wm-f5")
+    assert voice and all(w.within_one_microturn for w in voice)  # before: "uh" 1.1 s late
 
 
 @pytest.mark.parametrize(
